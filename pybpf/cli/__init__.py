@@ -1,0 +1,74 @@
+"""The ``pybpf`` command.
+
+One click group; each subcommand lives in its own module of this package and registers itself
+on :data:`cli`. :func:`main` turns every :class:`pybpf.errors.BPFError` (and any other
+unexpected exception) into one clear line on stderr and a non-zero exit: users never see a
+traceback (set ``PYBPF_DEBUG=1`` to get one).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+from ..errors import BPFError
+
+#: modules that define subcommands; each imports :data:`cli` and decorates its commands
+COMMAND_MODULES = [
+    "asm",      # asm, disasm
+    "run",      # run
+    "plugin",   # plugin (bpf_conformance protocol)
+    "verify",   # verify
+    "filter",   # filter, tap (classic BPF)
+    "kernel",   # prog, map, attach
+    "trace",    # trace
+]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="pybpf")
+def cli() -> None:
+    """BPF and eBPF in Python: assemble, run, verify, JIT and load programs."""
+
+
+def _load_commands() -> None:
+    for name in COMMAND_MODULES:
+        try:
+            importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            # a subcommand module not written yet; only tolerate the module itself missing
+            if exc.name != f"{__name__}.{name}":
+                raise
+
+
+def fail(message: str, code: int = 1) -> "NoReturn":  # type: ignore[name-defined]
+    click.echo(f"pybpf: error: {message}", err=True)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    _load_commands()
+    try:
+        cli.main(args=argv, prog_name="pybpf", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        fail("aborted", 130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except BPFError as exc:
+        if os.environ.get("PYBPF_DEBUG"):
+            raise
+        fail(str(exc))
+    except BrokenPipeError:
+        sys.exit(0)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    except Exception as exc:  # a bug in pybpf: still one line, but say it is internal
+        if os.environ.get("PYBPF_DEBUG"):
+            raise
+        fail(f"internal error: {type(exc).__name__}: {exc} (set PYBPF_DEBUG=1 for a traceback)", 2)
