@@ -34,6 +34,8 @@ class MapSpec:
     # BTF type ids of key and value, when the object had BTF (filled by the ELF loader)
     btf_key_type_id: int = 0
     btf_value_type_id: int = 0
+    # bpf_attr.map_extra: bloom_filter's number of hash functions (low 4 bits)
+    map_extra: int = 0
 
 
 @dataclass
