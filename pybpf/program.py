@@ -36,6 +36,10 @@ class MapSpec:
     btf_value_type_id: int = 0
     # bpf_attr.map_extra: bloom_filter's number of hash functions (low 4 bits)
     map_extra: int = 0
+    # initial values that name other objects (filled by the ELF loader): slot index -> the name
+    # of a program (prog_array) or of a map (array_of_maps / hash_of_maps); the loader puts the
+    # live program or map there once it exists
+    init_refs: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -62,6 +66,15 @@ class Program:
     lines: dict[int, str] = field(default_factory=dict)
     # labels by slot index (subprogram and jump target names from assembly or symbols)
     labels: dict[int, str] = field(default_factory=dict)
+    # kernel-side BTF, when the program came from an object with BTF (filled by the ELF loader):
+    # the object's .BTF made loadable (bpf(BPF_BTF_LOAD)), and BPF_PROG_LOAD's func_info
+    # (slot, BTF FUNC id) and line_info (slot, file_name_off, line_off, line_col) records;
+    # the kernel needs them e.g. for bpf_loop callbacks and global functions
+    btf: bytes | None = None
+    func_info: list[tuple[int, int]] = field(default_factory=list)
+    line_info: list[tuple[int, int, int, int]] = field(default_factory=list)
+    # expected_attach_type as the kernel names it (cgroup_inet_ingress, ...), when needed
+    attach_type: str | None = None
 
     def bytecode(self) -> bytes:
         return isa.encode(self.insns)
