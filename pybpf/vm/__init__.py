@@ -1,0 +1,10 @@
+"""The reference interpreter (RFC 9669 semantics as Linux executes them).
+
+``Interpreter(program, maps=None, budget=1_000_000).run(data)`` returns r0; see
+:mod:`.interpreter` for the memory layout and :mod:`.translate` / :mod:`.stepper` for the two
+execution paths.
+"""
+
+from .interpreter import DEFAULT_BUDGET, Env, Interpreter, ProgramExit
+
+__all__ = ["DEFAULT_BUDGET", "Env", "Interpreter", "ProgramExit"]

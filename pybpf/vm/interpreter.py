@@ -1,0 +1,397 @@
+"""The reference interpreter: a live userspace instance of a :class:`pybpf.program.Program`.
+
+An :class:`Interpreter` owns the program's memory (one 512-byte stack region per call frame,
+a read-only copy of the bytecode whose addresses name subprograms, the input data of each run,
+and the value storage of its maps) and runs the program on it. Two execution paths share this
+state:
+
+* the *fast path* (:mod:`.translate`): each subprogram is translated once into a Python
+  function whose registers are local variables, with instruction counting per basic block;
+* the *stepping path* (:mod:`.stepper`): one instruction at a time, used for ``--trace`` and to
+  pin down the exact instruction at which the budget is exhausted.
+
+Semantics follow RFC 9669 as Linux executes it (see :mod:`.semantics`). Differences from the
+kernel, which verifies before it runs, are deliberate: nothing is verified here, so every
+memory access is checked against the regions at run time (:mod:`pybpf.memory`), execution is
+bounded by an instruction budget, and callees start with r0 and r6-r9 zeroed (the kernel
+leaves them undefined; the verifier forbids reading them).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import time
+from typing import Any, Callable, Iterable
+
+from .. import isa
+from ..errors import BPFError, HelperError, VMError
+from ..helpers import HELPER_NAMES, get_helper
+from ..memory import Memory, Region
+from ..program import Program
+from . import semantics as sem
+
+DEFAULT_BUDGET = 1_000_000
+M64 = isa.U64
+
+HelperImpl = Callable[..., int]
+
+
+class ProgramExit(Exception):
+    """Raised (by a helper or a packet load) to end the whole program with r0 = ``value``.
+
+    Legacy packet loads (LD_ABS/LD_IND) outside the packet end the program returning 0, as the
+    kernel does; uBPF's ``unwind`` helper ends it when it returns 0.
+    """
+
+    def __init__(self, value: int = 0):
+        super().__init__(value)
+        self.value = value & M64
+
+
+class Env:
+    """What a helper implementation sees of the running program (:class:`HelperEnv`)."""
+
+    def __init__(self, vm: "Interpreter"):
+        self.vm = vm
+        self.memory = vm.memory
+
+    def read(self, addr: int, size: int) -> bytes:
+        return self.memory.read(addr, size)
+
+    def write(self, addr: int, data: bytes) -> None:
+        self.memory.write(addr, data)
+
+    def map_from_ptr(self, ptr: int) -> Any:
+        found = self.vm.maps_by_handle.get(ptr)
+        if found is None:
+            raise HelperError(f"{ptr:#x} is not a map pointer")
+        return found
+
+    def add_region(self, region: Region) -> Region:
+        return self.memory.add(region)
+
+    def remove_region(self, region: Region) -> None:
+        self.memory.remove(region)
+
+    @property
+    def maps(self) -> list[Any]:
+        return self.vm.maps
+
+    @property
+    def data(self) -> Region | None:
+        """The input data (packet) of the current run."""
+        return self.vm.data_region
+
+    @property
+    def program(self) -> Program:
+        return self.vm.program
+
+    def trace_printk(self, text: str) -> None:
+        self.vm.trace_pipe.append(text)
+
+
+def slot_code(insns: Iterable[isa.Instruction]) -> list[isa.Instruction | None]:
+    """Instructions indexed by slot (the second slot of a 64-bit load holds None)."""
+    code: list[isa.Instruction | None] = []
+    for insn in insns:
+        code.append(insn)
+        if insn.slots == 2:
+            code.append(None)
+    return code
+
+
+def written_registers(insn: isa.Instruction) -> tuple[int, ...]:
+    """Registers an instruction writes (besides r0 written by calls)."""
+    cls = insn.cls
+    if cls in (isa.ALU, isa.ALU64, isa.LDX) or insn.opcode == isa.LDDW:
+        return (insn.dst,)
+    if cls == isa.STX and insn.opcode & 0xE0 == isa.ATOMIC:
+        if insn.imm == isa.ATOMIC_CMPXCHG:
+            return (0,)
+        if insn.imm & isa.ATOMIC_FETCH:
+            return (insn.src,)
+    if cls == isa.LD:
+        return (0,)
+    return ()
+
+
+class Interpreter:
+    """A program loaded into userspace memory, ready to run.
+
+    ``maps``: live maps to use (index = ``Program.maps`` index); by default they are created
+    from the program's map specs with :func:`pybpf.maps.create_map`. ``helpers`` overrides or
+    adds helper implementations by id (the conformance plugin uses it for uBPF's ``unwind``).
+    """
+
+    def __init__(self, program: Program, *, maps: list[Any] | None = None,
+                 budget: int = DEFAULT_BUDGET, helpers: dict[int, HelperImpl] | None = None,
+                 fast: bool = True):
+        if not program.insns:
+            raise VMError("the program is empty (it needs at least an exit instruction)")
+        if budget < 0:
+            raise VMError(f"instruction budget must be positive, not {budget}")
+        self.program = program
+        self.budget = budget
+        self.fast = fast
+        self.code = slot_code(program.insns)
+        self._check_frame_pointer()
+        self.memory = Memory()
+        self.stacks = [self.memory.add(Region.allocate(f"stack[{i}]", isa.STACK_SIZE))
+                       for i in range(isa.MAX_CALL_DEPTH)]
+        self.frame_pointers = [r.end for r in self.stacks]
+        text = program.bytecode()
+        self.text = self.memory.add(Region.allocate("text", len(text), writable=False,
+                                                    data=text))
+        self.maps = self._make_maps(maps)
+        self.maps_by_handle = {m.handle: m for m in self.maps}
+        self.helper_overrides = dict(helpers or {})
+        self.helper_impls: dict[int, HelperImpl] = {}
+        self.entries = self._find_entries()
+        self.func_values = {self.text.address + 8 * e: e for e in self.entries}
+        self.lddw_values = self._resolve_lddw()
+        self._resolve_call_sites()
+        self.env = Env(self)
+        self.trace_pipe: list[str] = []
+        self.data_region: Region | None = None
+        self.insn_count = 0
+        self._translated = None
+
+    # --- loading -----------------------------------------------------------------------------
+    def _check_frame_pointer(self) -> None:
+        for pc, insn in enumerate(self.code):
+            if insn is not None and isa.FRAME_POINTER in written_registers(insn):
+                raise VMError("r10 (the frame pointer) is read-only", pc=pc)
+
+    def _make_maps(self, maps: list[Any] | None) -> list[Any]:
+        if maps is None:
+            if not self.program.maps:
+                maps = []
+            else:
+                try:
+                    from ..maps import create_map
+                except ImportError as exc:
+                    raise VMError(f"the program uses maps but pybpf.maps is unavailable: "
+                                  f"{exc}") from None
+                maps = [create_map(spec) for spec in self.program.maps]
+        else:
+            maps = list(maps)
+        for m in maps:
+            regions = getattr(m, "regions", None)
+            for region in (regions() if callable(regions) else []):
+                self.memory.add(region)
+        return maps
+
+    def _find_entries(self) -> list[int]:
+        entries = {0}
+        for pc, insn in enumerate(self.code):
+            if insn is None:
+                continue
+            if insn.opcode == isa.JMP | isa.CALL and insn.src == isa.CALL_LOCAL:
+                entries.add(pc + 1 + insn.imm)
+            elif insn.opcode == isa.LDDW and insn.src == isa.PSEUDO_FUNC:
+                entries.add(pc + 1 + insn.imm)
+        for e in entries:
+            if not 0 <= e < len(self.code) or self.code[e] is None:
+                raise VMError(f"call to {e} is not an instruction of the program")
+        return sorted(entries)
+
+    def _map_index_for(self, insn: isa.Instruction, pc: int) -> int:
+        index = insn.imm
+        if insn.src in (isa.PSEUDO_MAP_FD, isa.PSEUDO_MAP_VALUE):
+            # a file descriptor has no meaning here: use the map the program's references name
+            logical = sum(1 for i in self.code[:pc] if i is not None)
+            for ref in self.program.map_refs:
+                if ref.index == logical:
+                    names = [s.name for s in self.program.maps]
+                    if ref.map_name in names:
+                        index = names.index(ref.map_name)
+        if not 0 <= index < len(self.maps):
+            raise VMError(f"64-bit load refers to map {index} but the program has "
+                          f"{len(self.maps)} map(s)", pc=pc)
+        return index
+
+    def _resolve_lddw(self) -> dict[int, int]:
+        values: dict[int, int] = {}
+        for pc, insn in enumerate(self.code):
+            if insn is None or insn.opcode != isa.LDDW:
+                continue
+            src = insn.src
+            if src == isa.PSEUDO_IMM64:
+                values[pc] = insn.imm64
+            elif src in (isa.PSEUDO_MAP_IDX, isa.PSEUDO_MAP_FD):
+                values[pc] = self.maps[self._map_index_for(insn, pc)].handle & M64
+            elif src in (isa.PSEUDO_MAP_IDX_VALUE, isa.PSEUDO_MAP_VALUE):
+                m = self.maps[self._map_index_for(insn, pc)]
+                base = getattr(m, "value_address", None)
+                if base is None:
+                    raise VMError(f"map {m.spec.name if hasattr(m, 'spec') else insn.imm} has no "
+                                  "directly addressable value", pc=pc)
+                values[pc] = (base + ((insn.imm_hi or 0) & isa.U32)) & M64
+            elif src == isa.PSEUDO_FUNC:
+                values[pc] = self.text.address + 8 * (pc + 1 + insn.imm)
+            elif src == isa.PSEUDO_BTF_ID:
+                # a kernel variable; none exists in userspace: it resolves like a missing
+                # weak ksym (address 0)
+                values[pc] = 0
+        return values
+
+    def _resolve_call_sites(self) -> None:
+        for pc, insn in enumerate(self.code):
+            if insn is None or insn.opcode != isa.JMP | isa.CALL:
+                continue
+            if insn.src == isa.CALL_HELPER:
+                self.helper_impl(insn.imm, pc)
+            elif insn.src == isa.CALL_KFUNC:
+                raise HelperError(f"kfunc call (BTF id {insn.imm}) is not supported by the "
+                                  "interpreter", pc=pc)
+
+    def helper_impl(self, hid: int, pc: int | None) -> HelperImpl:
+        impl = self.helper_impls.get(hid)
+        if impl is not None:
+            return impl
+        impl = self.helper_overrides.get(hid)
+        if impl is None:
+            found = get_helper(hid)
+            impl = found.impl if found is not None else None
+        if impl is None:
+            name = HELPER_NAMES.get(hid)
+            what = f"helper {name} (id {hid})" if name else f"helper id {hid}"
+            state = "is not implemented by the interpreter" if name else "is unknown"
+            raise HelperError(f"{what} {state}", pc=pc)
+        self.helper_impls[hid] = impl
+        return impl
+
+    # --- services used by both execution paths ------------------------------------------------
+    def frame_pointer(self, depth: int) -> int:
+        return self.frame_pointers[depth]
+
+    def call_helper(self, hid: int, pc: int, r1: int, r2: int, r3: int, r4: int,
+                    r5: int) -> int:
+        impl = self.helper_impls.get(hid) or self.helper_impl(hid, pc)
+        try:
+            result = impl(self.env, r1, r2, r3, r4, r5)
+        except ProgramExit:
+            raise
+        except VMError as exc:
+            if exc.pc is None:
+                raise type(exc)(exc.message, pc=pc, address=exc.address,
+                                source=exc.source) from None
+            raise
+        except BPFError as exc:
+            raise HelperError(f"{HELPER_NAMES.get(hid, hid)}: {exc}", pc=pc) from None
+        except Exception as exc:  # a helper bug must not surface as a raw traceback
+            raise HelperError(f"{HELPER_NAMES.get(hid, hid)} failed: {type(exc).__name__}: "
+                              f"{exc}", pc=pc) from None
+        return (result or 0) & M64
+
+    def resolve_callx(self, value: int, pc: int) -> tuple[str, int]:
+        """What ``callx`` calls: a subprogram (its address in ``text``) or a helper id."""
+        entry = self.func_values.get(value)
+        if entry is not None:
+            return "func", entry
+        if value < 1 << 31:
+            self.helper_impl(value, pc)
+            return "helper", value
+        raise VMError(f"callx to {value:#x}: not a subprogram or helper", pc=pc,
+                      address=value)
+
+    def load(self, addr: int, size: int, pc: int, write: bool = False) -> int:
+        try:
+            region, off = self.memory.find(addr, size, write)
+        except VMError as exc:
+            raise VMError(exc.message, pc=pc, address=addr) from None
+        return int.from_bytes(region.view[off: off + size], "little")
+
+    def store(self, addr: int, size: int, value: int, pc: int) -> None:
+        try:
+            region, off = self.memory.find(addr, size, True)
+        except VMError as exc:
+            raise VMError(exc.message, pc=pc, address=addr) from None
+        region.view[off: off + size] = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
+
+    def load_packet(self, off: int, size: int) -> int:
+        """Legacy LD_ABS/LD_IND: big-endian load from the input data; outside it the program
+        ends returning 0 (the kernel's ``bpf_skb_load_helper`` failure path)."""
+        region = self.data_region
+        if region is None or off < 0 or off + size > region.size:
+            raise ProgramExit(0)
+        return int.from_bytes(region.view[off: off + size], "big")
+
+    def lddw_value(self, insn: isa.Instruction, pc: int) -> int:
+        return self.lddw_values[pc]
+
+    # --- running -----------------------------------------------------------------------------
+    def _prepare(self, data: bytes) -> Region:
+        for stack in self.stacks:
+            ctypes.memset(stack.address, 0, stack.size)
+        if self.data_region is not None:
+            self.memory.remove(self.data_region)
+        self.data_region = self.memory.add(Region.allocate("data", len(data), data=bytes(data)))
+        return self.data_region
+
+    def run(self, data: bytes = b"", *, trace: Callable | None = None,
+            stepping: bool = False) -> int:
+        """Run once on a copy of ``data``; returns r0 as an unsigned 64-bit integer.
+
+        r1 holds the address of the copy and r2 its length. ``trace(pc, insn, before, after)``
+        is called after each instruction (forces the stepping path).
+        """
+        region = self._prepare(data)
+        r1, r2 = region.address, len(data)
+        try:
+            if trace is not None or stepping or not self.fast:
+                return self._run_stepping(r1, r2, trace)
+            return self._run_fast(r1, r2)
+        except ProgramExit as exc:
+            return exc.value
+
+    def _run_stepping(self, r1: int, r2: int, trace: Callable | None) -> int:
+        from .stepper import Stepper
+
+        stepper = Stepper(self, trace)
+        stepper.regs[1], stepper.regs[2] = r1, r2
+        stepper.regs[10] = self.frame_pointers[0]
+        try:
+            return stepper.run(0)
+        finally:
+            self.insn_count = stepper.count
+
+    def translated(self):
+        if self._translated is None:
+            from .translate import bind
+
+            self._translated = bind(self)
+        return self._translated
+
+    def _run_fast(self, r1: int, r2: int) -> int:
+        main = self.translated()
+        r0, self.insn_count = main(r1, r2, 0, 0, 0, 0, 0)
+        return r0
+
+    def time_runs(self, data: bytes = b"", repeat: int = 1) -> tuple[int, float]:
+        """Run ``repeat`` times; returns (r0 of the last run, mean nanoseconds per run)."""
+        repeat = max(repeat, 1)
+        self.translated() if self.fast else None
+        total = 0
+        r0 = 0
+        for _ in range(repeat):
+            start = time.perf_counter_ns()
+            r0 = self.run(data)
+            total += time.perf_counter_ns() - start
+        return r0, total / repeat
+
+    def step_from(self, pc: int, regs: list[int], depth: int, count: int) -> None:
+        """Fast-path hand-over: re-run the block at ``pc`` one instruction at a time from the
+        given state, to fail at the exact instruction where the budget runs out (or at an
+        earlier fault). Never returns normally."""
+        from ..errors import BudgetExceeded
+        from .stepper import Stepper
+
+        stepper = Stepper(self)
+        stepper.regs[:10] = regs
+        stepper.regs[10] = self.frame_pointers[depth]
+        stepper.depth = depth
+        stepper.count = count
+        stepper.run(pc)
+        raise BudgetExceeded(f"instruction budget of {self.budget} exhausted "
+                             "(the program may not terminate)", pc=pc)
