@@ -1,0 +1,58 @@
+"""Live maps for the userspace engines: one class per kernel map family, made from a MapSpec.
+
+``create_map(spec)`` looks the type name up in :data:`MAP_TYPES` (the kernel's names without
+``BPF_MAP_TYPE_``) and builds the live map; an unknown type or a spec the kernel would refuse
+raises :class:`pybpf.errors.MapError` with the kernel's errno. See :mod:`pybpf.maps.base` for
+the API every map offers (dict-like access, syscall-style calls, the program face helpers use).
+"""
+
+from __future__ import annotations
+
+from ..errors import MapError
+from ..program import MapSpec
+from .array import ArrayMap, ArrayOfMapsMap, PerCPUArrayMap, ProgArrayMap
+from .base import (BPF_ANY, BPF_EXIST, BPF_F_LOCK, BPF_F_NO_PREALLOC, BPF_F_ZERO_SEED,
+                   BPF_NOEXIST, EINVAL, Map, current_cpu, map_from_handle, possible_cpus,
+                   set_current_cpu)
+from .bloom import BloomFilterMap
+from .hash import HashMap, HashOfMapsMap, LRUHashMap, LRUPerCPUHashMap, PerCPUHashMap
+from .lpm import LPMTrieMap
+from .perf import PerfEventArrayMap, PerfEventReader
+from .queue import QueueMap, StackMap
+from .ringbuf import RingBufferConsumer, RingBufMap
+
+_CLASSES: tuple[type[Map], ...] = (
+    ArrayMap, PerCPUArrayMap, ProgArrayMap, ArrayOfMapsMap,
+    HashMap, PerCPUHashMap, LRUHashMap, LRUPerCPUHashMap, HashOfMapsMap,
+    LPMTrieMap, RingBufMap, PerfEventArrayMap, QueueMap, StackMap, BloomFilterMap,
+)
+
+#: map type name -> class
+MAP_TYPES: dict[str, type[Map]] = {name: cls for cls in _CLASSES for name in cls.type_names}
+
+
+def map_class(type_name: str) -> type[Map]:
+    name = type_name.lower().removeprefix("bpf_map_type_")
+    cls = MAP_TYPES.get(name)
+    if cls is None:
+        raise MapError(f"unknown map type '{type_name}' (known: {', '.join(sorted(MAP_TYPES))})",
+                       errno=EINVAL)
+    return cls
+
+
+def create_map(spec: MapSpec) -> Map:
+    """A live map for ``spec`` (its ``contents`` are written in, inner maps created)."""
+    live = map_class(spec.type)(spec)
+    for key, value in spec.contents:
+        live.update(key, value)
+    return live
+
+
+__all__ = [
+    "create_map", "map_class", "map_from_handle", "MAP_TYPES", "Map", "MapError",
+    "ArrayMap", "PerCPUArrayMap", "ProgArrayMap", "ArrayOfMapsMap", "HashMap", "PerCPUHashMap",
+    "LRUHashMap", "LRUPerCPUHashMap", "HashOfMapsMap", "LPMTrieMap", "RingBufMap",
+    "RingBufferConsumer", "PerfEventArrayMap", "PerfEventReader", "QueueMap", "StackMap",
+    "BloomFilterMap", "BPF_ANY", "BPF_NOEXIST", "BPF_EXIST", "BPF_F_LOCK",
+    "BPF_F_NO_PREALLOC", "BPF_F_ZERO_SEED", "possible_cpus", "current_cpu", "set_current_cpu",
+]

@@ -1,0 +1,263 @@
+"""Hash maps: hash, percpu_hash, lru_hash, lru_percpu_hash and hash_of_maps.
+
+Follows ``kernel/bpf/hashtab.c`` with its default preallocation: ``max_entries`` value slots
+are allocated when the map is created and handed out from a free list, so a value never moves
+while it is in the map (the address a program got from ``bpf_map_lookup_elem`` stays valid)
+and an insert into a full map fails with E2BIG instead of allocating.
+
+LRU maps evict instead of failing. The kernel's LRU is approximate (per-CPU free lists,
+active/inactive lists with reference bits); this one is exact -- it evicts the least recently
+*used* element, where "use" is an insert/update or a lookup from a program (lookups from user
+space do not count, as in the kernel's ``htab_lru_map_lookup_elem_sys``). It keeps the kernel's
+invariants: the map never holds more than ``max_entries`` elements and recently used elements
+survive.
+
+Iteration (get_next_key) is in insertion order here; the kernel's order is bucket order. Both
+are "some order that visits every key once", and a key not in the map restarts at the first.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections import OrderedDict
+from typing import Any
+
+from .array import check_inner
+from .base import (ACCESS_MASK, BPF_EXIST, BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC,
+                   BPF_F_NUMA_NODE, BPF_F_ZERO_SEED, BPF_NOEXIST, E2BIG, EEXIST, EINVAL, ENOENT,
+                   ENOTSUPP, MAX_KEY_SIZE, Map, OneCPU, PerCPUMixin, alloc, current_cpu, fail,
+                   possible_cpus, round_up)
+
+HASH_FLAGS = ACCESS_MASK | BPF_F_NUMA_NODE | BPF_F_NO_PREALLOC | BPF_F_NO_COMMON_LRU | \
+    BPF_F_ZERO_SEED
+
+
+class HashMap(Map):
+    """BPF_MAP_TYPE_HASH."""
+
+    type_names = ("hash",)
+    allowed_flags = HASH_FLAGS
+    lru = False
+
+    def __init__(self, spec):
+        super().__init__(spec)
+        self.stride = round_up(self.value_size)
+        self.copies = possible_cpus() if self.percpu else 1
+        #: bytes between one CPU's copy of a slot and the next CPU's
+        self.cpu_stride = self.stride * self.max_entries
+        self.size = self.cpu_stride * self.copies
+        self._storage = alloc(self.size)
+        self.base = ctypes.addressof(self._storage)
+        self.view = memoryview(self._storage).cast("B")
+        self.make_region(self._storage, self.size)
+        #: key -> slot index; insertion (or, for LRU, recency) order
+        self.slots: dict[bytes, int] = OrderedDict() if self.lru else {}
+        #: free slot indices, popped from the end
+        self.free: list[int] = list(range(self.max_entries - 1, -1, -1))
+
+    def check_spec(self) -> None:
+        super().check_spec()
+        if self.key_size > MAX_KEY_SIZE:
+            raise fail(f"{self.where()}: key size {self.key_size} exceeds {MAX_KEY_SIZE}", E2BIG)
+        if self.flags & BPF_F_NO_COMMON_LRU and not self.lru:
+            raise fail(f"{self.where()}: BPF_F_NO_COMMON_LRU is only for LRU maps", EINVAL)
+        if self.lru and self.flags & BPF_F_NO_PREALLOC:
+            raise fail(f"{self.where()}: LRU maps are always preallocated", ENOTSUPP)
+
+    # --- storage --------------------------------------------------------------------------------
+    def _read(self, slot: int, cpu: int = 0) -> bytes:
+        off = cpu * self.cpu_stride + slot * self.stride
+        return bytes(self.view[off: off + self.value_size])
+
+    def _write(self, slot: int, value: bytes, cpu: int = 0) -> None:
+        off = cpu * self.cpu_stride + slot * self.stride
+        self.view[off: off + self.value_size] = value
+
+    def _clear(self, slot: int, cpu: int = 0) -> None:
+        off = cpu * self.cpu_stride + slot * self.stride
+        self.view[off: off + self.stride] = bytes(self.stride)
+
+    def store(self, slot: int, value: Any, new: bool) -> None:
+        self._write(slot, value)
+
+    def load(self, slot: int) -> Any:
+        return self._read(slot)
+
+    # --- syscall face ---------------------------------------------------------------------------
+    def lookup_raw(self, key: bytes) -> Any:
+        slot = self.slots.get(key)
+        if slot is None:
+            raise fail(f"{self.where()}: key {key.hex()} not found", ENOENT)
+        return self.load(slot)
+
+    def update_raw(self, key: bytes, value: Any, flags: int) -> None:
+        slot = self.slots.get(key)
+        op = flags & 3
+        if slot is not None:
+            if op == BPF_NOEXIST:
+                raise fail(f"{self.where()}: key {key.hex()} exists (BPF_NOEXIST)", EEXIST)
+            self.store(slot, value, False)
+            if self.lru:
+                self.slots.move_to_end(key)
+            return
+        if op == BPF_EXIST:
+            raise fail(f"{self.where()}: key {key.hex()} not found (BPF_EXIST)", ENOENT)
+        if not self.free:
+            if not self.lru:
+                raise fail(f"{self.where()}: map is full ({self.max_entries} entries)", E2BIG)
+            self.evict()
+        slot = self.free.pop()
+        self.store(slot, value, True)
+        self.slots[key] = slot
+
+    def evict(self) -> None:
+        """Free the least recently used element's slot."""
+        _, slot = self.slots.popitem(last=False)
+        self.free.append(slot)
+
+    def delete_raw(self, key: bytes) -> None:
+        slot = self.slots.pop(key, None)
+        if slot is None:
+            raise fail(f"{self.where()}: key {key.hex()} not found", ENOENT)
+        self.free.append(slot)
+
+    def next_key_raw(self, key: bytes | None) -> bytes:
+        if not self.slots:
+            raise fail(f"{self.where()}: map is empty", ENOENT)
+        keys = list(self.slots)
+        if key is None or key not in self.slots:
+            return keys[0]
+        i = keys.index(key) + 1
+        if i >= len(keys):
+            raise fail(f"{self.where()}: no key after the last one", ENOENT)
+        return keys[i]
+
+    def iter_raw_keys(self):
+        return iter(list(self.slots))
+
+    def __len__(self) -> int:
+        return len(self.slots)
+
+    def clear(self) -> None:
+        self.check_write()
+        for key in list(self.slots):
+            self.delete_raw(key)
+
+    # --- program face ---------------------------------------------------------------------------
+    def lookup_address(self, key: bytes) -> int:
+        slot = self.slots.get(key)
+        if slot is None:
+            return 0
+        return self.base + slot * self.stride
+
+    def addresses(self) -> dict[bytes, int]:
+        """Key -> value address (CPU 0's copy), for engines that want to cache them."""
+        return {k: self.base + s * self.stride for k, s in self.slots.items()}
+
+
+class PerCPUHashMap(PerCPUMixin, HashMap):
+    """BPF_MAP_TYPE_PERCPU_HASH: one value copy per possible CPU."""
+
+    type_names = ("percpu_hash",)
+
+    def store(self, slot: int, value: Any, new: bool) -> None:
+        if isinstance(value, OneCPU):
+            cpu = current_cpu()
+            if new:
+                for other in range(self.copies):
+                    self._clear(slot, other)
+            self._write(slot, bytes(value), cpu)
+        else:
+            for cpu, v in enumerate(value):
+                self._write(slot, v, cpu)
+
+    def load(self, slot: int) -> Any:
+        return [self._read(slot, cpu) for cpu in range(self.copies)]
+
+    def lookup_address(self, key: bytes) -> int:
+        slot = self.slots.get(key)
+        if slot is None:
+            return 0
+        return self.base + current_cpu() * self.cpu_stride + slot * self.stride
+
+
+class LRUHashMap(HashMap):
+    """BPF_MAP_TYPE_LRU_HASH: a full map evicts its least recently used element."""
+
+    type_names = ("lru_hash",)
+    lru = True
+
+    def lookup_address(self, key: bytes) -> int:
+        slot = self.slots.get(key)
+        if slot is None:
+            return 0
+        self.slots.move_to_end(key)  # a program's lookup marks the element used
+        return self.base + slot * self.stride
+
+
+class LRUPerCPUHashMap(PerCPUHashMap):
+    """BPF_MAP_TYPE_LRU_PERCPU_HASH."""
+
+    type_names = ("lru_percpu_hash",)
+    lru = True
+
+    def lookup_address(self, key: bytes) -> int:
+        slot = self.slots.get(key)
+        if slot is None:
+            return 0
+        self.slots.move_to_end(key)
+        return self.base + current_cpu() * self.cpu_stride + slot * self.stride
+
+
+class HashOfMapsMap(HashMap):
+    """BPF_MAP_TYPE_HASH_OF_MAPS: values are live maps matching ``spec.inner``."""
+
+    type_names = ("hash_of_maps",)
+    allowed_flags = ACCESS_MASK | BPF_F_NUMA_NODE | BPF_F_NO_PREALLOC | BPF_F_ZERO_SEED
+
+    def __init__(self, spec):
+        super().__init__(spec)
+        self.inner_maps: dict[int, Map] = {}
+
+    def check_spec(self) -> None:
+        if self.value_size != 4:
+            raise fail(f"{self.where()}: a map-in-map's value size must be 4", EINVAL)
+        super().check_spec()
+        if self.spec.inner is None:
+            raise fail(f"{self.where()}: a map-in-map needs an inner map template", EINVAL)
+
+    def encode_value(self, value: Any) -> Any:
+        return check_inner(self, value)
+
+    def decode_value(self, raw: Any) -> Any:
+        return raw
+
+    def check_update_flags(self, flags: int) -> None:
+        super().check_update_flags(flags)
+
+    def store(self, slot: int, value: Any, new: bool) -> None:
+        self.inner_maps[slot] = value
+        self._write(slot, (value.handle & 0xFFFFFFFF).to_bytes(4, "little"))
+
+    def load(self, slot: int) -> Any:
+        return self.inner_maps[slot]
+
+    def delete_raw(self, key: bytes) -> None:
+        slot = self.slots.get(key)
+        super().delete_raw(key)
+        self.inner_maps.pop(slot, None)
+
+    def evict(self) -> None:  # pragma: no cover - hash_of_maps is never LRU
+        raise AssertionError
+
+    def lookup_address(self, key: bytes) -> int:
+        slot = self.slots.get(key)
+        if slot is None:
+            return 0
+        return self.inner_maps[slot].handle
+
+    def program_update(self, key: bytes, value: bytes, flags: int) -> int:
+        return -EINVAL
+
+    def program_delete(self, key: bytes) -> int:
+        return super().program_delete(key)
