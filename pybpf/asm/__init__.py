@@ -1,0 +1,79 @@
+"""Assembler and disassembler for eBPF text.
+
+Two syntaxes are read (DESIGN.md section 3): the LLVM / kernel syntax that
+``llvm-mc -triple bpfel -mcpu=v4`` assembles and ``llvm-objdump -d`` prints (:mod:`.llvm`), and
+the uBPF / bpf_conformance syntax of the conformance ``.data`` files (:mod:`.ubpf`). Output
+is written in the LLVM syntax only (:mod:`.printer`), so ``assemble(disassemble(p))``
+reproduces ``p``'s bytes.
+
+    >>> from pybpf.asm import assemble, disassemble
+    >>> prog = assemble("r0 = 1\\nexit\\n")
+    >>> prog.bytecode().hex()
+    'b7000000010000009500000000000000'
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..errors import AssemblyError
+from ..program import Program
+from . import llvm, ubpf
+from .builder import MAP_TYPES, ProgramBuilder
+from .directives import handle_directive
+from .lexer import split_lines, take_labels
+from .printer import disassemble, format_instruction
+
+__all__ = ["assemble", "disassemble", "format_instruction", "detect_syntax", "SYNTAXES",
+           "MAP_TYPES", "AssemblyError"]
+
+SYNTAXES = ("auto", "llvm", "ubpf")
+
+_FIRST_WORD = re.compile(r"\s*(?:[A-Za-z_.$][\w.$]*\s*:\s*)*([A-Za-z_][\w]*)(?=\s|\Z)")
+#: mnemonic-first words that only uBPF syntax uses (``exit``, ``call``, ``lock`` are shared)
+_UBPF_ONLY = frozenset(ubpf.MNEMONICS) - llvm.KEYWORDS
+
+
+def detect_syntax(text: str) -> str:
+    """``ubpf`` if the text uses ``%r`` registers or a uBPF mnemonic starts a line, else
+    ``llvm``."""
+    for line in split_lines(text, None):
+        code = line.text
+        if "%r" in code:
+            return "ubpf"
+        m = _FIRST_WORD.match(code)
+        if m and m.group(1) in _UBPF_ONLY:
+            return "ubpf"
+    return "llvm"
+
+
+def assemble(text: str, filename: str | None = None, syntax: str = "auto") -> Program:
+    """Assemble ``text`` into a :class:`~pybpf.program.Program`.
+
+    ``syntax`` is ``llvm``, ``ubpf`` or ``auto`` (:func:`detect_syntax`). Errors are
+    :class:`~pybpf.errors.AssemblyError` naming ``filename:line:column``.
+    """
+    if syntax not in SYNTAXES:
+        raise AssemblyError(f"unknown syntax '{syntax}' (one of: {', '.join(SYNTAXES)})",
+                            filename)
+    if syntax == "auto":
+        syntax = detect_syntax(text)
+    front = ubpf if syntax == "ubpf" else llvm
+    assemble_line = front.assemble_line
+    builder = ProgramBuilder(filename)
+    first_exit = None
+    for line in split_lines(text, filename):
+        labels, rest = take_labels(line)
+        for name, pos in labels:
+            builder.define_label(name, line, pos)
+        if rest is None or handle_directive(builder, rest):
+            continue
+        if first_exit is None and rest.text.strip() == "exit":
+            first_exit = builder.slot
+        assemble_line(builder, rest)
+    if front is ubpf:
+        ubpf.finish(builder, first_exit)
+    program = builder.finish()
+    if filename:
+        program.name = re.sub(r"\.[^./]*$", "", filename.rsplit("/", 1)[-1]) or program.name
+    return program
