@@ -1,0 +1,140 @@
+"""``pybpf asm`` and ``pybpf disasm``.
+
+``asm`` writes raw little-endian bytecode to ``-o OUT`` (never over its input), or the bytecode
+as one hex line on standard output -- the form ``pybpf plugin`` reads on its standard input.
+
+``disasm`` prints llvm-objdump's layout (see :mod:`pybpf.asm.printer`) for a raw bytecode file
+(``.bin``; a file holding hex text is accepted too) or, for an ELF object, one block per program
+as ``llvm-objdump -d --mcpu=v4`` prints its sections.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import click
+
+from .. import isa
+from ..asm import SYNTAXES, assemble, disassemble, format_instruction
+from ..errors import DecodeError, ObjectFileError, UsageError
+from ..program import Program
+from . import cli
+
+_HEX_TEXT = re.compile(rb"[0-9a-fA-F\s]*\Z")
+
+
+def _read_text(path: str) -> str:
+    if path == "-":
+        return click.get_text_stream("stdin").read()
+    try:
+        return Path(path).read_text()
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not a text file (assembly is text; use 'pybpf disasm' for "
+                         f"bytecode)") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: {exc.strerror}") from None
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
+@cli.command("asm")
+@click.argument("source", metavar="FILE.s")
+@click.option("-o", "--output", metavar="OUT.bin", help="write raw bytecode here "
+              "(default: hex on standard output)")
+@click.option("--syntax", type=click.Choice(SYNTAXES), default="auto", show_default=True,
+              help="assembly syntax: LLVM/kernel or uBPF (auto-detected)")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def asm_command(source: str, output: str | None, syntax: str, as_json: bool) -> None:
+    """Assemble FILE.s (LLVM/kernel or uBPF syntax) into eBPF bytecode."""
+    if output and source != "-" and _same_file(source, output):
+        raise UsageError(f"refusing to overwrite the input file {source} with bytecode; "
+                         f"choose another -o")
+    program = assemble(_read_text(source), "<stdin>" if source == "-" else source, syntax)
+    code = program.bytecode()
+    if output:
+        try:
+            Path(output).write_bytes(code)
+        except OSError as exc:
+            raise UsageError(f"{output}: {exc.strerror}") from None
+    if as_json:
+        click.echo(json.dumps({
+            "file": source,
+            "output": output,
+            "bytecode": code.hex(),
+            "instructions": len(program.insns),
+            "slots": program.num_slots,
+            "labels": {name: slot for slot, name in sorted(program.labels.items())},
+            "maps": [{"name": m.name, "type": m.type, "key_size": m.key_size,
+                      "value_size": m.value_size, "max_entries": m.max_entries,
+                      "flags": m.flags} for m in program.maps],
+        }))
+    elif not output:
+        click.echo(code.hex())
+
+
+def _load_programs(path: str) -> tuple[str, list[Program]]:
+    """("raw" or "elf", programs) for a bytecode, hex or ELF file."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{path}: {exc.strerror}") from None
+    if data.startswith(b"\x7fELF"):
+        try:
+            from ..elf import load_object
+        except ImportError as exc:
+            raise ObjectFileError(f"{path}: ELF objects need pybpf.elf, which is not "
+                                  f"available ({exc})") from None
+        obj = load_object(path)
+        return "elf", list(obj.programs.values())
+    if data.strip() and _HEX_TEXT.match(data):
+        digits = re.sub(rb"\s", b"", data)
+        if len(digits) % 2:
+            raise DecodeError(f"{path}: hex text has an odd number of digits ({len(digits)})")
+        data = bytes.fromhex(digits.decode())
+    try:
+        insns = isa.decode(data)
+    except DecodeError as exc:
+        raise DecodeError(f"{path}: {exc}") from None
+    return "raw", [Program(insns, name=Path(path).stem)]
+
+
+def _program_json(program: Program) -> dict:
+    out = []
+    pc = 0
+    for insn in program.insns:
+        entry = {"pc": pc, "bytes": insn.encode().hex(), "text": format_instruction(insn)}
+        if pc in program.labels:
+            entry["label"] = program.labels[pc]
+        out.append(entry)
+        pc += insn.slots
+    return {"name": program.name, "section": program.section, "instructions": out}
+
+
+@cli.command("disasm")
+@click.argument("path", metavar="FILE.bin|FILE.o", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def disasm_command(path: str, as_json: bool) -> None:
+    """Disassemble raw bytecode or an ELF object into LLVM syntax, like llvm-objdump -d."""
+    kind, programs = _load_programs(path)
+    if as_json:
+        click.echo(json.dumps({"file": path, "format": kind,
+                               "programs": [_program_json(p) for p in programs]}))
+        return
+    if kind == "raw":
+        click.echo(disassemble(programs[0], section=".text"), nl=False)
+        return
+    blocks = []
+    for program in programs:
+        section = program.section or ".text"
+        labels = program.labels or {0: program.name}
+        blocks.append(f"Disassembly of section {section}:\n\n"
+                      + disassemble(program, labels=labels, section=section))
+    click.echo("\n".join(blocks), nl=False)
