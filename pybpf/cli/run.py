@@ -1,0 +1,269 @@
+"""``pybpf run``: load a program (.s, raw .bin or ELF .o) and run it on an engine.
+
+The engines share one calling convention (DESIGN.md §3): the input data is passed as the
+program's packet/memory (r1 = its address, r2 = its length in the interpreter; the kernel gets
+it through BPF_PROG_TEST_RUN), and the result is the full 64-bit r0 (the kernel reports only
+its low 32 bits). ``--repeat N`` runs N times inside the engine and reports the mean.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from .. import isa
+from ..errors import UsageError
+from ..program import Program
+from . import cli
+
+ENGINES = ("interpreter", "jit", "kernel")
+
+
+@dataclass
+class RunResult:
+    retval: int
+    ns_per_run: float | None
+    engine: str
+    maps: dict[str, list[list[str]]] = field(default_factory=dict)
+    trace_pipe: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"retval": self.retval, "ns_per_run": self.ns_per_run, "engine": self.engine,
+                "maps": self.maps}
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+def load_program(path: str, *, prog_type: str | None = None, section: str | None = None,
+                 name: str | None = None) -> Program:
+    """A Program from a ``.s`` file, an ELF object or raw bytecode (chosen by content)."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if raw[:4] == b"\x7fELF":
+        program = _from_object(path, raw, section, name)
+    elif p.suffix.lower() in (".s", ".asm") or (p.suffix.lower() != ".bin"
+                                                 and _looks_like_text(raw)):
+        try:
+            from ..asm import assemble
+        except ImportError as exc:
+            raise UsageError(f"{path}: the assembler is not available ({exc})") from None
+        program = assemble(raw.decode("utf-8", "replace"), filename=path)
+    else:
+        program = Program.from_bytes(raw, name=p.stem)
+    if prog_type:
+        program.prog_type = prog_type
+    return program
+
+
+def _looks_like_text(raw: bytes) -> bool:
+    if not raw or len(raw) % 8:
+        return bool(raw) and all(b in b"\t\n\r" or 32 <= b < 127 for b in raw[:4096])
+    return False
+
+
+def _from_object(path: str, raw: bytes, section: str | None, name: str | None) -> Program:
+    try:
+        from ..elf import load_object
+    except ImportError as exc:
+        raise UsageError(f"{path}: ELF object files are not supported yet ({exc})") from None
+    obj = load_object(raw)
+    programs = dict(obj.programs)
+    if name is not None:
+        if name not in programs:
+            raise UsageError(f"{path}: no program named '{name}' (programs: "
+                             f"{', '.join(programs) or 'none'})")
+        return programs[name]
+    if section is not None:
+        found = [p for p in programs.values() if p.section == section]
+        if len(found) != 1:
+            raise UsageError(f"{path}: section '{section}' holds {len(found)} programs; "
+                             "choose one with --program NAME")
+        return found[0]
+    if len(programs) != 1:
+        raise UsageError(f"{path}: the object holds {len(programs)} programs "
+                         f"({', '.join(programs) or 'none'}); choose one with --program NAME")
+    return next(iter(programs.values()))
+
+
+def parse_hex(text: str, what: str = "data") -> bytes:
+    """Hex bytes, with or without spaces, an optional 0x prefix per byte group."""
+    cleaned = re.sub(r"\s+|0x", "", text.strip().lower())
+    if len(cleaned) % 2:
+        raise UsageError(f"{what}: odd number of hex digits ({len(cleaned)})")
+    try:
+        return bytes.fromhex(cleaned)
+    except ValueError:
+        bad = next(c for c in cleaned if c not in "0123456789abcdef")
+        raise UsageError(f"{what}: '{bad}' is not a hex digit") from None
+
+
+# --- engines ------------------------------------------------------------------------------------
+
+def _dump_maps(programs_maps: list[Any], specs: list[Any]) -> dict[str, list[list[str]]]:
+    out: dict[str, list[list[str]]] = {}
+    for spec, live in zip(specs, programs_maps):
+        rows = []
+        try:
+            items = list(live.items())
+        except Exception:  # a map type that cannot be iterated (ringbuf, ...)
+            items = []
+        for k, v in items:
+            rows.append([_hex(k, spec.key_size), _hex(v, spec.value_size)])
+        out[spec.name] = rows
+    return out
+
+
+def _hex(value: Any, size: int) -> str:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    if isinstance(value, int):
+        return (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little").hex()
+    if isinstance(value, (list, tuple)):
+        return "".join(_hex(v, size // max(len(value), 1)) for v in value)
+    return str(value)
+
+
+def run_interpreter(program: Program, data: bytes, repeat: int = 1, *,
+                    trace: Callable | None = None, budget: int | None = None,
+                    helpers: dict | None = None) -> RunResult:
+    from ..vm import DEFAULT_BUDGET, Interpreter
+
+    vm = Interpreter(program, budget=budget or DEFAULT_BUDGET, helpers=helpers)
+    if trace is not None:
+        r0, ns = vm.run(data, trace=trace), None
+    elif repeat > 1:
+        r0, ns = vm.time_runs(data, repeat)
+    else:
+        r0, ns = vm.time_runs(data, 1)
+    return RunResult(r0, ns, "interpreter", _dump_maps(vm.maps, program.maps), vm.trace_pipe)
+
+
+def run_jit(program: Program, data: bytes, repeat: int = 1) -> RunResult:
+    try:
+        from ..jit import JITProgram  # type: ignore[attr-defined]
+    except ImportError:
+        raise UsageError("engine 'jit' is not available yet") from None
+    jp = JITProgram(program)
+    if hasattr(jp, "time_runs"):
+        r0, ns = jp.time_runs(data, repeat)
+    else:
+        import time
+
+        start = time.perf_counter_ns()
+        for _ in range(max(repeat, 1)):
+            r0 = jp.run(data)
+        ns = (time.perf_counter_ns() - start) / max(repeat, 1)
+    maps = getattr(jp, "maps", [])
+    return RunResult(r0, ns, "jit", _dump_maps(maps, program.maps))
+
+
+def run_kernel(program: Program, data: bytes, repeat: int = 1) -> RunResult:
+    try:
+        from .. import kernel
+    except ImportError as exc:
+        raise UsageError(f"engine 'kernel' is not available ({exc})") from None
+    with kernel.load_program(program) as kp:
+        res = kp.test_run(data, repeat=max(repeat, 1))
+        maps = _dump_maps(getattr(kp, "maps", []), program.maps)
+    return RunResult(res.retval, float(res.duration_ns), "kernel", maps)
+
+
+def execute(program: Program, engine: str, data: bytes, repeat: int = 1, **options) -> RunResult:
+    if engine == "interpreter":
+        return run_interpreter(program, data, repeat, **options)
+    if engine == "jit":
+        return run_jit(program, data, repeat)
+    if engine == "kernel":
+        return run_kernel(program, data, repeat)
+    raise UsageError(f"unknown engine '{engine}' (engines: {', '.join(ENGINES)})")
+
+
+# --- tracing ------------------------------------------------------------------------------------
+
+def format_insn(insn: isa.Instruction) -> str:
+    try:
+        from ..asm import format_instruction
+    except ImportError:
+        format_instruction = None
+    if format_instruction is not None:
+        try:
+            return format_instruction(insn)
+        except Exception:  # the printer is someone else's; fall back to the raw fields
+            pass
+    return (f"{insn.name} dst=r{insn.dst} src=r{insn.src} off={insn.off} imm={insn.imm}"
+            + (f" imm_hi={insn.imm_hi}" if insn.imm_hi is not None else ""))
+
+
+def tracer(out: Callable[[str], None]) -> Callable:
+    """A trace callback printing ``pc: instruction`` and the registers it changed."""
+
+    def trace(pc: int, insn: isa.Instruction, before: list[int], after: list[int]) -> None:
+        changed = " ".join(f"r{i}={after[i]:#x}" for i in range(len(after))
+                           if after[i] != before[i])
+        text = f"{pc:5}: {format_insn(insn)}"
+        out(f"{text:<44} {changed}".rstrip())
+
+    return trace
+
+
+# --- the command --------------------------------------------------------------------------------
+
+@cli.command("run")
+@click.argument("prog", type=click.Path(dir_okay=False))
+@click.option("--type", "prog_type", help="program type (socket_filter, xdp, ...)")
+@click.option("--section", help="ELF section holding the program")
+@click.option("--program", "prog_name", help="program (C function) name in an ELF object")
+@click.option("--data", "data_hex", help="input data as hex")
+@click.option("--data-file", type=click.Path(dir_okay=False), help="input data file")
+@click.option("--ctx-file", type=click.Path(dir_okay=False), help="context (kernel engine)")
+@click.option("--engine", type=click.Choice(ENGINES), default="interpreter", show_default=True)
+@click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
+              help="run N times inside the engine; report mean ns per run")
+@click.option("--budget", type=click.IntRange(min=1), default=None,
+              help="interpreter instruction budget (default 1,000,000)")
+@click.option("--trace", is_flag=True, help="print each instruction and the registers it changed")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def run_command(prog: str, prog_type: str | None, section: str | None, prog_name: str | None,
+                data_hex: str | None, data_file: str | None, ctx_file: str | None, engine: str,
+                repeat: int, budget: int | None, trace: bool, as_json: bool) -> None:
+    """Run PROG (.s, .bin or .o) once (or --repeat N times) and print r0."""
+    if data_hex is not None and data_file is not None:
+        raise UsageError("give --data or --data-file, not both")
+    if trace and engine != "interpreter":
+        raise UsageError("--trace needs the interpreter engine")
+    data = b""
+    if data_hex is not None:
+        data = parse_hex(data_hex, "--data")
+    elif data_file is not None:
+        try:
+            data = Path(data_file).read_bytes()
+        except OSError as exc:
+            raise UsageError(f"{data_file}: cannot read: {exc.strerror or exc}") from None
+    program = load_program(prog, prog_type=prog_type, section=section, name=prog_name)
+    options: dict[str, Any] = {}
+    if engine == "interpreter":
+        options["budget"] = budget
+        if trace:
+            options["trace"] = tracer(lambda line: click.echo(line, err=as_json))
+    result = execute(program, engine, data, repeat, **options)
+    for line in result.trace_pipe:
+        click.echo(f"trace_printk: {line}", err=True)
+    if as_json:
+        click.echo(json.dumps(result.as_json()))
+        return
+    click.echo(f"retval = {result.retval} ({result.retval:#x})")
+    if repeat > 1 and result.ns_per_run is not None:
+        click.echo(f"{result.ns_per_run:.0f} ns per run (mean of {repeat}, {engine})")
+    for name, rows in result.maps.items():
+        click.echo(f"map {name}: {len(rows)} entr{'y' if len(rows) == 1 else 'ies'}")
+        for k, v in rows:
+            click.echo(f"  {k}: {v}")
