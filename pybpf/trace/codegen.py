@@ -1,0 +1,1084 @@
+"""Compile a bpftrace syntax tree to LLVM IR for the BPF target (llvmlite), then to an object.
+
+The design follows bpftrace's own: every probe becomes one BPF function in its own ELF
+section; maps are referenced through ``llvm.bpf.pseudo`` (here with the ``PSEUDO_MAP_IDX``
+source, so the object stays independent of any file descriptor and pybpf's loader binds the
+maps); helpers are called through their ids, exactly as clang's ``bpf_helpers.h`` does.
+Everything user space must do (printf, print, clear, exit, time) travels as an event through
+one ring buffer: ``u64 kind, u64 id`` followed by the arguments.
+
+Values: every integer is 64-bit (bpftrace's default); strings are fixed-size byte arrays
+(``STRLEN`` = 64, ``comm`` = 16) living on the BPF stack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import llvmlite.ir as ir
+
+from ..helpers.ids import HELPER_IDS
+from ..isa import PSEUDO_MAP_IDX
+from . import ast
+from .parser import TraceSyntaxError
+from .probes import PT_REGS_ARGS, PT_REGS_RET, TracepointField
+
+STRLEN = 64
+COMM_LEN = 16
+RINGBUF_SIZE = 1 << 20
+
+i8 = ir.IntType(8)
+i32 = ir.IntType(32)
+i64 = ir.IntType(64)
+i8p = i8.as_pointer()
+
+# event kinds sent through the ring buffer
+EV_PRINTF, EV_EXIT, EV_PRINT, EV_CLEAR, EV_ZERO, EV_TIME = 1, 2, 3, 4, 5, 6
+
+
+@dataclass(frozen=True)
+class SType:
+    """A value's type: ``int`` (64-bit, signed or not), ``str`` (N bytes) or ``none``."""
+
+    kind: str
+    size: int = 8
+    signed: bool = True
+
+    def __str__(self) -> str:
+        return {"int": "int64" if self.signed else "uint64",
+                "str": f"string[{self.size}]"}.get(self.kind, self.kind)
+
+
+INT = SType("int")
+UINT = SType("int", signed=False)
+NONE = SType("none", 0)
+
+AGGREGATIONS = {"count", "sum", "avg", "min", "max", "stats", "hist", "lhist"}
+
+
+@dataclass
+class MapInfo:
+    """A script map: how its keys and values are laid out in the BPF hash map."""
+
+    name: str
+    index: int
+    key_types: list[SType]
+    value: str                  # "int", "str", or an aggregation name
+    value_type: SType = INT
+    lhist: tuple[int, int, int] | None = None  # min, max, step
+
+    @property
+    def key_size(self) -> int:
+        size = sum(t.size for t in self.key_types) or 8
+        if self.value in ("hist", "lhist"):
+            size += 8  # bucket index appended to the user's key
+        return size
+
+    @property
+    def value_size(self) -> int:
+        if self.value in ("avg", "stats"):
+            return 16  # count, total
+        if self.value == "str":
+            return self.value_type.size
+        return 8
+
+
+@dataclass
+class PrintfFormat:
+    id: int
+    fmt: str
+    arg_types: list[SType]
+    kind: int = EV_PRINTF
+
+
+@dataclass
+class CompileUnit:
+    """What the compiler hands the runtime: the LLVM module and the metadata to decode events."""
+
+    module: ir.Module
+    maps: dict[str, MapInfo]
+    formats: list[PrintfFormat]
+    functions: list[tuple[str, "ast.Probe", "ast.AttachPoint", str]]  # name, probe, ap, section
+    uses_elapsed: bool = False
+    ringbuf_index: int = 0
+    start_index: int = 1
+
+
+class _Scope:
+    def __init__(self):
+        self.vars: dict[str, tuple[ir.Value, SType]] = {}
+
+
+class Compiler:
+    def __init__(self, script: ast.Script, *, tracepoint_fields=None):
+        self.script = script
+        self.module = ir.Module(name=script.filename)
+        self.module.triple = "bpfel"
+        self.module.data_layout = "e-m:e-p:64:64-i64:64-i128:128-n32:64-S128"
+        self.maps: dict[str, MapInfo] = {}
+        self.formats: list[PrintfFormat] = []
+        self.functions: list = []
+        self._tp_fields = tracepoint_fields
+        self._pseudo = ir.Function(self.module, ir.FunctionType(i64, [i64, i64]),
+                                   name="llvm.bpf.pseudo")
+        # two internal maps: the event ring buffer and the start time for `elapsed`
+        self.ringbuf_index = 0
+        self.start_index = 1
+        self._next_map_index = 2
+        self.uses_elapsed = False
+
+    # --- errors ----------------------------------------------------------------------------
+    def error(self, message: str, node: ast.Node) -> TraceSyntaxError:
+        lines = self.script.source.splitlines()
+        text = lines[node.line - 1] if 0 < node.line <= len(lines) else None
+        return TraceSyntaxError(message, self.script.filename, node.line, node.col, text)
+
+    # --- entry -----------------------------------------------------------------------------
+    def compile(self, attach_list) -> CompileUnit:
+        """``attach_list``: (probe, attach point, section name) per program to emit."""
+        self._infer_maps()
+        for n, (probe, ap, section) in enumerate(attach_list):
+            name = f"probe_{n}"
+            self._emit_probe(name, probe, ap, section)
+            self.functions.append((name, probe, ap, section))
+        return CompileUnit(self.module, self.maps, self.formats, self.functions,
+                           self.uses_elapsed, self.ringbuf_index, self.start_index)
+
+    # --- map inference (a pre-pass, so every probe agrees on a map's layout) ---------------
+    def _infer_maps(self) -> None:
+        for probe in self.script.probes:
+            self._infer_stmts(probe.body, {})
+
+    def _infer_stmts(self, stmts, vars_: dict) -> None:
+        for stmt in stmts:
+            if isinstance(stmt, ast.Assign):
+                vtype = self._static_type(stmt.value, vars_)
+                if isinstance(stmt.target, ast.Variable):
+                    vars_[stmt.target.name] = vtype
+                else:
+                    kind = "int"
+                    lh = None
+                    if isinstance(stmt.value, ast.Call) and stmt.value.name in AGGREGATIONS:
+                        kind = stmt.value.name
+                        if kind == "lhist":
+                            lh = self._lhist_params(stmt.value)
+                    elif vtype.kind == "str":
+                        kind = "str"
+                    self._declare_map(stmt.target, kind, vtype, vars_, lh)
+            elif isinstance(stmt, ast.ExprStmt) and isinstance(stmt.expr, ast.IncDec) \
+                    and isinstance(stmt.expr.target, ast.Map):
+                self._declare_map(stmt.expr.target, "int", INT, vars_, None)
+            elif isinstance(stmt, ast.If):
+                self._infer_stmts(stmt.then, vars_)
+                self._infer_stmts(stmt.other, vars_)
+            elif isinstance(stmt, (ast.Unroll, ast.While)):
+                self._infer_stmts(stmt.body, vars_)
+
+    def _lhist_params(self, call: ast.Call) -> tuple[int, int, int]:
+        if len(call.args) != 4 or not all(isinstance(a, ast.Integer) for a in call.args[1:]):
+            raise self.error("lhist() needs (value, min, max, step) with constant min, max, "
+                             "step", call)
+        lo, hi, step = (a.value for a in call.args[1:])
+        if step <= 0 or hi <= lo:
+            raise self.error("lhist(): max must be above min and step positive", call)
+        if (hi - lo) // step > 1000:
+            raise self.error("lhist(): too many buckets (at most 1000)", call)
+        return lo, hi, step
+
+    def _declare_map(self, target: ast.Map, kind: str, vtype: SType, vars_, lh) -> None:
+        key_types = [self._static_type(k, vars_) for k in target.keys]
+        for k, t in zip(target.keys, key_types):
+            if t.kind not in ("int", "str"):
+                raise self.error(f"map key of type {t} is not supported", k)
+        info = self.maps.get(target.name)
+        if info is None:
+            self.maps[target.name] = MapInfo(target.name, self._next_map_index, key_types, kind,
+                                             vtype if kind == "str" else INT, lh)
+            self._next_map_index += 1
+            return
+        if [t.kind for t in info.key_types] != [t.kind for t in key_types]:
+            raise self.error(f"@{target.name} is used with different key types "
+                             f"({', '.join(map(str, info.key_types)) or 'none'} and "
+                             f"{', '.join(map(str, key_types)) or 'none'})", target)
+        if info.value != kind:
+            raise self.error(f"@{target.name} holds {info.value} values; cannot store {kind}",
+                             target)
+
+    def _static_type(self, expr: ast.Expr, vars_) -> SType:
+        """The type of an expression without emitting code (for the pre-pass)."""
+        if isinstance(expr, ast.String):
+            return SType("str", STRLEN)
+        if isinstance(expr, ast.Builtin):
+            if expr.name == "comm":
+                return SType("str", COMM_LEN)
+            if expr.name in ("probe", "func"):
+                return SType("str", STRLEN)
+            return UINT if expr.name in ("pid", "tid", "uid", "gid", "nsecs", "cpu",
+                                         "elapsed", "rand") else INT
+        if isinstance(expr, ast.Variable):
+            return vars_.get(expr.name, INT)
+        if isinstance(expr, ast.Call):
+            if expr.name == "str":
+                return SType("str", STRLEN)
+            return INT
+        if isinstance(expr, ast.Ternary):
+            return self._static_type(expr.then, vars_)
+        if isinstance(expr, ast.Map):
+            info = self.maps.get(expr.name)
+            return info.value_type if info else INT
+        if isinstance(expr, ast.FieldAccess):
+            fld = self._maybe_tp_field(expr)
+            if fld is not None and fld.array_len and "char" in fld.ctype:
+                return SType("str", fld.array_len)
+            return INT
+        return INT
+
+    def _maybe_tp_field(self, expr: ast.FieldAccess) -> TracepointField | None:
+        if isinstance(expr.expr, ast.Builtin) and expr.expr.name == "args" and self._tp_fields:
+            for fields in self._tp_fields.values():
+                for f in fields:
+                    if f.name == expr.field:
+                        return f
+        return None
+
+    # --- code emission ---------------------------------------------------------------------
+    def _emit_probe(self, name: str, probe: ast.Probe, ap: ast.AttachPoint, section: str):
+        fn = ir.Function(self.module, ir.FunctionType(i64, [i8p]), name=name)
+        fn.section = section
+        fn.args[0].name = "ctx"
+        self.fn = fn
+        self.ap = ap
+        self.probe = probe
+        entry = fn.append_basic_block("entry")
+        self.entry_builder = ir.IRBuilder(entry)
+        body = fn.append_basic_block("body")
+        self.b = ir.IRBuilder(body)
+        self.scope = _Scope()
+        self._pool_free: dict[str, list] = {}
+        self._pool_used: list = []
+        self.loop_stack: list[tuple[ir.Block, ir.Block]] = []
+        self.exit_block = fn.append_basic_block("exit")
+        if probe.predicate is not None:
+            cond = self._truth(self._expr(probe.predicate)[0])
+            go = fn.append_basic_block("pred_true")
+            self.b.cbranch(cond, go, self.exit_block)
+            self.b.position_at_end(go)
+        self._stmts(probe.body)
+        if not self.b.block.is_terminated:
+            self.b.branch(self.exit_block)
+        self.entry_builder.branch(body)
+        ir.IRBuilder(self.exit_block).ret(ir.Constant(i64, 0))
+
+    def _alloca(self, ty: ir.Type, name: str = "", *, permanent: bool = False) -> ir.Value:
+        """A stack slot in the entry block (so loops do not grow the stack).
+
+        Temporaries come from a pool that is handed back after every statement: the BPF
+        stack has only 512 bytes, and without the pool every key buffer and event of a probe
+        would be live at once."""
+        if permanent:
+            return self.entry_builder.alloca(ty, name=name)
+        key = str(ty)
+        free = self._pool_free.setdefault(key, [])
+        slot = free.pop() if free else self.entry_builder.alloca(ty, name=name)
+        self._pool_used.append((key, slot))
+        return slot
+
+    def _release_temps(self) -> None:
+        for key, slot in self._pool_used:
+            self._pool_free[key].append(slot)
+        self._pool_used.clear()
+
+    def _zeroed(self, size: int, name: str = "") -> ir.Value:
+        buf = self._alloca(ir.ArrayType(i8, size), name)
+        self.b.store(ir.Constant(ir.ArrayType(i8, size), None), buf)
+        return buf
+
+    def _map_ptr(self, index: int) -> ir.Value:
+        return self.b.inttoptr(self.b.call(self._pseudo, [ir.Constant(i64, PSEUDO_MAP_IDX),
+                                                          ir.Constant(i64, index)]), i8p)
+
+    def _helper(self, name: str, ret: ir.Type, args: list[ir.Value]) -> ir.Value:
+        fnty = ir.FunctionType(ret, [a.type for a in args])
+        callee = self.b.inttoptr(ir.Constant(i64, HELPER_IDS[name]), fnty.as_pointer())
+        return self.b.call(callee, args)
+
+    def _ptr(self, value: ir.Value) -> ir.Value:
+        return self.b.bitcast(value, i8p)
+
+    def _truth(self, value: ir.Value) -> ir.Value:
+        if value.type == ir.IntType(1):
+            return value
+        return self.b.icmp_unsigned("!=", value, ir.Constant(value.type, 0))
+
+    # statements
+    def _stmts(self, stmts) -> None:
+        for stmt in stmts:
+            if self.b.block.is_terminated:
+                return
+            self._stmt(stmt)
+            # values that outlive a statement live in $variables (permanent slots) or maps;
+            # a condition's temporaries are dead once its branch is taken
+            self._release_temps()
+
+    def _stmt(self, stmt) -> None:
+        if isinstance(stmt, ast.ExprStmt):
+            self._expr(stmt.expr, statement=True)
+        elif isinstance(stmt, ast.Assign):
+            self._assign(stmt)
+        elif isinstance(stmt, ast.If):
+            cond = self._truth(self._expr(stmt.cond)[0])
+            then_bb = self.fn.append_basic_block("if_then")
+            else_bb = self.fn.append_basic_block("if_else")
+            done = self.fn.append_basic_block("if_done")
+            self.b.cbranch(cond, then_bb, else_bb)
+            for bb, body in ((then_bb, stmt.then), (else_bb, stmt.other)):
+                self.b.position_at_end(bb)
+                self._stmts(body)
+                if not self.b.block.is_terminated:
+                    self.b.branch(done)
+            self.b.position_at_end(done)
+        elif isinstance(stmt, ast.Unroll):
+            for _ in range(stmt.count):
+                self._stmts(stmt.body)
+        elif isinstance(stmt, ast.While):
+            head = self.fn.append_basic_block("while_head")
+            body = self.fn.append_basic_block("while_body")
+            done = self.fn.append_basic_block("while_done")
+            self.b.branch(head)
+            self.b.position_at_end(head)
+            self.b.cbranch(self._truth(self._expr(stmt.cond)[0]), body, done)
+            self.b.position_at_end(body)
+            self.loop_stack.append((head, done))
+            self._stmts(stmt.body)
+            self.loop_stack.pop()
+            if not self.b.block.is_terminated:
+                self.b.branch(head)
+            self.b.position_at_end(done)
+        elif isinstance(stmt, ast.Jump):
+            if stmt.kind == "return":
+                self.b.branch(self.exit_block)
+            else:
+                if not self.loop_stack:
+                    raise self.error(f"'{stmt.kind}' outside a while loop", stmt)
+                head, done = self.loop_stack[-1]
+                self.b.branch(done if stmt.kind == "break" else head)
+        else:  # pragma: no cover - the parser builds only the kinds above
+            raise self.error(f"unsupported statement {type(stmt).__name__}", stmt)
+
+    def _assign(self, stmt: ast.Assign) -> None:
+        target = stmt.target
+        if isinstance(target, ast.Variable):
+            if stmt.op == "=":
+                value, vtype = self._expr(stmt.value)
+                self._set_var(target, value, vtype)
+            else:
+                cur, ctype = self._var(target)
+                rhs, _ = self._expr(stmt.value)
+                self._set_var(target, self._arith(stmt.op[:-1], cur, rhs, stmt), ctype)
+            return
+        info = self.maps[target.name]
+        if info.value in AGGREGATIONS:
+            if stmt.op != "=":
+                raise self.error(f"cannot use '{stmt.op}' with an aggregation", stmt)
+            self._aggregate(info, target, stmt.value)
+            return
+        if stmt.op == "=":
+            value, vtype = self._expr(stmt.value)
+            self._map_store(info, target, value, vtype)
+        else:
+            op = stmt.op[:-1]
+            rhs, _ = self._expr(stmt.value)
+            if op in ("+", "-"):
+                delta = rhs if op == "+" else self.b.neg(rhs)
+                self._map_atomic_add(info, target, delta)
+            else:
+                cur, _ = self._map_load(info, target)
+                self._map_store(info, target, self._arith(op, cur, rhs, stmt), INT)
+
+    def _set_var(self, target: ast.Variable, value: ir.Value, vtype: SType) -> None:
+        slot = self.scope.vars.get(target.name)
+        if slot is None or slot[1] != vtype:
+            if slot is not None and slot[1].kind != vtype.kind:
+                raise self.error(f"${target.name} holds {slot[1]}; cannot assign {vtype}",
+                                 target)
+            ty = i64 if vtype.kind == "int" else ir.ArrayType(i8, vtype.size)
+            slot = (self._alloca(ty, target.name, permanent=True), vtype)
+            self.scope.vars[target.name] = slot
+        if vtype.kind == "int":
+            self.b.store(value, slot[0])
+        else:
+            self._memcpy(slot[0], value, vtype.size)
+
+    def _var(self, node: ast.Variable) -> tuple[ir.Value, SType]:
+        if node.name.isdigit():
+            raise self.error(f"positional parameter ${node.name} was not given", node)
+        slot = self.scope.vars.get(node.name)
+        if slot is None:
+            raise self.error(f"variable ${node.name} is used before it is assigned", node)
+        if slot[1].kind == "int":
+            return self.b.load(slot[0]), slot[1]
+        return slot[0], slot[1]
+
+    def _memcpy(self, dst: ir.Value, src: ir.Value, size: int) -> None:
+        d = self._ptr(dst)
+        s = self._ptr(src)
+        off = 0
+        while off < size:
+            width = 8 if size - off >= 8 else (4 if size - off >= 4 else 1)
+            ity = ir.IntType(width * 8)
+            sp = self.b.bitcast(self.b.gep(s, [ir.Constant(i64, off)]), ity.as_pointer())
+            dp = self.b.bitcast(self.b.gep(d, [ir.Constant(i64, off)]), ity.as_pointer())
+            self.b.store(self.b.load(sp, align=1), dp, align=1)
+            off += width
+
+    # maps
+    def _map_key(self, info: MapInfo, node: ast.Map, bucket: ir.Value | None = None):
+        size = info.key_size
+        key = self._zeroed(size, f"key_{info.name}")
+        off = 0
+        if not node.keys:
+            off = 8  # scalar maps use one zero u64 key
+        for expr, ktype in zip(node.keys, info.key_types):
+            value, vtype = self._expr(expr)
+            if vtype.kind != ktype.kind:
+                raise self.error(f"@{info.name} key must be {ktype}, not {vtype}", expr)
+            dst = self.b.gep(self._ptr(key), [ir.Constant(i64, off)])
+            if ktype.kind == "int":
+                self.b.store(value, self.b.bitcast(dst, i64.as_pointer()), align=1)
+            else:
+                self._memcpy(dst, value, min(ktype.size, vtype.size))
+            off += ktype.size
+        if bucket is not None:
+            dst = self.b.gep(self._ptr(key), [ir.Constant(i64, off)])
+            self.b.store(bucket, self.b.bitcast(dst, i64.as_pointer()), align=1)
+        return key
+
+    def _lookup(self, info: MapInfo, key: ir.Value) -> ir.Value:
+        return self._helper("bpf_map_lookup_elem", i8p, [self._map_ptr(info.index),
+                                                         self._ptr(key)])
+
+    def _update(self, info: MapInfo, key: ir.Value, value: ir.Value, flags: int = 0):
+        return self._helper("bpf_map_update_elem", i64, [self._map_ptr(info.index),
+                                                         self._ptr(key), self._ptr(value),
+                                                         ir.Constant(i64, flags)])
+
+    def _map_store(self, info: MapInfo, node: ast.Map, value: ir.Value, vtype: SType):
+        key = self._map_key(info, node)
+        if info.value == "str":
+            if vtype.kind != "str":
+                raise self.error(f"@{info.name} holds strings", node)
+            buf = self._zeroed(info.value_size, "strval")
+            self._memcpy(buf, value, min(info.value_size, vtype.size))
+            self._update(info, key, buf)
+            return
+        if vtype.kind != "int":
+            raise self.error(f"@{info.name} holds integers, not {vtype}", node)
+        slot = self._alloca(i64, "val")
+        self.b.store(value, slot)
+        self._update(info, key, slot)
+
+    def _map_load(self, info: MapInfo, node: ast.Map) -> tuple[ir.Value, SType]:
+        key = self._map_key(info, node)
+        ptr = self._lookup(info, key)
+        if info.value == "str":
+            out = self._zeroed(info.value_size, "strread")
+            found = self.fn.append_basic_block("found")
+            done = self.fn.append_basic_block("done")
+            self.b.cbranch(self.b.icmp_unsigned("!=", ptr, ir.Constant(i8p, None)), found, done)
+            self.b.position_at_end(found)
+            self._memcpy(out, ptr, info.value_size)
+            self.b.branch(done)
+            self.b.position_at_end(done)
+            return out, info.value_type
+        result = self._alloca(i64, "mapval")
+        self.b.store(ir.Constant(i64, 0), result)
+        found = self.fn.append_basic_block("found")
+        done = self.fn.append_basic_block("done")
+        self.b.cbranch(self.b.icmp_unsigned("!=", ptr, ir.Constant(i8p, None)), found, done)
+        self.b.position_at_end(found)
+        if info.value in ("avg",):
+            cnt = self.b.load(self.b.bitcast(ptr, i64.as_pointer()))
+            total = self.b.load(self.b.bitcast(self.b.gep(ptr, [ir.Constant(i64, 8)]),
+                                               i64.as_pointer()))
+            nz = self.b.select(self.b.icmp_unsigned("==", cnt, ir.Constant(i64, 0)),
+                               ir.Constant(i64, 1), cnt)
+            self.b.store(self.b.udiv(total, nz), result)
+        else:
+            self.b.store(self.b.load(self.b.bitcast(ptr, i64.as_pointer())), result)
+        self.b.branch(done)
+        self.b.position_at_end(done)
+        return self.b.load(result), INT
+
+    def _map_atomic_add(self, info: MapInfo, node: ast.Map, delta: ir.Value,
+                        bucket: ir.Value | None = None) -> None:
+        key = self._map_key(info, node, bucket)
+        ptr = self._lookup(info, key)
+        found = self.fn.append_basic_block("found")
+        missing = self.fn.append_basic_block("missing")
+        done = self.fn.append_basic_block("done")
+        self.b.cbranch(self.b.icmp_unsigned("!=", ptr, ir.Constant(i8p, None)), found, missing)
+        self.b.position_at_end(found)
+        self.b.atomic_rmw("add", self.b.bitcast(ptr, i64.as_pointer()), delta, "monotonic")
+        self.b.branch(done)
+        self.b.position_at_end(missing)
+        slot = self._alloca(i64, "init")
+        self.b.store(delta, slot)
+        self._update(info, key, slot, 1)  # BPF_NOEXIST: a racing insert wins
+        self.b.branch(done)
+        self.b.position_at_end(done)
+
+    def _aggregate(self, info: MapInfo, node: ast.Map, call: ast.Call) -> None:
+        if not isinstance(call, ast.Call) or call.name != info.value:
+            raise self.error(f"@{info.name} is a {info.value}() map", node)
+        name = call.name
+        want = {"count": 0, "sum": 1, "avg": 1, "min": 1, "max": 1, "stats": 1, "hist": 1,
+                "lhist": 4}[name]
+        if len(call.args) != want:
+            raise self.error(f"{name}() takes {want} argument{'s' * (want != 1)}", call)
+        if name == "count":
+            self._map_atomic_add(info, node, ir.Constant(i64, 1))
+            return
+        value, vtype = self._expr(call.args[0])
+        if vtype.kind != "int":
+            raise self.error(f"{name}() needs an integer, not {vtype}", call.args[0])
+        if name == "sum":
+            self._map_atomic_add(info, node, value)
+        elif name in ("avg", "stats"):
+            key = self._map_key(info, node)
+            ptr = self._lookup(info, key)
+            found = self.fn.append_basic_block("found")
+            missing = self.fn.append_basic_block("missing")
+            done = self.fn.append_basic_block("done")
+            self.b.cbranch(self.b.icmp_unsigned("!=", ptr, ir.Constant(i8p, None)), found,
+                           missing)
+            self.b.position_at_end(found)
+            self.b.atomic_rmw("add", self.b.bitcast(ptr, i64.as_pointer()), ir.Constant(i64, 1),
+                              "monotonic")
+            self.b.atomic_rmw("add", self.b.bitcast(self.b.gep(ptr, [ir.Constant(i64, 8)]),
+                                                    i64.as_pointer()), value, "monotonic")
+            self.b.branch(done)
+            self.b.position_at_end(missing)
+            pair = self._alloca(ir.ArrayType(i64, 2), "pair")
+            self.b.store(ir.Constant(i64, 1), self.b.gep(pair, [ir.Constant(i32, 0),
+                                                                 ir.Constant(i32, 0)]))
+            self.b.store(value, self.b.gep(pair, [ir.Constant(i32, 0), ir.Constant(i32, 1)]))
+            self._update(info, key, pair, 1)
+            self.b.branch(done)
+            self.b.position_at_end(done)
+        elif name in ("min", "max"):
+            key = self._map_key(info, node)
+            ptr = self._lookup(info, key)
+            found = self.fn.append_basic_block("found")
+            better = self.fn.append_basic_block("better")
+            missing = self.fn.append_basic_block("missing")
+            done = self.fn.append_basic_block("done")
+            self.b.cbranch(self.b.icmp_unsigned("!=", ptr, ir.Constant(i8p, None)), found,
+                           missing)
+            self.b.position_at_end(found)
+            p64 = self.b.bitcast(ptr, i64.as_pointer())
+            cur = self.b.load(p64)
+            cmp = self.b.icmp_signed("<" if name == "min" else ">", value, cur)
+            self.b.cbranch(cmp, better, done)
+            self.b.position_at_end(better)
+            self.b.store(value, p64)
+            self.b.branch(done)
+            self.b.position_at_end(missing)
+            slot = self._alloca(i64, "init")
+            self.b.store(value, slot)
+            self._update(info, key, slot, 1)
+            self.b.branch(done)
+            self.b.position_at_end(done)
+        elif name == "hist":
+            self._map_atomic_add(info, node, ir.Constant(i64, 1), self._log2_bucket(value))
+        elif name == "lhist":
+            lo, hi, step = info.lhist
+            self._map_atomic_add(info, node, ir.Constant(i64, 1),
+                                 self._linear_bucket(value, lo, hi, step))
+
+    def _log2_bucket(self, value: ir.Value) -> ir.Value:
+        """bpftrace's hist() bucket: 0 for negatives, 1 for 0, then 2 + floor(log2(v))."""
+        b = self.b
+        result = self._alloca(i64, "bucket")
+        neg = b.icmp_signed("<", value, ir.Constant(i64, 0))
+        zero = b.icmp_unsigned("==", value, ir.Constant(i64, 0))
+        b.store(b.select(neg, ir.Constant(i64, 0), ir.Constant(i64, 1)), result)
+        pos_bb = self.fn.append_basic_block("log2")
+        done = self.fn.append_basic_block("log2_done")
+        b.cbranch(b.or_(neg, zero), done, pos_bb)
+        b.position_at_end(pos_bb)
+        # branch-free floor(log2(v)) by halving steps, as bpftrace does
+        v = value
+        acc = ir.Constant(i64, 0)
+        for shift in (32, 16, 8, 4, 2, 1):
+            big = b.icmp_unsigned(">=", v, ir.Constant(i64, 1 << shift))
+            s = b.select(big, ir.Constant(i64, shift), ir.Constant(i64, 0))
+            v = b.lshr(v, s)
+            acc = b.add(acc, s)
+        b.store(b.add(acc, ir.Constant(i64, 2)), result)
+        b.branch(done)
+        b.position_at_end(done)
+        return b.load(result)
+
+    def _linear_bucket(self, value: ir.Value, lo: int, hi: int, step: int) -> ir.Value:
+        """lhist bucket: 0 below min, 1 + (v - min) / step inside, last bucket at/above max."""
+        b = self.b
+        nbuckets = (hi - lo) // step
+        below = b.icmp_signed("<", value, ir.Constant(i64, lo))
+        above = b.icmp_signed(">=", value, ir.Constant(i64, hi))
+        inside = b.add(b.udiv(b.sub(value, ir.Constant(i64, lo)), ir.Constant(i64, step)),
+                       ir.Constant(i64, 1))
+        r = b.select(above, ir.Constant(i64, nbuckets + 1), inside)
+        return b.select(below, ir.Constant(i64, 0), r)
+
+    # expressions
+    def _expr(self, expr: ast.Expr, statement: bool = False) -> tuple[ir.Value, SType]:
+        method = getattr(self, "_e_" + type(expr).__name__)
+        if statement and isinstance(expr, (ast.Call, ast.IncDec)):
+            return method(expr, True)
+        return method(expr)
+
+    def _e_Integer(self, e: ast.Integer):
+        return ir.Constant(i64, e.value & 0xFFFF_FFFF_FFFF_FFFF), INT
+
+    def _e_String(self, e: ast.String):
+        data = e.value.encode()[:STRLEN - 1]
+        buf = self._zeroed(STRLEN, "str")
+        for i in range(0, len(data), 8):
+            chunk = data[i:i + 8].ljust(8, b"\0")
+            p = self.b.bitcast(self.b.gep(self._ptr(buf), [ir.Constant(i64, i)]),
+                               i64.as_pointer())
+            self.b.store(ir.Constant(i64, int.from_bytes(chunk, "little")), p, align=1)
+        return buf, SType("str", STRLEN)
+
+    def _e_Variable(self, e: ast.Variable):
+        return self._var(e)
+
+    def _e_Map(self, e: ast.Map):
+        info = self.maps.get(e.name)
+        if info is None:
+            raise self.error(f"map @{e.name} is read but never assigned", e)
+        if info.value in ("hist", "lhist", "stats"):
+            raise self.error(f"@{e.name} is a {info.value}() map and cannot be read as a value",
+                             e)
+        return self._map_load(info, e)
+
+    def _e_Tuple(self, e: ast.Tuple):
+        raise self.error("tuples are not supported yet", e)
+
+    def _e_Cast(self, e: ast.Cast):
+        value, vtype = self._expr(e.expr)
+        if vtype.kind != "int":
+            raise self.error(f"cannot cast {vtype} to {e.type_name}", e)
+        bits = {"int8": 8, "uint8": 8, "char": 8, "int16": 16, "uint16": 16, "short": 16,
+                "int32": 32, "uint32": 32, "int": 32}.get(e.type_name.rstrip("*"), 64)
+        signed = not e.type_name.startswith("u")
+        if bits < 64:
+            t = self.b.trunc(value, ir.IntType(bits))
+            value = self.b.sext(t, i64) if signed else self.b.zext(t, i64)
+        return value, SType("int", signed=signed)
+
+    def _e_Unary(self, e: ast.Unary):
+        value, vtype = self._expr(e.operand)
+        if vtype.kind != "int":
+            raise self.error(f"'{e.op}' needs an integer, not {vtype}", e)
+        if e.op == "!":
+            return self.b.zext(self.b.icmp_unsigned("==", value, ir.Constant(i64, 0)), i64), INT
+        if e.op == "~":
+            return self.b.not_(value), vtype
+        if e.op == "-":
+            return self.b.neg(value), INT
+        if e.op == "*":
+            slot = self._alloca(i64, "deref")
+            self.b.store(ir.Constant(i64, 0), slot)
+            self._helper("bpf_probe_read_kernel", i64, [self._ptr(slot), ir.Constant(i32, 8),
+                                                        self.b.inttoptr(value, i8p)])
+            return self.b.load(slot), INT
+        raise self.error(f"unary '{e.op}' is not supported", e)
+
+    def _e_IncDec(self, e: ast.IncDec, statement: bool = False):
+        delta = ir.Constant(i64, 1 if e.op == "++" else -1)
+        if isinstance(e.target, ast.Map):
+            info = self.maps.get(e.target.name)
+            if info is None:
+                info = self.maps[e.target.name]
+            if statement:
+                self._map_atomic_add(info, e.target, delta)
+                return ir.Constant(i64, 0), INT
+            old, _ = self._map_load(info, e.target)
+            self._map_atomic_add(info, e.target, delta)
+            return (self.b.add(old, delta) if e.prefix else old), INT
+        old, vtype = self._var(e.target)
+        new = self.b.add(old, delta)
+        self._set_var(e.target, new, vtype)
+        return (new if e.prefix else old), vtype
+
+    def _arith(self, op: str, left: ir.Value, right: ir.Value, node, signed=False) -> ir.Value:
+        b = self.b
+        if op in ("/", "%"):
+            # division by zero yields 0 (BPF semantics); the verifier needs no check here
+            zero = b.icmp_unsigned("==", right, ir.Constant(i64, 0))
+            safe = b.select(zero, ir.Constant(i64, 1), right)
+            q = b.udiv(left, safe) if op == "/" else b.urem(left, safe)
+            return b.select(zero, ir.Constant(i64, 0), q)
+        table = {"+": b.add, "-": b.sub, "*": b.mul, "&": b.and_, "|": b.or_, "^": b.xor,
+                 "<<": b.shl, ">>": b.lshr}
+        if op not in table:
+            raise self.error(f"operator '{op}' is not supported", node)
+        return table[op](left, right)
+
+    def _e_Binary(self, e: ast.Binary):
+        if e.op in ("&&", "||"):
+            result = self._alloca(i64, "logic")
+            left = self._truth(self._expr(e.left)[0])
+            rhs_bb = self.fn.append_basic_block("logic_rhs")
+            done = self.fn.append_basic_block("logic_done")
+            self.b.store(self.b.zext(left, i64), result)
+            if e.op == "&&":
+                self.b.cbranch(left, rhs_bb, done)
+            else:
+                self.b.cbranch(left, done, rhs_bb)
+            self.b.position_at_end(rhs_bb)
+            right = self._truth(self._expr(e.right)[0])
+            self.b.store(self.b.zext(right, i64), result)
+            self.b.branch(done)
+            self.b.position_at_end(done)
+            return self.b.load(result), INT
+        left, lt = self._expr(e.left)
+        right, rt = self._expr(e.right)
+        if e.op in ("==", "!=") and lt.kind == "str" and rt.kind == "str":
+            return self._strcmp(left, lt, right, rt, e.op), INT
+        if lt.kind != "int" or rt.kind != "int":
+            raise self.error(f"operator '{e.op}' needs integers (got {lt} and {rt})", e)
+        if e.op in ("==", "!=", "<", "<=", ">", ">="):
+            signed = lt.signed and rt.signed
+            cmp = (self.b.icmp_signed if signed else self.b.icmp_unsigned)(e.op, left, right)
+            return self.b.zext(cmp, i64), INT
+        return self._arith(e.op, left, right, e), SType("int", signed=lt.signed and rt.signed)
+
+    def _strcmp(self, left, lt: SType, right, rt: SType, op: str) -> ir.Value:
+        """Byte-wise comparison up to the first NUL, unrolled (no loops for the verifier)."""
+        n = min(lt.size, rt.size)
+        b = self.b
+        equal = self._alloca(i64, "streq")
+        b.store(ir.Constant(i64, 1), equal)
+        done = self.fn.append_basic_block("strcmp_done")
+        lp, rp = self._ptr(left), self._ptr(right)
+        for i in range(n):
+            lc = b.load(b.gep(lp, [ir.Constant(i64, i)]))
+            rc = b.load(b.gep(rp, [ir.Constant(i64, i)]))
+            differ = self.fn.append_basic_block("strcmp_differ")
+            same = self.fn.append_basic_block("strcmp_same")
+            b.cbranch(b.icmp_unsigned("!=", lc, rc), differ, same)
+            b.position_at_end(differ)
+            b.store(ir.Constant(i64, 0), equal)
+            b.branch(done)
+            b.position_at_end(same)
+            nxt = self.fn.append_basic_block("strcmp_next")
+            b.cbranch(b.icmp_unsigned("==", lc, ir.Constant(i8, 0)), done, nxt)
+            b.position_at_end(nxt)
+        b.branch(done)
+        b.position_at_end(done)
+        eq = b.load(equal)
+        return eq if op == "==" else b.xor(eq, ir.Constant(i64, 1))
+
+    def _e_Ternary(self, e: ast.Ternary):
+        cond = self._truth(self._expr(e.cond)[0])
+        then_bb = self.fn.append_basic_block("tern_then")
+        else_bb = self.fn.append_basic_block("tern_else")
+        done = self.fn.append_basic_block("tern_done")
+        self.b.cbranch(cond, then_bb, else_bb)
+        self.b.position_at_end(then_bb)
+        tv, tt = self._expr(e.then)
+        if tt.kind == "int":
+            slot = self._alloca(i64, "tern")
+        else:
+            slot = self._zeroed(tt.size, "tern")
+        self._store_any(slot, tv, tt)
+        self.b.branch(done)
+        self.b.position_at_end(else_bb)
+        ev, et = self._expr(e.other)
+        if et.kind != tt.kind:
+            raise self.error(f"both branches of '?:' must have one type ({tt} and {et})", e)
+        self._store_any(slot, ev, SType(et.kind, min(et.size, tt.size)))
+        self.b.branch(done)
+        self.b.position_at_end(done)
+        return (self.b.load(slot) if tt.kind == "int" else slot), tt
+
+    def _store_any(self, slot, value, vtype: SType) -> None:
+        if vtype.kind == "int":
+            self.b.store(value, slot)
+        else:
+            self._memcpy(slot, value, vtype.size)
+
+    def _ctx_load(self, offset: int, size: int, signed: bool) -> ir.Value:
+        ity = ir.IntType(size * 8)
+        p = self.b.bitcast(self.b.gep(self.fn.args[0], [ir.Constant(i64, offset)]),
+                           ity.as_pointer())
+        v = self.b.load(p)
+        if size < 8:
+            v = self.b.sext(v, i64) if signed else self.b.zext(v, i64)
+        return v
+
+    def _e_Builtin(self, e: ast.Builtin):
+        name = e.name
+        b = self.b
+        if name in ("pid", "tid"):
+            v = self._helper("bpf_get_current_pid_tgid", i64, [])
+            return (b.lshr(v, ir.Constant(i64, 32)) if name == "pid"
+                    else b.and_(v, ir.Constant(i64, 0xFFFFFFFF))), UINT
+        if name in ("uid", "gid"):
+            v = self._helper("bpf_get_current_uid_gid", i64, [])
+            return (b.and_(v, ir.Constant(i64, 0xFFFFFFFF)) if name == "uid"
+                    else b.lshr(v, ir.Constant(i64, 32))), UINT
+        if name == "nsecs":
+            return self._helper("bpf_ktime_get_ns", i64, []), UINT
+        if name == "elapsed":
+            self.uses_elapsed = True
+            now = self._helper("bpf_ktime_get_ns", i64, [])
+            key = self._alloca(i32, "k0")
+            b.store(ir.Constant(i32, 0), key)
+            ptr = self._helper("bpf_map_lookup_elem", i8p, [self._map_ptr(self.start_index),
+                                                            self._ptr(key)])
+            start = self._alloca(i64, "start")
+            b.store(now, start)
+            ok = self.fn.append_basic_block("have_start")
+            done = self.fn.append_basic_block("start_done")
+            b.cbranch(b.icmp_unsigned("!=", ptr, ir.Constant(i8p, None)), ok, done)
+            b.position_at_end(ok)
+            b.store(b.load(b.bitcast(ptr, i64.as_pointer())), start)
+            b.branch(done)
+            b.position_at_end(done)
+            return b.sub(now, b.load(start)), UINT
+        if name == "cpu":
+            return b.zext(self._helper("bpf_get_smp_processor_id", i32, []), i64), UINT
+        if name == "rand":
+            return b.zext(self._helper("bpf_get_prandom_u32", i32, []), i64), UINT
+        if name == "comm":
+            buf = self._zeroed(COMM_LEN, "comm")
+            self._helper("bpf_get_current_comm", i64, [self._ptr(buf), ir.Constant(i32,
+                                                                                    COMM_LEN)])
+            return buf, SType("str", COMM_LEN)
+        if name in ("probe", "func"):
+            text = self.ap.raw if name == "probe" else (self.ap.func or self.ap.raw)
+            return self._e_String(ast.String(e.line, e.col, text))
+        if name.startswith("arg") and name[3:].isdigit() or name == "retval":
+            if self.ap.provider not in ("kprobe", "kretprobe", "uprobe", "uretprobe"):
+                raise self.error(f"{name} is only available in kprobe/uprobe probes "
+                                 f"(this is {self.ap.provider})", e)
+            if name == "retval":
+                return self._ctx_load(PT_REGS_RET, 8, True), INT
+            n = int(name[3:])
+            if n >= len(PT_REGS_ARGS):
+                raise self.error(f"{name}: x86_64 passes only 6 arguments in registers", e)
+            return self._ctx_load(PT_REGS_ARGS[n], 8, True), INT
+        if name == "args":
+            raise self.error("use a field of args, e.g. args->filename", e)
+        raise self.error(f"builtin '{name}' is not supported yet", e)
+
+    def _tp_field(self, e: ast.FieldAccess) -> TracepointField:
+        if self.ap.provider != "tracepoint":
+            raise self.error("args-> is available in tracepoint probes", e)
+        key = (self.ap.target, self.ap.func)
+        for f in (self._tp_fields or {}).get(key, []):
+            if f.name == e.field:
+                return f
+        names = ", ".join(f.name for f in (self._tp_fields or {}).get(key, []))
+        raise self.error(f"tracepoint {key[0]}:{key[1]} has no field '{e.field}' "
+                         f"(fields: {names})", e)
+
+    def _e_FieldAccess(self, e: ast.FieldAccess):
+        if not (isinstance(e.expr, ast.Builtin) and e.expr.name == "args"):
+            raise self.error("field access is supported on args only", e)
+        f = self._tp_field(e)
+        if f.array_len and "char" in f.ctype and not f.ctype.startswith("__data_loc"):
+            buf = self._zeroed(f.array_len, f.name)
+            self._memcpy(buf, self.b.gep(self.fn.args[0], [ir.Constant(i64, f.offset)]),
+                         f.array_len)
+            return buf, SType("str", f.array_len)
+        if f.size not in (1, 2, 4, 8):
+            raise self.error(f"field '{f.name}' ({f.ctype}, {f.size} bytes) is not supported",
+                             e)
+        signed = f.signed or f.ctype in ("int", "long", "short", "pid_t")
+        return self._ctx_load(f.offset, f.size, signed), SType("int", signed=signed)
+
+    def _e_Index(self, e: ast.Index):
+        raise self.error("indexing is not supported yet", e)
+
+    # calls
+    def _e_Call(self, e: ast.Call, statement: bool = False):
+        handler = getattr(self, "_call_" + e.name, None)
+        if handler is None:
+            if e.name in AGGREGATIONS:
+                raise self.error(f"{e.name}() must be assigned to a map, e.g. @x = {e.name}()",
+                                 e)
+            raise self.error(f"unknown function '{e.name}'", e)
+        return handler(e)
+
+    def _call_str(self, e: ast.Call):
+        if not 1 <= len(e.args) <= 2:
+            raise self.error("str() takes a pointer and an optional length", e)
+        arg = e.args[0]
+        size = STRLEN
+        if len(e.args) == 2:
+            if not isinstance(e.args[1], ast.Integer) or not 1 <= e.args[1].value <= STRLEN:
+                raise self.error(f"str() length must be a constant from 1 to {STRLEN}", e)
+            size = e.args[1].value + 1
+        buf = self._zeroed(STRLEN, "strbuf")
+        if isinstance(arg, ast.FieldAccess):
+            f = self._tp_field(arg)
+            if f.ctype.startswith("__data_loc"):
+                loc = self._ctx_load(f.offset, 4, False)
+                off = self.b.and_(loc, ir.Constant(i64, 0xFFFF))
+                src = self.b.gep(self.fn.args[0], [off])
+                self._helper("bpf_probe_read_kernel_str", i64, [self._ptr(buf),
+                                                                ir.Constant(i32, size), src])
+                return buf, SType("str", STRLEN)
+        value, vtype = self._expr(arg)
+        if vtype.kind == "str":
+            return value, vtype
+        self._helper("bpf_probe_read_str", i64, [self._ptr(buf), ir.Constant(i32, size),
+                                                 self.b.inttoptr(value, i8p)])
+        return buf, SType("str", STRLEN)
+
+    def _emit_event(self, kind: int, ident: int, values: list[tuple[ir.Value, SType]]):
+        size = 16 + sum(8 if t.kind == "int" else t.size for _, t in values)
+        size = (size + 7) & ~7
+        if size > 448:
+            raise self.error("too much data in one event (the BPF stack holds 512 bytes)",
+                             self.probe)
+        buf = self._zeroed(size, "event")
+        p = self._ptr(buf)
+        self.b.store(ir.Constant(i64, kind), self.b.bitcast(p, i64.as_pointer()))
+        self.b.store(ir.Constant(i64, ident),
+                     self.b.bitcast(self.b.gep(p, [ir.Constant(i64, 8)]), i64.as_pointer()))
+        off = 16
+        for value, vtype in values:
+            dst = self.b.gep(p, [ir.Constant(i64, off)])
+            if vtype.kind == "int":
+                self.b.store(value, self.b.bitcast(dst, i64.as_pointer()), align=1)
+                off += 8
+            else:
+                self._memcpy(dst, value, vtype.size)
+                off += vtype.size
+        self._helper("bpf_ringbuf_output", i64, [self._map_ptr(self.ringbuf_index), p,
+                                                 ir.Constant(i64, size), ir.Constant(i64, 0)])
+
+    def _call_printf(self, e: ast.Call):
+        if not e.args or not isinstance(e.args[0], ast.String):
+            raise self.error("printf() needs a format string first", e)
+        values = [self._expr(a) for a in e.args[1:]]
+        fmt = PrintfFormat(len(self.formats), e.args[0].value, [t for _, t in values])
+        from .output import check_format
+        problem = check_format(fmt.fmt, fmt.arg_types)
+        if problem:
+            raise self.error(problem, e)
+        self.formats.append(fmt)
+        self._emit_event(EV_PRINTF, fmt.id, values)
+        return ir.Constant(i64, 0), NONE
+
+    def _call_time(self, e: ast.Call):
+        fmt = "%H:%M:%S\n"
+        if e.args:
+            if not isinstance(e.args[0], ast.String):
+                raise self.error("time() takes a format string", e)
+            fmt = e.args[0].value
+        f = PrintfFormat(len(self.formats), fmt, [], EV_TIME)
+        self.formats.append(f)
+        self._emit_event(EV_TIME, f.id, [])
+        return ir.Constant(i64, 0), NONE
+
+    def _map_arg(self, e: ast.Call, fname: str) -> MapInfo:
+        if len(e.args) != 1 or not isinstance(e.args[0], ast.Map):
+            raise self.error(f"{fname}() takes one map", e)
+        info = self.maps.get(e.args[0].name)
+        if info is None:
+            raise self.error(f"map @{e.args[0].name} is never assigned", e.args[0])
+        return info
+
+    def _call_print(self, e: ast.Call):
+        if len(e.args) == 1 and isinstance(e.args[0], ast.Map) and not e.args[0].keys:
+            info = self._map_arg(e, "print")
+            self._emit_event(EV_PRINT, info.index, [])
+            return ir.Constant(i64, 0), NONE
+        if len(e.args) != 1:
+            raise self.error("print() takes one argument", e)
+        value, vtype = self._expr(e.args[0])
+        fmt = PrintfFormat(len(self.formats), "%d\n" if vtype.kind == "int" else "%s\n",
+                           [vtype])
+        self.formats.append(fmt)
+        self._emit_event(EV_PRINTF, fmt.id, [(value, vtype)])
+        return ir.Constant(i64, 0), NONE
+
+    def _call_clear(self, e: ast.Call):
+        info = self._map_arg(e, "clear")
+        self._emit_event(EV_CLEAR, info.index, [])
+        return ir.Constant(i64, 0), NONE
+
+    def _call_zero(self, e: ast.Call):
+        info = self._map_arg(e, "zero")
+        self._emit_event(EV_ZERO, info.index, [])
+        return ir.Constant(i64, 0), NONE
+
+    def _call_delete(self, e: ast.Call):
+        if len(e.args) != 1 or not isinstance(e.args[0], ast.Map):
+            raise self.error("delete() takes one map element, e.g. delete(@m[k])", e)
+        node = e.args[0]
+        info = self.maps.get(node.name)
+        if info is None:
+            raise self.error(f"map @{node.name} is never assigned", node)
+        if info.value in ("hist", "lhist"):
+            raise self.error("delete() of a histogram element is not supported; use clear()",
+                             e)
+        key = self._map_key(info, node)
+        self._helper("bpf_map_delete_elem", i64, [self._map_ptr(info.index), self._ptr(key)])
+        return ir.Constant(i64, 0), NONE
+
+    def _call_exit(self, e: ast.Call):
+        self._emit_event(EV_EXIT, 0, [])
+        self.b.branch(self.exit_block)
+        # statements after exit() in this block are unreachable: give them a fresh block
+        self.b.position_at_end(self.fn.append_basic_block("after_exit"))
+        return ir.Constant(i64, 0), NONE
+
+
+def _optimize(parsed, machine) -> None:
+    """Run LLVM's O2 pipeline (mem2reg first of all) so the BPF stack stays small."""
+    import llvmlite.binding as llvm
+
+    try:
+        pto = llvm.create_pipeline_tuning_options(speed_level=2)
+        pb = llvm.create_pass_builder(machine, pto)
+        pm = pb.getModulePassManager()
+        pm.run(parsed, pb)
+    except AttributeError:  # an older llvmlite: legacy pass manager
+        pmb = llvm.create_pass_manager_builder()
+        pmb.opt_level = 2
+        pm = llvm.create_module_pass_manager()
+        pmb.populate(pm)
+        pm.run(parsed)
+
+
+def emit_object(module: ir.Module, opt: int = 2) -> bytes:
+    """Compile an LLVM module for the BPF target into an ELF relocatable object."""
+    import llvmlite.binding as llvm
+
+    llvm.initialize_all_targets()
+    llvm.initialize_all_asmprinters()
+    target = llvm.Target.from_triple("bpfel")
+    machine = target.create_target_machine(cpu="v3", opt=opt, reloc="static")
+    parsed = llvm.parse_assembly(str(module))
+    parsed.verify()
+    _optimize(parsed, machine)
+    return machine.emit_object(parsed)
+
+
+def emit_assembly(module: ir.Module, opt: int = 2) -> str:
+    import llvmlite.binding as llvm
+
+    llvm.initialize_all_targets()
+    llvm.initialize_all_asmprinters()
+    machine = llvm.Target.from_triple("bpfel").create_target_machine(cpu="v3", opt=opt,
+                                                                     reloc="static")
+    parsed = llvm.parse_assembly(str(module))
+    _optimize(parsed, machine)
+    return machine.emit_assembly(parsed)

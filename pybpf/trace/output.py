@@ -1,0 +1,196 @@
+"""Text output exactly as bpftrace 0.17 prints it: printf, and maps at exit or on print().
+
+The formats were read off bpftrace 0.17 itself (the tests compare with it): maps sorted by
+name; a map's entries sorted by value; ``hist``/``lhist`` drawn with 52-column bars and
+power-of-two labels with K/M/G/T suffixes; ``avg``/``stats``/``hist``/``lhist`` maps followed
+by a blank line.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import time as _time
+
+from .codegen import MapInfo, SType
+
+_SPEC = re.compile(r"%(?P<flags>[-+ #0]*)(?P<width>\d+|\*)?(?:\.(?P<prec>\d+))?"
+                   r"(?P<len>hh|h|ll|l|z|j|t)?(?P<conv>[diouxXcsp%])")
+
+
+def check_format(fmt: str, arg_types: list[SType]) -> str | None:
+    """A message if the printf format does not fit its arguments, else None."""
+    specs = [m for m in _SPEC.finditer(fmt) if m.group("conv") != "%"]
+    if len(specs) != len(arg_types):
+        return (f"printf: the format has {len(specs)} conversion"
+                f"{'s' * (len(specs) != 1)} but {len(arg_types)} argument"
+                f"{'s' * (len(arg_types) != 1)} {'were' if len(arg_types) != 1 else 'was'} given")
+    for m, t in zip(specs, arg_types):
+        if m.group("conv") == "s" and t.kind != "str":
+            return f"printf: %s needs a string, argument is {t}"
+        if m.group("conv") != "s" and t.kind == "str":
+            return f"printf: %{m.group('conv')} needs an integer, argument is a string"
+    return None
+
+
+def _cstr(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode(errors="replace")
+
+
+def decode_args(payload: bytes, arg_types: list[SType]) -> list:
+    out = []
+    off = 0
+    for t in arg_types:
+        if t.kind == "int":
+            (v,) = struct.unpack_from("<q" if t.signed else "<Q", payload, off)
+            out.append(v)
+            off += 8
+        else:
+            out.append(_cstr(payload[off:off + t.size]))
+            off += t.size
+    return out
+
+
+def format_printf(fmt: str, args: list) -> str:
+    """C printf formatting with 64-bit integers, as bpftrace does it."""
+    values = iter(args)
+
+    def convert(m: re.Match) -> str:
+        conv = m.group("conv")
+        if conv == "%":
+            return "%"
+        value = next(values)
+        spec = "%" + (m.group("flags") or "") + (m.group("width") or "")
+        if m.group("prec") is not None:
+            spec += "." + m.group("prec")
+        if conv == "s":
+            return (spec + "s") % value
+        if conv == "c":
+            return (spec + "c") % chr(value & 0xFF)
+        if conv == "p":
+            return (spec + "s") % hex(value & 0xFFFF_FFFF_FFFF_FFFF)
+        if conv in "uxXo":
+            bits = {"hh": 8, "h": 16, None: 32}.get(m.group("len"), 64)
+            value &= (1 << bits) - 1
+            return (spec + ("d" if conv == "u" else conv)) % value
+        bits = {"hh": 8, "h": 16, None: 32}.get(m.group("len"), 64)
+        value &= (1 << bits) - 1
+        if value >> (bits - 1):
+            value -= 1 << bits
+        return (spec + "d") % value
+
+    return _SPEC.sub(convert, fmt)
+
+
+def format_time(fmt: str) -> str:
+    return _time.strftime(fmt, _time.localtime())
+
+
+# --- maps --------------------------------------------------------------------------------------
+
+def _key_text(info: MapInfo, key: bytes) -> str:
+    if not info.key_types:
+        return ""
+    parts = []
+    off = 0
+    for t in info.key_types:
+        if t.kind == "int":
+            (v,) = struct.unpack_from("<q" if t.signed else "<Q", key, off)
+            parts.append(str(v))
+            off += 8
+        else:
+            parts.append(_cstr(key[off:off + t.size]))
+            off += t.size
+    return "[" + ", ".join(parts) + "]"
+
+
+def _user_key(info: MapInfo, key: bytes) -> bytes:
+    """The user's part of a key (hist maps append the bucket index)."""
+    return key[:-8] if info.value in ("hist", "lhist") else key
+
+
+_SUFFIXES = ["", "K", "M", "G", "T", "P", "E"]
+
+
+def _pow2_label(power: int) -> str:
+    return f"{1 << (power % 10)}{_SUFFIXES[power // 10]}"
+
+
+def _hist_label(bucket: int) -> str:
+    if bucket == 0:
+        return "(..., 0)"
+    if bucket == 1:
+        return "[0]"
+    if bucket == 2:
+        return "[1]"
+    p = bucket - 2
+    return f"[{_pow2_label(p)}, {_pow2_label(p + 1)})"
+
+
+def _lhist_label(bucket: int, lo: int, hi: int, step: int) -> str:
+    nbuckets = (hi - lo) // step
+    if bucket == 0:
+        return f"(..., {lo})"
+    if bucket == nbuckets + 1:
+        return f"[{hi}, ...)"
+    start = lo + (bucket - 1) * step
+    return f"[{start}, {start + step})"
+
+
+def _bar(count: int, top: int) -> str:
+    width = 52
+    n = (count * width // top) if top else 0
+    return "|" + "@" * n + " " * (width - n) + "|"
+
+
+def _draw(rows: list[tuple[str, int]]) -> list[str]:
+    top = max((c for _, c in rows), default=0)
+    return [f"{label:<16}{count:>8} {_bar(count, top)}" for label, count in rows]
+
+
+def _hist_rows(info: MapInfo, buckets: dict[int, int]) -> list[tuple[str, int]]:
+    if not buckets:
+        return []
+    if info.value == "hist":
+        used = sorted(buckets)
+        lo, hi = used[0], used[-1]
+        return [(_hist_label(b), buckets.get(b, 0)) for b in range(lo, hi + 1)]
+    lo_v, hi_v, step = info.lhist
+    used = sorted(buckets)
+    return [(_lhist_label(b, lo_v, hi_v, step), buckets.get(b, 0))
+            for b in range(used[0], used[-1] + 1)]
+
+
+def format_map(info: MapInfo, entries: list[tuple[bytes, bytes]]) -> str:
+    """One map's text as bpftrace prints it (entries: raw key and value bytes)."""
+    name = "@" + info.name
+    lines: list[str] = []
+    if info.value in ("hist", "lhist"):
+        groups: dict[bytes, dict[int, int]] = {}
+        for key, value in entries:
+            (bucket,) = struct.unpack_from("<Q", key, len(key) - 8)
+            (count,) = struct.unpack_from("<Q", value)
+            groups.setdefault(_user_key(info, key), {})[bucket] = count
+        for ukey in sorted(groups, key=lambda k: sum(groups[k].values())):
+            lines.append(f"{name}{_key_text(info, ukey)}: ")
+            lines.extend(_draw(_hist_rows(info, groups[ukey])))
+            lines.append("")
+        return "\n".join(lines) + ("\n" if lines else "")
+    decoded = []
+    for key, value in entries:
+        if info.value in ("avg", "stats"):
+            count, total = struct.unpack_from("<qq", value)
+            avg = total // count if count else 0
+            text = (str(avg) if info.value == "avg"
+                    else f"count {count}, average {avg}, total {total}")
+            decoded.append((avg, f"{name}{_key_text(info, key)}: {text}"))
+        elif info.value == "str":
+            decoded.append((0, f"{name}{_key_text(info, key)}: {_cstr(value)}"))
+        else:
+            (v,) = struct.unpack_from("<q", value)
+            decoded.append((v, f"{name}{_key_text(info, key)}: {v}"))
+    decoded.sort(key=lambda item: item[0])
+    lines = [text for _, text in decoded]
+    if info.value in ("avg", "stats") and lines:
+        lines.append("")
+    return "\n".join(lines) + ("\n" if lines else "")

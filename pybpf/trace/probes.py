@@ -1,0 +1,115 @@
+"""What each probe provider means on this machine: program type, context layout, attach target.
+
+Tracepoint argument layouts come from tracefs format files (``events/CAT/NAME/format``), the
+same source bpftrace 0.17 uses; wildcards in probe names are expanded against tracefs (and the
+ELF symbol table for uprobes).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .parser import TraceSyntaxError
+
+TRACEFS_CANDIDATES = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
+
+#: program type per provider (kernel names)
+PROG_TYPES = {
+    "tracepoint": "tracepoint", "rawtracepoint": "raw_tracepoint", "kprobe": "kprobe",
+    "kretprobe": "kprobe", "uprobe": "kprobe", "uretprobe": "kprobe", "profile": "perf_event",
+    "interval": "perf_event", "software": "perf_event", "hardware": "perf_event",
+    "BEGIN": "raw_tracepoint", "END": "raw_tracepoint", "kfunc": "tracing", "kretfunc": "tracing",
+}
+
+#: x86_64 ``struct pt_regs`` offsets of the argument registers and the return value
+PT_REGS_ARGS = (112, 104, 96, 88, 72, 64)   # di, si, dx, cx, r8, r9
+PT_REGS_RET = 80                           # ax
+PT_REGS_IP = 128
+
+
+@dataclass(frozen=True)
+class TracepointField:
+    name: str
+    ctype: str
+    offset: int
+    size: int
+    signed: bool
+
+    @property
+    def is_string_pointer(self) -> bool:
+        return "char *" in self.ctype or "char*" in self.ctype
+
+    @property
+    def array_len(self) -> int | None:
+        m = re.search(r"\[(\d+)\]", self.ctype)
+        return int(m.group(1)) if m else None
+
+
+def tracefs() -> Path:
+    """The tracefs mount point, mounting it if it is not mounted (we run as root)."""
+    for cand in TRACEFS_CANDIDATES:
+        if os.path.isdir(os.path.join(cand, "events")):
+            return Path(cand)
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.mount(b"tracefs", b"/sys/kernel/tracing", b"tracefs", 0, None) == 0:
+            return Path("/sys/kernel/tracing")
+    except OSError:
+        pass
+    raise TraceSyntaxError("tracefs is not mounted and could not be mounted "
+                           "(mount -t tracefs tracefs /sys/kernel/tracing)")
+
+
+_FIELD = re.compile(r"field:(?P<decl>[^;]+);\s*offset:(?P<off>\d+);\s*size:(?P<size>\d+);"
+                    r"\s*signed:(?P<signed>\d+);")
+
+
+def tracepoint_fields(category: str, event: str) -> list[TracepointField]:
+    path = tracefs() / "events" / category / event / "format"
+    try:
+        text = path.read_text()
+    except OSError:
+        raise TraceSyntaxError(f"tracepoint {category}:{event} does not exist on this kernel "
+                               f"({path} is missing)") from None
+    fields = []
+    for m in _FIELD.finditer(text):
+        decl = m.group("decl").strip()
+        name_m = re.search(r"([A-Za-z_][A-Za-z_0-9]*)\s*(\[[^\]]*\])?\s*$", decl)
+        if not name_m:
+            continue
+        name = name_m.group(1)
+        ctype = (decl[:name_m.start()] + (name_m.group(2) or "")).strip()
+        if name.startswith("common_"):
+            continue
+        fields.append(TracepointField(name, ctype, int(m.group("off")), int(m.group("size")),
+                                      m.group("signed") == "1"))
+    return fields
+
+
+def tracepoint_id(category: str, event: str) -> int:
+    path = tracefs() / "events" / category / event / "id"
+    try:
+        return int(path.read_text())
+    except OSError:
+        raise TraceSyntaxError(f"tracepoint {category}:{event} does not exist on this kernel") \
+            from None
+
+
+def expand_tracepoints(category: str, event: str) -> list[tuple[str, str]]:
+    """Wildcard expansion of ``tracepoint:cat*:name*`` against tracefs."""
+    if not any(c in category + event for c in "*?["):
+        return [(category, event)]
+    root = tracefs() / "events"
+    out = []
+    for cat in sorted(os.listdir(root)):
+        if not fnmatch.fnmatchcase(cat, category) or not (root / cat).is_dir():
+            continue
+        for ev in sorted(os.listdir(root / cat)):
+            if fnmatch.fnmatchcase(ev, event) and (root / cat / ev / "format").exists():
+                out.append((cat, ev))
+    return out
