@@ -94,6 +94,13 @@ class ArrayMap(Map):
             return 0
         return self.base + self._offset(i, current_cpu() if self.percpu else 0)
 
+    def lookup_percpu_address(self, key: bytes, cpu: int) -> int:
+        """bpf_map_lookup_percpu_elem: ``cpu``'s copy, 0 when absent or not a possible CPU."""
+        i = int.from_bytes(key, "little")
+        if not self.percpu or i >= self.max_entries or not 0 <= cpu < possible_cpus():
+            return 0
+        return self.base + self._offset(i, cpu)
+
 
 class PerCPUArrayMap(PerCPUMixin, ArrayMap):
     """BPF_MAP_TYPE_PERCPU_ARRAY: one copy of every element per possible CPU."""

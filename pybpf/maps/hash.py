@@ -150,6 +150,13 @@ class HashMap(Map):
             return 0
         return self.base + slot * self.stride
 
+    def lookup_percpu_address(self, key: bytes, cpu: int) -> int:
+        """bpf_map_lookup_percpu_elem: ``cpu``'s copy, 0 when absent or not a possible CPU."""
+        slot = self.slots.get(key)
+        if slot is None or not self.percpu or not 0 <= cpu < self.copies:
+            return 0
+        return self.base + cpu * self.cpu_stride + slot * self.stride
+
     def addresses(self) -> dict[bytes, int]:
         """Key -> value address (CPU 0's copy), for engines that want to cache them."""
         return {k: self.base + s * self.stride for k, s in self.slots.items()}
