@@ -15,6 +15,7 @@ and stack maps have no key: use :meth:`push`, :meth:`pop` and :meth:`peek`.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import errno
 import mmap as _mmap
 import os
@@ -116,7 +117,8 @@ class KernelMap:
             inner_map_fd = inner.fd
         attr = MapCreateAttr(map_type=kind, key_size=spec.key_size, value_size=spec.value_size,
                              max_entries=max_entries, map_flags=spec.flags,
-                             inner_map_fd=inner_map_fd, map_name=sanitize_name(spec.name))
+                             inner_map_fd=inner_map_fd, map_name=sanitize_name(spec.name),
+                             map_extra=getattr(spec, "map_extra", 0))
         if numa_node is not None:
             attr.numa_node = numa_node
             attr.map_flags |= uapi.F_NUMA_NODE
@@ -137,9 +139,7 @@ class KernelMap:
         finally:
             if inner is not None:
                 inner.close()
-        actual = MapSpec(spec.name, spec.type, spec.key_size, spec.value_size, max_entries,
-                         spec.flags, spec.inner, spec.pinning, list(spec.contents),
-                         spec.btf_key_type_id, spec.btf_value_type_id)
+        actual = dataclasses.replace(spec, max_entries=max_entries, contents=list(spec.contents))
         kmap = cls(fd, actual)
         for key, value in spec.contents:
             kmap.update(key, value)
