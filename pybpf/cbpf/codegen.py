@@ -1,0 +1,745 @@
+"""pcap-filter(7) syntax tree -> boolean tests over packet values -> classic BPF.
+
+The compiler works in two layers, as libpcap's gencode.c does, but with plainer data:
+
+* this module turns each primitive (``tcp port 80``, ``net 10.0.0.0/8``, ``ip[2:2] > 40``,
+  ``vlan 5``...) into a boolean formula of *atoms* for the current link type. An atom is one
+  comparison of a packet *value* with a constant or with another value. Values are pure
+  functions of the packet, written as hashable tuples:
+
+  ``("abs", size, off)`` load at a fixed offset; ``("ind", size, off, xv)`` load at X + off
+  where X holds the value ``xv``; ``("msh", off)`` the IPv4 header length ``4*([off]&0xf)``;
+  ``("len",)`` packet length; ``("k", c)`` a constant; ``("anc", field)`` Linux metadata;
+  ``("alu", op, a, b)`` and ``("neg", a)`` arithmetic.
+
+* :mod:`.optimizer` turns the formula into a decision graph, simplifies it and emits code.
+
+Which tests a primitive makes, and in which order, follows libpcap (the reference output is
+``tcpdump -d``); the behaviour was learnt from tcpdump's output and pcap-filter(7).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass, field
+
+from ..errors import FilterError
+from . import isa
+from .parser import (And, Arith, BinOp, Length, Negate, Node, Not, Num, Or, PacketLoad,
+                     Primitive, Quals, Relation, parse)
+
+# --- boolean formula -----------------------------------------------------------------------
+TRUE = ("const", True)
+FALSE = ("const", False)
+
+
+def b_and(*xs):
+    out = None
+    for x in xs:
+        out = x if out is None else ("and", out, x)
+    return out if out is not None else TRUE
+
+
+def b_or(*xs):
+    out = None
+    for x in xs:
+        out = x if out is None else ("or", out, x)
+    return out if out is not None else FALSE
+
+
+def b_not(x):
+    return ("not", x)
+
+
+def test(jop: str, value, k: int):
+    return ("atom", ("test", jop, value, k & isa.U32))
+
+
+def eq(value, k):
+    return test("jeq", value, k)
+
+
+def ld(size: int, off: int):
+    return ("abs", size, off)
+
+
+def masked_eq(value, mask: int, k: int):
+    """``value & mask == k`` (a jset when k is 0 and mask one comparison, like libpcap)."""
+    mask &= isa.U32
+    if mask == isa.U32:
+        return eq(value, k)
+    if k == 0:
+        return b_not(test("jset", value, mask))
+    return eq(("alu", "and", value, ("k", mask)), k)
+
+
+# --- link types ----------------------------------------------------------------------------
+LINKTYPES = {"EN10MB": 1, "RAW": 12, "LINUX_SLL": 113, "LINUX_SLL2": 276, "NULL": 0}
+LINKTYPE_ALIASES = {"ETHER": "EN10MB", "ETHERNET": "EN10MB", "SLL": "LINUX_SLL",
+                    "SLL2": "LINUX_SLL2", "LOOP": "NULL", "IPV4": "RAW"}
+#: pcap file LINKTYPE_ values (RAW is 101 in files, DLT_RAW 12 in the API)
+FILE_LINKTYPES = {1: "EN10MB", 101: "RAW", 12: "RAW", 14: "RAW", 113: "LINUX_SLL",
+                  276: "LINUX_SLL2", 0: "NULL"}
+
+
+def linktype_name(linktype: str | int) -> str:
+    if isinstance(linktype, int):
+        if linktype in FILE_LINKTYPES:
+            return FILE_LINKTYPES[linktype]
+        raise FilterError(f"link type {linktype} is not supported "
+                          f"(supported: {', '.join(LINKTYPES)})")
+    name = linktype.upper()
+    name = LINKTYPE_ALIASES.get(name, name)
+    if name not in LINKTYPES:
+        raise FilterError(f"unknown link type '{linktype}' (supported: {', '.join(LINKTYPES)})")
+    return name
+
+
+ETHERTYPE = {"ip": 0x0800, "ip6": 0x86DD, "arp": 0x0806, "rarp": 0x8035}
+ETHERTYPE_NAMES = {"ip": 0x0800, "ip6": 0x86DD, "arp": 0x0806, "rarp": 0x8035,
+                   "atalk": 0x809B, "aarp": 0x80F3, "ipx": 0x8137, "decnet": 0x6003,
+                   "lat": 0x6004, "sca": 0x6007, "moprc": 0x6002, "mopdl": 0x6001,
+                   "loopback": 0x9000, "vlan": 0x8100, "mpls": 0x8847}
+IPPROTO = {"icmp": 1, "igmp": 2, "ipip": 4, "tcp": 6, "egp": 8, "igrp": 9, "udp": 17,
+           "ipv6": 41, "rsvp": 46, "gre": 47, "esp": 50, "ah": 51, "icmp6": 58, "ipv6-icmp": 58,
+           "ospf": 89, "pim": 103, "vrrp": 112, "carp": 112, "sctp": 132}
+#: NULL/loopback address families libpcap accepts for IPv6 (BSD variants), byte-swapped
+NULL_AF_IP6 = (30, 24, 28)
+SERVICES = {"ftp-data": 20, "ftp": 21, "ssh": 22, "telnet": 23, "smtp": 25, "domain": 53,
+            "tftp": 69, "http": 80, "www": 80, "pop3": 110, "ntp": 123, "imap": 143,
+            "snmp": 161, "bgp": 179, "https": 443, "syslog": 514, "bootps": 67, "bootpc": 68}
+
+
+@dataclass
+class LinkState:
+    """Where the link-layer type field and the network header are, which changes as
+    ``vlan``, ``mpls`` and ``pppoes`` are seen (libpcap's off_linktype / off_linkpl)."""
+
+    name: str
+    off_linktype: int
+    off_nl: int
+    encap: str = "link"        # 'link', 'mpls' (label stack), 'ppp' (inside PPPoE)
+    geneve: bool = False
+
+
+def _initial_state(name: str) -> LinkState:
+    return {
+        "EN10MB": LinkState(name, 12, 14),
+        "LINUX_SLL": LinkState(name, 14, 16),
+        "LINUX_SLL2": LinkState(name, 0, 20),
+        "RAW": LinkState(name, -1, 0),
+        "NULL": LinkState(name, 0, 4),
+    }[name]
+
+
+@dataclass
+class CodeGen:
+    expr: str
+    link: LinkState
+    linux_ext: bool = False
+    netmask: int = 0
+    pos: int = 0
+    uses_geneve: bool = False
+    extra: dict = field(default_factory=dict)
+
+    def error(self, message: str, pos: int | None = None) -> FilterError:
+        return FilterError(message, self.expr, self.pos if pos is None else pos)
+
+    # --- link layer ------------------------------------------------------------------
+    @property
+    def nl(self) -> int:
+        return self.link.off_nl
+
+    def linktype(self, proto: int):
+        """The packet's network protocol is ``proto`` (an ethertype)."""
+        link = self.link
+        if link.geneve:
+            raise self.error("primitives after 'geneve' are not supported")
+        if link.encap == "mpls":
+            nibble = {0x0800: 0x40, 0x86DD: 0x60}.get(proto)
+            if nibble is None:
+                return FALSE
+            # bottom of stack bit of the last label, then the IP version nibble
+            return b_and(eq(("alu", "and", ld(isa.B, self.nl - 2), ("k", 1)), 1),
+                         masked_eq(ld(isa.B, self.nl), 0xF0, nibble))
+        if link.encap == "ppp":
+            ppp = {0x0800: 0x21, 0x86DD: 0x57}.get(proto)
+            if ppp is None:
+                return FALSE
+            return eq(ld(isa.H, link.off_linktype), ppp)
+        if link.name == "RAW":
+            nibble = {0x0800: 0x40, 0x86DD: 0x60}.get(proto)
+            if nibble is None:
+                return FALSE
+            return eq(("alu", "and", ld(isa.B, 0), ("k", 0xF0)), nibble)
+        if link.name == "NULL":
+            if proto == 0x0800:
+                return eq(ld(isa.W, 0), _bswap32(socket.AF_INET))
+            if proto == 0x86DD:
+                return b_or(*(eq(ld(isa.W, 0), _bswap32(af)) for af in NULL_AF_IP6))
+            return FALSE
+        return eq(ld(isa.H, link.off_linktype), proto)
+
+    def ip(self):
+        return self.linktype(0x0800)
+
+    def ip6(self):
+        return self.linktype(0x86DD)
+
+    # --- protocols ---------------------------------------------------------------------
+    def ip_proto(self, p: int):
+        return b_and(self.ip(), eq(ld(isa.B, self.nl + 9), p))
+
+    def ip6_proto(self, p: int):
+        nh = ld(isa.B, self.nl + 6)
+        return b_and(self.ip6(), b_or(eq(nh, p), b_and(eq(nh, 44), eq(ld(isa.B, self.nl + 40), p))))
+
+    def proto_abbrev(self, name: str, pos: int):
+        if name in ("ip", "ip6", "arp", "rarp"):
+            return self.linktype(ETHERTYPE[name])
+        if name in ("tcp", "udp", "sctp", "pim"):
+            return b_or(self.ip_proto(IPPROTO[name]), self.ip6_proto(IPPROTO[name]))
+        if name in ("icmp", "igmp", "igrp", "vrrp", "carp"):
+            return self.ip_proto(IPPROTO[name])
+        if name in ("ah", "esp"):
+            return b_or(self.ip_proto(IPPROTO[name]), self.ip6_proto(IPPROTO[name]))
+        if name == "icmp6":
+            return self.ip6_proto(58)
+        raise self.error(f"'{name}' on its own is not a filter", pos)
+
+    def not_fragment(self):
+        return b_not(test("jset", ld(isa.H, self.nl + 6), 0x1FFF))
+
+    # --- primitives ------------------------------------------------------------------------
+    def gen(self, node: Node):
+        if isinstance(node, And):
+            return ("and", self.gen(node.left), self.gen(node.right))
+        if isinstance(node, Or):
+            return ("or", self.gen(node.left), self.gen(node.right))
+        if isinstance(node, Not):
+            return ("not", self.gen(node.expr))
+        if isinstance(node, Relation):
+            self.pos = node.pos
+            return self.relation(node)
+        assert isinstance(node, Primitive)
+        self.pos = node.pos
+        handler = getattr(self, f"prim_{node.kind}")
+        return handler(node)
+
+    def prim_proto(self, node: Primitive):
+        return self.proto_abbrev(node.quals.proto, node.pos)
+
+    def prim_less(self, node: Primitive):
+        return b_not(test("jgt", ("len",), node.token.value))
+
+    def prim_greater(self, node: Primitive):
+        return test("jge", ("len",), node.token.value)
+
+    def prim_broadcast(self, node: Primitive):
+        proto = node.quals.proto or "ether"
+        if proto in ("ether", "link"):
+            return self.mac_cmp(0, b"\xff" * 6)
+        if proto == "ip":
+            dst = ld(isa.W, self.nl + 16)
+            mask = self.netmask
+            return b_and(self.ip(), b_or(masked_eq(dst, ~mask, 0), masked_eq(dst, ~mask, ~mask)))
+        raise self.error(f"'{proto} broadcast' is not supported")
+
+    def prim_multicast(self, node: Primitive):
+        proto = node.quals.proto or "ether"
+        if proto in ("ether", "link"):
+            self.require_ether()
+            return test("jset", ld(isa.B, 0), 1)
+        if proto == "ip":
+            return b_and(self.ip(), test("jge", ld(isa.B, self.nl + 16), 224))
+        if proto == "ip6":
+            return b_and(self.ip6(), eq(ld(isa.B, self.nl + 24), 0xFF))
+        raise self.error(f"'{proto} multicast' is not supported")
+
+    def prim_inbound(self, node):
+        return self.direction(node, 4)
+
+    def prim_outbound(self, node):
+        return self.direction(node, 4, outbound=True)
+
+    def direction(self, node, _unused, outbound=False):
+        if self.link.name == "LINUX_SLL":
+            t = eq(ld(isa.H, 0), 4)
+        elif self.link.name == "LINUX_SLL2":
+            t = eq(ld(isa.B, 10), 4)
+        elif self.linux_ext:
+            t = eq(("anc", isa.SKF_AD["pkttype"]), 4)
+        else:
+            raise self.error(f"'{'outbound' if outbound else 'inbound'}' is not supported on "
+                             f"this link type")
+        return t if outbound else b_not(t)
+
+    def prim_vlan(self, node: Primitive):
+        link = self.link
+        if link.name != "EN10MB" or link.encap != "link":
+            raise self.error("'vlan' is supported on Ethernet only")
+        vid = node.token.value if node.token is not None else None
+        if vid is not None and vid > 4095:
+            raise self.error(f"VLAN tag {vid} greater than maximum 4095", node.token.pos)
+        tpid = ld(isa.H, link.off_linktype)
+        tagged = b_or(eq(tpid, 0x8100), eq(tpid, 0x88A8), eq(tpid, 0x9100))
+        if self.linux_ext and link.off_linktype == 12:
+            present = eq(("anc", isa.SKF_AD["vlan_tag_present"]), 1)
+            if vid is None:
+                cond = b_or(present, tagged)
+            else:
+                cond = b_or(b_and(present, eq(("alu", "and", ("anc", isa.SKF_AD["vlan_tag"]),
+                                                 ("k", 0xFFF)), vid)),
+                            b_and(tagged, eq(("alu", "and", ld(isa.H, link.off_linktype + 2),
+                                                  ("k", 0xFFF)), vid)))
+            self.extra["linux_vlan"] = True
+        else:
+            cond = tagged if vid is None else b_and(
+                tagged, eq(("alu", "and", ld(isa.H, link.off_linktype + 2), ("k", 0xFFF)), vid))
+        link.off_linktype += 4
+        link.off_nl += 4
+        return cond
+
+    def prim_mpls(self, node: Primitive):
+        link = self.link
+        label = node.token.value if node.token is not None else None
+        if label is not None and label > 0xFFFFF:
+            raise self.error(f"MPLS label {label} greater than maximum 1048575", node.token.pos)
+        if link.encap == "mpls":
+            cond = eq(("alu", "and", ld(isa.B, self.nl - 2), ("k", 1)), 0)
+        elif link.name in ("EN10MB", "LINUX_SLL", "LINUX_SLL2") and link.encap == "link":
+            cond = eq(ld(isa.H, link.off_linktype), 0x8847)
+        else:
+            raise self.error("'mpls' is not supported on this link type")
+        if label is not None:
+            cond = b_and(cond, eq(("alu", "and", ld(isa.W, self.nl), ("k", 0xFFFFF000)),
+                                  label << 12))
+        link.encap = "mpls"
+        link.off_nl += 4
+        return cond
+
+    def prim_pppoed(self, node):
+        self.require_ether()
+        return eq(ld(isa.H, self.link.off_linktype), 0x8863)
+
+    def prim_pppoes(self, node: Primitive):
+        link = self.link
+        if link.name != "EN10MB" or link.encap != "link":
+            raise self.error("'pppoes' is supported on Ethernet only")
+        cond = eq(ld(isa.H, link.off_linktype), 0x8864)
+        if node.token is not None:
+            sid = node.token.value
+            if sid > 0xFFFF:
+                raise self.error(f"PPPoE session number {sid} greater than maximum 65535",
+                                 node.token.pos)
+            cond = b_and(cond, eq(("alu", "and", ld(isa.W, self.nl), ("k", 0xFFFF)), sid))
+        link.encap = "ppp"
+        link.off_linktype = self.nl + 6
+        link.off_nl += 8
+        return cond
+
+    def prim_geneve(self, node: Primitive):
+        vni = node.token.value if node.token is not None else None
+        if vni is not None and vni > 0xFFFFFF:
+            raise self.error(f"Geneve VNI {vni} greater than maximum 16777215", node.token.pos)
+        hl = ("msh", self.nl)
+
+        def at4(size, off):
+            return ("ind", size, self.nl + off, hl)
+
+        def v4():
+            conds = [self.ip(), eq(ld(isa.B, self.nl + 9), 17), self.not_fragment(),
+                     eq(at4(isa.H, 2), 6081), masked_eq(at4(isa.B, 8), 0xC0, 0)]
+            if vni is not None:
+                conds.append(eq(("alu", "and", at4(isa.W, 12), ("k", 0xFFFFFF00)), vni << 8))
+            return b_and(*conds)
+
+        def v6():
+            u = self.nl + 40
+            conds = [self.ip6(), eq(ld(isa.B, self.nl + 6), 17), eq(ld(isa.H, u + 2), 6081),
+                     masked_eq(ld(isa.B, u + 8), 0xC0, 0)]
+            if vni is not None:
+                conds.append(eq(("alu", "and", ld(isa.W, u + 12), ("k", 0xFFFFFF00)), vni << 8))
+            return b_and(*conds)
+
+        cond = b_or(v4(), v6())
+        self.link.geneve = True
+        return cond
+
+    def require_ether(self):
+        if self.link.name != "EN10MB":
+            raise self.error("Ethernet addresses are only supported on EN10MB")
+
+    def mac_cmp(self, off: int, mac: bytes):
+        self.require_ether()
+        low = int.from_bytes(mac[2:], "big")
+        high = int.from_bytes(mac[:2], "big")
+        return b_and(eq(ld(isa.W, off + 2), low), eq(ld(isa.H, off), high))
+
+    # --- qualified ids -------------------------------------------------------------------
+    def prim_id(self, node: Primitive):
+        q = node.quals
+        tok = node.token
+        kind = q.type
+        if kind is None:
+            kind = "host"
+        if kind in ("proto", "protochain"):
+            return self.gen_proto_qual(node)
+        if kind in ("port", "portrange"):
+            return self.gen_port(node)
+        if kind == "gateway":
+            raise self.error("'gateway' needs host name resolution, which pybpf does not do",
+                             tok.pos)
+        if tok.kind == "mac" or q.proto in ("ether", "link"):
+            if tok.kind != "mac":
+                raise self.error(f"'{tok.text}' is not an Ethernet address", tok.pos)
+            if kind != "host":
+                raise self.error("Ethernet addresses take only 'host'", tok.pos)
+            return self.directions(q.dir, lambda d: self.mac_cmp(0 if d == "dst" else 6, tok.value))
+        if tok.kind == "ip6" or (q.proto == "ip6"):
+            return self.gen_host6(node, kind)
+        return self.gen_host4(node, kind)
+
+    def directions(self, dir_, fn):
+        if dir_ in (None, "src or dst"):
+            return b_or(fn("src"), fn("dst"))
+        if dir_ == "src and dst":
+            return b_and(fn("src"), fn("dst"))
+        return fn(dir_)
+
+    def gen_host4(self, node: Primitive, kind: str):
+        tok, q = node.token, node.quals
+        if tok.kind == "ip":
+            parts = tok.value
+        elif tok.kind == "num":
+            parts = None
+        elif tok.kind == "id":
+            try:
+                addr = ipaddress.IPv4Address(socket.gethostbyname(tok.text)) \
+                    if tok.text == "localhost" else None
+            except OSError:
+                addr = None
+            if addr is None:
+                raise self.error(f"unknown host '{tok.text}' (pybpf does not resolve names)",
+                                 tok.pos)
+            parts = list(addr.packed)
+        else:
+            raise self.error(f"'{tok.text}' is not an IPv4 address", tok.pos)
+        if kind == "host":
+            if parts is None:
+                addr, mask = tok.value, isa.U32
+            else:
+                if len(parts) != 4:
+                    # libpcap reads a partial dotted host as a network-style number
+                    addr = 0
+                    for p in parts:
+                        addr = (addr << 8) | p
+                else:
+                    addr = int.from_bytes(bytes(parts), "big")
+                mask = isa.U32
+            if node.extra is not None:
+                raise self.error("a mask or prefix length needs 'net'", tok.pos)
+        else:  # net
+            if parts is None:
+                value = tok.value
+                nbytes = 1 if value < 0x100 else 2 if value < 0x10000 else 3 if value < 0x1000000 else 4
+                parts = list(value.to_bytes(nbytes, "big"))
+            addr = int.from_bytes(bytes(parts + [0] * (4 - len(parts))), "big")
+            mask = (isa.U32 << (32 - 8 * len(parts))) & isa.U32
+            if node.extra is not None:
+                how, t = node.extra
+                if how == "len":
+                    if t.value > 32:
+                        raise self.error(f"mask length must be <= 32", t.pos)
+                    mask = (isa.U32 << (32 - t.value)) & isa.U32 if t.value else 0
+                else:
+                    if t.kind == "num":
+                        mask = t.value
+                    else:
+                        if len(t.value) != 4:
+                            raise self.error("bad netmask", t.pos)
+                        mask = int.from_bytes(bytes(t.value), "big")
+            if addr & ~mask & isa.U32:
+                raise self.error("non-network bits set in "
+                                 f"\"{tok.text}{'' if node.extra is None else ''}\"", tok.pos)
+        proto = q.proto
+        if proto in (None, "ip", "arp", "rarp"):
+            def for_proto(name, src_off, dst_off):
+                return b_and(self.linktype(ETHERTYPE[name]), self.directions(
+                    q.dir, lambda d: masked_eq(ld(isa.W, self.nl + (src_off if d == "src" else dst_off)),
+                                               mask, addr)))
+            parts_ = []
+            if proto in (None, "ip"):
+                parts_.append(for_proto("ip", 12, 16))
+            if proto in (None, "arp"):
+                parts_.append(for_proto("arp", 14, 24))
+            if proto in (None, "rarp"):
+                parts_.append(for_proto("rarp", 14, 24))
+            if self.link.name in ("RAW", "NULL") or self.link.encap != "link":
+                # no ARP on these links: libpcap drops the impossible branches
+                parts_ = [p for p in parts_[:1]] if proto in (None, "ip") else parts_
+            return b_or(*parts_)
+        raise self.error(f"'{proto} {kind}' does not take an IPv4 address", tok.pos)
+
+    def gen_host6(self, node: Primitive, kind: str):
+        tok, q = node.token, node.quals
+        if tok.kind != "ip6":
+            raise self.error(f"'{tok.text}' is not an IPv6 address", tok.pos)
+        if q.proto not in (None, "ip6"):
+            raise self.error(f"'{q.proto} {kind}' does not take an IPv6 address", tok.pos)
+        addr = int(tok.value)
+        plen = 128
+        if kind == "net" and node.extra is not None:
+            how, t = node.extra
+            if how != "len" or t.value > 128:
+                raise self.error("bad IPv6 prefix length", t.pos)
+            plen = t.value
+        elif node.extra is not None:
+            raise self.error("a prefix length needs 'net'", tok.pos)
+        mask = ((1 << 128) - 1) ^ ((1 << (128 - plen)) - 1)
+        if addr & ~mask:
+            raise self.error("non-network bits set in IPv6 address", tok.pos)
+
+        def cmp(base):
+            tests = []
+            for i in range(4):
+                m = (mask >> (96 - 32 * i)) & isa.U32
+                if m == 0:
+                    continue
+                a = (addr >> (96 - 32 * i)) & isa.U32
+                tests.append(masked_eq(ld(isa.W, self.nl + base + 4 * i), m, a))
+            return b_and(*tests)
+
+        # libpcap compares the last word first
+        def cmp_rev(base):
+            tests = []
+            for i in reversed(range(4)):
+                m = (mask >> (96 - 32 * i)) & isa.U32
+                if m == 0:
+                    continue
+                a = (addr >> (96 - 32 * i)) & isa.U32
+                tests.append(masked_eq(ld(isa.W, self.nl + base + 4 * i), m, a))
+            return b_and(*tests)
+
+        return b_and(self.ip6(), self.directions(q.dir, lambda d: cmp(8 if d == "src" else 24)))
+
+    def gen_proto_qual(self, node: Primitive):
+        tok, q = node.token, node.quals
+        if q.type == "protochain":
+            raise self.error("'protochain' is not supported", node.pos)
+        if tok.kind == "num":
+            p = tok.value
+        elif tok.kind == "id":
+            table = ETHERTYPE_NAMES if q.proto in ("ether", "link") else IPPROTO
+            if tok.text not in table:
+                raise self.error(f"unknown protocol '{tok.text}'", tok.pos)
+            p = table[tok.text]
+        else:
+            raise self.error(f"'{tok.text}' is not a protocol number or name", tok.pos)
+        if q.proto in ("ether", "link"):
+            if p <= 1500:
+                raise self.error("802.3 length-field protocols (<= 1500) are not supported",
+                                 tok.pos)
+            return self.linktype(p)
+        if p > 255:
+            raise self.error(f"IP protocol {p} greater than maximum 255", tok.pos)
+        if q.proto == "ip":
+            return self.ip_proto(p)
+        if q.proto == "ip6":
+            return self.ip6_proto(p)
+        if q.proto is None:
+            return b_or(self.ip_proto(p), self.ip6_proto(p))
+        raise self.error(f"'{q.proto} proto' is not supported", node.pos)
+
+    def gen_port(self, node: Primitive):
+        tok, q = node.token, node.quals
+        if q.type == "portrange" and node.extra is not None:
+            a, b = self.port(tok), self.port(node.extra[1])
+            lo, hi = min(a, b), max(a, b)
+        else:
+            lo, hi = self.port_range(tok) if q.type == "portrange" else (self.port(tok),) * 2
+        if q.proto in ("tcp", "udp", "sctp"):
+            protos = [IPPROTO[q.proto]]
+            v = "both"
+        elif q.proto in (None,):
+            protos = [132, 6, 17]
+            v = "both"
+        elif q.proto in ("ip", "ip6"):
+            protos = [132, 6, 17]
+            v = q.proto
+        else:
+            raise self.error(f"'{q.proto} port' is not supported", node.pos)
+
+        def port_cmp(value):
+            if lo == hi:
+                return eq(value, lo)
+            return b_and(test("jge", value, lo), b_not(test("jgt", value, hi)))
+
+        def v4():
+            hl = ("msh", self.nl)
+            return b_and(self.ip(), b_or(*(eq(ld(isa.B, self.nl + 9), p) for p in protos)),
+                         self.not_fragment(),
+                         self.directions(q.dir, lambda d: port_cmp(
+                             ("ind", isa.H, self.nl + (0 if d == "src" else 2), hl))))
+
+        def v6():
+            return b_and(self.ip6(), b_or(*(eq(ld(isa.B, self.nl + 6), p) for p in protos)),
+                         self.directions(q.dir, lambda d: port_cmp(
+                             ld(isa.H, self.nl + 40 + (0 if d == "src" else 2)))))
+
+        if v == "ip":
+            return v4()
+        if v == "ip6":
+            return v6()
+        return b_or(v6(), v4())
+
+    def port(self, tok):
+        if tok.kind == "num":
+            value = tok.value
+        elif tok.kind == "id":
+            value = SERVICES.get(tok.text)
+            if value is None:
+                try:
+                    value = socket.getservbyname(tok.text)
+                except OSError:
+                    raise self.error(f"unknown port '{tok.text}'", tok.pos) from None
+        else:
+            raise self.error(f"'{tok.text}' is not a port", tok.pos)
+        if value > 65535:
+            raise self.error(f"illegal port number {value} > 65535", tok.pos)
+        return value
+
+    def port_range(self, tok):
+        text = tok.text
+        if tok.kind == "id" and "-" in text:
+            a, _, b = text.partition("-")
+            from .lexer import Token
+            lo = self.port(Token("num" if a.isdigit() else "id", a, tok.pos, int(a) if a.isdigit() else a))
+            hi = self.port(Token("num" if b.isdigit() else "id", b, tok.pos, int(b) if b.isdigit() else b))
+        else:
+            lo = hi = self.port(tok)
+        return (min(lo, hi), max(lo, hi))
+
+    # --- arithmetic ----------------------------------------------------------------------
+    def relation(self, node: Relation):
+        guards = []
+        left = self.arith(node.left, guards)
+        right = self.arith(node.right, guards)
+        op = node.op
+        if left[0] == "k" and right[0] != "k":
+            left, right = right, left
+            op = {">": "<", "<": ">", ">=": "<=", "<=": ">=", "=": "=", "!=": "!="}[op]
+        jop, negate = {">": ("jgt", False), ">=": ("jge", False), "=": ("jeq", False),
+                       "!=": ("jeq", True), "<": ("jge", True), "<=": ("jgt", True)}[op]
+        if right[0] == "k":
+            k = right[1]
+            if left[0] == "k":
+                res = _JUDGE[jop](left[1], k)
+                cond = TRUE if res != negate else FALSE
+                return b_and(*guards, cond) if guards else cond
+            if jop == "jeq" and k == 0 and left[0] == "alu" and left[1] == "and" \
+                    and left[3][0] == "k":
+                cond = test("jset", left[2], left[3][1])
+                negate = not negate
+            else:
+                cond = test(jop, left, k)
+        else:
+            cond = ("atom", ("testx", jop, left, right))
+        if negate:
+            cond = b_not(cond)
+        return b_and(*guards, cond)
+
+    def arith(self, node: Arith, guards: list):
+        if isinstance(node, Num):
+            return ("k", node.value & isa.U32)
+        if isinstance(node, Length):
+            return ("len",)
+        if isinstance(node, Negate):
+            v = self.arith(node.expr, guards)
+            if v[0] == "k":
+                return ("k", -v[1] & isa.U32)
+            return ("neg", v)
+        if isinstance(node, BinOp):
+            a = self.arith(node.left, guards)
+            b = self.arith(node.right, guards)
+            op = _BINOPS[node.op]
+            if b[0] == "k" and b[1] == 0 and op in ("div", "mod"):
+                raise self.error("division by zero", node.pos)
+            if a[0] == "k" and b[0] == "k":
+                return ("k", _FOLD[op](a[1], b[1]) & isa.U32)
+            if b[0] == "k" and op in ("lsh", "rsh") and b[1] > 31:
+                raise self.error(f"shift by {b[1]} (must be below 32)", node.pos)
+            return ("alu", op, a, b)
+        if isinstance(node, PacketLoad):
+            self.pos = node.pos
+            return self.packet_load(node, guards)
+        raise self.error("bad arithmetic")
+
+    def packet_load(self, node: PacketLoad, guards: list):
+        proto = node.proto
+        size = {1: isa.B, 2: isa.H, 4: isa.W}[node.size]
+        off = self.arith(node.offset, guards)
+        if proto in ("ether", "link"):
+            guard, base, xbase = None, 0, None
+        elif proto in ("ip", "arp", "rarp", "ip6"):
+            guard, base, xbase = self.linktype(ETHERTYPE[proto]), self.nl, None
+        elif proto in ("tcp", "udp", "sctp", "icmp", "igmp", "igrp", "pim", "vrrp", "carp",
+                       "ah", "esp"):
+            self.pos = node.pos
+            guard = b_and(self.ip(), self.proto_abbrev(proto, node.pos), self.not_fragment())
+            base, xbase = self.nl, ("msh", self.nl)
+        elif proto == "icmp6":
+            guard = self.ip6_proto_simple(58)
+            base, xbase = self.nl + 40, None
+        else:
+            raise self.error(f"'{proto}[...]' is not supported", node.pos)
+        if guard is not None:
+            guards.append(guard)
+        if xbase is None:
+            if off[0] == "k":
+                return ("abs", size, base + off[1])
+            return ("ind", size, base, off)
+        if off[0] == "k":
+            return ("ind", size, base + off[1], xbase)
+        return ("ind", size, base, ("alu", "add", off, xbase))
+
+    def ip6_proto_simple(self, p):
+        return b_and(self.ip6(), eq(ld(isa.B, self.nl + 6), p))
+
+
+_BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "%": "mod", "&": "and", "|": "or",
+           "^": "xor", "<<": "lsh", ">>": "rsh"}
+_FOLD = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
+         "div": lambda a, b: a // b, "mod": lambda a, b: a % b, "and": lambda a, b: a & b,
+         "or": lambda a, b: a | b, "xor": lambda a, b: a ^ b,
+         "lsh": lambda a, b: a << b if b < 32 else 0, "rsh": lambda a, b: a >> b if b < 32 else 0}
+_JUDGE = {"jeq": lambda a, b: a == b, "jgt": lambda a, b: a > b, "jge": lambda a, b: a >= b,
+          "jset": lambda a, b: bool(a & b)}
+
+
+def _bswap32(v: int) -> int:
+    return int.from_bytes(v.to_bytes(4, "little"), "big")
+
+
+def formula(expression: str, linktype: str | int = "EN10MB", *, linux_ext: bool = False,
+            netmask: int = 0):
+    """The boolean formula of atoms for ``expression`` (None = accept every packet)."""
+    name = linktype_name(linktype)
+    tree = parse(expression)
+    if tree is None:
+        return TRUE
+    gen = CodeGen(expression, _initial_state(name), linux_ext=linux_ext, netmask=netmask)
+    return gen.gen(tree)
+
+
+def compile_expression(expression: str, linktype: str | int = "EN10MB", *, snaplen: int = 262144,
+                       optimize: bool = True, linux_ext: bool = False,
+                       netmask: int = 0) -> list[isa.Instruction]:
+    """Compile ``expression`` to classic BPF, returning ``snaplen`` for accepted packets."""
+    from .optimizer import build_program
+    f = formula(expression, linktype, linux_ext=linux_ext, netmask=netmask)
+    insns = build_program(f, snaplen, optimize=optimize)
+    if optimize and len(insns) == 1 and insns[0].k == 0 and expression.strip():
+        raise FilterError("expression rejects all packets", expression, 0)
+    return insns

@@ -1,0 +1,404 @@
+"""From a boolean formula of atoms to optimised classic BPF.
+
+Steps (each one a named function, in the spirit of libpcap's optimize.c but over a decision
+graph instead of basic blocks):
+
+1. :func:`build_graph` -- short-circuit translation into a decision DAG (``and``/``or``/``not``
+   become edges, like libpcap's backpatching); identical sub-graphs are shared (hash-consing,
+   which is *block merging*), and a test whose two edges meet is dropped (*dead code*).
+2. :func:`thread_jumps` -- *jump threading* with *constant propagation* of branch facts: on
+   every edge we know the outcome of each test that dominates it (``ldh [12] == 0x800`` taken,
+   ``ldb [23] == 6`` not taken, ``A > 5``...); a test whose outcome those facts decide is
+   bypassed. Facts are about packet values, which never change, so no fact is ever killed.
+3. :func:`emit` -- linear code with *redundant load elimination*: the values held in A and X
+   on entry to each block (the meet over its predecessors) make loads that would reproduce
+   them disappear; constant operands are folded (``and #m; jeq #0`` is ``jset #m``, done by
+   the code generator).
+
+Every packet load in the unoptimised graph is still executed on every path that needs its
+value, so out-of-bounds loads still end the filter the same way.
+"""
+
+from __future__ import annotations
+
+from ..errors import FilterError
+from . import isa
+from .isa import (ABS, ALU, IMM, IND, JMP, LD, LDX, LEN, MEM, MISC, MSH, RET, ST, TAX, TXA)
+
+_JOPS = {"jeq": isa.JEQ, "jgt": isa.JGT, "jge": isa.JGE, "jset": isa.JSET}
+_ALUOPS = {"add": isa.ADD, "sub": isa.SUB, "mul": isa.MUL, "div": isa.DIV, "mod": isa.MOD,
+           "and": isa.AND, "or": isa.OR, "xor": isa.XOR, "lsh": isa.LSH, "rsh": isa.RSH}
+
+
+class Leaf:
+    __slots__ = ("k",)
+
+    def __init__(self, k: int):
+        self.k = k
+
+
+class DNode:
+    """A test: ``atom`` with successors for true and false."""
+
+    __slots__ = ("atom", "t", "f")
+
+    def __init__(self, atom, t, f):
+        self.atom, self.t, self.f = atom, t, f
+
+
+# --- 1. decision graph ----------------------------------------------------------------------
+class _Interner:
+    def __init__(self):
+        self.table = {}
+
+    def node(self, atom, t, f):
+        if t is f:
+            return t
+        key = (atom, id(t), id(f))
+        n = self.table.get(key)
+        if n is None:
+            n = self.table[key] = DNode(atom, t, f)
+        return n
+
+
+def build_graph(formula, accept: Leaf, reject: Leaf, interner: _Interner | None = None):
+    it = interner or _Interner()
+
+    def go(f, t, e):
+        kind = f[0]
+        if kind == "atom":
+            return it.node(f[1], t, e)
+        if kind == "and":
+            return go(f[1], go(f[2], t, e), e)
+        if kind == "or":
+            return go(f[1], t, go(f[2], t, e))
+        if kind == "not":
+            return go(f[1], e, t)
+        if kind == "const":
+            return t if f[1] else e
+        raise AssertionError(f)
+
+    return go(formula, accept, reject)
+
+
+def _topo(root) -> list[DNode]:
+    """Decision nodes in reverse postorder (predecessors first), the true side laid out
+    right after its test when possible, like libpcap."""
+    seen, post = set(), []
+    stack = [(root, False)]
+    while stack:
+        n, done = stack.pop()
+        if not isinstance(n, DNode):
+            continue
+        if done:
+            post.append(n)
+            continue
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        stack.append((n, True))
+        stack.append((n.t, False))   # popped last -> visited last -> placed first
+        stack.append((n.f, False))
+    post.reverse()
+    return post
+
+
+# --- 2. jump threading ------------------------------------------------------------------------
+def decide(atom, facts) -> bool | None:
+    """The outcome of ``atom`` given known outcomes ``facts`` ({atom: bool}), or None."""
+    if atom in facts:
+        return facts[atom]
+    if atom[0] != "test":
+        return None
+    _, jop, v, k = atom
+    for other, res in facts.items():
+        if other[0] != "test" or other[2] != v:
+            continue
+        ojop, c = other[1], other[3]
+        if ojop == "jeq" and res:
+            return _EVAL[jop](c, k)
+        lo, hi = 0, isa.U32
+        if ojop == "jeq":            # v != c
+            if jop == "jeq" and k == c:
+                return False
+            continue
+        if ojop == "jgt":
+            lo, hi = (c + 1, isa.U32) if res else (0, c)
+        elif ojop == "jge":
+            lo, hi = (c, isa.U32) if res else (0, c - 1)
+        elif ojop == "jset":
+            if res and jop == "jset" and (c & ~k) == 0:
+                return True
+            if not res and jop == "jset" and (k & ~c) == 0:
+                return False
+            if jop == "jeq" and ((res and k & c == 0) or (not res and k & c)):
+                return False
+            continue
+        if lo > hi:
+            continue
+        if jop == "jeq":
+            if k < lo or k > hi:
+                return False
+        elif jop == "jgt":
+            if lo > k:
+                return True
+            if hi <= k:
+                return False
+        elif jop == "jge":
+            if lo >= k:
+                return True
+            if hi < k:
+                return False
+    return None
+
+
+_EVAL = {"jeq": lambda a, b: a == b, "jgt": lambda a, b: a > b, "jge": lambda a, b: a >= b,
+         "jset": lambda a, b: (a & b) != 0}
+
+
+def _pure(atom) -> bool:
+    """Atoms over values that do not change between reads (not SKF_AD_RANDOM)."""
+    return "('anc', 56)" not in repr(atom)
+
+
+def thread_jumps(root):
+    """Bypass tests decided by the facts that hold on every path into an edge."""
+    order = _topo(root)
+    infacts = {id(root): {}} if isinstance(root, DNode) else {}
+    changed = False
+    for n in order:
+        facts = infacts.get(id(n))
+        if facts is None:
+            continue
+        for side in (True, False):
+            ef = dict(facts)
+            if _pure(n.atom):
+                ef[n.atom] = side
+            c = n.t if side else n.f
+            while isinstance(c, DNode) and _pure(c.atom):
+                d = decide(c.atom, ef)
+                if d is None:
+                    break
+                c = c.t if d else c.f
+                changed = True
+            if side:
+                n.t = c
+            else:
+                n.f = c
+            if isinstance(c, DNode):
+                prev = infacts.get(id(c))
+                if prev is None:
+                    infacts[id(c)] = ef
+                else:
+                    infacts[id(c)] = {a: r for a, r in prev.items() if ef.get(a) == r}
+    return changed
+
+
+def merge(root, leaves: dict[int, Leaf]):
+    """Re-intern the graph bottom-up: identical tests with identical successors become one,
+    tests whose edges meet disappear."""
+    memo = {}
+    it = _Interner()
+
+    def canon(n):
+        if isinstance(n, Leaf):
+            return leaves.setdefault(n.k, n)
+        got = memo.get(id(n))
+        if got is None:
+            got = memo[id(n)] = it.node(n.atom, canon(n.t), canon(n.f))
+        return got
+
+    # iterative post-order to avoid deep recursion on long chains
+    for n in reversed(_topo(root)):
+        canon(n)
+    return canon(root)
+
+
+def optimize_graph(root, leaves):
+    root = merge(root, leaves)
+    for _ in range(20):
+        changed = thread_jumps(root)
+        root = merge(root, leaves)
+        if not changed:
+            break
+    return root
+
+
+# --- 3. emission ------------------------------------------------------------------------------
+def _clobbers_x(v) -> bool:
+    kind = v[0]
+    if kind in ("ind", "msh"):
+        return True
+    if kind == "alu":
+        return v[3][0] not in ("k",) or _clobbers_x(v[2])
+    if kind == "neg":
+        return _clobbers_x(v[1])
+    return False
+
+
+class _Emitter:
+    def __init__(self, reuse: bool):
+        self.reuse = reuse
+        self.code: list[isa.Instruction] = []
+        self.a = None
+        self.x = None
+        self.scratch = 0
+
+    def put(self, code, k=0):
+        self.code.append(isa.stmt(code, k))
+
+    def to_x(self, v):
+        if self.reuse and self.x == v:
+            return
+        kind = v[0]
+        if kind == "msh":
+            self.put(LDX | isa.B | MSH, v[1])
+        elif kind == "k":
+            self.put(LDX | isa.W | IMM, v[1])
+        elif kind == "len":
+            self.put(LDX | isa.W | LEN)
+        else:
+            self.to_a(v)
+            self.put(MISC | TAX)
+        self.x = v
+
+    def to_a(self, v):
+        if self.reuse and self.a == v and v != ("anc", 56):
+            return
+        kind = v[0]
+        if kind == "k":
+            self.put(LD | isa.W | IMM, v[1])
+        elif kind == "len":
+            self.put(LD | isa.W | LEN)
+        elif kind == "abs":
+            self.put(LD | v[1] | ABS, v[2])
+        elif kind == "anc":
+            self.put(LD | isa.W | ABS, isa.SKF_AD_OFF + v[1])
+        elif kind == "ind":
+            self.to_x(v[3])
+            self.put(LD | v[1] | IND, v[2])
+        elif kind == "msh":
+            self.to_x(v)
+            self.put(MISC | TXA)
+        elif kind == "neg":
+            self.to_a(v[1])
+            self.put(ALU | isa.NEG)
+        elif kind == "alu":
+            op, left, right = _ALUOPS[v[1]], v[2], v[3]
+            if right[0] == "k":
+                self.to_a(left)
+                self.put(ALU | op | isa.K, right[1])
+            else:
+                self.binary(left, right)
+                self.put(ALU | op | isa.X)
+        else:
+            raise AssertionError(v)
+        self.a = v
+
+    def binary(self, left, right):
+        """A = left, X = right."""
+        if not _clobbers_x(left) or (self.reuse and self.a == left and False):
+            self.to_x(right)
+            self.to_a(left)
+            return
+        self.to_a(left)
+        slot = self.scratch
+        self.scratch += 1
+        if slot >= isa.MEMWORDS:
+            raise FilterError("expression too complex (more than 16 scratch memory words)")
+        self.put(ST, slot)
+        self.to_x(right)
+        self.put(LD | MEM, slot)
+        self.a = None
+
+    def test(self, atom) -> int:
+        """Emit the loads of ``atom`` and return the index of its jump."""
+        if atom[0] == "test":
+            _, jop, v, k = atom
+            self.to_a(v)
+            self.code.append(isa.Instruction(JMP | _JOPS[jop] | isa.K, 0, 0, k))
+        else:
+            _, jop, v1, v2 = atom
+            self.binary(v1, v2)
+            self.a, self.x = v1, v2
+            self.code.append(isa.Instruction(JMP | _JOPS[jop] | isa.X, 0, 0, 0))
+        return len(self.code) - 1
+
+
+def emit(root, reuse: bool = True) -> list[isa.Instruction]:
+    """Lay out the graph: per-test code with load elimination, then *cross-jumping* (tests
+    whose emitted code and targets are identical share one copy, even when they tested
+    different values that the predecessors had already loaded), then jump offsets."""
+    if isinstance(root, Leaf):
+        return [isa.stmt(RET | isa.K, root.k)]
+    order = _topo(root)
+    em = _Emitter(reuse)
+    entry: dict[int, tuple] = {id(root): (None, None)}
+    blocks: dict[int, list[isa.Instruction]] = {}
+    leaves: list[Leaf] = []
+    for n in order:
+        em.a, em.x = entry[id(n)]
+        em.code = []
+        em.test(n.atom)
+        blocks[id(n)] = em.code
+        out = (em.a, em.x)
+        for c in (n.t, n.f):
+            if isinstance(c, DNode):
+                prev = entry.get(id(c))
+                entry[id(c)] = out if prev is None else tuple(
+                    p if p == o else None for p, o in zip(prev, out))
+            elif all(c is not l for l in leaves):
+                leaves.append(c)
+    # cross-jumping, bottom-up
+    rep: dict[int, object] = {}
+    sigs: dict[tuple, DNode] = {}
+
+    def canon(c):
+        return rep.get(id(c), c)
+
+    for n in reversed(order):
+        sig = (tuple(blocks[id(n)]), id(canon(n.t)), id(canon(n.f)))
+        keep = sigs.setdefault(sig, n)
+        rep[id(n)] = keep
+    survivors = []
+    seen = set()
+    for n in order:
+        r = rep[id(n)]
+        if id(r) not in seen:
+            seen.add(id(r))
+            survivors.append(r)
+    reachable = {id(canon(root))}
+    kept = []
+    for n in survivors:
+        if id(n) in reachable:
+            kept.append(n)
+            reachable.add(id(canon(n.t)))
+            reachable.add(id(canon(n.f)))
+    leaves.sort(key=lambda l: l.k == 0)
+    code: list[isa.Instruction] = []
+    start: dict[int, int] = {}
+    jumps = []
+    for n in kept:
+        start[id(n)] = len(code)
+        code.extend(blocks[id(n)])
+        jumps.append((len(code) - 1, n))
+    for leaf in leaves:
+        if id(leaf) in reachable:
+            start[id(leaf)] = len(code)
+            code.append(isa.stmt(RET | isa.K, leaf.k))
+    for j, n in jumps:
+        jt = start[id(canon(n.t))] - j - 1
+        jf = start[id(canon(n.f))] - j - 1
+        if jt > 255 or jf > 255:
+            raise FilterError("expression too complex (a jump longer than 255 instructions)")
+        code[j] = isa.Instruction(code[j].code, jt, jf, code[j].k)
+    return code
+
+
+def build_program(formula, snaplen: int, optimize: bool = True) -> list[isa.Instruction]:
+    accept, reject = Leaf(snaplen & isa.U32), Leaf(0)
+    leaves = {accept.k: accept, 0: reject}
+    root = build_graph(formula, accept, reject)
+    if optimize:
+        root = optimize_graph(root, leaves)
+    return emit(root, reuse=optimize)
