@@ -265,12 +265,8 @@ class Map:
         return from_bytes(self.next_key_raw(k), self.key_type)
 
     def lookup_and_delete(self, key: Any) -> Any:
-        self.check_read()
-        self.check_write()
-        k = self.key_bytes(key)
-        value = self.lookup_raw(k)
-        self.delete_raw(k)
-        return self.decode_value(value)
+        """Only hash maps (and queue/stack, as pop) support this through bpf(2)."""
+        raise fail(f"{self.where()}: lookup_and_delete is not supported", ENOTSUPP)
 
     def encode_value(self, value: Any) -> Any:
         return self.value_bytes(value)

@@ -18,7 +18,7 @@ import struct
 from typing import Any
 
 from .base import (ACCESS_MASK, BPF_ANY, BPF_F_NUMA_NODE, BPF_F_ZERO_SEED, EINVAL, ENOENT,
-                   EOPNOTSUPP, Map, fail)
+                   ENOTSUPP, EOPNOTSUPP, Map, fail)
 
 _M32 = 0xFFFFFFFF
 JHASH_INITVAL = 0xDEADBEEF
@@ -168,8 +168,7 @@ class BloomFilterMap(Map):
         raise fail(f"{self.where()}: a bloom filter cannot pop", EOPNOTSUPP)
 
     def lookup_and_delete(self, key: Any = None) -> Any:
-        self.key_bytes(key)
-        return self.pop()
+        raise fail(f"{self.where()}: lookup_and_delete is not supported", ENOTSUPP)
 
     def delete(self, key: Any = None) -> None:
         raise fail(f"{self.where()}: a bloom filter cannot delete", EOPNOTSUPP)

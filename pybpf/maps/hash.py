@@ -121,6 +121,16 @@ class HashMap(Map):
             raise fail(f"{self.where()}: key {key.hex()} not found", ENOENT)
         self.free.append(slot)
 
+    def lookup_and_delete(self, key: Any, flags: int = 0) -> Any:
+        self.check_read()
+        self.check_write()
+        k = self.key_bytes(key)
+        if flags:
+            raise fail(f"{self.where()}: lookup_and_delete flags {flags:#x}", EINVAL)
+        value = self.lookup_raw(k)
+        self.delete_raw(k)
+        return self.decode_value(value)
+
     def next_key_raw(self, key: bytes | None) -> bytes:
         if not self.slots:
             raise fail(f"{self.where()}: map is empty", ENOENT)
@@ -253,6 +263,9 @@ class HashOfMapsMap(HashMap):
         slot = self.slots.get(key)
         super().delete_raw(key)
         self.inner_maps.pop(slot, None)
+
+    def lookup_and_delete(self, key: Any, flags: int = 0) -> Any:
+        raise fail(f"{self.where()}: lookup_and_delete is not supported", ENOTSUPP)
 
     def evict(self) -> None:  # pragma: no cover - hash_of_maps is never LRU
         raise AssertionError

@@ -1,0 +1,118 @@
+"""Run the same map operations on a pybpf map and on a kernel map, and normalise the outcomes.
+
+The kernel side goes through :class:`pybpf.kernel.KernelMap` for the dict-style calls and through
+raw bpf(2) (``pybpf.kernel.syscall.raw_bpf``) where the call needs a value *input* on lookup
+(bloom filter peek) or a NULL key. Each outcome is ``("ok", result)`` or ``("err", errno)``, so
+two sequences compare with ``==``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+from typing import Any, Iterator
+
+from pybpf.errors import MapError
+from pybpf.kernel.attrs import MapCreateAttr, MapElemAttr
+from pybpf.kernel.uapi import Cmd, map_type
+from pybpf.program import MapSpec
+
+ENOENT = 2
+
+
+@contextlib.contextmanager
+def one_cpu() -> Iterator[None]:
+    """Keep this thread on CPU 0: the kernel's LRU lists and per-CPU values then behave as on
+    a single-threaded producer (no free nodes stranded on another CPU's local list)."""
+    old = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(old)})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, old)
+
+
+@contextlib.contextmanager
+def kernel_map(spec: MapSpec) -> Iterator[Any]:
+    from pybpf.kernel import KernelMap
+
+    km = KernelMap.create(spec)
+    try:
+        yield km
+    finally:
+        km.close()
+
+
+def create_raw(spec: MapSpec) -> int:
+    """MAP_CREATE with map_extra (KernelMap does not pass it); returns the fd or -errno."""
+    from pybpf.kernel import syscall
+
+    attr = MapCreateAttr(map_type=map_type(spec.type), key_size=spec.key_size,
+                         value_size=spec.value_size, max_entries=spec.max_entries,
+                         map_flags=spec.flags, map_extra=spec.map_extra)
+    return syscall.raw_bpf(Cmd.MAP_CREATE, attr)
+
+
+def raw_elem(fd: int, cmd: Cmd, key: bytes | None, value: bytes | None, flags: int = 0,
+             value_size: int = 0) -> tuple[int, bytes]:
+    """One element command with optional key and value buffers: (0 or -errno, value bytes)."""
+    from pybpf.kernel import syscall
+
+    kbuf = ctypes.create_string_buffer(key, len(key)) if key is not None else None
+    vbuf = None
+    if value is not None or value_size:
+        vbuf = ctypes.create_string_buffer(value if value is not None else b"",
+                                           max(value_size, len(value or b""), 1))
+    attr = MapElemAttr(map_fd=fd, key=ctypes.addressof(kbuf) if kbuf is not None else 0,
+                       value=ctypes.addressof(vbuf) if vbuf is not None else 0, flags=flags)
+    rc = syscall.raw_bpf(cmd, attr)
+    return (min(rc, 0), vbuf.raw if vbuf is not None else b"")
+
+
+def outcome(fn, *args, **kwargs) -> tuple[str, Any]:
+    try:
+        return ("ok", fn(*args, **kwargs))
+    except MapError as exc:
+        return ("err", exc.errno)
+
+
+def kernel_outcome(fn, *args, **kwargs) -> tuple[str, Any]:
+    """KernelMap answers None for ENOENT on lookup and get_next_key: make that an error."""
+    result = outcome(fn, *args, **kwargs)
+    if result == ("ok", None) and fn.__name__ in ("lookup", "get_next_key", "lookup_and_delete",
+                                                  "pop", "peek"):
+        return ("err", ENOENT)
+    return result
+
+
+def apply(m: Any, op: tuple, kernel: bool) -> tuple[str, Any]:
+    """Run ``op`` = (name, *args) on a pybpf map or a KernelMap."""
+    name, *args = op
+    run = kernel_outcome if kernel else outcome
+    if name == "update":
+        key, value, flags = args
+        return run(m.update, key, value, flags)
+    if name == "lookup":
+        return run(m.lookup, args[0])
+    if name == "delete":
+        return run(m.delete, args[0])
+    if name == "next":
+        return run(m.get_next_key, args[0])
+    if name == "lookup_and_delete":
+        return run(m.lookup_and_delete, args[0])
+    if name == "push":
+        return run(m.push, args[0], args[1])
+    if name == "pop":
+        return run(m.pop)
+    if name == "peek":
+        return run(m.peek)
+    raise AssertionError(name)
+
+
+def contents(m: Any) -> dict:
+    return dict(m.items())
+
+
+def key_bytes(k: int | None, size: int) -> bytes | None:
+    return None if k is None else k.to_bytes(size, "little")
