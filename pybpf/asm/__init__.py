@@ -21,7 +21,7 @@ from ..program import Program
 from . import llvm, ubpf
 from .builder import MAP_TYPES, ProgramBuilder
 from .directives import handle_directive
-from .lexer import split_lines, take_labels
+from .lexer import listing_line, split_lines, take_labels
 from .printer import disassemble, format_instruction
 
 __all__ = ["assemble", "disassemble", "format_instruction", "detect_syntax", "SYNTAXES",
@@ -63,6 +63,18 @@ def assemble(text: str, filename: str | None = None, syntax: str = "auto") -> Pr
     builder = ProgramBuilder(filename)
     first_exit = None
     for line in split_lines(text, filename):
+        if front is llvm:
+            kind, value = listing_line(line)
+            if kind == "insn":
+                line = value
+            elif kind == "label":
+                if value not in builder.labels or builder.labels[value] != builder.slot:
+                    builder.define_label(value, line, 0)
+                continue
+            elif kind == "section":
+                if value and builder.section is None:
+                    builder.section = value
+                continue
         labels, rest = take_labels(line)
         for name, pos in labels:
             builder.define_label(name, line, pos)

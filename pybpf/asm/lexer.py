@@ -146,3 +146,31 @@ def register(line: SourceLine, name: str, pos: int, prefix: str = "r") -> int:
         raise line.error(f"expected a {'64' if prefix == 'r' else '32'}-bit register "
                          f"{prefix}0–{prefix}10, got '{name}'", pos)
     return int(num)
+
+
+# --- llvm-objdump listings ----------------------------------------------------------------------
+# An llvm-objdump -d listing (or pybpf disasm's) assembles too: block headers define labels and
+# instruction lines contribute their text, without the address, the bytes and the jump-target
+# annotation. That is what makes disassemble -> assemble the identity.
+_LISTING_INSN = re.compile(r"\s*\d+:\t[0-9a-f]{2}(?: [0-9a-f]{2})*\t(.*?)(?:\s+<[^<>]*>)?\Z")
+_LISTING_HEADER = re.compile(r"[0-9a-f]{16} <([^<>]+)>:\Z")
+_LISTING_NOISE = re.compile(r"\S+:\s+file format \S+\Z|Disassembly of section (\S+):\Z")
+
+
+def listing_line(line: SourceLine) -> tuple[str, SourceLine | str | None]:
+    """Classify an llvm-objdump listing line: ("insn", code line), ("label", name),
+    ("section", name or None) or ("", None) for ordinary assembly."""
+    text = line.text
+    if ":" not in text:
+        return "", None
+    m = _LISTING_INSN.match(text)
+    if m:
+        return "insn", SourceLine(line.file, line.number, line.raw, m.group(1),
+                                  line.start + m.start(1))
+    m = _LISTING_HEADER.match(text)
+    if m:
+        return "label", m.group(1)
+    m = _LISTING_NOISE.match(text)
+    if m:
+        return "section", m.group(1)
+    return "", None

@@ -16,10 +16,13 @@ label at offset 0 the first block is named after the section (``.text`` for raw 
 llvm-objdump names it. ``--mcpu=v4`` matters: it is what makes llvm-objdump print ``w``
 registers for 32-bit loads, stores and atomics; tests/asm/ compares with it.
 
-Two deliberate differences, where llvm-objdump's text loses information and could not be
+Deliberate differences, where llvm-objdump's text loses information and could not be
 assembled back to the same bytes: an indirect packet load with a non-zero immediate prints as
-``skb[r1 + 0x4]`` (llvm-objdump drops the immediate), and ``ld_pseudo`` prints the full 64-bit
-immediate when the second slot's half is non-zero.
+``skb[r1 + 0x4]`` (llvm-objdump drops the immediate); ``ld_pseudo`` prints the full 64-bit
+immediate when the second slot's half is non-zero; a bpf-to-bpf call prints as ``call NAME``
+(llvm-objdump prints ``call 0x1``, the same text as helper 1); a map load of a program with
+``.map`` declarations prints as ``r1 = NAME ll``. A kfunc call (``src`` 2) prints as
+llvm-objdump prints it and so reads back as a helper call.
 """
 
 from __future__ import annotations
@@ -204,33 +207,70 @@ def _annotation(target: int, syms: list[tuple[int, str]]) -> str:
     return f" <{best[1]}+0x{delta:x}>" if delta else f" <{best[1]}>"
 
 
+def _map_directive(spec) -> str:
+    flags = f" flags={spec.flags}" if spec.flags else ""
+    return (f".map {spec.name} {spec.type} key={spec.key_size} value={spec.value_size} "
+            f"max_entries={spec.max_entries}{flags}")
+
+
+def _symbolic_text(insn: Instruction, pc: int, labels: dict[int, str], maps: list) -> str | None:
+    """Text naming a map or a subprogram where llvm-objdump's would lose it (and so could not
+    be assembled back): ``r1 = counters ll`` and ``call subprog``."""
+    if insn.opcode == isa.JMP | isa.CALL and insn.src == isa.CALL_LOCAL:
+        name = labels.get(pc + 1 + insn.imm)
+        return f"call {name}" if name else None
+    if insn.opcode == isa.LDDW and 0 <= insn.imm < len(maps):
+        name = maps[insn.imm].name
+        if insn.src == isa.PSEUDO_MAP_IDX and not insn.imm_hi:
+            return f"r{insn.dst} = {name} ll"
+        if insn.src == isa.PSEUDO_MAP_IDX_VALUE:
+            return f"r{insn.dst} = {name} {'-' if insn.imm_hi < 0 else '+'} {abs(insn.imm_hi)} ll"
+    return None
+
+
 def disassemble(program_or_insns, *, labels: dict[int, str] | None = None,
                 section: str | None = None) -> str:
     """llvm-objdump-style listing of a :class:`~pybpf.program.Program` or of instructions.
 
     ``labels`` (slot -> name) defaults to the program's; ``section`` names the first block when
     no label sits at offset 0 (default: the program's section, else ``.text``).
+
+    The listing assembles back to the same program (:func:`pybpf.asm.assemble` reads
+    llvm-objdump listings). To keep that true where llvm-objdump's text is ambiguous, a
+    bpf-to-bpf call is written ``call NAME`` -- the target gets a label ``subprog_N`` (its
+    slot) if it has none -- and, for a program with maps, ``.map`` directives come first and
+    map loads are written ``r1 = NAME ll``.
     """
+    maps: list = []
     if isinstance(program_or_insns, (list, tuple)) or not hasattr(program_or_insns, "insns"):
-        insns: Iterable[Instruction] = list(program_or_insns)
-        labels = labels or {}
+        insns: list[Instruction] = list(program_or_insns)
+        labels = dict(labels or {})
     else:
         insns = program_or_insns.insns
-        if labels is None:
-            labels = program_or_insns.labels
+        labels = dict(program_or_insns.labels if labels is None else labels)
         section = section or program_or_insns.section
-    syms = _symbols(labels or {}, section or ".text")
+        maps = list(program_or_insns.maps)
+    pc = 0
+    for insn in insns:
+        if insn.opcode == isa.JMP | isa.CALL and insn.src == isa.CALL_LOCAL:
+            labels.setdefault(pc + 1 + insn.imm, f"subprog_{pc + 1 + insn.imm}")
+        pc += insn.slots
+    syms = _symbols(labels, section or ".text")
     starts = {addr: name for addr, name in syms}
-    out: list[str] = []
+    out: list[str] = [_map_directive(spec) for spec in maps]
+    if out:
+        out.append("")
+    first = True
     pc = 0
     for insn in insns:
         addr = pc * 8
         if addr in starts:
-            if out:
+            if not first:
                 out.append("")
             out.append(f"{addr:016x} <{starts[addr]}>:")
+        first = False
         raw = insn.encode()
-        text = format_instruction(insn)
+        text = _symbolic_text(insn, pc, labels, maps) or format_instruction(insn)
         if insn.is_jump and text != "<unknown>":
             text += _annotation(insn.jump_target(pc) * 8, syms)
         out.append(f"{pc:>8}:\t{' '.join(f'{b:02x}' for b in raw)}\t{text}")
