@@ -641,7 +641,9 @@ class Compiler:
         return ir.Constant(i64, e.value & 0xFFFF_FFFF_FFFF_FFFF), INT
 
     def _e_String(self, e: ast.String):
-        data = e.value.encode()[:STRLEN - 1]
+        data = e.value.encode()
+        if len(data) > STRLEN - 1:
+            raise self.error(f"string is too long (over {STRLEN} bytes with its NUL)", e)
         buf = self._zeroed(STRLEN, "str")
         for i in range(0, len(data), 8):
             chunk = data[i:i + 8].ljust(8, b"\0")

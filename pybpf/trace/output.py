@@ -112,8 +112,17 @@ def _user_key(info: MapInfo, key: bytes) -> bytes:
 _SUFFIXES = ["", "K", "M", "G", "T", "P", "E"]
 
 
+def _num_label(n: int) -> str:
+    """A bucket bound as bpftrace writes it: whole multiples of 1024 get K, M, G, ..."""
+    index = 0
+    while n and n % 1024 == 0 and index < len(_SUFFIXES) - 1:
+        n //= 1024
+        index += 1
+    return f"{n}{_SUFFIXES[index]}"
+
+
 def _pow2_label(power: int) -> str:
-    return f"{1 << (power % 10)}{_SUFFIXES[power // 10]}"
+    return _num_label(1 << power)
 
 
 def _hist_label(bucket: int) -> str:
@@ -130,11 +139,11 @@ def _hist_label(bucket: int) -> str:
 def _lhist_label(bucket: int, lo: int, hi: int, step: int) -> str:
     nbuckets = (hi - lo) // step
     if bucket == 0:
-        return f"(..., {lo})"
+        return f"(..., {_num_label(lo)})"
     if bucket == nbuckets + 1:
-        return f"[{hi}, ...)"
+        return f"[{_num_label(hi)}, ...)"
     start = lo + (bucket - 1) * step
-    return f"[{start}, {start + step})"
+    return f"[{_num_label(start)}, {_num_label(start + step)})"
 
 
 def _bar(count: int, top: int) -> str:
