@@ -110,7 +110,9 @@ def parse_btf(data: bytes) -> T.BTF:
     def decode(type_id: int) -> T.Type:
         return _decode(data, offsets[type_id], type_id, strings, len(offsets))
 
-    return T.BTF(data, decode, len(offsets), name_offsets, strings)
+    btf = T.BTF(data, decode, len(offsets), name_offsets, strings)
+    btf.type_offsets = offsets      # byte offset of each type's header in ``data``
+    return btf
 
 
 def _decode(data: bytes, off: int, type_id: int, strings: Strings, count: int) -> T.Type:
@@ -209,6 +211,12 @@ class LineInfo:
     line_text: str
     line: int
     column: int
+    file_name_off: int = 0   # raw string offsets, as BPF_PROG_LOAD's line_info wants them
+    line_off: int = 0
+
+    @property
+    def line_col(self) -> int:
+        return (self.line << 10) | self.column
 
 
 # CO-RE relocation kinds (enum bpf_core_relo_kind)
@@ -266,7 +274,7 @@ def parse_btf_ext(data: bytes, btf: T.BTF) -> BTFExt:
     def line(rec: bytes) -> LineInfo:
         insn_off, file_off, line_off, line_col = struct.unpack_from("<IIII", rec)
         return LineInfo(insn_off, strings.get(file_off), strings.get(line_off),
-                        line_col >> 10, line_col & 0x3FF)
+                        line_col >> 10, line_col & 0x3FF, file_off, line_off)
 
     def core(rec: bytes) -> CoreRelo:
         insn_off, type_id, access_off, kind = struct.unpack_from("<IIII", rec)

@@ -1,0 +1,10 @@
+"""BPF ELF objects built by clang: read them into plain-data specs, the way libbpf opens them.
+
+``load_object(path_or_bytes)`` returns an :class:`ObjectSpec` (programs by C function name,
+maps by name, BTF, license, globals and kconfig externs); ``text_sections`` returns the raw
+code sections with their symbols, relocations and source lines, for ``pybpf disasm`` of an
+object in ``llvm-objdump -d -r -S`` form.
+"""
+
+from .loader import ObjectSpec, Variable, load_object  # noqa: F401
+from .text import TextSection, text_sections  # noqa: F401
