@@ -40,6 +40,8 @@ class ArrayMap(Map):
         self.make_region(self._storage, self.size)
 
     def check_spec(self) -> None:
+        if self.percpu and self.flags & BPF_F_NUMA_NODE:
+            raise fail(f"{self.where()}: per-CPU maps cannot be NUMA-bound", EINVAL)
         if self.key_size != 4 or self.value_size <= 0 or self.max_entries <= 0:
             raise fail(f"{self.where()}: needs key size 4, a positive value size and "
                        f"max_entries (key={self.key_size} value={self.value_size} "

@@ -25,7 +25,7 @@ from typing import Any
 from .array import check_inner
 from .base import (ACCESS_MASK, BPF_EXIST, BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC,
                    BPF_F_NUMA_NODE, BPF_F_ZERO_SEED, BPF_NOEXIST, E2BIG, EEXIST, EINVAL, ENOENT,
-                   ENOTSUPP, MAX_KEY_SIZE, Map, OneCPU, PerCPUMixin, alloc, current_cpu, fail,
+                   ENOTSUPP, Map, OneCPU, PerCPUMixin, alloc, current_cpu, fail,
                    possible_cpus, round_up)
 
 HASH_FLAGS = ACCESS_MASK | BPF_F_NUMA_NODE | BPF_F_NO_PREALLOC | BPF_F_NO_COMMON_LRU | \
@@ -55,14 +55,18 @@ class HashMap(Map):
         #: free slot indices, popped from the end
         self.free: list[int] = list(range(self.max_entries - 1, -1, -1))
 
+    def check_flags(self) -> None:
+        """Checked in :meth:`check_spec`, in the order of ``htab_map_alloc_check``."""
+
     def check_spec(self) -> None:
-        super().check_spec()
-        if self.key_size > MAX_KEY_SIZE:
-            raise fail(f"{self.where()}: key size {self.key_size} exceeds {MAX_KEY_SIZE}", E2BIG)
+        super().check_flags()  # unknown bits, contradicting access flags: EINVAL
         if self.flags & BPF_F_NO_COMMON_LRU and not self.lru:
             raise fail(f"{self.where()}: BPF_F_NO_COMMON_LRU is only for LRU maps", EINVAL)
         if self.lru and self.flags & BPF_F_NO_PREALLOC:
             raise fail(f"{self.where()}: LRU maps are always preallocated", ENOTSUPP)
+        if self.flags & BPF_F_NUMA_NODE and (self.percpu or self.flags & BPF_F_NO_COMMON_LRU):
+            raise fail(f"{self.where()}: per-CPU maps and lists cannot be NUMA-bound", EINVAL)
+        Map.check_spec(self)
 
     # --- storage --------------------------------------------------------------------------------
     def _read(self, slot: int, cpu: int = 0) -> bytes:
