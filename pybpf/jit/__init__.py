@@ -1,0 +1,193 @@
+"""The JIT: eBPF to LLVM IR with llvmlite, to native code for the host CPU.
+
+``JITProgram(program, maps=None, budget=None, checked=True)`` is a drop-in for
+:class:`pybpf.vm.Interpreter`: ``run(data)`` returns r0 with r1 = the address of a copy of
+``data`` and r2 its length; faults raise the interpreter's :class:`pybpf.errors.VMError` /
+:class:`pybpf.errors.BudgetExceeded`; ``memory`` and ``maps`` are the live Memory and maps,
+shared with Python. ``checked=False`` omits bounds checks and the budget (for programs the
+verifier accepted, as the kernel runs them). ``run_batch(packets)`` runs over many inputs in one
+native call; ``emit_llvm()`` / ``emit_asm()`` show the optimised IR and the machine code.
+
+Modules: :mod:`.analysis` (functions, blocks, frame-pointer tracking), :mod:`.codegen` (IR per
+opcode family), :mod:`.batch` (native driver loops), :mod:`.engine` (LLVM, caches),
+:mod:`.runtime` (context, region table, helper trampoline, faults).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import time
+from typing import Any, Callable, Sequence
+
+from .. import isa
+from ..errors import VMError
+from ..program import Program
+from ..vm import DEFAULT_BUDGET, Interpreter
+from . import engine
+from .batch import driver_ir
+from .codegen import MapShape, ModuleGen, Options
+from .layout import CTX_FIELDS
+from .runtime import Runtime
+
+__all__ = ["JITProgram", "compile_program"]
+
+_REPEAT = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64,
+                           ctypes.c_uint64, ctypes.c_uint64)
+_BATCH = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_void_p,
+                          ctypes.c_void_p, ctypes.c_uint64)
+SYMBOLS = ["pybpf_repeat", "pybpf_batch"]
+
+
+def _shape(m: Any) -> MapShape:
+    spec = getattr(m, "spec", None)
+    return MapShape(getattr(m, "type", getattr(spec, "type", "?")),
+                    getattr(m, "key_size", 0), getattr(m, "value_size", 0),
+                    getattr(m, "max_entries", 0), getattr(m, "stride", 0))
+
+
+def _map_indexes(vm: Interpreter) -> dict[int, int]:
+    """Slot of each 64-bit load of a map pointer -> index of that map."""
+    by_handle = {m.handle & isa.U64: i for i, m in enumerate(vm.maps)}
+    out = {}
+    for pc, insn in enumerate(vm.code):
+        if insn is not None and insn.opcode == isa.LDDW and \
+                insn.src in (isa.PSEUDO_MAP_IDX, isa.PSEUDO_MAP_FD):
+            idx = by_handle.get(vm.lddw_values.get(pc))
+            if idx is not None:
+                out[pc] = idx
+    return out
+
+
+def compile_program(vm: Interpreter, *, checked: bool, opt: int, native_helpers: bool,
+                    cache_dir: Any = None) -> engine.Compiled:
+    """Machine code for the program an interpreter holds (cached by bytecode and options)."""
+    shapes = [_shape(m) for m in vm.maps]
+    overridden = tuple(sorted(vm.helper_overrides))
+    key = engine.cache_key(vm.program.bytecode(), shapes, checked, opt, native_helpers,
+                           overridden, [(r.index, r.map_name) for r in vm.program.map_refs])
+
+    def build() -> tuple[str, Any]:
+        options = Options(checked=checked, native_helpers=native_helpers,
+                          overridden=frozenset(overridden))
+        gen = ModuleGen(vm.code, options=options, shapes=shapes, map_index=_map_indexes(vm))
+        module = gen.build(driver_ir(checked))
+        return module.text, module.consts
+
+    return engine.compile_module(key, build, SYMBOLS, opt=opt, cache_dir=cache_dir)
+
+
+class JITProgram:
+    """A program compiled to native code, with the interpreter's ``run`` contract."""
+
+    def __init__(self, program: Program, *, maps: list[Any] | None = None,
+                 budget: int | None = None, checked: bool = True,
+                 helpers: dict[int, Callable[..., int]] | None = None, opt: int = 2,
+                 native_helpers: bool = True, cache_dir: Any = None):
+        self.program = program
+        self.checked = checked
+        self.budget = DEFAULT_BUDGET if budget is None else budget
+        self.vm = Interpreter(program, maps=maps, budget=self.budget, helpers=helpers)
+        self.memory = self.vm.memory
+        self.maps = self.vm.maps
+        start = time.perf_counter()
+        self.compiled = compile_program(self.vm, checked=checked, opt=opt,
+                                        native_helpers=native_helpers, cache_dir=cache_dir)
+        self.compile_seconds = time.perf_counter() - start
+        self.runtime = Runtime(self.vm, self.compiled.meta)
+        addr = self.compiled.addresses
+        self._repeat = _REPEAT(addr["pybpf_repeat"])
+        self._batch = _BATCH(addr["pybpf_batch"])
+        self._batch_keep: Any = None
+        self.last_ns: float | None = None
+
+    # --- running -----------------------------------------------------------------------------
+    @property
+    def _native_budget(self) -> int:
+        return self.budget if self.checked else (1 << 62)
+
+    def _call_repeat(self, data: bytes, repeat: int) -> int:
+        rt = self.runtime
+        region = rt.set_data(data)
+        rt.clear()
+        r0 = self._repeat(rt.address, region.address, len(data), repeat, self._native_budget)
+        if rt.words[CTX_FIELDS["status"]]:
+            rt.raise_fault(self.budget)
+        return r0
+
+    def run(self, data: bytes = b"", *, repeat: int | None = None) -> Any:
+        """Run once on a copy of ``data``; returns r0 (unsigned 64-bit).
+
+        With ``repeat=N`` the program runs N times inside one native call and the mean
+        nanoseconds per run is returned instead (r0 is kept in ``last_retval``).
+        """
+        if repeat is None:
+            self.last_retval = self._call_repeat(data, 1)
+            return self.last_retval
+        r0, ns = self.time_runs(data, repeat)
+        return ns
+
+    def time_runs(self, data: bytes = b"", repeat: int = 1) -> tuple[int, float]:
+        """Run ``repeat`` times in one native call; (r0 of the last run, mean ns per run)."""
+        repeat = max(int(repeat), 1)
+        start = time.perf_counter_ns()
+        r0 = self._call_repeat(data, repeat)
+        elapsed = time.perf_counter_ns() - start
+        self.last_retval = r0
+        self.last_ns = elapsed / repeat
+        return r0, self.last_ns
+
+    def run_batch(self, packets: Sequence[bytes]) -> list[int]:
+        """Run once on each input, in one native call; r0 of each run.
+
+        Each run sees its own input as the data region (r1, r2, LD_ABS), exactly as ``run``
+        would; a fault raises the error ``run`` would raise for that input.
+        """
+        packets = [bytes(p) for p in packets]
+        n = len(packets)
+        if n == 0:
+            return []
+        total = sum(len(p) for p in packets)
+        buf = ctypes.create_string_buffer(max(total, 1))
+        base = ctypes.addressof(buf)
+        descs = (ctypes.c_uint64 * (2 * n))()
+        off = 0
+        for i, p in enumerate(packets):
+            ctypes.memmove(base + off, p, len(p))
+            descs[2 * i] = base + off
+            descs[2 * i + 1] = len(p)
+            off += len(p)
+        results = (ctypes.c_uint64 * n)()
+        rt = self.runtime
+        rt.adopt_data(base, len(packets[0]), None)
+        rt.sync_regions()
+        self._batch_keep = buf
+        rt.clear()
+        done = self._batch(rt.address, n, ctypes.addressof(descs), ctypes.addressof(results),
+                           self._native_budget)
+        if done != n:
+            rt.raise_fault(self.budget)
+        return list(results)
+
+    # --- inspection --------------------------------------------------------------------------
+    def emit_llvm(self) -> str:
+        """The optimised LLVM IR of the program (functions ``f<slot>`` per subprogram)."""
+        return self.compiled.optimised_ir()
+
+    def emit_asm(self) -> str:
+        """Host assembly of the compiled program."""
+        return engine.emit_asm(self.compiled, self.compiled.opt)
+
+    @property
+    def trace_pipe(self) -> list[str]:
+        return self.vm.trace_pipe
+
+    def close(self) -> None:
+        self.runtime.close()
+
+
+def check_engine_available() -> None:
+    """Raise VMError when LLVM cannot generate code on this host."""
+    try:
+        engine.target_machine()
+    except Exception as exc:  # pragma: no cover - depends on the llvmlite build
+        raise VMError(f"the JIT is unavailable: {exc}") from None

@@ -1,0 +1,730 @@
+"""eBPF to LLVM IR: one emitter per opcode family, chosen from a table built from pybpf.isa.
+
+The IR is written as text (much faster to produce than through ``llvmlite.ir`` objects, which
+matters for the 50 ms compile budget) and follows the interpreter's semantics exactly:
+
+* registers are ``alloca`` slots that LLVM's ``mem2reg`` turns into SSA values; 32-bit
+  operations truncate and zero-extend; shift counts are masked; division and modulo by zero
+  (and ``INT_MIN / -1``) are guarded in IR with selects, so native code never traps
+  (RFC 9669 §4.1, Linux's rewrite of BPF_DIV/BPF_MOD);
+* every subprogram is an LLVM function ``i64 (ptr ctx, i64 r1..r5, i64 depth)``: its own
+  512-byte frame, r0 and r6-r9 zero on entry and the caller's r1-r9 untouched by the call --
+  what the interpreter does;
+* in *checked* mode each access whose address is not a constant offset from r10 is compared
+  with a two-word region cache (one for loads, one for stores); a miss calls the cold
+  ``pybpf.slow`` routine that scans the region table and either refills the cache or records
+  a fault. Blocks charge the instruction budget on entry.
+
+Calls into Python go through one trampoline ``u64 helper(ctx, mode, id, pc, r1..r5)``
+(:mod:`.runtime`); a few helpers have native paths (:data:`NATIVE_HELPERS`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .. import isa
+from ..helpers import HELPER_IDS
+from . import analysis as an
+from .layout import CTX_FIELDS, FRAMES, MODE_CALLX, MODE_HELPER, REGION_WORDS, Fault
+
+C = CTX_FIELDS
+STACK = isa.STACK_SIZE
+WIDTH = {isa.W: 32, isa.H: 16, isa.B: 8, isa.DW: 64}
+
+
+@dataclass(frozen=True)
+class MapShape:
+    """What codegen may assume about map ``index`` (part of the compilation cache key)."""
+
+    type: str
+    key_size: int
+    value_size: int
+    max_entries: int
+    stride: int
+
+
+@dataclass
+class Options:
+    checked: bool = True
+    native_helpers: bool = True
+    overridden: frozenset[int] = frozenset()     # helper ids replaced by the caller
+
+
+@dataclass
+class ModuleIR:
+    """The generated module and the run-time constants its code expects in ``ctx.consts``."""
+
+    text: str
+    consts: list[tuple[str, int]]           # ("lddw", slot) or ("map_base", map index)
+    entries: list[int]
+
+
+class Emitter:
+    """Textual IR with fresh value names."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.n = 0
+
+    def fresh(self, stem: str = "t") -> str:
+        self.n += 1
+        return f"%{stem}{self.n}"
+
+    def __call__(self, text: str) -> str:
+        name = self.fresh()
+        self.lines.append(f"  {name} = {text}")
+        return name
+
+    def do(self, text: str) -> None:
+        self.lines.append(f"  {text}")
+
+    def label(self, name: str) -> None:
+        self.lines.append(f"{name}:")
+
+
+def _ity(bits: int) -> str:
+    return f"i{bits}"
+
+
+class FunctionGen:
+    """Emits one LLVM function for one entry point."""
+
+    def __init__(self, mod: "ModuleGen", plan: an.FunctionPlan):
+        self.mod = mod
+        self.plan = plan
+        self.code = mod.code
+        self.checked = mod.options.checked
+        self.e = Emitter()
+        self.frame = "%frame"       # ptr to the lowest byte of the frame
+        self.frame_lo = "%frame.lo"
+
+    # --- small pieces --------------------------------------------------------------------------
+    def ctx(self, field_index: int) -> str:
+        return self.e(f"getelementptr i64, ptr %ctx, i64 {field_index}")
+
+    def ctx_load(self, name: str) -> str:
+        return self.e(f"load i64, ptr {self.ctx(C[name])}, align 8")
+
+    def ctx_store(self, name: str, value: str) -> None:
+        self.e.do(f"store i64 {value}, ptr {self.ctx(C[name])}, align 8")
+
+    def reg(self, r: int) -> str:
+        return self.e(f"load i64, ptr %r{r}, align 8")
+
+    def set_reg(self, r: int, value: str) -> None:
+        self.e.do(f"store i64 {value}, ptr %r{r}, align 8")
+
+    def trunc32(self, v: str) -> str:
+        return self.e(f"trunc i64 {v} to i32")
+
+    def zext(self, v: str, bits: int) -> str:
+        return v if bits == 64 else self.e(f"zext {_ity(bits)} {v} to i64")
+
+    def fault(self, kind: Fault, pc: int, addr: str = "0", size: int = 0) -> None:
+        """Record a fault and leave the function (the block ends here)."""
+        self.e.do(f"call void @pybpf.fault(ptr %ctx, i64 {int(kind)}, i64 {pc}, i64 {addr}, "
+                  f"i64 {size})")
+        self.e.do("br label %unwind")
+
+    def check_status(self) -> None:
+        st = self.ctx_load("status")
+        bad = self.e(f"icmp ne i64 {st}, 0")
+        ok = self.e.fresh("ok")[1:]
+        self.e.do(f"br i1 {bad}, label %unwind, label %{ok}, !prof !0")
+        self.e.label(ok)
+
+    def save_budget(self) -> None:
+        if self.checked:
+            self.ctx_store("budget", self.e("load i64, ptr %budget, align 8"))
+
+    def load_budget(self) -> None:
+        if self.checked:
+            self.e.do(f"store i64 {self.ctx_load('budget')}, ptr %budget, align 8")
+
+    def reset_caches(self) -> None:
+        if self.checked:
+            for c in ("rc", "wc"):
+                self.e.do(f"store i64 ptrtoint (ptr @pybpf.guard to i64), ptr %{c}.lo, align 8")
+                self.e.do(f"store i64 8, ptr %{c}.span, align 8")
+
+    # --- memory access -------------------------------------------------------------------------
+    def pointer(self, pc: int, base: int, off: int, size: int, write: bool) -> str:
+        """A ``ptr`` for an access of ``size`` bytes at ``base + off``, checked if needed."""
+        st = self.plan.states[pc][base]
+        if st is not None and st[0] == an.FP:
+            total = st[1] + off
+            if -STACK <= total and total + size <= 0:
+                return self.e(f"getelementptr inbounds i8, ptr {self.frame}, i64 {STACK + total}")
+        addr = self.e(f"add i64 {self.reg(base)}, {off}")
+        if self.checked:
+            self.check(pc, addr, size, write)
+        return self.e(f"inttoptr i64 {addr} to ptr")
+
+    def check(self, pc: int, addr: str, size: int, write: bool) -> None:
+        e = self.e
+        c = "wc" if write else "rc"
+        lo = e(f"load i64, ptr %{c}.lo, align 8")
+        span = e(f"load i64, ptr %{c}.span, align 8")
+        d = e(f"sub i64 {addr}, {lo}")
+        lim = e(f"sub i64 {span}, {size}")
+        ok = e(f"icmp ule i64 {d}, {lim}")
+        hit, slow, upd = (e.fresh(x)[1:] for x in ("hit", "slow", "upd"))
+        e.do(f"br i1 {ok}, label %{hit}, label %{slow}, !prof !1")
+        e.label(slow)
+        res = e(f"call {{i64, i64}} @pybpf.slow(ptr %ctx, i64 {addr}, i64 {size}, "
+                f"i64 {int(write)}, i64 {pc})")
+        nlo = e(f"extractvalue {{i64, i64}} {res}, 0")
+        nspan = e(f"extractvalue {{i64, i64}} {res}, 1")
+        bad = e(f"icmp eq i64 {nspan}, 0")
+        e.do(f"br i1 {bad}, label %unwind, label %{upd}, !prof !0")
+        e.label(upd)
+        e.do(f"store i64 {nlo}, ptr %{c}.lo, align 8")
+        e.do(f"store i64 {nspan}, ptr %{c}.span, align 8")
+        e.do(f"br label %{hit}")
+        e.label(hit)
+
+    # --- the function --------------------------------------------------------------------------
+    def emit(self) -> list[str]:
+        e = self.e
+        plan = self.plan
+        e.label("entry")
+        for r in range(11):
+            e.do(f"%r{r} = alloca i64, align 8")
+        if self.checked:
+            e.do("%budget = alloca i64, align 8")
+            for c in ("rc", "wc"):
+                e.do(f"%{c}.lo = alloca i64, align 8")
+                e.do(f"%{c}.span = alloca i64, align 8")
+        if plan.escapes:
+            slot = e(f"getelementptr i64, ptr %ctx, i64 {FRAMES}")
+            slot = e(f"getelementptr i64, ptr {slot}, i64 %depth")
+            e.do(f"{self.frame_lo} = load i64, ptr {slot}, align 8")
+            e.do(f"{self.frame} = inttoptr i64 {self.frame_lo} to ptr")
+            fp = e(f"add i64 {self.frame_lo}, {STACK}")
+            self.set_reg(10, fp)
+        else:
+            e.do(f"{self.frame} = alloca [{STACK} x i8], align 8")
+            e.do(f"call void @llvm.memset.p0.i64(ptr align 8 {self.frame}, i8 0, i64 {STACK}, "
+                 "i1 false)")
+        for r in range(6):
+            self.set_reg(r, "0" if r == 0 else f"%a{r}")
+        for r in range(6, 10):
+            self.set_reg(r, "0")
+        self.load_budget()
+        self.reset_caches()
+        e.do(f"br label %pc{plan.entry}")
+        for leader in sorted(plan.leaders):
+            self.emit_block(leader)
+        for target in sorted(plan.bad_targets):
+            e.label(f"pc{target}")
+            if 0 <= target < len(self.code):
+                self.fault(Fault.MIDDLE, target)
+            else:
+                self.fault(Fault.LEFT, target)
+        e.label("unwind")
+        self.save_budget()
+        e.do("ret i64 0")
+        args = ", ".join(f"i64 %a{i}" for i in range(1, 6))
+        head = (f"define internal i64 @f{plan.entry}(ptr noalias nocapture %ctx, {args}, "
+                f"i64 %depth) nounwind {{")
+        return [head] + e.lines + ["}", ""]
+
+    def emit_block(self, leader: int) -> None:
+        e = self.e
+        block = self.plan.block_of(leader)
+        e.label(f"pc{leader}")
+        if self.checked:
+            b = e("load i64, ptr %budget, align 8")
+            nb = e(f"sub i64 {b}, {len(block)}")
+            e.do(f"store i64 {nb}, ptr %budget, align 8")
+            ok = e(f"icmp sge i64 {nb}, 0")
+            body, over = e.fresh("body")[1:], e.fresh("over")[1:]
+            e.do(f"br i1 {ok}, label %{body}, label %{over}, !prof !1")
+            e.label(over)
+            self.fault(Fault.BUDGET, leader, b)
+            e.label(body)
+        for pc in block:
+            insn = self.code[pc]
+            terminated = EMITTERS[_family(insn)](self, insn, pc)
+            if terminated:
+                return
+        last = block[-1]
+        nxt = last + self.code[last].slots
+        e.do(f"br label %pc{nxt}")
+
+
+# --- opcode families -----------------------------------------------------------------------------
+
+def _operand(g: FunctionGen, insn: isa.Instruction, bits: int) -> str:
+    if insn.opcode & isa.X:
+        v = g.reg(insn.src)
+        return v if bits == 64 else g.trunc32(v)
+    return str(insn.imm)    # LLVM sign-extends/truncates the literal to the operand width
+
+
+def _binop(g: FunctionGen, kind: int, signed: bool, a: str, b: str, bits: int) -> str:
+    e = g.e
+    t = _ity(bits)
+    if kind in SIMPLE_BINOPS:
+        return e(f"{SIMPLE_BINOPS[kind]} {t} {a}, {b}")
+    if kind in SHIFTS:
+        n = e(f"and {t} {b}, {bits - 1}")
+        return e(f"{SHIFTS[kind]} {t} {a}, {n}")
+    # division and modulo: no native trap, Linux results (RFC 9669 §4.1)
+    zero = e(f"icmp eq {t} {b}, 0")
+    safe = e(f"select i1 {zero}, {t} 1, {t} {b}")
+    if signed:
+        amin = e(f"icmp eq {t} {a}, {-(1 << (bits - 1))}")
+        bneg = e(f"icmp eq {t} {safe}, -1")
+        ovf = e(f"and i1 {amin}, {bneg}")
+        safe = e(f"select i1 {ovf}, {t} 1, {t} {safe}")
+    if kind == isa.DIV:
+        q = e(f"{'sdiv' if signed else 'udiv'} {t} {a}, {safe}")
+        return e(f"select i1 {zero}, {t} 0, {t} {q}")
+    r = e(f"{'srem' if signed else 'urem'} {t} {a}, {safe}")
+    return e(f"select i1 {zero}, {t} {a}, {t} {r}")
+
+
+SIMPLE_BINOPS = {isa.ADD: "add", isa.SUB: "sub", isa.MUL: "mul", isa.OR: "or",
+                 isa.AND: "and", isa.XOR: "xor"}
+SHIFTS = {isa.LSH: "shl", isa.RSH: "lshr", isa.ARSH: "ashr"}
+
+
+def emit_alu(g: FunctionGen, insn: isa.Instruction, pc: int) -> bool:
+    e = g.e
+    bits = 64 if insn.cls == isa.ALU64 else 32
+    t = _ity(bits)
+    kind = insn.opcode & 0xF0
+    if kind == isa.MOV:
+        if insn.opcode & isa.X and insn.off:
+            v = g.e(f"trunc i64 {g.reg(insn.src)} to i{insn.off}")
+            v = e(f"sext i{insn.off} {v} to {t}")
+        elif insn.opcode & isa.X:
+            v = g.reg(insn.src)
+            v = v if bits == 64 else g.trunc32(v)
+        else:
+            v = str(insn.imm if bits == 64 else insn.imm & isa.U32)
+            g.set_reg(insn.dst, v)
+            return False
+        g.set_reg(insn.dst, g.zext(v, bits))
+        return False
+    a = g.reg(insn.dst)
+    if kind == isa.END:     # byte order works on the whole register whatever the class
+        width = insn.imm
+        v = a if width == 64 else e(f"trunc i64 {a} to i{width}")
+        if insn.opcode != (isa.ALU | isa.K | isa.END) and width > 8:
+            v = e(f"call i{width} @llvm.bswap.i{width}(i{width} {v})")
+        g.set_reg(insn.dst, g.zext(v, width))
+        return False
+    if bits == 32:
+        a = g.trunc32(a)
+    if kind == isa.NEG:
+        v = e(f"sub {t} 0, {a}")
+    else:
+        v = _binop(g, kind, insn.off == 1, a, _operand(g, insn, bits), bits)
+    g.set_reg(insn.dst, g.zext(v, bits))
+    return False
+
+
+CONDITIONS = {isa.JEQ: "eq", isa.JNE: "ne", isa.JGT: "ugt", isa.JGE: "uge", isa.JLT: "ult",
+              isa.JLE: "ule", isa.JSGT: "sgt", isa.JSGE: "sge", isa.JSLT: "slt",
+              isa.JSLE: "sle"}
+
+
+def emit_jump(g: FunctionGen, insn: isa.Instruction, pc: int) -> bool:
+    e = g.e
+    kind = insn.opcode & 0xF0
+    target = insn.jump_target(pc)
+    if kind == isa.JA:
+        e.do(f"br label %pc{target}")
+        return True
+    bits = 64 if insn.cls == isa.JMP else 32
+    t = _ity(bits)
+    a = g.reg(insn.dst)
+    if bits == 32:
+        a = g.trunc32(a)
+    b = _operand(g, insn, bits)
+    if kind == isa.JSET:
+        m = e(f"and {t} {a}, {b}")
+        cond = e(f"icmp ne {t} {m}, 0")
+    else:
+        cond = e(f"icmp {CONDITIONS[kind]} {t} {a}, {b}")
+    e.do(f"br i1 {cond}, label %pc{target}, label %pc{pc + 1}")
+    return True
+
+
+def emit_exit(g: FunctionGen, insn: isa.Instruction, pc: int) -> bool:
+    r0 = g.reg(0)
+    g.save_budget()
+    g.e.do(f"ret i64 {r0}")
+    return True
+
+
+def _args(g: FunctionGen) -> str:
+    return ", ".join(f"i64 {g.reg(r)}" for r in range(1, 6))
+
+
+def _local_call(g: FunctionGen, entry: int, pc: int, args: str) -> str:
+    e = g.e
+    depth = e("add i64 %depth, 1")
+    deep = e(f"icmp uge i64 {depth}, {isa.MAX_CALL_DEPTH}")
+    ok, over = e.fresh("call")[1:], e.fresh("deep")[1:]
+    e.do(f"br i1 {deep}, label %{over}, label %{ok}, !prof !0")
+    e.label(over)
+    g.fault(Fault.DEPTH, pc)
+    e.label(ok)
+    return e(f"call i64 @f{entry}(ptr %ctx, {args}, i64 {depth})")
+
+
+def _after_call(g: FunctionGen, r0: str) -> None:
+    g.check_status()
+    g.load_budget()
+    g.reset_caches()
+    g.set_reg(0, r0)
+
+
+def _trampoline(g: FunctionGen, mode: int, hid: str, pc: int, args: str) -> str:
+    fn = g.e(f"load ptr, ptr {g.ctx(C['helper'])}, align 8")
+    return g.e(f"call i64 {fn}(ptr %ctx, i64 {mode}, i64 {hid}, i64 {pc}, {args})")
+
+
+def emit_call(g: FunctionGen, insn: isa.Instruction, pc: int) -> bool:
+    e = g.e
+    g.save_budget()
+    if insn.opcode == isa.CALLX:
+        value = g.reg(insn.dst)
+        args = _args(g)
+        text = g.ctx_load("text")
+        rel = e(f"sub i64 {value}, {text}")
+        done = e.fresh("callx.done")[1:]
+        other = e.fresh("callx.other")[1:]
+        cases = []
+        results = []
+        for entry in g.mod.entries:
+            lbl = e.fresh(f"callx.f{entry}.")[1:]
+            cases.append((entry, lbl))
+        e.do(f"switch i64 {rel}, label %{other} [" +
+             " ".join(f"i64 {8 * ent}, label %{lbl}" for ent, lbl in cases) + "]")
+        for entry, lbl in cases:
+            e.label(lbl)
+            r = _local_call(g, entry, pc, args)
+            results.append((r, e.fresh("callx.end")[1:]))
+            e.do(f"br label %{results[-1][1]}")
+            e.label(results[-1][1])
+            e.do(f"br label %{done}")
+        e.label(other)
+        r = _trampoline(g, MODE_CALLX, value, pc, args)
+        e.do(f"br label %{done}")
+        e.label(done)
+        incoming = ", ".join(f"[ {v}, %{b} ]" for v, b in results + [(r, other)])
+        r0 = e(f"phi i64 {incoming}")
+    elif insn.src == isa.CALL_LOCAL:
+        r0 = _local_call(g, pc + 1 + insn.imm, pc, _args(g))
+    else:
+        opts = g.mod.options
+        native = NATIVE_HELPERS.get(insn.imm) \
+            if opts.native_helpers and insn.imm not in opts.overridden else None
+        r0 = native(g, insn, pc) if native is not None else None
+        if r0 is None:
+            r0 = _trampoline(g, MODE_HELPER, str(insn.imm), pc, _args(g))
+        else:
+            g.load_budget()
+            g.set_reg(0, r0)
+            return False
+    _after_call(g, r0)
+    return False
+
+
+def emit_ldx(g: FunctionGen, insn: isa.Instruction, pc: int) -> bool:
+    size = isa.SIZE_BYTES[insn.opcode & 0x18]
+    bits = size * 8
+    p = g.pointer(pc, insn.src, insn.off, size, False)
+    v = g.e(f"load i{bits}, ptr {p}, align 1")
+    if bits != 64:
+        ext = "sext" if insn.opcode & 0xE0 == isa.MEMSX else "zext"
+        v = g.e(f"{ext} i{bits} {v} to i64")
+    g.set_reg(insn.dst, v)
+    return False
+
+
+def emit_store(g: FunctionGen, insn: isa.Instruction, pc: int) -> bool:
+    size = isa.SIZE_BYTES[insn.opcode & 0x18]
+    bits = size * 8
+    p = g.pointer(pc, insn.dst, insn.off, size, True)
+    if insn.cls == isa.ST:
+        v = str(insn.imm)
+    else:
+        v = g.reg(insn.src)
+        v = v if bits == 64 else g.e(f"trunc i64 {v} to i{bits}")
+    g.e.do(f"store i{bits} {v}, ptr {p}, align 1")
+    return False
+
+
+ATOMIC_RMW = {isa.ATOMIC_ADD: "add", isa.ATOMIC_OR: "or", isa.ATOMIC_AND: "and",
+              isa.ATOMIC_XOR: "xor", isa.ATOMIC_XCHG & ~isa.ATOMIC_FETCH: "xchg"}
+
+
+def emit_atomic(g: FunctionGen, insn: isa.Instruction, pc: int) -> bool:
+    e = g.e
+    size = isa.SIZE_BYTES[insn.opcode & 0x18]
+    bits = size * 8
+    t = _ity(bits)
+    p = g.pointer(pc, insn.dst, insn.off, size, True)
+    src = g.reg(insn.src)
+    if bits == 32:
+        src = g.trunc32(src)
+    if insn.imm == isa.ATOMIC_CMPXCHG:
+        r0 = g.reg(0)
+        if bits == 32:
+            r0 = g.trunc32(r0)
+        pair = e(f"cmpxchg ptr {p}, {t} {r0}, {t} {src} seq_cst seq_cst, align {size}")
+        old = e(f"extractvalue {{{t}, i1}} {pair}, 0")
+        g.set_reg(0, g.zext(old, bits))
+        return False
+    op = ATOMIC_RMW[insn.imm & ~isa.ATOMIC_FETCH]
+    old = e(f"atomicrmw {op} ptr {p}, {t} {src} seq_cst, align {size}")
+    if insn.imm & isa.ATOMIC_FETCH:
+        g.set_reg(insn.src, g.zext(old, bits))
+    return False
+
+
+def emit_lddw(g: FunctionGen, insn: isa.Instruction, pc: int) -> bool:
+    src = insn.src
+    if src == isa.PSEUDO_IMM64:
+        value = str(isa.sext(insn.imm64, 64))
+    elif src == isa.PSEUDO_BTF_ID:
+        value = "0"
+    elif src == isa.PSEUDO_FUNC:
+        value = g.e(f"add i64 {g.ctx_load('text')}, {8 * (pc + 1 + insn.imm)}")
+    else:
+        value = g.mod.const(("lddw", pc), g)
+    g.set_reg(insn.dst, value)
+    return False
+
+
+def emit_packet(g: FunctionGen, insn: isa.Instruction, pc: int) -> bool:
+    """Legacy LD_ABS / LD_IND: big-endian load from the input data; outside it the whole
+    program ends returning 0 (as the kernel and the interpreter do)."""
+    e = g.e
+    size = isa.SIZE_BYTES[insn.opcode & 0x18]
+    bits = size * 8
+    if insn.opcode & 0xE0 == isa.IND:
+        s = e(f"add i64 {g.reg(insn.src)}, {insn.imm}")
+        s = e(f"trunc i64 {s} to i32")
+        off = e(f"sext i32 {s} to i64")
+    else:
+        off = str(insn.imm)
+    length = g.ctx_load("data_len")
+    neg = e(f"icmp slt i64 {off}, 0")
+    end = e(f"add i64 {off}, {size}")
+    past = e(f"icmp sgt i64 {end}, {length}")
+    bad = e(f"or i1 {neg}, {past}")
+    ok, miss = e.fresh("pkt")[1:], e.fresh("pktmiss")[1:]
+    e.do(f"br i1 {bad}, label %{miss}, label %{ok}, !prof !0")
+    e.label(miss)
+    g.ctx_store("exit_value", "0")
+    g.ctx_store("status", str(int(Fault.EXIT)))
+    e.do("br label %unwind")
+    e.label(ok)
+    base = g.ctx_load("data_lo")
+    addr = e(f"add i64 {base}, {off}")
+    p = e(f"inttoptr i64 {addr} to ptr")
+    v = e(f"load i{bits}, ptr {p}, align 1")
+    if bits > 8:
+        v = e(f"call i{bits} @llvm.bswap.i{bits}(i{bits} {v})")
+    g.set_reg(0, g.zext(v, bits))
+    return False
+
+
+def _family(insn: isa.Instruction) -> str:
+    cls = insn.cls
+    op = insn.opcode
+    if cls in (isa.ALU, isa.ALU64):
+        return "alu"
+    if cls in (isa.JMP, isa.JMP32):
+        kind = op & 0xF0
+        if kind == isa.EXIT:
+            return "exit"
+        if kind == isa.CALL:
+            return "call"
+        return "jump"
+    if cls == isa.LDX:
+        return "ldx"
+    if cls == isa.ST:
+        return "store"
+    if cls == isa.STX:
+        return "atomic" if op & 0xE0 == isa.ATOMIC else "store"
+    if op == isa.LDDW:
+        return "lddw"
+    return "packet"
+
+
+EMITTERS: dict[str, Callable[[FunctionGen, isa.Instruction, int], bool]] = {
+    "alu": emit_alu, "jump": emit_jump, "exit": emit_exit, "call": emit_call,
+    "ldx": emit_ldx, "store": emit_store, "atomic": emit_atomic, "lddw": emit_lddw,
+    "packet": emit_packet,
+}
+
+
+# --- native helper paths -------------------------------------------------------------------------
+
+def _native_ktime(clock: int) -> Callable[[FunctionGen, isa.Instruction, int], str]:
+    def emit(g: FunctionGen, insn: isa.Instruction, pc: int) -> str:
+        e = g.e
+        ts = e("alloca { i64, i64 }, align 8")
+        e.do(f"call i32 @clock_gettime(i32 {clock}, ptr {ts})")
+        sec = e(f"load i64, ptr {ts}, align 8")
+        nsp = e(f"getelementptr i64, ptr {ts}, i64 1")
+        nsec = e(f"load i64, ptr {nsp}, align 8")
+        ns = e(f"mul i64 {sec}, 1000000000")
+        return e(f"add i64 {ns}, {nsec}")
+    return emit
+
+
+def _native_prandom(g: FunctionGen, insn: isa.Instruction, pc: int) -> str:
+    """xorshift64* on ``ctx.rng`` (seeded from os.urandom by the runtime)."""
+    e = g.e
+    x = g.ctx_load("rng")
+    for op, n in (("lshr", 12), ("shl", 25), ("lshr", 27)):
+        s = e(f"{op} i64 {x}, {n}")
+        x = e(f"xor i64 {x}, {s}")
+    g.ctx_store("rng", x)
+    m = e(f"mul i64 {x}, 2685821657736338717")
+    return e(f"lshr i64 {m}, 32")
+
+
+def _native_map_lookup(g: FunctionGen, insn: isa.Instruction, pc: int) -> str | None:
+    """``bpf_map_lookup_elem`` on an array map known at compile time: bounds-checked index
+    arithmetic, as the kernel's ``array_map_gen_lookup`` inlines it."""
+    st = g.plan.states[pc][1]
+    if st is None or st[0] != an.MAP or st[1] is None:
+        return None
+    shape = g.mod.shapes[st[1]] if st[1] < len(g.mod.shapes) else None
+    if shape is None or shape.type != "array":
+        return None
+    e = g.e
+    p = g.pointer(pc, 2, 0, 4, False)
+    key = e(f"load i32, ptr {p}, align 1")
+    key = e(f"zext i32 {key} to i64")
+    base = g.mod.const(("map_base", st[1]), g)
+    inside = e(f"icmp ult i64 {key}, {shape.max_entries}")
+    off = e(f"mul i64 {key}, {shape.stride}")
+    addr = e(f"add i64 {base}, {off}")
+    return e(f"select i1 {inside}, i64 {addr}, i64 0")
+
+
+NATIVE_HELPERS: dict[int, Callable[[FunctionGen, isa.Instruction, int], str | None]] = {
+    HELPER_IDS["ktime_get_ns"]: _native_ktime(1),         # CLOCK_MONOTONIC
+    HELPER_IDS["ktime_get_boot_ns"]: _native_ktime(7),    # CLOCK_BOOTTIME
+    HELPER_IDS["get_prandom_u32"]: _native_prandom,
+    HELPER_IDS["map_lookup_elem"]: _native_map_lookup,
+}
+
+
+# --- the module ----------------------------------------------------------------------------------
+
+SLOW_PATH = f"""
+define internal {{i64, i64}} @pybpf.slow(ptr noalias nocapture %ctx, i64 %addr, i64 %size,
+                                       i64 %write, i64 %pc) noinline cold nounwind {{
+entry:
+  %tp = getelementptr i64, ptr %ctx, i64 {C['regions']}
+  %tab.i = load i64, ptr %tp, align 8
+  %tab = inttoptr i64 %tab.i to ptr
+  %np = getelementptr i64, ptr %ctx, i64 {C['nregions']}
+  %n = load i64, ptr %np, align 8
+  br label %loop
+loop:
+  %i = phi i64 [ 0, %entry ], [ %i.next, %next ]
+  %more = icmp ult i64 %i, %n
+  br i1 %more, label %body, label %miss
+body:
+  %w = mul i64 %i, {REGION_WORDS}
+  %plo = getelementptr i64, ptr %tab, i64 %w
+  %lo = load i64, ptr %plo, align 8
+  %pspan = getelementptr i64, ptr %plo, i64 1
+  %span = load i64, ptr %pspan, align 8
+  %pwr = getelementptr i64, ptr %plo, i64 2
+  %wr = load i64, ptr %pwr, align 8
+  %d = sub i64 %addr, %lo
+  %fits = icmp uge i64 %span, %size
+  %lim = sub i64 %span, %size
+  %within = icmp ule i64 %d, %lim
+  %in = and i1 %fits, %within
+  %denied = icmp ugt i64 %write, %wr
+  %okperm = xor i1 %denied, true
+  %hit = and i1 %in, %okperm
+  br i1 %hit, label %found, label %next
+next:
+  %i.next = add i64 %i, 1
+  br label %loop
+found:
+  %big = icmp uge i64 %span, 8
+  %clo = select i1 %big, i64 %lo, i64 ptrtoint (ptr @pybpf.guard to i64)
+  %cspan = select i1 %big, i64 %span, i64 8
+  %r1 = insertvalue {{i64, i64}} undef, i64 %clo, 0
+  %r2 = insertvalue {{i64, i64}} %r1, i64 %cspan, 1
+  ret {{i64, i64}} %r2
+miss:
+  %kind = add i64 %write, {int(Fault.READ)}
+  call void @pybpf.fault(ptr %ctx, i64 %kind, i64 %pc, i64 %addr, i64 %size)
+  ret {{i64, i64}} zeroinitializer
+}}
+
+define internal void @pybpf.fault(ptr noalias nocapture %ctx, i64 %kind, i64 %pc, i64 %addr,
+                                  i64 %size) noinline cold nounwind {{
+  %p0 = getelementptr i64, ptr %ctx, i64 {C['status']}
+  store i64 %kind, ptr %p0, align 8
+  %p1 = getelementptr i64, ptr %ctx, i64 {C['fault_pc']}
+  store i64 %pc, ptr %p1, align 8
+  %p2 = getelementptr i64, ptr %ctx, i64 {C['fault_addr']}
+  store i64 %addr, ptr %p2, align 8
+  %p3 = getelementptr i64, ptr %ctx, i64 {C['fault_size']}
+  store i64 %size, ptr %p3, align 8
+  ret void
+}}
+"""
+
+PRELUDE = """
+@pybpf.guard = internal global [8 x i64] zeroinitializer, align 8
+declare i32 @clock_gettime(i32, ptr) nounwind
+declare void @llvm.memset.p0.i64(ptr, i8, i64, i1)
+declare i16 @llvm.bswap.i16(i16)
+declare i32 @llvm.bswap.i32(i32)
+declare i64 @llvm.bswap.i64(i64)
+!0 = !{!"branch_weights", i32 1, i32 1000}
+!1 = !{!"branch_weights", i32 1000, i32 1}
+"""
+
+
+class ModuleGen:
+    """Builds the IR module of a whole program."""
+
+    def __init__(self, code: list, *, options: Options, shapes: list[MapShape],
+                 map_index: dict[int, int]):
+        self.code = code
+        self.options = options
+        self.shapes = shapes
+        self.map_index = map_index
+        self.entries = an.function_entries(code)
+        self.consts: list[tuple[str, int]] = []
+        self._const_index: dict[tuple[str, int], int] = {}
+
+    def const(self, key: tuple[str, int], g: FunctionGen) -> str:
+        """Load run-time constant ``key`` from ``ctx.consts``."""
+        idx = self._const_index.get(key)
+        if idx is None:
+            idx = self._const_index[key] = len(self.consts)
+            self.consts.append(key)
+        table = g.e(f"inttoptr i64 {g.ctx_load('consts')} to ptr")
+        slot = g.e(f"getelementptr i64, ptr {table}, i64 {idx}")
+        return g.e(f"load i64, ptr {slot}, align 8, !invariant.load !2")
+
+    def build(self, extra: str = "") -> ModuleIR:
+        parts = [PRELUDE, "!2 = !{}", SLOW_PATH]
+        for entry in self.entries:
+            plan = an.plan_function(self.code, entry, self.map_index)
+            parts.extend(FunctionGen(self, plan).emit())
+        parts.append(extra)
+        return ModuleIR("\n".join(parts), self.consts, self.entries)

@@ -1,0 +1,170 @@
+"""LLVM set-up for the JIT: target machine, optimisation pipeline, MCJIT, compilation cache.
+
+One process-wide target machine for the host CPU (``-mcpu=native`` in clang's words, so LLVM
+may use every instruction the machine has, as the kernel's JIT does for its own host). Each
+compiled program gets its own MCJIT execution engine so its machine code is freed with it.
+
+Compilation is cached twice, keyed by what determines the machine code -- the program's
+bytecode, the map *shapes* it names, the codegen options, and the LLVM / CPU identity:
+
+* in memory, so a second :class:`pybpf.jit.JITProgram` of the same program costs nothing;
+* optionally on disk (``PYBPF_JIT_CACHE=/some/dir`` or ``cache_dir=``) through MCJIT's object
+  cache, so a new process skips LLVM's optimiser and code generator.
+
+The pipeline is LLVM's standard ``-O2`` (``-O3`` on request) from the new pass manager; its cost
+is measured by ``tests/jit/test_engine.py`` against the 50 ms budget for 1,000 instructions.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import llvmlite
+import llvmlite.binding as llvm
+
+_lock = threading.Lock()
+
+
+@functools.cache
+def _initialise() -> None:
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    llvm.initialize_native_asmparser()
+
+
+@functools.cache
+def target_machine(opt: int = 2) -> llvm.TargetMachine:
+    """The host's target machine (host CPU name and features)."""
+    _initialise()
+    target = llvm.Target.from_default_triple()
+    return target.create_target_machine(cpu=llvm.get_host_cpu_name(),
+                                        features=llvm.get_host_cpu_features().flatten(),
+                                        opt=opt, reloc="default", codemodel="jitdefault",
+                                        jit=True)
+
+
+def host_identity() -> str:
+    """What besides the program decides the machine code (part of every cache key)."""
+    _initialise()
+    return "|".join((llvmlite.__version__, ".".join(map(str, llvm.llvm_version_info)),
+                     llvm.get_process_triple(), llvm.get_host_cpu_name(),
+                     llvm.get_host_cpu_features().flatten()))
+
+
+def optimise(module: llvm.ModuleRef, opt: int) -> None:
+    """Run LLVM's standard pipeline at ``opt`` (0 leaves the module as generated)."""
+    if opt <= 0:
+        return
+    tm = target_machine(opt)
+    pto = llvm.create_pipeline_tuning_options(speed_level=opt)
+    pto.loop_vectorization = opt >= 3
+    pto.slp_vectorization = opt >= 3
+    pb = llvm.create_pass_builder(tm, pto)
+    pm = pb.getModulePassManager()
+    pm.run(module, pb)
+
+
+@dataclass
+class Compiled:
+    """Machine code for one module: the engine keeping it alive and its entry points."""
+
+    engine: Any
+    addresses: dict[str, int]
+    ir: str | None          # optimised IR text (None until asked for, after a disk-cache hit)
+    asm: str | None = None  # filled lazily by emit_asm
+    module_ref: Any = field(default=None, repr=False)
+    source_ir: str = field(default="", repr=False)
+    opt: int = 2
+    meta: Any = None        # what the code generator said about the module (constants table)
+
+    def optimised_ir(self) -> str:
+        if self.ir is None:
+            mod = llvm.parse_assembly(self.source_ir)
+            optimise(mod, self.opt)
+            self.ir = str(mod)
+        return self.ir
+
+
+_memory_cache: dict[str, Compiled] = {}
+
+
+def cache_key(*parts: Any) -> str:
+    h = hashlib.sha256(host_identity().encode())
+    for part in parts:
+        h.update(repr(part).encode() if not isinstance(part, bytes) else part)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _disk_cache_dir(cache_dir: str | os.PathLike | None) -> Path | None:
+    if cache_dir is None:
+        cache_dir = os.environ.get("PYBPF_JIT_CACHE")
+    if not cache_dir:
+        return None
+    path = Path(cache_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def compile_module(key: str, build: Callable[[], tuple[str, Any]], symbols: list[str], *,
+                   opt: int = 2, cache_dir: str | os.PathLike | None = None) -> Compiled:
+    """Compile the module ``build()`` returns as ``(ir_text, meta)``; return the addresses of
+    ``symbols``. ``build`` runs only on an in-memory cache miss, and LLVM's optimiser only
+    when the disk cache has no object for ``key`` either.
+    """
+    with _lock:
+        hit = _memory_cache.get(key)
+        if hit is not None:
+            return hit
+        _initialise()
+        ir_text, meta = build()
+        mod = llvm.parse_assembly(ir_text)
+        mod.verify()
+        disk = _disk_cache_dir(cache_dir)
+        obj_path = disk / f"{key}.o" if disk is not None else None
+        optimised = not (obj_path is not None and obj_path.exists())
+        if optimised:   # a cached object makes LLVM's optimiser and code generator unnecessary
+            optimise(mod, opt)
+        tm = target_machine(opt)
+        engine = llvm.create_mcjit_compiler(mod, tm)
+        if obj_path is not None:
+
+            def notify(_module, buffer: bytes) -> None:
+                tmp = obj_path.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_bytes(buffer)
+                os.replace(tmp, obj_path)
+
+            def getbuffer(_module) -> bytes | None:
+                try:
+                    return obj_path.read_bytes()
+                except OSError:
+                    return None
+
+            engine.set_object_cache(notify, getbuffer)
+        engine.finalize_object()
+        addresses = {name: engine.get_function_address(name) for name in symbols}
+        ir = str(mod) if optimised else None
+        compiled = Compiled(engine, addresses, ir, module_ref=mod, source_ir=ir_text, opt=opt,
+                            meta=meta)
+        _memory_cache[key] = compiled
+        return compiled
+
+
+def emit_asm(compiled: Compiled, opt: int = 2) -> str:
+    """Host assembly of the optimised module (what the engine runs)."""
+    if compiled.asm is None:
+        mod = llvm.parse_assembly(compiled.optimised_ir())
+        compiled.asm = target_machine(opt).emit_assembly(mod)
+    return compiled.asm
+
+
+def clear_cache() -> None:
+    """Forget every compiled module (programs already built keep their own reference)."""
+    with _lock:
+        _memory_cache.clear()

@@ -1,0 +1,60 @@
+"""The run-time context shared by JIT-compiled code and Python: field table and fault codes.
+
+Native code receives one pointer, ``ctx``, to an array of 64-bit words. Both sides index it
+through :data:`CTX_FIELDS`, so the layout is written once: the code generator emits
+``getelementptr i64, ptr %ctx, i64 <index>`` and :mod:`.runtime` reads and writes the same
+words through ctypes.
+
+Faults cannot unwind native frames, so a fault stores its kind (:class:`Fault`), pc and
+address here and every function returns at once; callers test ``status`` after each call.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from .. import isa
+
+#: word index of each context field
+CTX_FIELDS: dict[str, int] = {name: i for i, name in enumerate((
+    "status",       # Fault kind of the run, 0 while it is healthy
+    "fault_pc",     # slot of the faulting instruction (also: the pc of the helper being called)
+    "fault_addr",   # faulting address; for a budget fault: instructions left before the block
+    "fault_size",   # size of the faulting access
+    "budget",       # instructions left (signed); functions keep it in a register between calls
+    "helper",       # address of the generic helper trampoline (runtime.HELPER_TRAMPOLINE)
+    "regions",      # address of the region table: {lo, span, writable} per region
+    "nregions",     # entries in the region table
+    "text",         # address of the read-only copy of the bytecode (callx / PSEUDO_FUNC values)
+    "consts",       # address of the table of run-time constants (lddw values, map storage)
+    "data_lo",      # input data (packet) of the current run: address and length, for LD_ABS
+    "data_len",
+    "exit_value",   # r0 when a helper or packet load ended the whole program
+    "rng",          # state of the native bpf_get_prandom_u32 (xorshift64*)
+    "batch_index",  # packet being run by the batch driver
+))}
+FRAMES = len(CTX_FIELDS)                      # frames[depth]: lowest address of stack frame
+CTX_WORDS = FRAMES + isa.MAX_CALL_DEPTH
+
+#: words per region table entry: lowest address, size in bytes, writable (0/1)
+REGION_WORDS = 3
+
+
+class Fault(enum.IntEnum):
+    """Why native code stopped early (``ctx.status``)."""
+
+    NONE = 0
+    READ = 1         # load outside every region
+    WRITE = 2        # store outside every writable region
+    BUDGET = 3       # instruction budget exhausted
+    DEPTH = 4        # call depth limit
+    HELPER = 5       # a helper raised in Python (the exception is pending in the runtime)
+    EXIT = 6         # the whole program ends with r0 = exit_value (LD_ABS miss, unwind helper)
+    LEFT = 7         # execution left the program (fault_pc = the slot it went to)
+    MIDDLE = 8       # execution entered the second slot of a 64-bit load
+    CALLX = 9        # callx to a value that is neither a subprogram nor a helper id
+
+
+#: helper trampoline modes (its second argument)
+MODE_HELPER = 0      # call helper ``id``
+MODE_CALLX = 1       # callx on a value that is not a subprogram entry: resolve it like the VM

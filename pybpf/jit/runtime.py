@@ -1,0 +1,198 @@
+"""The Python side of running JIT-compiled code: context, region table, helper trampoline,
+faults.
+
+Native code and the interpreter share one address space (:mod:`pybpf.memory`): the runtime
+borrows an :class:`pybpf.vm.Interpreter` for everything that is not execution -- its Memory
+(stacks, bytecode text, map storage, input data), its live maps, its helper environment and
+helper dispatch (so a helper behaves, and fails, exactly as under the interpreter) and its
+resolution of 64-bit loads. The runtime mirrors that Memory into a native *region table*
+(``{lo, span, writable}`` words, entry 0 being the input data) that checked native code scans
+on a region-cache miss.
+
+Helpers run through one ctypes callback, :data:`HELPER_TRAMPOLINE`
+(``u64 helper(ctx, mode, id, pc, r1..r5)``), which finds the runtime by its context address.
+An exception raised there cannot cross native frames: it is parked on the runtime, the context
+status becomes ``Fault.HELPER`` and native code unwinds; :meth:`Runtime.raise_fault` re-raises
+it in Python. Every other fault is turned into the same :class:`pybpf.errors.VMError` (or
+:class:`pybpf.errors.BudgetExceeded`) the interpreter raises.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import weakref
+from typing import Any
+
+from .. import isa
+from ..errors import BudgetExceeded, HelperError, VMError
+from ..memory import Region
+from ..vm import Interpreter, ProgramExit
+from .layout import CTX_FIELDS, CTX_WORDS, FRAMES, MODE_CALLX, REGION_WORDS, Fault
+
+C = CTX_FIELDS
+M64 = isa.U64
+
+HELPER_FN = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64,
+                             ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64,
+                             ctypes.c_uint64, ctypes.c_uint64)
+
+#: live runtimes by context address (the trampoline's way back to Python objects)
+_RUNTIMES: "weakref.WeakValueDictionary[int, Runtime]" = weakref.WeakValueDictionary()
+
+
+def _trampoline(ctx: int, mode: int, hid: int, pc: int, r1: int, r2: int, r3: int, r4: int,
+                r5: int) -> int:
+    rt = _RUNTIMES.get(ctx)
+    if rt is None:      # cannot happen while a runtime runs; fail safe rather than crash
+        return 0
+    try:
+        return rt.call_helper(mode, hid, pc, r1, r2, r3, r4, r5)
+    except ProgramExit as exc:
+        rt.words[C["exit_value"]] = exc.value
+        rt.words[C["status"]] = Fault.EXIT
+    except BaseException as exc:        # parked, re-raised once native code has unwound
+        rt.pending = exc
+        rt.words[C["status"]] = Fault.HELPER
+        rt.words[C["fault_pc"]] = pc
+    return 0
+
+
+HELPER_TRAMPOLINE = HELPER_FN(_trampoline)
+HELPER_ADDRESS = ctypes.cast(HELPER_TRAMPOLINE, ctypes.c_void_p).value
+
+
+class Runtime:
+    """Native state of one JIT program instance: context words and region table."""
+
+    def __init__(self, vm: Interpreter, consts: list[tuple[str, int]]):
+        self.vm = vm
+        self.memory = vm.memory
+        self.words = (ctypes.c_uint64 * CTX_WORDS)()
+        self.address = ctypes.addressof(self.words)
+        self.pending: BaseException | None = None
+        self.data_region: Region | None = None
+        self._table: Any = None
+        self._table_key: tuple = ()
+        self._const_table = (ctypes.c_uint64 * max(len(consts), 1))()
+        for i, (kind, arg) in enumerate(consts):
+            self._const_table[i] = self._const_value(kind, arg)
+        w = self.words
+        w[C["helper"]] = HELPER_ADDRESS
+        w[C["text"]] = vm.text.address
+        w[C["consts"]] = ctypes.addressof(self._const_table)
+        w[C["rng"]] = int.from_bytes(os.urandom(8), "little") | 1
+        for d, fp in enumerate(vm.frame_pointers):
+            w[FRAMES + d] = fp - isa.STACK_SIZE
+        _RUNTIMES[self.address] = self
+
+    def _const_value(self, kind: str, arg: int) -> int:
+        if kind == "lddw":
+            return self.vm.lddw_values[arg] & M64
+        if kind == "map_base":
+            return self.vm.maps[arg].value_address & M64
+        raise ValueError(kind)
+
+    # --- input data and the region table -------------------------------------------------------
+    def set_data(self, data: bytes) -> Region:
+        """Replace the input-data region (as the interpreter's ``run`` does)."""
+        vm = self.vm
+        if vm.data_region is not None:
+            self.memory.remove(vm.data_region)
+        vm.data_region = self.memory.add(Region.allocate("data", len(data), data=bytes(data)))
+        self.words[C["data_lo"]] = vm.data_region.address
+        self.words[C["data_len"]] = len(data)
+        self.sync_regions()
+        return vm.data_region
+
+    def adopt_data(self, address: int, size: int, buffer: Any) -> None:
+        """Make ``[address, address + size)`` of ``buffer`` the input-data region (batch)."""
+        vm = self.vm
+        region = vm.data_region
+        if region is not None and region.address == address and region.size == size:
+            return
+        if region is not None:
+            self.memory.remove(region)
+        vm.data_region = self.memory.add(Region("data", address, size, True, buffer))
+
+    def sync_regions(self) -> None:
+        """Rebuild the native region table when the Memory's region set changed."""
+        regions = list(self.memory)
+        key = tuple((r.address, r.size, r.writable) for r in regions)
+        if key == self._table_key:
+            return
+        data = self.vm.data_region
+        ordered = ([data] if data is not None else []) + [r for r in regions if r is not data]
+        table = (ctypes.c_uint64 * max(REGION_WORDS * len(ordered), REGION_WORDS))()
+        for i, r in enumerate(ordered):
+            table[3 * i: 3 * i + 3] = [r.address, r.size, int(r.writable)]
+        self._table, self._table_key = table, key
+        self.words[C["regions"]] = ctypes.addressof(table)
+        self.words[C["nregions"]] = len(ordered)
+
+    # --- helpers ---------------------------------------------------------------------------------
+    def call_helper(self, mode: int, hid: int, pc: int, r1: int, r2: int, r3: int, r4: int,
+                    r5: int) -> int:
+        vm = self.vm
+        lo, size = self.words[C["data_lo"]], self.words[C["data_len"]]
+        region = vm.data_region
+        if region is None or region.address != lo or region.size != size:
+            self.adopt_data(lo, size, None)     # the batch driver moved the data window
+            self.sync_regions()
+        if mode == MODE_CALLX:
+            kind, target = vm.resolve_callx(hid, pc)
+            hid = target
+        result = vm.call_helper(hid, pc, r1, r2, r3, r4, r5)
+        self.sync_regions()
+        return result
+
+    # --- faults ----------------------------------------------------------------------------------
+    def clear(self) -> None:
+        w = self.words
+        w[C["status"]] = 0
+        w[C["exit_value"]] = 0
+        w[C["batch_index"]] = 0
+        self.pending = None
+
+    def raise_fault(self, budget: int) -> None:
+        """Turn ``ctx.status`` into the exception the interpreter would raise."""
+        w = self.words
+        status = Fault(w[C["status"]])
+        pc = w[C["fault_pc"]]
+        addr = w[C["fault_addr"]]
+        if status == Fault.HELPER:
+            exc, self.pending = self.pending, None
+            if isinstance(exc, VMError) and exc.pc is None:
+                exc.pc = pc
+            raise exc if exc is not None else HelperError("helper failed", pc=pc)
+        if status in (Fault.READ, Fault.WRITE):
+            size = w[C["fault_size"]]
+            try:
+                self.memory.find(addr, size, status == Fault.WRITE)
+                message = (f"invalid {'write' if status == Fault.WRITE else 'read'} of {size} "
+                           f"bytes at {addr:#x}: not inside any memory region")
+            except VMError as exc:
+                message = exc.message
+            raise VMError(message, pc=pc, address=addr)
+        if status == Fault.BUDGET:
+            raise BudgetExceeded(f"instruction budget of {budget} exhausted "
+                                 "(the program may not terminate)", pc=self.exact_pc(pc, addr))
+        if status == Fault.DEPTH:
+            raise VMError(f"call depth limit of {isa.MAX_CALL_DEPTH} frames exceeded", pc=pc)
+        if status == Fault.LEFT:
+            raise VMError("execution left the program", pc=pc)
+        if status == Fault.MIDDLE:
+            raise VMError("execution entered the middle of a 64-bit load", pc=pc)
+        raise VMError(f"native code stopped with status {status.name}", pc=pc)
+
+    def exact_pc(self, block_pc: int, left: int) -> int:
+        """The slot at which the budget ran out: ``left`` instructions into the block."""
+        code = self.vm.code
+        pc = block_pc
+        for _ in range(int(left)):
+            insn = code[pc]
+            pc += insn.slots if insn is not None else 1
+        return pc
+
+    def close(self) -> None:
+        _RUNTIMES.pop(self.address, None)
