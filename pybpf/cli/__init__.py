@@ -27,8 +27,40 @@ COMMAND_MODULES = [
     "trace",    # trace
 ]
 
+#: which module defines a command, so ``pybpf CMD`` imports only what CMD needs (start-up
+#: time is a feature: ``pybpf trace`` competes with bpftrace's); unknown names load them all
+COMMAND_HOMES = {
+    "asm": "asm", "disasm": "asm", "run": "run", "plugin": "plugin", "verify": "verify",
+    "filter": "filter", "tap": "filter", "prog": "kernel", "map": "kernel",
+    "attach": "kernel", "trace": "trace",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+def _import_command_module(name: str) -> None:
+    try:
+        importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as exc:
+        # a subcommand module not written yet; only tolerate the module itself missing
+        if exc.name != f"{__name__}.{name}":
+            raise
+
+
+class _LazyGroup(click.Group):
+    def get_command(self, ctx, cmd_name):
+        if cmd_name not in self.commands:
+            home = COMMAND_HOMES.get(cmd_name)
+            if home is not None:
+                _import_command_module(home)
+            if cmd_name not in self.commands:
+                _load_commands()
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx):
+        _load_commands()
+        return super().list_commands(ctx)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="pybpf")
 def cli() -> None:
     """BPF and eBPF in Python: assemble, run, verify, JIT and load programs."""
@@ -36,12 +68,7 @@ def cli() -> None:
 
 def _load_commands() -> None:
     for name in COMMAND_MODULES:
-        try:
-            importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as exc:
-            # a subcommand module not written yet; only tolerate the module itself missing
-            if exc.name != f"{__name__}.{name}":
-                raise
+        _import_command_module(name)
 
 
 def fail(message: str, code: int = 1) -> "NoReturn":  # type: ignore[name-defined]
@@ -50,7 +77,6 @@ def fail(message: str, code: int = 1) -> "NoReturn":  # type: ignore[name-define
 
 
 def main(argv: list[str] | None = None) -> None:
-    _load_commands()
     try:
         cli.main(args=argv, prog_name="pybpf", standalone_mode=False)
     except click.exceptions.Exit as exc:
