@@ -37,7 +37,11 @@ _UBPF_ONLY = frozenset(ubpf.MNEMONICS) - llvm.KEYWORDS
 def detect_syntax(text: str) -> str:
     """``ubpf`` if the text uses ``%r`` registers or a uBPF mnemonic starts a line, else
     ``llvm``."""
-    for line in split_lines(text, None):
+    return _detect(split_lines(text, None))
+
+
+def _detect(lines) -> str:
+    for line in lines:
         code = line.text
         if "%r" in code:
             return "ubpf"
@@ -56,13 +60,14 @@ def assemble(text: str, filename: str | None = None, syntax: str = "auto") -> Pr
     if syntax not in SYNTAXES:
         raise AssemblyError(f"unknown syntax '{syntax}' (one of: {', '.join(SYNTAXES)})",
                             filename)
+    lines = split_lines(text, filename)
     if syntax == "auto":
-        syntax = detect_syntax(text)
+        syntax = _detect(lines)
     front = ubpf if syntax == "ubpf" else llvm
     assemble_line = front.assemble_line
     builder = ProgramBuilder(filename)
     first_exit = None
-    for line in split_lines(text, filename):
+    for line in lines:
         if front is llvm:
             kind, value = listing_line(line)
             if kind == "insn":

@@ -86,8 +86,10 @@ def take_labels(line: SourceLine) -> tuple[list[tuple[str, int]], SourceLine | N
     Returns the labels with their positions and the rest of the line (``None`` when only labels
     were on it).
     """
-    labels = []
     text = line.text
+    if ":" not in text:
+        return [], line
+    labels = []
     pos = 0
     while True:
         m = LABEL_DEF.match(text, pos)
@@ -135,9 +137,15 @@ def off16(line: SourceLine, value: int, pos: int, what: str = "offset") -> int:
     return check_range(line, value, INT16_MIN, INT16_MAX, what, pos)
 
 
+_REGISTERS = {f"{p}{n}": n for p in "rwRW" for n in range(11)}
+
+
 def register(line: SourceLine, name: str, pos: int, prefix: str = "r") -> int:
     """The number of register ``name`` (``r0``..``r10``, or ``w0``..``w10`` when prefix is
     ``w``); anything else is an error that lists the valid names."""
+    number = _REGISTERS.get(name)
+    if number is not None and name[0].lower() == prefix:
+        return number
     num = name[1:]
     if name[:1].lower() != prefix or not num.isdigit() or (len(num) > 1 and num[0] == "0") \
             or int(num) > 10:
@@ -161,7 +169,8 @@ def listing_line(line: SourceLine) -> tuple[str, SourceLine | str | None]:
     """Classify an llvm-objdump listing line: ("insn", code line), ("label", name),
     ("section", name or None) or ("", None) for ordinary assembly."""
     text = line.text
-    if ":" not in text:
+    first = text.lstrip()[:1]
+    if ":" not in text or not (first.isdigit() or first == "D" or "file format" in text):
         return "", None
     m = _LISTING_INSN.match(text)
     if m:
