@@ -5,7 +5,7 @@ little-endian u32 ``prefixlen`` followed by ``key_size - 4`` data bytes whose bi
 from the most significant bit of the first byte (network order for IP addresses).
 
 * lookup (from a program *and* from user space) finds the longest stored prefix that matches the
-  key's data within the key's own prefixlen;
+  key's data within the key's own prefixlen (a prefixlen beyond the maximum matches nothing);
 * update/delete work on exact prefixes (``prefixlen`` plus the first ``prefixlen`` bits); the
   data bytes are stored as given, trailing bits included, and get_next_key returns them so;
 * a new prefix in a full trie is ENOSPC; a prefixlen beyond ``8 * (key_size - 4)`` is EINVAL;
@@ -100,9 +100,10 @@ class LPMTrieMap(Map):
 
     def _match(self, key: bytes) -> tuple[bytes, int] | None:
         plen, data = self.split(key)
-        limit = min(plen, self.max_prefixlen)
+        if plen > self.max_prefixlen:  # the kernel matches nothing for such a key
+            return None
         for length in self.lengths:
-            if length <= limit:
+            if length <= plen:
                 node = self.nodes.get((length, _mask(data, length)))
                 if node is not None:
                     return node
