@@ -1,0 +1,1228 @@
+"""The path-sensitive walk: the kernel's ``do_check`` over every path of the program.
+
+An explicit worklist (depth first, fall-through first, like the kernel's ``push_stack``) walks
+each path, applying the transfer function of every instruction to a :class:`VerifierState`.
+Conditional jumps whose outcome the bounds decide follow one edge; otherwise both edges are
+walked with each side refined. At prune points the state is compared with checkpoints stored
+earlier at the same instruction: a state contained in a fully explored checkpoint (ranges
+within, tnum subset, consistent id mapping, statically dead registers ignored) is pruned; one
+exactly equal to a checkpoint still open on the current path is an infinite loop. The count of
+processed instructions is capped at 1,000,000 like the kernel's complexity limit, so every
+input ends in a verdict without recursion.
+"""
+
+from __future__ import annotations
+
+from .. import isa
+from ..program import Program
+from . import bounds as bd
+from . import calls
+from . import memory as mem
+from . import state as st
+from . import tnum as tn
+from .cfg import Layout
+from .memory import Reject
+from .progtypes import ProgType
+from .state import FuncState, RegState, VerifierState
+from .log import insn_text as log_insn_text, state_text as _state_text
+
+
+def log_state_text(state, log) -> str:
+    return _state_text(state, maps=log.maps)
+
+COMPLEXITY_LIMIT = 1_000_000
+JMP_SEQ_LIMIT = 8192
+MAX_CALL_FRAMES = 8
+
+_ALU_NAMES = {isa.ADD: "+=", isa.SUB: "-=", isa.MUL: "*=", isa.DIV: "/=", isa.OR: "|=",
+              isa.AND: "&=", isa.LSH: "<<=", isa.RSH: ">>=", isa.NEG: "neg", isa.MOD: "%=",
+              isa.XOR: "^=", isa.MOV: "=", isa.ARSH: "s>>=", isa.END: "endian"}
+# opcode of "b <op> a" for "a <op> b", and of the negated condition
+_FLIP = {isa.JEQ: isa.JEQ, isa.JNE: isa.JNE, isa.JSET: isa.JSET, isa.JGT: isa.JLT,
+         isa.JGE: isa.JLE, isa.JLT: isa.JGT, isa.JLE: isa.JGE, isa.JSGT: isa.JSLT,
+         isa.JSGE: isa.JSLE, isa.JSLT: isa.JSGT, isa.JSLE: isa.JSGE}
+JSET_NOT = 0x100   # the kernel's "BPF_JSET | BPF_X" pseudo opcode for the false side of JSET
+_REV = {isa.JEQ: isa.JNE, isa.JNE: isa.JEQ, isa.JGT: isa.JLE, isa.JLE: isa.JGT,
+        isa.JGE: isa.JLT, isa.JLT: isa.JGE, isa.JSGT: isa.JSLE, isa.JSLE: isa.JSGT,
+        isa.JSGE: isa.JSLT, isa.JSLT: isa.JSGE, isa.JSET: JSET_NOT, JSET_NOT: isa.JSET}
+
+
+class Checkpoint:
+    __slots__ = ("state", "open", "miss", "hit", "key", "k")
+
+    def __init__(self, state: VerifierState, key, k: int):
+        self.state = state
+        self.open = True
+        self.miss = 0
+        self.hit = 0
+        self.key = key
+        self.k = k
+
+
+class Env:
+    """Everything one verification needs (the kernel's ``bpf_verifier_env``)."""
+
+    def __init__(self, program: Program, layout: Layout, ptype: ProgType, *,
+                 unprivileged: bool, log):
+        self.program = program
+        self.layout = layout
+        self.ptype = ptype
+        self.privileged = not unprivileged
+        self.maps = program.maps
+        self.gpl = program.license in ("GPL", "GPL v2", "GPL and additional rights",
+                                       "Dual BSD/GPL", "Dual MIT/GPL", "Dual MPL/GPL")
+        self.log = log
+        self.id_gen = 0
+        self.insn_processed = 0
+        self.total_states = 0
+        self.peak_states = 0
+        self.cur_states = 0
+        self.max_states_per_insn = 0
+        self.subprog_depth = [0] * len(layout.subprog_starts)
+        self.checkpoints: dict[int, list[Checkpoint]] = {}
+        self.open_keys: dict = {}
+        self.last_state: VerifierState | None = None
+        self.last_pc = 0
+
+    def new_id(self) -> int:
+        self.id_gen += 1
+        return self.id_gen
+
+
+# --- register helpers -------------------------------------------------------------------------
+
+def _read_reg(regs, regno: int, pc: int) -> RegState:
+    r = regs[regno]
+    if r.type == st.NOT_INIT:
+        raise Reject(f"R{regno} !read_ok", "uninit-register", pc, regno=regno)
+    return r
+
+
+def _check_dst(regno: int, pc: int) -> None:
+    if regno == isa.FRAME_POINTER:
+        raise Reject("frame pointer is read only", "frame-pointer-write", pc, regno=regno)
+
+
+def _unknown(pc: int) -> RegState:
+    r = RegState.scalar_unknown()
+    r.origin = pc
+    return r
+
+
+# --- ALU --------------------------------------------------------------------------------------
+
+def _mov(env: Env, regs, insn, pc: int) -> None:
+    alu32 = insn.cls == isa.ALU
+    d = insn.dst
+    if insn.opcode & isa.X:
+        src = _read_reg(regs, insn.src, pc)
+        if insn.off == 0:
+            if not alu32:
+                if src.type == st.SCALAR and not src.id and src.var_off.mask:
+                    src.id = env.new_id()
+                regs[d] = src.copy()
+            else:
+                if src.type == st.SCALAR:
+                    is_u32 = src.umax <= bd.U32
+                    if is_u32 and not src.id:
+                        src.id = env.new_id()
+                    out = src.copy()
+                    if not is_u32:
+                        out.id = 0
+                    bd.zext_32_to_64(out)
+                    bd.sync(out)
+                elif not env.privileged:
+                    raise Reject(f"R{insn.src} partial copy of pointer", "pointer-leak", pc,
+                                 regno=insn.src)
+                else:
+                    out = RegState.scalar_unknown()
+                    bd.zext_32_to_64(out)
+                    bd.sync(out)
+                regs[d] = out
+        else:
+            if src.type != st.SCALAR:
+                if not env.privileged:
+                    raise Reject(f"R{insn.src} sign-extension part of pointer", "pointer-leak",
+                                 pc, regno=insn.src)
+                out = RegState.scalar_unknown()
+            else:
+                out = src.copy()
+                out.id = 0
+                if alu32:
+                    bd.sign_extend32(out, insn.off // 8)
+                else:
+                    bd.sign_extend(out, insn.off // 8)
+            if alu32:
+                bd.zext_32_to_64(out)
+                bd.sync(out)
+            regs[d] = out
+    else:
+        out = RegState(st.SCALAR)
+        bd.mark_known(out, (insn.imm & bd.U32) if alu32 else insn.imm)
+        regs[d] = out
+    regs[d].origin = pc
+
+
+def _endian(r: RegState, insn) -> None:
+    size = insn.imm // 8
+    if insn.cls == isa.ALU and not insn.opcode & isa.X:
+        # to little endian on a little-endian machine: truncation only
+        if size < 8:
+            bd.truncate(r, size)
+        return
+    v, m = tn.cast(r.var_off, size)
+    sw = lambda x: int.from_bytes(x.to_bytes(size, "little"), "big")  # noqa: E731
+    bd.mark_unknown(r)
+    r.var_off = tn.Tnum(sw(v), sw(m))
+    bd.sync(r)
+
+
+def _sane_offset(env, r: RegState, ptr_type: str, is_off_reg: bool, pc: int, regno: int) -> None:
+    """``check_reg_sane_offset``: pointer math must stay within +-2^29."""
+    known = r.var_off.mask == 0
+    val = bd.s64(r.var_off.value)
+    smin = r.smin
+    if known and not (-mem.MAX_VAR_OFF < val < mem.MAX_VAR_OFF):
+        raise Reject(f"math between {ptr_type} pointer and {val} is not allowed",
+                     "pointer-math-range", pc, regno=regno)
+    if not is_off_reg and not (-mem.MAX_VAR_OFF < r.off < mem.MAX_VAR_OFF):
+        raise Reject(f"{ptr_type} pointer offset {r.off} is not allowed", "pointer-math-range",
+                     pc, regno=regno)
+    if smin == bd.S64_MIN:
+        raise Reject(f"math between {ptr_type} pointer and register with unbounded min value "
+                     f"is not allowed", "pointer-math-unbounded", pc, regno=regno)
+    if not (-mem.MAX_VAR_OFF < smin < mem.MAX_VAR_OFF):
+        raise Reject(f"value {smin} makes {ptr_type} pointer be out of bounds",
+                     "pointer-math-range", pc, regno=regno)
+
+
+_PTR_ARITH_OK = {st.CTX, st.MAP_VALUE, st.MAP_KEY, st.STACK, st.PACKET, st.PACKET_META,
+                 st.MEM, st.RINGBUF_MEM, st.FUNC}
+
+
+def _ptr_alu(env: Env, regs, insn, pc: int, ptr: RegState, off_reg: RegState,
+             ptr_is_dst: bool) -> None:
+    """``adjust_ptr_min_max_vals``: pointer +/- scalar."""
+    op = insn.opcode & 0xF0
+    d = insn.dst
+    if insn.cls != isa.ALU64:
+        if op == isa.SUB and env.privileged:
+            regs[d] = _unknown(pc)
+            return
+        raise Reject(f"R{d} 32-bit pointer arithmetic prohibited", "pointer-arith-32", pc,
+                     regno=d)
+    if ptr.type in st.NULLABLE:
+        raise Reject(f"R{d} pointer arithmetic on {ptr.type} prohibited, null-check it first",
+                     "pointer-arith-null", pc, regno=d, ptr_type=ptr.type)
+    known = off_reg.var_off.mask == 0
+    smin_val = off_reg.smin
+    if ptr.type not in _PTR_ARITH_OK:
+        if not (ptr.type == st.MAP_PTR and known and smin_val == 0 and op == isa.ADD):
+            raise Reject(f"R{d} pointer arithmetic on {ptr.type} prohibited",
+                         "pointer-arith-prohibited", pc, regno=d, ptr_type=ptr.type)
+    if op in (isa.AND, isa.OR, isa.XOR):
+        raise Reject(f"R{d} bitwise operator {_ALU_NAMES[op]} on pointer prohibited",
+                     "pointer-arith-prohibited", pc, regno=d, ptr_type=ptr.type)
+    if op not in (isa.ADD, isa.SUB):
+        raise Reject(f"R{d} pointer arithmetic with {_ALU_NAMES[op]} operator prohibited",
+                     "pointer-arith-prohibited", pc, regno=d, ptr_type=ptr.type)
+    _sane_offset(env, off_reg, ptr.type, True, pc, d)
+    _sane_offset(env, ptr, ptr.type, False, pc, d)
+    out = ptr.copy()
+    out.origin = pc
+    bd.mark_unbounded32(out)
+    if op == isa.ADD:
+        new_off = ptr.off + smin_val
+        if known and -(1 << 31) <= new_off < (1 << 31):
+            out.off = new_off
+        else:
+            lo, hi = ptr.smin + off_reg.smin, ptr.smax + off_reg.smax
+            if not (bd.S64_MIN <= lo <= bd.S64_MAX and bd.S64_MIN <= hi <= bd.S64_MAX):
+                lo, hi = bd.S64_MIN, bd.S64_MAX
+            out.smin, out.smax = lo, hi
+            lo, hi = ptr.umin + off_reg.umin, ptr.umax + off_reg.umax
+            if hi > bd.U64:
+                lo, hi = 0, bd.U64
+            out.umin, out.umax = lo, hi
+            out.var_off = tn.add(ptr.var_off, off_reg.var_off)
+            if ptr.type in st.PACKET_TYPES:
+                out.id = env.new_id()
+                out.range = 0
+    else:
+        if not ptr_is_dst:
+            raise Reject(f"R{d} tried to subtract pointer from scalar", "pointer-arith-prohibited",
+                         pc, regno=d)
+        if ptr.type == st.STACK:
+            raise Reject(f"R{d} subtraction from stack pointer prohibited",
+                         "pointer-arith-prohibited", pc, regno=d)
+        new_off = ptr.off - smin_val
+        if known and -(1 << 31) <= new_off < (1 << 31):
+            out.off = new_off
+        else:
+            lo, hi = ptr.smin - off_reg.smax, ptr.smax - off_reg.smin
+            if not (bd.S64_MIN <= lo <= bd.S64_MAX and bd.S64_MIN <= hi <= bd.S64_MAX):
+                lo, hi = bd.S64_MIN, bd.S64_MAX
+            out.smin, out.smax = lo, hi
+            if ptr.umin < off_reg.umax:
+                out.umin, out.umax = 0, bd.U64
+            else:
+                out.umin, out.umax = ptr.umin - off_reg.umax, ptr.umax - off_reg.umin
+            out.var_off = tn.sub(ptr.var_off, off_reg.var_off)
+            if ptr.type in st.PACKET_TYPES:
+                out.id = env.new_id()
+                if smin_val < 0:
+                    out.range = 0
+    _sane_offset(env, out, ptr.type, False, pc, d)
+    bd.sync(out)
+    if not env.privileged and ptr.type in (st.STACK, st.MAP_VALUE):
+        _unpriv_ptr_bounds(env, out, d, pc)
+    regs[d] = out
+
+
+def _unpriv_ptr_bounds(env, r: RegState, regno: int, pc: int) -> None:
+    """``sanitize_check_bounds``: unprivileged pointer math must stay inside the object."""
+    if r.type == st.STACK:
+        if r.var_off.mask:
+            raise Reject(f"R{regno} variable stack access prohibited for !root, "
+                         f"var_off={r.var_off} off={r.off}", "unpriv", pc, regno=regno)
+        off = r.off + bd.s64(r.var_off.value)
+        if off < -mem.STACK_SIZE or off > 0:
+            raise Reject(f"R{regno} stack pointer arithmetic goes out of range, prohibited for "
+                         f"!root", "unpriv", pc, regno=regno)
+    else:
+        size = env.maps[r.map].value_size
+        if r.smin + r.off < 0 or r.umax + r.off > size:
+            raise Reject(f"R{regno} pointer arithmetic of map value goes out of range, "
+                         f"prohibited for !root", "unpriv", pc, regno=regno)
+
+
+def _alu(env: Env, state: VerifierState, insn, pc: int) -> None:
+    regs = state.cur.regs
+    op = insn.opcode & 0xF0
+    d = insn.dst
+    alu32 = insn.cls == isa.ALU
+    if op == isa.MOV:
+        _check_dst(d, pc)
+        _mov(env, regs, insn, pc)
+        return
+    if op in (isa.END, isa.NEG):
+        dst = _read_reg(regs, d, pc)
+        if dst.is_pointer and not env.privileged:
+            raise Reject(f"R{d} pointer arithmetic prohibited", "pointer-arith-prohibited", pc,
+                         regno=d)
+        _check_dst(d, pc)
+        if dst.type != st.SCALAR:
+            regs[d] = _unknown(pc)
+            return
+        out = dst.copy()
+        out.id = 0
+        out.origin = pc
+        if op == isa.END:
+            _endian(out, insn)
+        else:
+            bd.alu(out, out, isa.NEG, alu32)
+        regs[d] = out
+        return
+    if insn.opcode & isa.X:
+        src = _read_reg(regs, insn.src, pc)
+    else:
+        if op in (isa.DIV, isa.MOD) and insn.imm == 0:
+            raise Reject("div by zero", "div-by-zero", pc)
+        if op in (isa.LSH, isa.RSH, isa.ARSH):
+            size = 32 if alu32 else 64
+            if insn.imm < 0 or insn.imm >= size:
+                raise Reject(f"invalid shift {insn.imm}", "invalid-shift", pc, shift=insn.imm)
+        src = RegState(st.SCALAR)
+        bd.mark_known(src, insn.imm)
+    dst = _read_reg(regs, d, pc)
+    _check_dst(d, pc)
+    if dst.type != st.SCALAR or src.type != st.SCALAR:
+        if dst.type != st.SCALAR and src.type != st.SCALAR:
+            if op == isa.SUB and env.privileged:
+                regs[d] = _unknown(pc)
+                return
+            raise Reject(f"R{d} pointer {_ALU_NAMES[op]} pointer prohibited",
+                         "pointer-arith-prohibited", pc, regno=d)
+        if dst.type != st.SCALAR:
+            _ptr_alu(env, regs, insn, pc, dst, src, True)
+        else:
+            _ptr_alu(env, regs, insn, pc, src, dst, False)
+        return
+    out = dst.copy()
+    out.id = 0
+    out.origin = pc
+    bd.alu(out, src, op, alu32)
+    regs[d] = out
+
+
+# --- memory instructions ----------------------------------------------------------------------
+
+def _mem_access(env: Env, state: VerifierState, regno: int, off: int, size: int, write: bool,
+                pc: int, value: RegState | None = None, imm: int | None = None,
+                sign_extend: bool = False, is_st: bool = False) -> RegState | None:
+    """``check_mem_access``: one load or store through register ``regno``."""
+    regs = state.cur.regs
+    r = _read_reg(regs, regno, pc)
+    t = r.type
+    result: RegState | None = None
+    if t == st.STACK:
+        mem.check_stack_alignment(r, regno, off, size, pc)
+        if write:
+            mem.stack_write(env, state, r, regno, r.off + off, size, value, imm, pc)
+        else:
+            result = mem.stack_read(env, state, r, regno, r.off + off, size, pc)
+        if r.var_off.mask == 0:
+            depth = -(r.off + off + bd.s64(r.var_off.value))
+        else:
+            depth = -(r.off + off + r.smin)
+        fr = state.frames[r.frameno]
+        sp = fr.subprog
+        if depth > env.subprog_depth[sp]:
+            env.subprog_depth[sp] = depth
+    elif t == st.CTX:
+        if is_st:
+            raise Reject(f"BPF_ST stores into R{regno} ctx is not allowed", "ctx-st", pc,
+                         regno=regno)
+        if r.off < 0:
+            raise Reject(f"negative offset ctx ptr R{regno} off={r.off} disallowed",
+                         "modified-ctx", pc, regno=regno, off=r.off)
+        if r.off:
+            raise Reject(f"dereference of modified ctx ptr R{regno} off={r.off} disallowed",
+                         "modified-ctx", pc, regno=regno, off=r.off)
+        if r.var_off.mask or r.var_off.value:
+            raise Reject(f"variable ctx access var_off={r.var_off} disallowed", "modified-ctx",
+                         pc, regno=regno)
+        ok, kind = env.ptype.access(off, size, write)
+        if not ok:
+            raise Reject(f"invalid bpf_context access off={off} size={size}", "ctx-access", pc,
+                         regno=regno, off=off, size=size, write=write,
+                         ctx=env.ptype.ctx_name, field=env.ptype.fields.get(off))
+        if write and value is not None and value.is_pointer and not env.privileged:
+            raise Reject(f"R{value_regno_of(value, regs)} leaks addr into ctx", "pointer-leak",
+                         pc)
+        if not write:
+            if kind is None:
+                result = RegState.scalar_unknown()
+            elif kind == st.SOCK_COMMON_OR_NULL:
+                result = RegState.pointer(kind)
+                result.id = env.new_id()
+            else:
+                result = RegState.pointer(kind)
+    elif t in st.PACKET_TYPES:
+        if write and not env.ptype.direct_packet_write:
+            raise Reject("cannot write into packet", "readonly-packet", pc, regno=regno)
+        mem.check_packet(r, regno, r.off + off, size, False, pc)
+        if not write:
+            result = RegState.scalar_unknown()
+    elif t == st.MAP_VALUE:
+        spec = env.maps[r.map]
+        if write and spec.flags & 0x80:
+            raise Reject(f"write into map forbidden, value_size={spec.value_size} "
+                         f"off={r.off + off} size={size}", "readonly-map", pc, regno=regno)
+        mem.check_mem_region(r, regno, r.off + off, size, spec.value_size, False, pc)
+        if not write:
+            result = RegState.scalar_unknown()
+    elif t in (st.MEM, st.RINGBUF_MEM):
+        mem.check_mem_region(r, regno, r.off + off, size, r.mem_size, False, pc)
+        if not write:
+            result = RegState.scalar_unknown()
+    elif t == st.MAP_KEY:
+        if write:
+            raise Reject(f"R{regno} cannot write into map_key", "readonly-mem", pc)
+        mem.check_mem_region(r, regno, r.off + off, size, env.maps[r.map].key_size, False, pc)
+        result = RegState.scalar_unknown()
+    else:
+        raise Reject(f"R{regno} invalid mem access '{mem.reg_type_str(r)}'",
+                     "invalid-mem-access", pc, regno=regno, reg_type=t, origin=r.origin)
+    if result is not None:
+        result.origin = pc
+        if result.type == st.SCALAR and size < 8:
+            if sign_extend:
+                bd.sign_extend(result, size)
+            else:
+                bd.truncate(result, size)
+    return result
+
+
+def value_regno_of(value: RegState, regs) -> int:
+    for i, r in enumerate(regs):
+        if r is value:
+            return i
+    return -1
+
+
+def _ldx(env: Env, state: VerifierState, insn, pc: int) -> None:
+    size = isa.SIZE_BYTES[insn.opcode & 0x18]
+    regs = state.cur.regs
+    _read_reg(regs, insn.src, pc)
+    _check_dst(insn.dst, pc)
+    sx = insn.opcode & 0xE0 == isa.MEMSX
+    out = _mem_access(env, state, insn.src, insn.off, size, False, pc, sign_extend=sx)
+    regs[insn.dst] = out
+
+
+def _store(env: Env, state: VerifierState, insn, pc: int) -> None:
+    size = isa.SIZE_BYTES[insn.opcode & 0x18]
+    regs = state.cur.regs
+    if insn.cls == isa.STX:
+        value = _read_reg(regs, insn.src, pc)
+        _read_reg(regs, insn.dst, pc)
+        dst = regs[insn.dst]
+        if value.is_pointer and not env.privileged and dst.type != st.STACK:
+            raise Reject(f"R{insn.src} leaks addr into mem", "pointer-leak", pc,
+                         regno=insn.src)
+        _mem_access(env, state, insn.dst, insn.off, size, True, pc, value=value)
+    else:
+        _read_reg(regs, insn.dst, pc)
+        _mem_access(env, state, insn.dst, insn.off, size, True, pc, imm=insn.imm, is_st=True)
+
+
+def _atomic(env: Env, state: VerifierState, insn, pc: int) -> None:
+    size = isa.SIZE_BYTES[insn.opcode & 0x18]
+    regs = state.cur.regs
+    src = _read_reg(regs, insn.src, pc)
+    dst = _read_reg(regs, insn.dst, pc)
+    if insn.imm == isa.ATOMIC_CMPXCHG:
+        _read_reg(regs, 0, pc)
+        if regs[0].is_pointer and not env.privileged:
+            raise Reject("R0 leaks addr into mem", "pointer-leak", pc)
+    if src.is_pointer:
+        raise Reject(f"R{insn.src} leaks addr into mem", "pointer-leak", pc, regno=insn.src)
+    if dst.type in (st.CTX, st.PACKET, st.PACKET_META) or dst.type not in (
+            st.STACK, st.MAP_VALUE, st.MEM, st.RINGBUF_MEM):
+        if dst.type in (st.CTX, st.PACKET, st.PACKET_META):
+            raise Reject(f"BPF_ATOMIC stores into R{insn.dst} {dst.type} is not allowed",
+                         "atomic-region", pc, regno=insn.dst)
+    fetch_reg = 0 if insn.imm == isa.ATOMIC_CMPXCHG else insn.src
+    loaded = _mem_access(env, state, insn.dst, insn.off, size, False, pc)
+    if loaded is not None and loaded.is_pointer and insn.imm & isa.ATOMIC_FETCH:
+        if not env.privileged:
+            raise Reject(f"R{insn.dst} leaks addr into mem", "pointer-leak", pc)
+    _mem_access(env, state, insn.dst, insn.off, size, True, pc, value=RegState.scalar_unknown())
+    if insn.imm & isa.ATOMIC_FETCH:
+        _check_dst(fetch_reg, pc)
+        out = loaded if loaded is not None and loaded.type == st.SCALAR else _unknown(pc)
+        if out.type == st.SCALAR and size < 8:
+            bd.truncate(out, size)
+        out.origin = pc
+        regs[fetch_reg] = out
+
+
+def _ld_abs(env: Env, state: VerifierState, insn, pc: int) -> None:
+    regs = state.cur.regs
+    if not env.ptype.ld_abs:
+        raise Reject("BPF_LD_[ABS|IND] instructions not allowed for this program type",
+                     "ld-abs-not-allowed", pc)
+    if insn.dst or insn.off or (insn.opcode & 0xE0 == isa.ABS and insn.src):
+        raise Reject("BPF_LD_[ABS|IND] uses reserved fields", "bad-insn", pc)
+    r6 = _read_reg(regs, 6, pc)
+    if insn.opcode & 0xE0 == isa.IND:
+        _read_reg(regs, insn.src, pc)
+    if r6.type != st.CTX:
+        raise Reject("at the time of BPF_LD_ABS|IND R6 != pointer to skb", "ld-abs-ctx", pc)
+    for i in range(1, 6):
+        regs[i] = RegState()
+    out = _unknown(pc)
+    bd.truncate(out, isa.SIZE_BYTES[insn.opcode & 0x18])
+    regs[0] = out
+
+
+def _lddw(env: Env, state: VerifierState, insn, pc: int) -> None:
+    regs = state.cur.regs
+    _check_dst(insn.dst, pc)
+    src = insn.src
+    if src == isa.PSEUDO_IMM64:
+        out = RegState(st.SCALAR)
+        bd.mark_known(out, insn.imm64)
+    elif src in (isa.PSEUDO_MAP_IDX, isa.PSEUDO_MAP_FD, isa.PSEUDO_MAP_IDX_VALUE,
+                 isa.PSEUDO_MAP_VALUE):
+        idx = insn.imm
+        if not 0 <= idx < len(env.maps):
+            raise Reject(f"fd {idx} is not pointing to valid bpf_map", "bad-map", pc)
+        if src in (isa.PSEUDO_MAP_IDX, isa.PSEUDO_MAP_FD):
+            out = RegState.pointer(st.MAP_PTR, map=idx)
+        else:
+            spec = env.maps[idx]
+            off = (insn.imm_hi or 0) & bd.U32
+            if spec.type not in ("array",) or spec.max_entries != 1 and spec.type == "array" \
+                    and False:
+                pass
+            if spec.type not in ("array",):
+                raise Reject("map_direct_value_addr not supported for this map type",
+                             "bad-map", pc)
+            if off >= spec.value_size:
+                raise Reject(f"direct value offset of {off} is not allowed", "bad-map", pc)
+            out = RegState.pointer(st.MAP_VALUE, off, map=idx)
+    elif src == isa.PSEUDO_FUNC:
+        out = RegState.pointer(st.FUNC, subprog=pc + 1 + insn.imm)
+    else:
+        raise Reject("ld_imm64 of BTF ids (ksyms) is not supported by pybpf's verifier",
+                     "unsupported", pc)
+    out.origin = pc
+    regs[insn.dst] = out
+
+
+# --- branches ---------------------------------------------------------------------------------
+
+def _is_const(r: RegState, is32: bool) -> bool:
+    return (r.var_off.mask & bd.U32) == 0 if is32 else r.var_off.mask == 0
+
+
+def _const_val(r: RegState, is32: bool) -> int:
+    return r.var_off.value & bd.U32 if is32 else r.var_off.value
+
+
+def _scalar_branch_taken(r1: RegState, r2: RegState, op: int, is32: bool) -> int:
+    if is32:
+        t1, t2 = tn.subreg(r1.var_off), tn.subreg(r2.var_off)
+        umin1, umax1, umin2, umax2 = r1.u32min, r1.u32max, r2.u32min, r2.u32max
+        smin1, smax1, smin2, smax2 = r1.s32min, r1.s32max, r2.s32min, r2.s32max
+    else:
+        t1, t2 = r1.var_off, r2.var_off
+        umin1, umax1, umin2, umax2 = r1.umin, r1.umax, r2.umin, r2.umax
+        smin1, smax1, smin2, smax2 = r1.smin, r1.smax, r2.smin, r2.smax
+    if op in (isa.JEQ, isa.JNE):
+        eq_res = -1
+        if t1.mask == 0 and t2.mask == 0:
+            eq_res = 1 if t1.value == t2.value else 0
+        elif (t1.value ^ t2.value) & ~(t1.mask | t2.mask):
+            eq_res = 0
+        elif umin1 > umax2 or umax1 < umin2 or smin1 > smax2 or smax1 < smin2:
+            eq_res = 0
+        elif not is32 and (r1.u32min > r2.u32max or r1.u32max < r2.u32min or
+                           r1.s32min > r2.s32max or r1.s32max < r2.s32min):
+            eq_res = 0
+        if eq_res < 0:
+            return -1
+        return eq_res if op == isa.JEQ else 1 - eq_res
+    if op == isa.JSET:
+        if not _is_const(r2, is32):
+            r1, r2 = r2, r1
+            t1, t2 = t2, t1
+        if not _is_const(r2, is32):
+            return -1
+        if (~t1.mask & t1.value) & t2.value:
+            return 1
+        if not ((t1.mask | t1.value) & t2.value):
+            return 0
+        return -1
+    table = {
+        isa.JGT: (umin1 > umax2, umax1 <= umin2), isa.JSGT: (smin1 > smax2, smax1 <= smin2),
+        isa.JLT: (umax1 < umin2, umin1 >= umax2), isa.JSLT: (smax1 < smin2, smin1 >= smax2),
+        isa.JGE: (umin1 >= umax2, umax1 < umin2), isa.JSGE: (smin1 >= smax2, smax1 < smin2),
+        isa.JLE: (umax1 <= umin2, umin1 > umax2), isa.JSLE: (smax1 <= smin2, smin1 > smax2),
+    }
+    yes, no = table[op]
+    return 1 if yes else 0 if no else -1
+
+
+def _branch_taken(r1: RegState, r2: RegState, op: int, is32: bool) -> int:
+    p1, p2 = r1.is_pointer, r2.is_pointer
+    if p1 and p2:
+        return -1
+    if p1 or p2:
+        if not _is_const(r2, is32):
+            op = _FLIP[op]
+            r1, r2 = r2, r1
+        if not _is_const(r2, is32):
+            return -1
+        if r1.type in st.NULLABLE or r1.type in (st.SCALAR,):
+            return -1
+        if _const_val(r2, is32) != 0:
+            return -1
+        if op == isa.JEQ:
+            return 0
+        if op == isa.JNE:
+            return 1
+        return -1
+    return _scalar_branch_taken(r1, r2, op, is32)
+
+
+def _refine(r1: RegState, r2: RegState, op: int, is32: bool) -> None:
+    """``regs_refine_cond_op``: learn from ``r1 <op> r2`` being true."""
+    if op in (isa.JGE, isa.JGT, isa.JSGE, isa.JSGT):
+        op = _FLIP[op]
+        r1, r2 = r2, r1
+    if op == isa.JEQ:
+        if is32:
+            r1.u32min = r2.u32min = max(r1.u32min, r2.u32min)
+            r1.u32max = r2.u32max = min(r1.u32max, r2.u32max)
+            r1.s32min = r2.s32min = max(r1.s32min, r2.s32min)
+            r1.s32max = r2.s32max = min(r1.s32max, r2.s32max)
+            t = tn.intersect(tn.subreg(r1.var_off), tn.subreg(r2.var_off))
+            r1.var_off = tn.with_subreg(r1.var_off, t)
+            r2.var_off = tn.with_subreg(r2.var_off, t)
+        else:
+            r1.umin = r2.umin = max(r1.umin, r2.umin)
+            r1.umax = r2.umax = min(r1.umax, r2.umax)
+            r1.smin = r2.smin = max(r1.smin, r2.smin)
+            r1.smax = r2.smax = min(r1.smax, r2.smax)
+            r1.var_off = r2.var_off = tn.intersect(r1.var_off, r2.var_off)
+    elif op == isa.JNE:
+        if not _is_const(r2, is32):
+            r1, r2 = r2, r1
+        if not _is_const(r2, is32):
+            return
+        val = _const_val(r2, is32)
+        if is32:
+            if r1.u32min == val:
+                r1.u32min += 1
+            if r1.u32max == val:
+                r1.u32max -= 1
+            if r1.s32min == bd.s32(val):
+                r1.s32min += 1
+            if r1.s32max == bd.s32(val):
+                r1.s32max -= 1
+        else:
+            if r1.umin == val:
+                r1.umin += 1
+            if r1.umax == val:
+                r1.umax -= 1
+            if r1.smin == bd.s64(val):
+                r1.smin += 1
+            if r1.smax == bd.s64(val):
+                r1.smax -= 1
+    elif op == isa.JSET:
+        if not _is_const(r2, is32):
+            r1, r2 = r2, r1
+        if not _is_const(r2, is32):
+            return
+        val = _const_val(r2, is32)
+        if not val or val & (val - 1):
+            return
+        if is32:
+            t = tn.or_(tn.subreg(r1.var_off), tn.const(val))
+            r1.var_off = tn.with_subreg(r1.var_off, t)
+        else:
+            r1.var_off = tn.or_(r1.var_off, tn.const(val))
+    elif op == JSET_NOT:
+        if not _is_const(r2, is32):
+            r1, r2 = r2, r1
+        if not _is_const(r2, is32):
+            return
+        val = _const_val(r2, is32)
+        bd.mark_unbounded64(r1)
+        bd.mark_unbounded32(r1)
+        if is32:
+            t = tn.and_(tn.subreg(r1.var_off), tn.const(~val & bd.U32))
+            r1.var_off = tn.with_subreg(r1.var_off, t)
+        else:
+            r1.var_off = tn.and_(r1.var_off, tn.const(~val & bd.U64))
+    elif op == isa.JLE:
+        if is32:
+            r1.u32max = min(r1.u32max, r2.u32max)
+            r2.u32min = max(r1.u32min, r2.u32min)
+        else:
+            r1.umax = min(r1.umax, r2.umax)
+            r2.umin = max(r1.umin, r2.umin)
+    elif op == isa.JLT:
+        if is32:
+            r1.u32max = min(r1.u32max, (r2.u32max - 1) & bd.U32)
+            r2.u32min = max((r1.u32min + 1) & bd.U32, r2.u32min)
+        else:
+            r1.umax = min(r1.umax, (r2.umax - 1) & bd.U64)
+            r2.umin = max((r1.umin + 1) & bd.U64, r2.umin)
+    elif op == isa.JSLE:
+        if is32:
+            r1.s32max = min(r1.s32max, r2.s32max)
+            r2.s32min = max(r1.s32min, r2.s32min)
+        else:
+            r1.smax = min(r1.smax, r2.smax)
+            r2.smin = max(r1.smin, r2.smin)
+    elif op == isa.JSLT:
+        if is32:
+            r1.s32max = min(r1.s32max, bd.s32(r2.s32max - 1))
+            r2.s32min = max(bd.s32(r1.s32min + 1), r2.s32min)
+        else:
+            r1.smax = min(r1.smax, bd.s64(r2.smax - 1))
+            r2.smin = max(bd.s64(r1.smin + 1), r2.smin)
+
+
+def _set_min_max(t1: RegState, t2: RegState, f1: RegState, f2: RegState, op: int,
+                 is32: bool) -> tuple[bool, bool]:
+    """Refine both sides; returns whether each side (true, false) is still possible."""
+    if f1.type != st.SCALAR or f2.type != st.SCALAR:
+        return True, True
+    _refine(f1, f2, _REV[op], is32)
+    bd.sync(f1)
+    bd.sync(f2)
+    _refine(t1, t2, op, is32)
+    bd.sync(t1)
+    bd.sync(t2)
+    return bd.is_valid(t1) and bd.is_valid(t2), bd.is_valid(f1) and bd.is_valid(f2)
+
+
+def _sync_linked(state: VerifierState, reg: RegState) -> None:
+    """``sync_linked_regs``: scalars sharing an id get the refined bounds."""
+    for r in state.all_regs():
+        if r is not reg and r.type == st.SCALAR and r.id == reg.id:
+            for f in ("var_off", "smin", "smax", "umin", "umax", "s32min", "s32max",
+                      "u32min", "u32max"):
+                setattr(r, f, getattr(reg, f))
+
+
+def _mark_ptr_or_null(env, state: VerifierState, regno: int, is_null: bool) -> None:
+    reg = state.cur.regs[regno]
+    rid, ref = reg.id, reg.ref_obj_id
+    if is_null and ref:
+        state.refs.pop(ref, None)
+    for r in state.all_regs():
+        if r.type in st.NULLABLE and r.id == rid:
+            if is_null:
+                z = RegState.scalar_const(0)
+                z.origin = r.origin
+                for f in RegState.__slots__:
+                    setattr(r, f, getattr(z, f))
+            else:
+                r.type = st.NULLABLE[r.type]
+                if r.type == st.MAP_VALUE:
+                    r.id = 0
+
+
+def _find_good_pkt_pointers(state: VerifierState, dst: RegState, range_right_open: bool) -> None:
+    if dst.off < 0 or (dst.off == 0 and range_right_open):
+        return
+    if dst.umax > mem.MAX_PACKET_OFF or dst.umax + dst.off > mem.MAX_PACKET_OFF:
+        return
+    new_range = dst.off + (1 if range_right_open else 0)
+    for r in state.all_regs():
+        if r.type == dst.type and r.id == dst.id:
+            r.range = max(r.range, new_range)
+
+
+def _is_init_pkt(r: RegState) -> bool:
+    return r.type == st.PACKET and r.off == 0 and r.var_off.mask == 0 and r.var_off.value == 0
+
+
+def _pkt_compare(this: VerifierState, other: VerifierState, insn, op: int) -> bool:
+    """``try_match_pkt_pointers``: comparisons of packet pointers with the packet end."""
+    if not insn.opcode & isa.X or insn.cls == isa.JMP32:
+        return False
+    d, s = this.cur.regs[insn.dst], this.cur.regs[insn.src]
+    od, os_ = other.cur.regs[insn.dst], other.cur.regs[insn.src]
+    fwd = (d.type == st.PACKET and s.type == st.PACKET_END) or \
+        (d.type == st.PACKET_META and _is_init_pkt(s))
+    rev = (d.type == st.PACKET_END and s.type == st.PACKET) or \
+        (_is_init_pkt(d) and s.type == st.PACKET_META)
+    if op == isa.JGT:
+        if fwd:
+            _find_good_pkt_pointers(this, d, False)
+        elif rev:
+            _find_good_pkt_pointers(other, os_, True)
+        else:
+            return False
+    elif op == isa.JLT:
+        if fwd:
+            _find_good_pkt_pointers(other, od, True)
+        elif rev:
+            _find_good_pkt_pointers(this, s, False)
+        else:
+            return False
+    elif op == isa.JGE:
+        if fwd:
+            _find_good_pkt_pointers(this, d, True)
+        elif rev:
+            _find_good_pkt_pointers(other, os_, False)
+        else:
+            return False
+    elif op == isa.JLE:
+        if fwd:
+            _find_good_pkt_pointers(other, od, False)
+        elif rev:
+            _find_good_pkt_pointers(this, s, True)
+        else:
+            return False
+    else:
+        return False
+    return True
+
+
+def _cond_jmp(env: Env, state: VerifierState, insn, pc: int):
+    """Returns the list of (state, next_pc) successors; ``state`` continues as the first."""
+    regs = state.cur.regs
+    op = insn.opcode & 0xF0
+    is32 = insn.cls == isa.JMP32
+    dst = _read_reg(regs, insn.dst, pc)
+    if insn.opcode & isa.X:
+        src = _read_reg(regs, insn.src, pc)
+        if src.is_pointer and not env.privileged and not (
+                dst.type in st.PACKET_TYPES + (st.PACKET_END,)):
+            raise Reject(f"R{insn.src} pointer comparison prohibited", "pointer-compare", pc)
+    else:
+        src = RegState(st.SCALAR)
+        bd.mark_known(src, insn.imm if not is32 else insn.imm & bd.U32)
+        if is32:
+            src.var_off = tn.const(insn.imm & bd.U64)
+            bd.mark_known(src, insn.imm)
+    if dst.is_pointer and not env.privileged and not insn.opcode & isa.X and \
+            not (dst.type in st.NULLABLE and insn.imm == 0):
+        raise Reject(f"R{insn.dst} pointer comparison prohibited", "pointer-compare", pc)
+    target = insn.jump_target(pc)
+    nxt = pc + 1
+    pred = _branch_taken(dst, src, op, is32)
+    if pred == 1:
+        state.history = (pc, target, state.history)
+        return [(state, target)]
+    if pred == 0:
+        state.history = (pc, nxt, state.history)
+        return [(state, nxt)]
+    other = state.copy()
+    oregs = other.cur.regs
+    if insn.opcode & isa.X:
+        osrc = oregs[insn.src]
+    else:
+        osrc = src.copy()
+    odst = oregs[insn.dst]
+    if dst.type == st.SCALAR and src.type == st.SCALAR:
+        t_ok, f_ok = _set_min_max(odst, osrc, dst, src, op, is32)
+    else:
+        t_ok = f_ok = True
+    if insn.opcode & isa.X and src.type == st.SCALAR and src.id:
+        _sync_linked(state, src)
+        _sync_linked(other, osrc)
+    if dst.type == st.SCALAR and dst.id:
+        _sync_linked(state, dst)
+        _sync_linked(other, odst)
+    if not is32 and not insn.opcode & isa.X and insn.imm == 0 and op in (isa.JEQ, isa.JNE) \
+            and dst.type in st.NULLABLE:
+        _mark_ptr_or_null(env, state, insn.dst, op == isa.JNE)
+        _mark_ptr_or_null(env, other, insn.dst, op == isa.JEQ)
+    else:
+        _pkt_compare(state, other, insn, op)
+    state.history = (pc, nxt, state.history)
+    other.history = (pc, target, other.history)
+    out = []
+    if f_ok:
+        out.append((state, nxt))
+    if t_ok:
+        out.append((other, target))
+    return out
+
+
+# --- calls and exits --------------------------------------------------------------------------
+
+def _pseudo_call(env: Env, state: VerifierState, insn, pc: int) -> int:
+    if len(state.frames) >= MAX_CALL_FRAMES:
+        raise Reject(f"the call stack of {len(state.frames) + 1} frames is too deep !",
+                     "call-depth", pc)
+    target = pc + 1 + insn.imm
+    sub = env.layout.subprog_of[target]
+    caller = state.cur
+    callee = FuncState(len(state.frames), sub, pc)
+    for i in range(1, 6):
+        callee.regs[i] = caller.regs[i].copy()
+    fp = RegState.pointer(st.STACK, frameno=callee.frameno)
+    callee.regs[10] = fp
+    state.frames.append(callee)
+    state.history = (pc, target, state.history)
+    return target
+
+
+def _exit(env: Env, state: VerifierState, pc: int) -> int | None:
+    """Returns the pc to continue at after a subprogram exit, or None at program exit."""
+    regs = state.cur.regs
+    if len(state.frames) > 1:
+        r0 = _read_reg(regs, 0, pc)
+        if r0.type == st.STACK:
+            raise Reject("cannot return stack pointer to the caller", "return-stack-ptr", pc)
+        callee = state.frames.pop()
+        caller = state.cur
+        caller.regs[0] = r0
+        for i in range(1, 6):
+            caller.regs[i] = RegState()
+        return callee.callsite + 1
+    if state.refs:
+        rid, at = next(iter(state.refs.items()))
+        raise Reject(f"Unreleased reference id={rid} alloc_insn={at}", "reference-leak", pc,
+                     alloc_pc=at)
+    r0 = regs[0]
+    if r0.type == st.NOT_INIT:
+        raise Reject("R0 !read_ok", "uninit-return", pc, regno=0)
+    if r0.is_pointer and not env.privileged:
+        raise Reject("R0 leaks addr as return value", "return-pointer", pc, reg_type=r0.type)
+    return None
+
+
+# --- state equivalence (pruning) --------------------------------------------------------------
+
+def _range_within(old: RegState, cur: RegState) -> bool:
+    return (old.umin <= cur.umin and cur.umax <= old.umax and old.smin <= cur.smin and
+            cur.smax <= old.smax and old.u32min <= cur.u32min and cur.u32max <= old.u32max and
+            old.s32min <= cur.s32min and cur.s32max <= old.s32max)
+
+
+def _check_ids(old_id: int, cur_id: int, idmap: dict, rev: dict) -> bool:
+    if not old_id and not cur_id:
+        return True
+    if not old_id or not cur_id:
+        return False
+    a = idmap.get(old_id)
+    b = rev.get(cur_id)
+    if a is None and b is None:
+        idmap[old_id] = cur_id
+        rev[cur_id] = old_id
+        return True
+    return a == cur_id and b == old_id
+
+
+def _regsafe(old: RegState, cur: RegState, idmap: dict, rev: dict) -> bool:
+    if old.type == st.NOT_INIT:
+        return True
+    if cur.type != old.type:
+        return False
+    if old.type == st.SCALAR:
+        if old.id and not _check_ids(old.id, cur.id, idmap, rev):
+            return False
+        return _range_within(old, cur) and old.var_off.contains(cur.var_off)
+    if old.off != cur.off or old.map != cur.map or old.frameno != cur.frameno or \
+            old.mem_size != cur.mem_size or old.subprog != cur.subprog:
+        return False
+    if old.type in st.PACKET_TYPES and cur.range < old.range:
+        return False
+    if not _check_ids(old.id, cur.id, idmap, rev):
+        return False
+    if not _check_ids(old.ref_obj_id, cur.ref_obj_id, idmap, rev):
+        return False
+    return _range_within(old, cur) and old.var_off.contains(cur.var_off)
+
+
+def _stacksafe(env: Env, old: FuncState, cur: FuncState, idmap: dict, rev: dict) -> bool:
+    for spi, oslot in old.stack.items():
+        cslot = cur.stack.get(spi)
+        ctypes = cslot.types if cslot is not None else st.INVALID * 8
+        for i in range(8):
+            ot = oslot.types[i]
+            if ot == st.INVALID:
+                continue
+            if ot == st.MISC and env.privileged:
+                continue
+            ct = ctypes[i]
+            if ot == st.MISC and ct == st.ZERO:
+                continue
+            if ot != ct:
+                return False
+        if oslot.types[7] == st.SPILL:
+            if oslot.spilled is None:
+                if cslot is None or cslot.spilled is not None:
+                    return False
+                continue
+            if cslot is None or cslot.spilled is None:
+                return False
+            if not _regsafe(oslot.spilled, cslot.spilled, idmap, rev):
+                return False
+    return True
+
+
+def _states_equal(env: Env, old: VerifierState, cur: VerifierState, pc: int) -> bool:
+    if len(old.frames) != len(cur.frames):
+        return False
+    if set(old.refs) != set(cur.refs):
+        return False
+    idmap: dict = {}
+    rev: dict = {}
+    live = env.layout.live_in[pc]
+    last = len(old.frames) - 1
+    for fi, (of, cf) in enumerate(zip(old.frames, cur.frames)):
+        if of.callsite != cf.callsite:
+            return False
+        for i in range(11):
+            if fi == last and not live >> i & 1 and i != 10:
+                continue
+            if not _regsafe(of.regs[i], cf.regs[i], idmap, rev):
+                return False
+        if not _stacksafe(env, of, cf, idmap, rev):
+            return False
+    return True
+
+
+# --- the walk ---------------------------------------------------------------------------------
+
+def initial_state(env: Env) -> VerifierState:
+    s = VerifierState()
+    f = FuncState(0, 0, -1)
+    ctx = RegState.pointer(st.CTX)
+    f.regs[1] = ctx
+    f.regs[10] = RegState.pointer(st.STACK, frameno=0)
+    s.frames.append(f)
+    return s
+
+
+def do_check(env: Env) -> None:
+    """Walk every path; raise :class:`Reject` on the first unsafe instruction."""
+    layout = env.layout
+    insns = layout.insns
+    prune = layout.prune
+    log = env.log
+    pending: list[tuple[VerifierState, int, int, int]] = []
+    open_cps: list[Checkpoint] = []
+    checkpoints = env.checkpoints
+    open_keys = env.open_keys
+    state: VerifierState | None = initial_state(env)
+    pc = 0
+    prev_insn = 0
+    jmps = prev_jmps = 0
+    if log.level:
+        log.state(0, state, initial=True)
+    while True:
+        if state is None:
+            n = len(pending)
+            while open_cps and open_cps[-1].k >= n:
+                cp = open_cps.pop()
+                cp.open = False
+                env.cur_states -= 0
+                cnt = open_keys.get(cp.key, 0) - 1
+                if cnt <= 0:
+                    open_keys.pop(cp.key, None)
+                else:
+                    open_keys[cp.key] = cnt
+            if not pending:
+                return
+            state, pc, from_pc, mark = pending.pop()
+            if log.level == 1:
+                del log.parts[mark:]
+                log.parts.append(f" {pc}:{log_state_text(state, log)}\n")
+            elif log.level:
+                log.parts.append("\n")
+                log.branch(from_pc, pc, state)
+                log.state(pc, state)
+        env.last_state = state
+        env.last_pc = pc
+        insn = insns[pc]
+        if prune[pc]:
+            # is_state_visited
+            key = None
+            looping = False
+            lst = checkpoints.get(pc)
+            if lst:
+                for cp in list(lst):
+                    if cp.open:
+                        looping = True
+                        continue
+                    if _states_equal(env, cp.state, state, pc):
+                        cp.hit += 1
+                        state = None
+                        break
+                    cp.miss += 1
+                    if cp.miss > cp.hit * 3 + 3:
+                        lst.remove(cp)
+                if state is None:
+                    if log.level >= 2:
+                        log.line(f"{pc}: safe")
+                    continue
+            if looping:
+                key = (pc, state.exact_key())
+                if key in open_keys:
+                    raise Reject(f"infinite loop detected at insn {pc}", "infinite-loop", pc)
+            add = (jmps - prev_jmps >= 2 and env.insn_processed - prev_insn >= 8)
+            if looping:
+                add = jmps - prev_jmps >= 20 or env.insn_processed - prev_insn >= 100
+            if jmps - prev_jmps > 40:
+                add = True
+            if add:
+                if key is None:
+                    key = (pc, state.exact_key())
+                cp = Checkpoint(state.copy(), key, len(pending))
+                checkpoints.setdefault(pc, []).append(cp)
+                open_cps.append(cp)
+                open_keys[key] = open_keys.get(key, 0) + 1
+                env.total_states += 1
+                env.cur_states += 1
+                env.peak_states = max(env.peak_states, env.cur_states)
+                env.max_states_per_insn = max(env.max_states_per_insn,
+                                              len(checkpoints[pc]))
+                prev_insn = env.insn_processed
+                prev_jmps = jmps
+        env.insn_processed += 1
+        if env.insn_processed > COMPLEXITY_LIMIT:
+            raise Reject(f"BPF program is too large. Processed {env.insn_processed} insn",
+                         "too-complex", pc, processed=env.insn_processed)
+        cls = insn.cls
+        nxt = pc + insn.slots
+        if cls in (isa.ALU, isa.ALU64):
+            _alu(env, state, insn, pc)
+        elif cls == isa.LDX:
+            _ldx(env, state, insn, pc)
+        elif cls == isa.STX:
+            if insn.opcode & 0xE0 == isa.ATOMIC:
+                _atomic(env, state, insn, pc)
+            else:
+                _store(env, state, insn, pc)
+        elif cls == isa.ST:
+            _store(env, state, insn, pc)
+        elif cls == isa.LD:
+            if insn.opcode == isa.LDDW:
+                _lddw(env, state, insn, pc)
+            else:
+                _ld_abs(env, state, insn, pc)
+        else:
+            op = insn.opcode & 0xF0
+            if op == isa.JA:
+                jmps += 1
+                nxt = insn.jump_target(pc)
+            elif op == isa.CALL:
+                if insn.opcode & isa.X:
+                    raise Reject("callx is not supported by pybpf's verifier", "unsupported", pc)
+                if insn.src == isa.CALL_LOCAL:
+                    jmps += 1
+                    nxt = _pseudo_call(env, state, insn, pc)
+                elif insn.src == isa.CALL_KFUNC:
+                    raise Reject("calls to kernel functions (kfuncs) are not supported by "
+                                 "pybpf's verifier", "unsupported", pc)
+                else:
+                    calls.check_helper_call(env, state, insn, pc)
+            elif op == isa.EXIT:
+                jmps += 1
+                ret = _exit(env, state, pc)
+                if log.level >= 2:
+                    log.insn(pc, insn, state)
+                if ret is None:
+                    state = None
+                    continue
+                nxt = ret
+            else:
+                jmps += 1
+                succ = _cond_jmp(env, state, insn, pc)
+                if log.level >= 2:
+                    log.insn(pc, insn, state)
+                elif log.level:
+                    log.parts.append(f"{pc}: {log_insn_text(insn, pc)}")
+                mark = len(log.parts)
+                if log.level == 1:
+                    log.parts.append("\n")
+                if not succ:
+                    state = None
+                    continue
+                for other, opc in succ[1:]:
+                    pending.append((other, opc, pc, mark))
+                    if len(pending) > JMP_SEQ_LIMIT:
+                        raise Reject(f"The sequence of {len(pending)} jumps is too complex.",
+                                     "too-complex", pc)
+                state, pc = succ[0]
+                continue
+        if log.level:
+            log.insn(pc, insn, state)
+        pc = nxt
+
+
+def check_stack_depth(env: Env) -> None:
+    """``check_max_stack_depth``: the deepest call chain's frames (each rounded up to 32
+    bytes) fit in 512 bytes."""
+    layout = env.layout
+    insns = layout.insns
+    callees: dict[int, set[int]] = {i: set() for i in range(len(layout.subprog_starts))}
+    for pc, insn in enumerate(insns):
+        if insn is not None and insn.opcode == isa.JMP | isa.CALL and insn.src == isa.CALL_LOCAL:
+            callees[layout.subprog_of[pc]].add(layout.subprog_of[pc + 1 + insn.imm])
+    depth_of = [max(32, (d + 31) // 32 * 32) if d else 32 for d in env.subprog_depth]
+    depth_of = [((max(d, 1) + 31) // 32) * 32 for d in env.subprog_depth]
+    # iterative DFS over the call graph
+    stack = [(0, depth_of[0], 1, (0,))]
+    while stack:
+        sub, total, frames, chain = stack.pop()
+        if total > mem.STACK_SIZE:
+            raise Reject(f"combined stack size of {frames} calls is {total}. Too large",
+                         "stack-too-large", None, total=total)
+        for c in callees[sub]:
+            if c in chain:
+                continue
+            stack.append((c, total + depth_of[c], frames + 1, chain + (c,)))

@@ -1,0 +1,287 @@
+"""Kernel-compatible verifier log text (log levels 1 and 2).
+
+Follows ``kernel/bpf/log.c`` and ``kernel/bpf/disasm.c`` of Linux 6.18: instructions printed as
+``3: (7b) *(u64 *)(r10 -8) = r1``, the registers an instruction touched after a ``;`` aligned
+at column 38, register states in the kernel's notation (``R1=ctx() R10=fp0``,
+``scalar(smin=umin=0,smax=umax=255,var_off=(0x0; 0xff))``, stack slots ``fp-8=mmmm????``), and
+the closing ``processed N insns (limit 1000000) ...`` line. At level 1 the kernel keeps only the
+trace of the path that failed; the same rewinding is done here when a path ends.
+"""
+
+from __future__ import annotations
+
+from .. import isa
+from ..helpers.ids import NAMES_BY_ID
+from . import bounds as bd
+from . import state as st
+from .state import RegState
+
+_SIZE = {isa.W: "u32", isa.H: "u16", isa.B: "u8", isa.DW: "u64"}
+_SSIZE = {isa.W: "s32", isa.H: "s16", isa.B: "s8"}
+_ALU = {isa.ADD: "+=", isa.SUB: "-=", isa.MUL: "*=", isa.DIV: "/=", isa.OR: "|=",
+        isa.AND: "&=", isa.LSH: "<<=", isa.RSH: ">>=", isa.MOD: "%=", isa.XOR: "^=",
+        isa.MOV: "=", isa.ARSH: "s>>="}
+_JMP = {isa.JEQ: "==", isa.JGT: ">", isa.JGE: ">=", isa.JSET: "&", isa.JNE: "!=",
+        isa.JSGT: "s>", isa.JSGE: "s>=", isa.JLT: "<", isa.JLE: "<=", isa.JSLT: "s<",
+        isa.JSLE: "s<="}
+_ATOMIC = {isa.ATOMIC_ADD: "+=", isa.ATOMIC_OR: "|=", isa.ATOMIC_AND: "&=",
+           isa.ATOMIC_XOR: "^="}
+
+
+def insn_text(insn: isa.Instruction, pc: int = 0) -> str:
+    """One instruction as the kernel's ``print_bpf_insn`` shows it."""
+    code, d, s, off, imm = insn.opcode, insn.dst, insn.src, insn.off, insn.imm
+    cls, op = insn.cls, code & 0xF0
+    head = f"({code:02x}) "
+    if cls in (isa.ALU, isa.ALU64):
+        c = "w" if cls == isa.ALU else "r"
+        if op == isa.END:
+            kind = "bswap" if cls == isa.ALU64 else ("be" if code & isa.X else "le")
+            return f"{head}r{d} = {kind}{imm} r{d}"
+        if op == isa.NEG:
+            return f"{head}{c}{d} = -{c}{d}"
+        name = _ALU.get(op, "?")
+        if off == 1 and op in (isa.DIV, isa.MOD):
+            name = "s" + name
+        if code & isa.X:
+            if op == isa.MOV and off:
+                return f"{head}{c}{d} = (s{off}){c}{s}"
+            return f"{head}{c}{d} {name} {c}{s}"
+        return f"{head}{c}{d} {name} {imm}"
+    if cls == isa.STX:
+        size = _SIZE[code & 0x18]
+        if code & 0xE0 == isa.ATOMIC:
+            w = "64" if code & 0x18 == isa.DW else ""
+            if imm in _ATOMIC:
+                return f"{head}lock *({size} *)(r{d} {off:+d}) {_ATOMIC[imm]} r{s}"
+            if imm == isa.ATOMIC_CMPXCHG:
+                return f"{head}r0 = atomic{w}_cmpxchg(({size} *)(r{d} {off:+d}), r0, r{s})"
+            if imm == isa.ATOMIC_XCHG:
+                return f"{head}r{s} = atomic{w}_xchg(({size} *)(r{d} {off:+d}), r{s})"
+            name = isa.ATOMIC_OPS.get(imm, "?").replace("fetch_", "")
+            return f"{head}r{s} = atomic{w}_fetch_{name}(({size} *)(r{d} {off:+d}), r{s})"
+        return f"{head}*({size} *)(r{d} {off:+d}) = r{s}"
+    if cls == isa.ST:
+        return f"{head}*({_SIZE[code & 0x18]} *)(r{d} {off:+d}) = {imm}"
+    if cls == isa.LDX:
+        if code & 0xE0 == isa.MEMSX:
+            return f"{head}r{d} = *({_SSIZE[code & 0x18]} *)(r{s} {off:+d})"
+        return f"{head}r{d} = *({_SIZE[code & 0x18]} *)(r{s} {off:+d})"
+    if cls == isa.LD:
+        if code == isa.LDDW:
+            if s in (isa.PSEUDO_MAP_IDX, isa.PSEUDO_MAP_FD):
+                return f"{head}r{d} = map[id:{imm}]"
+            if s in (isa.PSEUDO_MAP_IDX_VALUE, isa.PSEUDO_MAP_VALUE):
+                return f"{head}r{d} = map[id:{imm}][0]+{insn.imm_hi or 0}"
+            return f"{head}r{d} = 0x{insn.imm64:x}"
+        size = _SIZE[code & 0x18]
+        if code & 0xE0 == isa.IND:
+            return f"{head}r0 = *({size} *)skb[r{s} + {imm}]"
+        return f"{head}r0 = *({size} *)skb[{imm}]"
+    if op == isa.CALL:
+        if code & isa.X:
+            return f"{head}callx r{d}"
+        if s == isa.CALL_LOCAL:
+            return f"{head}call pc{imm:+d}"
+        if s == isa.CALL_KFUNC:
+            return f"{head}call kernel-function"
+        name = NAMES_BY_ID[imm] if 0 < imm < len(NAMES_BY_ID) else "unknown"
+        return f"{head}call bpf_{name}#{imm}"
+    if op == isa.EXIT:
+        return f"{head}exit"
+    if op == isa.JA:
+        return f"{head}gotol pc{imm:+d}" if cls == isa.JMP32 else f"{head}goto pc{off:+d}"
+    c = "w" if cls == isa.JMP32 else "r"
+    if code & isa.X:
+        return f"{head}if {c}{d} {_JMP.get(op, '?')} {c}{s} goto pc{off:+d}"
+    return f"{head}if {c}{d} {_JMP.get(op, '?')} 0x{imm & 0xFFFFFFFF:x} goto pc{off:+d}"
+
+
+def _snum(v: int) -> str:
+    return str(v) if -0x8000 <= v < 0x10000 and (v >= 0 or v >= -512) or -512 <= v <= 512 \
+        else hex(v & bd.U64) if v >= 0 else f"{hex(v & bd.U64)}"
+
+
+def _unum(v: int) -> str:
+    return str(v) if v < 0x10000 else hex(v)
+
+
+def _scalar_ranges(r: RegState) -> list[str]:
+    def s32_val(v):
+        return v if -512 <= v <= 512 or (0 <= v < 0x10000) else v & bd.U32
+    items = [["smin", r.smin, r.smin == bd.S64_MIN], ["smax", r.smax, r.smax == bd.S64_MAX],
+             ["umin", r.umin, r.umin == 0], ["umax", r.umax, r.umax == bd.U64],
+             ["smin32", s32_val(r.s32min), r.s32min == bd.S32_MIN],
+             ["smax32", s32_val(r.s32max), r.s32max == bd.S32_MAX],
+             ["umin32", r.u32min, r.u32min == 0], ["umax32", r.u32max, r.u32max == bd.U32]]
+    out = []
+    for i, (name, val, omit) in enumerate(items):
+        if omit:
+            continue
+        neg1 = name[0] == "s" and val < 0
+        names = [name]
+        for j in range(i + 2, len(items), 2):
+            n2, v2, o2 = items[j]
+            if o2 or v2 != val:
+                continue
+            if (n2[0] == "s" and v2 < 0) != neg1:
+                continue
+            items[j][2] = True
+            names.append(n2)
+        out.append("=".join(names) + "=" + (_snum(val) if name[0] == "s" else _unum(val)))
+    return out
+
+
+def reg_text(r: RegState, frameno: int = 0, maps=None) -> str:
+    """One register's state (``print_reg_state``)."""
+    t = r.type
+    if t == st.SCALAR and r.var_off.mask == 0:
+        return _snum(bd.s64(r.var_off.value))
+    name = t
+    if t == st.STACK:
+        prefix = f"fp[{r.frameno}]" if r.frameno != frameno else "fp"
+        if r.var_off.mask == 0:
+            return prefix + _snum(bd.s64(r.var_off.value) + r.off)
+        name = prefix
+    parts = []
+    if r.id:
+        parts.append(f"id={r.id}")
+    if r.ref_obj_id:
+        parts.append(f"ref_obj_id={r.ref_obj_id}")
+    if t in (st.MAP_PTR, st.MAP_VALUE, st.MAP_VALUE_OR_NULL, st.MAP_KEY) and maps is not None \
+            and r.map is not None and r.map < len(maps):
+        spec = maps[r.map]
+        parts.append(f"ks={spec.key_size},vs={spec.value_size}")
+    if t != st.SCALAR and r.off:
+        parts.append(f"off={_snum(r.off)}")
+    if t in st.PACKET_TYPES or t == st.PACKET_END:
+        if t != st.PACKET_END:
+            parts.append(f"r={_unum(r.range)}")
+    if t in (st.MEM, st.MEM_OR_NULL, st.RINGBUF_MEM, st.RINGBUF_MEM_OR_NULL):
+        parts.append(f"sz={_unum(r.mem_size)}")
+    if r.var_off.mask == 0:
+        if r.var_off.value and t != st.SCALAR:
+            parts.append(f"imm={_snum(bd.s64(r.var_off.value))}")
+    else:
+        parts.extend(_scalar_ranges(r))
+        if r.var_off.mask != bd.U64:
+            parts.append(f"var_off={r.var_off}")
+    return f"{name}({','.join(parts)})"
+
+
+def slot_text(slot) -> str | None:
+    if slot.types[7] == st.SPILL and slot.spilled is not None:
+        return None
+    if all(t == st.INVALID for t in slot.types):
+        return ""
+    return slot.types
+
+
+def state_text(state, *, regs: set | None = None, slots: set | None = None, maps=None) -> str:
+    """``print_verifier_state``: every live register and stack slot, or only those listed."""
+    out = []
+    for f in state.frames:
+        if f.frameno:
+            out.append(f" frame{f.frameno}:")
+        show_all = regs is None or f is not state.frames[-1]
+        if regs is not None and f is not state.frames[-1]:
+            continue
+        for i, r in enumerate(f.regs):
+            if r.type == st.NOT_INIT:
+                continue
+            if not show_all and i not in regs:
+                continue
+            out.append(f" R{i}={reg_text(r, f.frameno, maps)}")
+        for spi in sorted(f.stack):
+            if slots is not None and spi not in slots:
+                continue
+            slot = f.stack[spi]
+            if slot.types[7] == st.SPILL and slot.spilled is not None:
+                out.append(f" fp{-(spi + 1) * 8}={reg_text(slot.spilled, f.frameno, maps)}")
+            elif any(t != st.INVALID for t in slot.types):
+                out.append(f" fp{-(spi + 1) * 8}={slot.types}")
+    if state.refs:
+        out.append(" refs=" + ",".join(str(k) for k in state.refs))
+    return "".join(out)
+
+
+def _touched(insn) -> tuple[set, bool]:
+    """Registers an instruction reads or writes (the kernel's "scratched" marks)."""
+    cls, op, d, s = insn.cls, insn.opcode & 0xF0, insn.dst, insn.src
+    if cls in (isa.ALU, isa.ALU64):
+        return ({d, s} if insn.opcode & isa.X and op != isa.END else {d}), False
+    if cls == isa.LDX:
+        return {d, s}, False
+    if cls == isa.ST:
+        return {d}, True
+    if cls == isa.STX:
+        regs = {d, s}
+        if insn.opcode & 0xE0 == isa.ATOMIC and insn.imm == isa.ATOMIC_CMPXCHG:
+            regs.add(0)
+        return regs, True
+    if cls == isa.LD:
+        return ({d} if insn.opcode == isa.LDDW else {0}), False
+    if op == isa.CALL:
+        return {0}, False
+    if op in (isa.EXIT, isa.JA):
+        return set(), False
+    return ({d, s} if insn.opcode & isa.X else {d}), False
+
+
+class VerifierLog:
+    """Collects log text; ``level`` 0 keeps nothing but the closing statistics."""
+
+    def __init__(self, level: int = 0, maps=None):
+        self.level = level
+        self.parts: list[str] = []
+        self.maps = maps
+        self.marks: list[int] = []
+
+    def line(self, text: str) -> None:
+        if self.level:
+            self.parts.append(text + "\n")
+
+    def state(self, pc: int, state, initial: bool = False) -> None:
+        if self.level:
+            self.parts.append(f"{pc}:{state_text(state, maps=self.maps)}\n")
+
+    def insn(self, pc: int, insn, state) -> None:
+        if not self.level:
+            return
+        text = f"{pc}: {insn_text(insn, pc)}"
+        regs, stack = _touched(insn)
+        regs.discard(None)
+        tail = ""
+        if insn.is_jump and insn.opcode & 0xF0 != isa.JA and self.level < 2:
+            tail = ""
+        elif regs or stack:
+            slots = None
+            if stack:
+                slots = set(state.cur.stack)
+                r = state.cur.regs[insn.dst]
+                if r.type == st.STACK and r.var_off.mask == 0:
+                    k = -(r.off + insn.off + bd.s64(r.var_off.value)) - 1
+                    slots = {k // 8}
+                else:
+                    slots = set()
+            live = {i for i in regs if state.cur.regs[i].type != st.NOT_INIT}
+            tail = state_text(state, regs=live, slots=slots if stack else set(), maps=self.maps)
+        if tail:
+            pad = max(40, len(text) + 1 + 4)
+            pad = (pad + 7) // 8 * 8 - (len(text) + 1) - 1
+            text = text + " " * pad + ";" + tail
+        self.parts.append(text + "\n")
+
+    def branch(self, from_pc: int, to_pc: int, state) -> None:
+        if not self.level:
+            return
+        self.parts.append(f"from {from_pc} to {to_pc}:{state_text(state, maps=self.maps)}\n")
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+def summary_line(env) -> str:
+    return (f"processed {env.insn_processed} insns (limit 1000000) max_states_per_insn "
+            f"{env.max_states_per_insn} total_states {env.total_states} peak_states "
+            f"{env.peak_states} mark_read 0")
