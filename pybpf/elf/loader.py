@@ -323,8 +323,7 @@ class _Loader:
             self.spec.kconfig[var_name] = Variable(var_name, KCONFIG_MAP, offset, size,
                                                    type_id, weak)
             offset += size
-        value.extend(bytes(-len(value) % 8 or 0))
-        spec = MapSpec(name=KCONFIG_MAP, type="array", key_size=4, value_size=len(value) or 8,
+        spec = MapSpec(name=KCONFIG_MAP, type="array", key_size=4, value_size=len(value),
                        max_entries=1, flags=BPF_F_MMAPABLE | BPF_F_RDONLY_PROG,
                        btf_value_type_id=datasec.id if datasec else 0)
         spec.contents = [(bytes(4), bytes(value).ljust(spec.value_size, b"\0"))]

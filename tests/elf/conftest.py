@@ -50,7 +50,7 @@ def bpftool_loadall(obj: Path):
         pytest.skip("bpftool is not installed")
     pin = Path("/sys/fs/bpf") / f"pybpf-test-{uuid.uuid4().hex[:10]}"
     try:
-        run([BPFTOOL, "prog", "loadall", str(obj), str(pin)])
+        run([BPFTOOL, "prog", "loadall", str(obj), str(pin), "pinmaps", str(pin / "maps")])
     except subprocess.CalledProcessError as exc:
         raise AssertionError(f"bpftool prog loadall {obj} failed: {exc.stderr}") from None
     try:
