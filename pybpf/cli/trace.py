@@ -37,7 +37,7 @@ def trace_cmd(file, program, command, pid, debug, timeout, as_json):
         name = "<stdin>"
     if debug:
         from ..asm import disassemble
-        from ..trace import codegen, parse
+        from ..trace import parse
 
         compiled = runtime.compile_script(program, name)
         ir_text = str(compiled.unit.module)

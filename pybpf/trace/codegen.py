@@ -13,7 +13,7 @@ Values: every integer is 64-bit (bpftrace's default); strings are fixed-size byt
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import llvmlite.ir as ir
 

@@ -12,10 +12,6 @@ file descriptor is closed on exit, Ctrl-C included, so nothing stays attached.
 
 from __future__ import annotations
 
-import ctypes
-import errno
-import mmap
-import os
 import signal
 import struct
 import subprocess
@@ -26,97 +22,16 @@ from typing import Callable, TextIO
 
 from .. import isa
 from ..errors import KernelError
+from ..kernel.ringbuf import RingBuffer
 from ..program import MapSpec, Program
 from . import ast, codegen, output, probes
 from .parser import TraceSyntaxError, parse
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_SYS_PERF_EVENT_OPEN = 298  # x86_64
-PERF_TYPE_HARDWARE, PERF_TYPE_SOFTWARE, PERF_TYPE_TRACEPOINT = 0, 1, 2
-PERF_COUNT_SW_CPU_CLOCK = 0
-PERF_EVENT_IOC_ENABLE = 0x2400
-PERF_EVENT_IOC_DISABLE = 0x2401
-PERF_EVENT_IOC_SET_BPF = 0x40042408
-PERF_FLAG_FD_CLOEXEC = 8
-_SOFTWARE_EVENTS = {"cpu-clock": 0, "cpu": 0, "task-clock": 1, "page-faults": 2, "faults": 2,
-                    "context-switches": 3, "cs": 3, "cpu-migrations": 4, "migrations": 4,
-                    "minor-faults": 5, "major-faults": 6, "alignment-faults": 7,
-                    "emulation-faults": 8, "dummy": 9, "bpf-output": 10}
 MAX_MAP_ENTRIES = 4096  # bpftrace's default map size
-
-
-class _PerfEventAttr(ctypes.Structure):
-    _fields_ = [("type", ctypes.c_uint32), ("size", ctypes.c_uint32),
-                ("config", ctypes.c_uint64), ("sample_period", ctypes.c_uint64),
-                ("sample_type", ctypes.c_uint64), ("read_format", ctypes.c_uint64),
-                ("flags", ctypes.c_uint64), ("wakeup_events", ctypes.c_uint32),
-                ("bp_type", ctypes.c_uint32), ("config1", ctypes.c_uint64),
-                ("config2", ctypes.c_uint64), ("branch_sample_type", ctypes.c_uint64),
-                ("sample_regs_user", ctypes.c_uint64), ("sample_stack_user", ctypes.c_uint32),
-                ("clockid", ctypes.c_int32), ("sample_regs_intr", ctypes.c_uint64),
-                ("aux_watermark", ctypes.c_uint32), ("sample_max_stack", ctypes.c_uint16),
-                ("reserved", ctypes.c_uint16), ("aux_sample_size", ctypes.c_uint32),
-                ("reserved2", ctypes.c_uint32), ("sig_data", ctypes.c_uint64),
-                ("config3", ctypes.c_uint64)]
-
-
-_FLAG_FREQ = 1 << 10
-
-
-def _perf_event_open(attr: _PerfEventAttr, pid: int, cpu: int, what: str) -> int:
-    attr.size = ctypes.sizeof(_PerfEventAttr)
-    fd = _libc.syscall(_SYS_PERF_EVENT_OPEN, ctypes.byref(attr), pid, cpu, -1,
-                       PERF_FLAG_FD_CLOEXEC)
-    if fd < 0:
-        err = ctypes.get_errno()
-        raise KernelError(f"cannot attach {what}: perf_event_open: {os.strerror(err)}",
-                          errno=err, command="perf_event_open")
-    return fd
-
-
-def _ioctl(fd: int, request: int, arg: int, what: str) -> None:
-    if _libc.ioctl(fd, ctypes.c_ulong(request), ctypes.c_ulong(arg)) < 0:
-        err = ctypes.get_errno()
-        raise KernelError(f"cannot attach {what}: ioctl: {os.strerror(err)}", errno=err,
-                          command="ioctl")
-
-
-def _online_cpus() -> list[int]:
-    try:
-        text = open("/sys/devices/system/cpu/online").read().strip()
-    except OSError:
-        return list(range(os.cpu_count() or 1))
-    cpus: list[int] = []
-    for part in text.split(","):
-        lo, _, hi = part.partition("-")
-        cpus.extend(range(int(lo), int(hi or lo) + 1))
-    return cpus
-
-
-def uprobe_offset(path: str, symbol: str) -> int:
-    """File offset of ``symbol`` in an ELF binary (what the uprobe PMU wants)."""
-    from elftools.common.exceptions import ELFError
-    from elftools.elf.elffile import ELFFile
-
-    try:
-        with open(path, "rb") as fh:
-            elf = ELFFile(fh)
-            for secname in (".symtab", ".dynsym"):
-                sec = elf.get_section_by_name(secname)
-                if sec is None:
-                    continue
-                for sym in sec.iter_symbols():
-                    if sym.name == symbol and sym["st_value"] and \
-                            sym["st_info"]["type"] in ("STT_FUNC", "STT_GNU_IFUNC"):
-                        vaddr = sym["st_value"]
-                        for seg in elf.iter_segments():
-                            if seg["p_type"] == "PT_LOAD" and \
-                                    seg["p_vaddr"] <= vaddr < seg["p_vaddr"] + seg["p_memsz"]:
-                                return vaddr - seg["p_vaddr"] + seg["p_offset"]
-                        return vaddr
-    except (OSError, ELFError) as exc:
-        raise TraceSyntaxError(f"cannot read {path}: {exc}") from None
-    raise TraceSyntaxError(f"function '{symbol}' not found in {path}")
+_TIME_UNITS = {"s": 10**9, "ms": 10**6, "us": 10**3}
+#: bpftrace's short names for software events, mapped to the kernel's
+_SOFTWARE_ALIASES = {"cpu": "cpu-clock", "faults": "page-faults", "cs": "context-switches",
+                     "migrations": "cpu-migrations"}
 
 
 @dataclass
@@ -194,39 +109,6 @@ def _text_sections(obj: bytes) -> dict[str, bytes]:
     return out
 
 
-class RingBufferReader:
-    """Consumer of a BPF ring buffer map through mmap (the kernel's ringbuf ABI)."""
-
-    def __init__(self, map_fd: int, size: int):
-        self.size = size
-        page = mmap.PAGESIZE
-        self._consumer = mmap.mmap(map_fd, page, mmap.MAP_SHARED,
-                                   mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
-        self._data = mmap.mmap(map_fd, page + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ,
-                               offset=page)
-        self._page = page
-
-    def close(self) -> None:
-        self._consumer.close()
-        self._data.close()
-
-    def drain(self) -> list[bytes]:
-        out = []
-        (cons,) = struct.unpack_from("<Q", self._consumer, 0)
-        (prod,) = struct.unpack_from("<Q", self._data, 0)
-        while cons < prod:
-            pos = self._page + (cons & (self.size - 1))
-            (hdr,) = struct.unpack_from("<I", self._data, pos)
-            if hdr & (1 << 31):  # busy: the producer has not committed yet
-                break
-            length = hdr & ~((1 << 31) | (1 << 30))
-            if not hdr & (1 << 30):  # not discarded
-                out.append(bytes(self._data[pos + 8:pos + 8 + length]))
-            cons += (length + 8 + 7) & ~7
-            struct.pack_into("<Q", self._consumer, 0, cons)
-        return out
-
-
 def _run_once(fd: int) -> None:
     """BPF_PROG_TEST_RUN of a raw_tracepoint program: no data, no repeat (the kernel refuses
     both for this type), run once on this CPU in this process."""
@@ -244,7 +126,7 @@ class Session:
     out: TextIO = sys.stdout
     kernel_maps: list = field(default_factory=list)
     loaded: list = field(default_factory=list)
-    perf_fds: list[int] = field(default_factory=list)
+    links: list = field(default_factory=list)
     exited: bool = False
 
     def start(self) -> None:
@@ -256,7 +138,7 @@ class Session:
             for name, prog, ap in self.compiled.programs:
                 self.loaded.append((kernel.load_program(prog, maps=self.kernel_maps), ap))
             self.kernel_maps[1][0] = struct.pack("<Q", time.monotonic_ns())
-            self.ringbuf = RingBufferReader(self.kernel_maps[0].fd, codegen.RINGBUF_SIZE)
+            self.ringbuf = RingBuffer(self.kernel_maps[0])
             attachable = [x for x in self.loaded if x[1].provider not in ("BEGIN", "END")]
             print(f"Attaching {len(self.loaded)} probe{'s' * (len(self.loaded) != 1)}...",
                   file=self.out, flush=True)
@@ -274,56 +156,43 @@ class Session:
         self.poll()
 
     def _attach(self, prog, ap: ast.AttachPoint) -> None:
-        what = ap.raw
-        attrs: list[tuple[_PerfEventAttr, int, int]] = []
-        if ap.provider == "tracepoint":
-            # the program hangs off the tracepoint itself and runs on every CPU: one event
-            a = _PerfEventAttr(type=PERF_TYPE_TRACEPOINT,
-                               config=probes.tracepoint_id(ap.target, ap.func),
-                               sample_period=1, wakeup_events=1)
-            attrs.append((a, -1, _online_cpus()[0]))
-        elif ap.provider in ("interval", "profile", "software"):
-            if ap.provider == "software":
-                config = _SOFTWARE_EVENTS.get(ap.target)
-                if config is None:
-                    raise TraceSyntaxError(f"unknown software event '{ap.target}'")
-                period, freq = ap.freq or 1000, False
+        """Attach through pybpf's kernel engine; every attachment is a Link closed on exit."""
+        from ..kernel import attach, perf
+        from ..kernel.attach._perf_link import perf_link
+
+        p = ap.provider
+        if p == "tracepoint":
+            link = attach.attach_tracepoint(prog, ap.target, ap.func)
+        elif p == "rawtracepoint":
+            link = attach.attach_raw_tracepoint(prog, ap.func)
+        elif p in ("uprobe", "uretprobe"):
+            link = attach.attach_uprobe(prog, ap.target, ap.func, retprobe=p == "uretprobe")
+        elif p in ("kprobe", "kretprobe"):
+            link = attach.attach_kprobe(prog, ap.func, retprobe=p == "kretprobe")
+        elif p == "profile":
+            if ap.unit == "hz":
+                link = attach.attach_perf_event(prog, "cpu-clock", frequency=ap.freq)
             else:
-                config = PERF_COUNT_SW_CPU_CLOCK
-                if ap.unit == "hz":
-                    period, freq = ap.freq, True
-                else:
-                    period = ap.freq * {"s": 10**9, "ms": 10**6, "us": 10**3}[ap.unit]
-                    freq = False
-            cpus = _online_cpus()[:1] if ap.provider == "interval" else _online_cpus()
-            for cpu in cpus:
-                a = _PerfEventAttr(type=PERF_TYPE_SOFTWARE, config=config, sample_period=period,
-                                   flags=_FLAG_FREQ if freq else 0)
-                attrs.append((a, -1, cpu))
-        elif ap.provider in ("uprobe", "uretprobe"):
-            path = ap.target
-            pmu = int(open("/sys/bus/event_source/devices/uprobe/type").read())
-            offset = uprobe_offset(path, ap.func)
-            self._keep = getattr(self, "_keep", [])
-            cpath = ctypes.create_string_buffer(os.path.realpath(path).encode())
-            self._keep.append(cpath)
-            a = _PerfEventAttr(type=pmu, config=1 if ap.provider == "uretprobe" else 0,
-                               sample_period=1, wakeup_events=1,
-                               config1=ctypes.addressof(cpath), config2=offset)
-            attrs.append((a, -1, 0))
-            # a uprobe is process-wide; one event on any CPU sees every process
-        elif ap.provider in ("kprobe", "kretprobe"):
-            if not os.path.exists("/sys/bus/event_source/devices/kprobe/type"):
-                raise KernelError(f"cannot attach {what}: this kernel has no kprobe support "
-                                  "(CONFIG_KPROBES / CONFIG_KPROBE_EVENTS is off)")
-            raise KernelError(f"cannot attach {what}: kprobes are not supported by pybpf yet")
+                link = attach.attach_perf_event(prog, "cpu-clock",
+                                                period=ap.freq * _TIME_UNITS[ap.unit] // 1000)
+        elif p == "software":
+            event = _SOFTWARE_ALIASES.get(ap.target, ap.target)
+            link = attach.attach_perf_event(prog, event, period=ap.freq or 1000)
+        elif p == "interval":
+            # bpftrace's interval fires on one CPU only: one cpu-clock event on the first CPU
+            if ap.unit == "hz":
+                period = 10**9 // ap.freq
+            else:
+                period = ap.freq * _TIME_UNITS[ap.unit]
+            attr = perf.PerfEventAttr(type=perf.TYPE_SOFTWARE,
+                                      config=perf.SOFTWARE_EVENTS["cpu-clock"],
+                                      sample_period=period)
+            pfd = perf.perf_event_open(attr, pid=-1, cpu=perf.online_cpus()[0],
+                                       what=f"interval {ap.raw}")
+            link = perf_link(prog, pfd, "perf_event", ap.raw)
         else:
-            raise KernelError(f"cannot attach {what}: {ap.provider} is not supported")
-        for attr, pid, cpu in attrs:
-            fd = _perf_event_open(attr, pid, cpu, what)
-            self.perf_fds.append(fd)
-            _ioctl(fd, PERF_EVENT_IOC_SET_BPF, prog.fd, what)
-            _ioctl(fd, PERF_EVENT_IOC_ENABLE, 0, what)
+            raise KernelError(f"cannot attach {ap.raw}: {p} probes are not supported")
+        self.links.append(link)
 
     def poll(self) -> None:
         for record in self.ringbuf.drain():
@@ -373,13 +242,9 @@ class Session:
         self.out.flush()
 
     def detach(self) -> None:
-        for fd in self.perf_fds:
-            try:
-                _ioctl(fd, PERF_EVENT_IOC_DISABLE, 0, "")
-            except KernelError:
-                pass
-            os.close(fd)
-        self.perf_fds.clear()
+        for link in self.links:
+            link.close()
+        self.links.clear()
 
     def close(self) -> None:
         self.detach()
@@ -429,7 +294,7 @@ def run(source: str, filename: str = "<script>", *, command: list[str] | None = 
                 break
             if deadline is not None and time.monotonic() >= deadline:
                 break
-            time.sleep(0.01)
+            session.ringbuf.poll(0.05)
         session.detach()
         session.poll()
         session._run_special("END")
