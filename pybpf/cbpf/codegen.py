@@ -71,6 +71,8 @@ def masked_eq(value, mask: int, k: int):
         return eq(value, k)
     if k == 0:
         return b_not(test("jset", value, mask))
+    if k == mask and mask & (mask - 1) == 0:
+        return test("jset", value, mask)
     return eq(("alu", "and", value, ("k", mask)), k)
 
 
@@ -161,7 +163,7 @@ class CodeGen:
             if nibble is None:
                 return FALSE
             # bottom of stack bit of the last label, then the IP version nibble
-            return b_and(eq(("alu", "and", ld(isa.B, self.nl - 2), ("k", 1)), 1),
+            return b_and(masked_eq(ld(isa.B, self.nl - 2), 1, 1),
                          masked_eq(ld(isa.B, self.nl), 0xF0, nibble))
         if link.encap == "ppp":
             ppp = {0x0800: 0x21, 0x86DD: 0x57}.get(proto)
@@ -307,7 +309,7 @@ class CodeGen:
         if label is not None and label > 0xFFFFF:
             raise self.error(f"MPLS label {label} greater than maximum 1048575", node.token.pos)
         if link.encap == "mpls":
-            cond = eq(("alu", "and", ld(isa.B, self.nl - 2), ("k", 1)), 0)
+            cond = masked_eq(ld(isa.B, self.nl - 2), 1, 0)
         elif link.name in ("EN10MB", "LINUX_SLL", "LINUX_SLL2") and link.encap == "link":
             cond = eq(ld(isa.H, link.off_linktype), 0x8847)
         else:
@@ -557,8 +559,15 @@ class CodeGen:
         if q.type == "portrange" and node.extra is not None:
             a, b = self.port(tok), self.port(node.extra[1])
             lo, hi = min(a, b), max(a, b)
+        elif q.type == "portrange":
+            lo, hi = self.port_range(tok)
         else:
-            lo, hi = self.port_range(tok) if q.type == "portrange" else (self.port(tok),) * 2
+            lo, only = self.port_and_proto(tok)
+            hi = lo
+            if only is not None and q.proto is None:
+                q = Quals(only, q.dir, q.type)
+            elif only is not None and q.proto in ("tcp", "udp") and only != q.proto:
+                raise self.error(f"port '{tok.text}' is not a {q.proto} service", tok.pos)
         if q.proto in ("tcp", "udp", "sctp"):
             protos = [IPPROTO[q.proto]]
             v = "both"
@@ -595,20 +604,34 @@ class CodeGen:
         return b_or(v6(), v4())
 
     def port(self, tok):
+        return self.port_and_proto(tok)[0]
+
+    def port_and_proto(self, tok) -> tuple[int, str | None]:
+        """A port number, and 'tcp'/'udp' when a service name is known for only one of
+        them (libpcap then restricts the primitive to that protocol)."""
         if tok.kind == "num":
-            value = tok.value
+            value, proto = tok.value, None
         elif tok.kind == "id":
-            value = SERVICES.get(tok.text)
-            if value is None:
+            found = {}
+            for p in ("tcp", "udp"):
                 try:
-                    value = socket.getservbyname(tok.text)
+                    found[p] = socket.getservbyname(tok.text, p)
                 except OSError:
-                    raise self.error(f"unknown port '{tok.text}'", tok.pos) from None
+                    pass
+            if not found and tok.text in SERVICES:
+                found = {"tcp": SERVICES[tok.text], "udp": SERVICES[tok.text]}
+            if not found:
+                raise self.error(f"unknown port '{tok.text}'", tok.pos)
+            if len(found) == 2 and found["tcp"] != found["udp"]:
+                raise self.error(f"port '{tok.text}' is tcp/{found['tcp']} but "
+                                 f"udp/{found['udp']}", tok.pos)
+            value = next(iter(found.values()))
+            proto = next(iter(found)) if len(found) == 1 else None
         else:
             raise self.error(f"'{tok.text}' is not a port", tok.pos)
         if value > 65535:
             raise self.error(f"illegal port number {value} > 65535", tok.pos)
-        return value
+        return value, proto
 
     def port_range(self, tok):
         text = tok.text
@@ -642,6 +665,9 @@ class CodeGen:
                     and left[3][0] == "k":
                 cond = test("jset", left[2], left[3][1])
                 negate = not negate
+            elif jop == "jeq" and left[0] == "alu" and left[1] == "and" and left[3][0] == "k" \
+                    and k == left[3][1] and k and k & (k - 1) == 0:
+                cond = test("jset", left[2], k)
             else:
                 cond = test(jop, left, k)
         else:

@@ -103,6 +103,78 @@ def _topo(root) -> list[DNode]:
     return post
 
 
+# --- 1b. factoring (libpcap's or-pullup, done on the formula) -----------------------------
+def _conjuncts(f) -> list:
+    if f[0] == "and":
+        return _conjuncts(f[1]) + _conjuncts(f[2])
+    if f == ("const", True):
+        return []
+    return [f]
+
+
+def _disjuncts(f) -> list:
+    if f[0] == "or":
+        return _disjuncts(f[1]) + _disjuncts(f[2])
+    return [f]
+
+
+def _and(items):
+    out = None
+    for x in items:
+        out = x if out is None else ("and", out, x)
+    return out if out is not None else ("const", True)
+
+
+def _or(items):
+    out = None
+    for x in items:
+        out = x if out is None else ("or", out, x)
+    return out if out is not None else ("const", False)
+
+
+def normalize(f):
+    """Factor common leading tests out of disjunctions and group comparisons of one value:
+    ``(ip and src a) or (ip and src b)`` becomes ``ip and (src a or src b)``, and in
+    ``src==22 or dst==22 or src==443 or dst==443`` the loads of ``src`` are tested together.
+    Only the order of evaluation changes (as in libpcap's or-pullup)."""
+    kind = f[0]
+    if kind == "not":
+        return ("not", normalize(f[1]))
+    if kind == "and":
+        return _and([normalize(c) for c in _conjuncts(f)])
+    if kind == "or":
+        return _factor([_conjuncts(normalize(d)) for d in _disjuncts(f)])
+    return f
+
+
+def _factor(disj: list[list]):
+    expanded: list[list] = []
+    for conj in disj:
+        if len(conj) == 1 and conj[0][0] == "or":
+            expanded.extend(_conjuncts(d) for d in _disjuncts(conj[0]))
+        else:
+            expanded.append(conj)
+    groups: dict = {}
+    for conj in expanded:
+        if not conj:
+            return ("const", True)
+        groups.setdefault(conj[0], []).append(conj[1:])
+    out = []
+    for head, rests in groups.items():
+        if any(not r for r in rests):
+            out.append(head)
+        elif len(rests) == 1:
+            out.append(_and([head] + rests[0]))
+        else:
+            out.append(_and([head, _factor(rests)]))
+    if len(out) > 1 and all(x[0] == "atom" and x[1][0] == "test" for x in out):
+        first = {}
+        for x in out:
+            first.setdefault(x[1][2], len(first))
+        out.sort(key=lambda x: first[x[1][2]])
+    return _or(out)
+
+
 # --- 2. jump threading ------------------------------------------------------------------------
 def decide(atom, facts) -> bool | None:
     """The outcome of ``atom`` given known outcomes ``facts`` ({atom: bool}), or None."""
@@ -296,11 +368,15 @@ class _Emitter:
         self.a = v
 
     def binary(self, left, right):
-        """A = left, X = right."""
-        if not _clobbers_x(left) or (self.reuse and self.a == left and False):
-            self.to_x(right)
-            self.to_a(left)
+        """A = left, X = right: X first when computing ``left`` keeps X (its indexed loads
+        may use that very X), else through a scratch memory word."""
+        mark = (len(self.code), self.a, self.x, self.scratch)
+        self.to_x(right)
+        self.to_a(left)
+        if self.x == right:
             return
+        del self.code[mark[0]:]
+        self.a, self.x, self.scratch = mark[1], mark[2], mark[3]
         self.to_a(left)
         slot = self.scratch
         self.scratch += 1
@@ -326,11 +402,15 @@ class _Emitter:
 
 
 def emit(root, reuse: bool = True) -> list[isa.Instruction]:
+    return _layout(root, reuse)[0]
+
+
+def _layout(root, reuse: bool = True):
     """Lay out the graph: per-test code with load elimination, then *cross-jumping* (tests
     whose emitted code and targets are identical share one copy, even when they tested
     different values that the predecessors had already loaded), then jump offsets."""
     if isinstance(root, Leaf):
-        return [isa.stmt(RET | isa.K, root.k)]
+        return [isa.stmt(RET | isa.K, root.k)], {}
     order = _topo(root)
     em = _Emitter(reuse)
     entry: dict[int, tuple] = {id(root): (None, None)}
@@ -392,13 +472,57 @@ def emit(root, reuse: bool = True) -> list[isa.Instruction]:
         if jt > 255 or jf > 255:
             raise FilterError("expression too complex (a jump longer than 255 instructions)")
         code[j] = isa.Instruction(code[j].code, jt, jf, code[j].k)
-    return code
+    return code, entry
+
+
+def _value(atom):
+    return atom[2]
+
+
+def reorder_tests(root, reuse: bool = True):
+    """Swap two tests of an ``and`` chain (or an ``or`` chain) when the second one compares
+    the value already in A: its load disappears. Kept only when the program gets shorter."""
+    if isinstance(root, Leaf):
+        return root
+    code, entry = _layout(root, reuse)
+    best = len(code)
+    for _ in range(50):
+        improved = False
+        order = _topo(root)
+        preds: dict[int, int] = {}
+        for n in order:
+            for c in (n.t, n.f):
+                preds[id(c)] = preds.get(id(c), 0) + 1
+        for n in order:
+            a_in = entry.get(id(n), (None, None))[0]
+            if a_in is None:
+                continue
+            for m in (n.t, n.f):
+                if not isinstance(m, DNode) or preds.get(id(m)) != 1:
+                    continue
+                chain = (m is n.t and n.f is m.f) or (m is n.f and n.t is m.t)
+                if not chain or _value(m.atom) != a_in or _value(n.atom) == a_in:
+                    continue
+                n.atom, m.atom = m.atom, n.atom
+                new_code, new_entry = _layout(root, reuse)
+                if len(new_code) < best:
+                    best, entry, improved = len(new_code), new_entry, True
+                    break
+                n.atom, m.atom = m.atom, n.atom
+            if improved:
+                break
+        if not improved:
+            break
+    return root
 
 
 def build_program(formula, snaplen: int, optimize: bool = True) -> list[isa.Instruction]:
     accept, reject = Leaf(snaplen & isa.U32), Leaf(0)
     leaves = {accept.k: accept, 0: reject}
+    if optimize:
+        formula = normalize(formula)
     root = build_graph(formula, accept, reject)
     if optimize:
         root = optimize_graph(root, leaves)
+        root = reorder_tests(root)
     return emit(root, reuse=optimize)
