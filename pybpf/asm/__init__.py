@@ -88,6 +88,8 @@ def assemble(text: str, filename: str | None = None, syntax: str = "auto") -> Pr
         if first_exit is None and rest.text.strip() == "exit":
             first_exit = builder.slot
         assemble_line(builder, rest)
+    if not builder.insns:
+        raise AssemblyError("no instructions: a program needs at least 'exit'", filename)
     if front is ubpf:
         ubpf.finish(builder, first_exit)
     program = builder.finish()

@@ -41,7 +41,7 @@ class Fixup:
     name: str
     line: SourceLine
     pos: int
-    addend: int = 0
+    addend: int | None = None  # map value offset, when written (``MAP + 0`` is a value)
 
 
 @dataclass
@@ -87,7 +87,7 @@ class ProgramBuilder:
         return index
 
     def emit_symbolic(self, insn: isa.Instruction, line: SourceLine, kind: str, name: str,
-                      pos: int, addend: int = 0) -> int:
+                      pos: int, addend: int | None = None) -> int:
         """Append ``insn`` whose target field is filled in by :meth:`finish`."""
         slot = self.slot
         index = self.emit(insn, line)
@@ -139,13 +139,16 @@ class ProgramBuilder:
     def _resolve_load(self, fix: Fixup, insn: isa.Instruction) -> isa.Instruction:
         if fix.name in self.map_index:
             idx = self.map_index[fix.name]
-            if fix.addend:
+            if fix.addend is not None:
                 self.map_refs.append(MapRef(fix.index, fix.name, fix.addend))
                 return replace(insn, src=isa.PSEUDO_MAP_IDX_VALUE, imm=idx, imm_hi=fix.addend)
             self.map_refs.append(MapRef(fix.index, fix.name))
             return replace(insn, src=isa.PSEUDO_MAP_IDX, imm=idx, imm_hi=0)
-        if fix.name in self.labels and not fix.addend:
+        if fix.name in self.labels and fix.addend is None:
             return replace(insn, src=isa.PSEUDO_FUNC, imm=self._target(fix), imm_hi=0)
+        if fix.name in self.labels:
+            raise fix.line.error(f"'{fix.name}' is a label; an offset applies to a map value",
+                                 fix.pos)
         raise fix.line.error(f"undefined map or label '{fix.name}' (declare it with "
                              f"'.map {fix.name} TYPE key=K value=V max_entries=N')", fix.pos)
 

@@ -148,7 +148,7 @@ def _lddw(b: ProgramBuilder, line: SourceLine, m: re.Match) -> None:
                             "64-bit immediate", m.start("num"))
         b.emit(Instruction.lddw(dst, value), line)
         return
-    addend = 0
+    addend = None
     if m.group("add") is not None:
         addend = _num(line, m, "add") * (-1 if m.group("asign") == "-" else 1)
         addend = imm32(line, addend, m.start("add"), "map value offset")
@@ -361,9 +361,9 @@ def assemble_line(b: ProgramBuilder, line: SourceLine) -> None:
     """Encode one instruction line into ``b``."""
     first = _FIRST.match(line.text)
     key = first.group(1) if first else ""
-    if _REGISTER.match(key):
-        key = "reg"
     forms = FORMS.get(key)
+    if forms is None and _REGISTER.match(key):
+        forms = FORMS["reg"]
     if forms is None:
         pos = first.start(1) if first else None
         raise line.error(f"unknown instruction '{line.text.strip()}' (expected LLVM BPF syntax "

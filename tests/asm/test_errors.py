@@ -67,3 +67,14 @@ def test_a_jump_too_far_for_16_bits_says_to_use_gotol():
 def test_unknown_syntax_is_refused():
     with pytest.raises(AssemblyError, match="unknown syntax"):
         assemble("exit\n", syntax="intel")
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n", ".map m hash key=4 value=4 max_entries=1\n"])
+def test_a_file_without_instructions_is_refused(text):
+    with pytest.raises(AssemblyError, match="no instructions"):
+        assemble(text, "empty.s")
+
+
+def test_map_value_offset_on_a_label_is_refused():
+    with pytest.raises(AssemblyError, match="is a label"):
+        assemble("r1 = f + 8 ll\nexit\nf:\nexit\n", "p.s")

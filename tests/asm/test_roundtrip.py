@@ -71,8 +71,22 @@ def test_ten_thousand_lines_assemble_well_under_a_second():
             "lock *(u64 *)(r10 - 8) += r1", "r3 = 0x123456789 ll", "call bpf_ktime_get_ns"]
     lines = [body[0]] + [f"l{i}: " + body[2 + i % 6] for i in range(10_000)] + ["exit"]
     text = "\n".join(lines).replace("goto loop", "goto l0") + "\n"
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: the test machine's cores are shared
     program = assemble(text)
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     assert len(program.insns) == 10_002
-    assert elapsed < 0.8, f"{elapsed:.2f}s"
+    assert elapsed < 0.6, f"{elapsed:.2f}s of CPU"
+
+
+def test_a_map_value_at_offset_zero_stays_a_value_reference():
+    program = assemble(".map g array key=4 value=8 max_entries=1\nr1 = g + 0 ll\nr2 = g ll\n"
+                       "exit\n")
+    assert program.insns[0].src == isa.PSEUDO_MAP_IDX_VALUE
+    assert program.insns[1].src == isa.PSEUDO_MAP_IDX
+    assert assemble(disassemble(program)).insns == program.insns
+
+
+def test_a_label_loaded_as_a_64_bit_value_is_a_function_pointer():
+    program = assemble("r1 = f ll\nexit\nf:\nexit\n")
+    assert program.insns[0].src == isa.PSEUDO_FUNC and program.insns[0].imm == 2
+    assert assemble(disassemble(program)).insns == program.insns
