@@ -481,6 +481,50 @@ def _addr(buf) -> int:
     return 0 if buf is None else ctypes.addressof(buf)
 
 
+#: MapSpec.pinning value asking for a pin under the map's name (libbpf's LIBBPF_PIN_BY_NAME)
+PIN_BY_NAME = 1
+
+
+def create_map(spec: MapSpec, *, btf_fd: int = 0, pin_root: str = BPFFS) -> KernelMap:
+    """Create a map the way an object loader needs it.
+
+    * with BTF when the spec has BTF type ids, and without it when the kernel refuses the BTF
+      description (libbpf's fallback: the map works the same, only tools see raw bytes);
+    * read-only data (``.rodata``, ``.kconfig``: flags include F_RDONLY_PROG) is frozen once
+      its contents are written, so the verifier may treat it as constant;
+    * ``pinning`` by name reuses the map pinned at ``pin_root/NAME`` or pins the new one there.
+    """
+    path = os.path.join(pin_root, spec.name) if spec.pinning == PIN_BY_NAME else None
+    if path is not None and os.path.exists(path):
+        kmap = KernelMap.from_pin(path)
+        if (kmap.key_size, kmap.value_size, kmap.max_entries) != \
+                (spec.key_size, spec.value_size, spec.max_entries) or \
+                uapi.map_type(kmap.type) != uapi.map_type(spec.type):
+            kmap.close()
+            raise MapError(f"map '{spec.name}' pinned at {path} does not match its definition "
+                           "(type, key, value or max_entries differ)", errno=errno.EINVAL)
+        return kmap
+    try:
+        kmap = KernelMap.create(spec, btf_fd=btf_fd)
+    except MapError:
+        if not btf_fd or not (spec.btf_key_type_id or spec.btf_value_type_id):
+            raise
+        kmap = KernelMap.create(spec)
+    if spec.flags & uapi.F_RDONLY_PROG and spec.contents:
+        try:
+            kmap.freeze()
+        except MapError:
+            kmap.close()
+            raise
+    if path is not None:
+        try:
+            kmap.pin(path)
+        except KernelError:
+            kmap.close()
+            raise
+    return kmap
+
+
 # --- bpffs ------------------------------------------------------------------------------------
 
 def ensure_bpffs(path: str = BPFFS) -> None:

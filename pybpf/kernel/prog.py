@@ -23,7 +23,8 @@ from ..program import Program
 from . import syscall, uapi
 from .attrs import (GetIdAttr, InfoAttr, ProgInfo, ProgLoadAttr, TestRunAttr)
 from .features import kernel_version_code
-from .maps import KernelMap, _iter_ids, obj_get, obj_pin, sanitize_name
+from .btf import func_info_bytes, line_info_bytes, load_btf
+from .maps import KernelMap, _iter_ids, create_map, obj_get, obj_pin, sanitize_name
 
 #: first verifier log buffer (grown x4 on ENOSPC up to MAX_LOG)
 FIRST_LOG = 1 << 20
@@ -197,29 +198,41 @@ def load_program(program: Program, *, prog_type: str | None = None, log_level: i
                  btf_fd: int = 0, func_info: bytes = b"", func_info_rec_size: int = 8,
                  line_info: bytes = b"", line_info_rec_size: int = 16,
                  attach_btf_id: int = 0, attach_prog_fd: int = 0,
-                 ifindex: int = 0, btf_maps: bool = True) -> KernelProgram:
+                 ifindex: int = 0, btf_maps: bool = True, use_btf: bool = True) -> KernelProgram:
     """Load ``program`` into the kernel.
 
     Maps in ``program.maps`` are created (and closed with the program) unless ``maps`` gives
     live :class:`KernelMap` objects for them, in the same order. ``log_level`` 1 or 2 keeps the
     verifier log on success (``prog.log``); on failure the log is always fetched and carried by
     the :class:`KernelError` (``.log``), whose message ends with the kernel's reason.
+    A program with BTF (``program.btf``, from an object file) is loaded with it: func_info and
+    line_info records go along, and the maps it creates are described by their BTF types.
     """
     ptype_name = prog_type or program.prog_type or "socket_filter"
     ptype = uapi.prog_type(ptype_name)
     ptype_name = uapi.kernel_name(ptype)
     if expected_attach_type is None:
-        expected_attach_type = EXPECTED_ATTACH.get(ptype_name)
+        expected_attach_type = getattr(program, "attach_type", None) or \
+            EXPECTED_ATTACH.get(ptype_name)
     attach = uapi.attach_type(expected_attach_type) if expected_attach_type is not None else 0
-
+    # the object's BTF: maps are described by it, func_info/line_info point into it
+    btf = None
+    if getattr(program, "btf", None) and use_btf:
+        if not btf_fd:
+            btf = load_btf(program.btf)
+            btf_fd = btf.fd
+        func_info = func_info or func_info_bytes(program.func_info)
+        line_info = line_info or line_info_bytes(program.line_info)
     owned: list[KernelMap] = []
     if maps is None:
         try:
             for spec in program.maps:
-                owned.append(KernelMap.create(spec, btf_fd=btf_fd if btf_maps else 0))
+                owned.append(create_map(spec, btf_fd=btf_fd if btf_maps else 0))
         except BaseException:
             for m in owned:
                 m.close()
+            if btf is not None:
+                btf.close()
             raise
         maps = owned
     elif len(maps) != len(program.maps):
@@ -264,6 +277,9 @@ def load_program(program: Program, *, prog_type: str | None = None, log_level: i
         for m in owned:
             m.close()
         raise
+    finally:
+        if btf is not None:  # the program and maps hold their own references to it
+            btf.close()
     return KernelProgram(fd, program, ptype_name, maps, owned, log)
 
 
