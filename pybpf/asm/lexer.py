@@ -162,7 +162,8 @@ def register(line: SourceLine, name: str, pos: int, prefix: str = "r") -> int:
 # annotation. That is what makes disassemble -> assemble the identity.
 _LISTING_INSN = re.compile(r"\s*\d+:\t[0-9a-f]{2}(?: [0-9a-f]{2})*\t(.*?)(?:\s+<[^<>]*>)?\Z")
 _LISTING_HEADER = re.compile(r"[0-9a-f]{16} <([^<>]+)>:\Z")
-_LISTING_NOISE = re.compile(r"\S+:\s+file format \S+\Z|Disassembly of section (\S+):\Z")
+_LISTING_NOISE = re.compile(r"\S+:\s+file format \S+\Z|Disassembly of section (\S+):\Z"
+                            r"|\s*[0-9a-f]+:\s+R_BPF_\w+\s.*")
 
 
 def listing_line(line: SourceLine) -> tuple[str, SourceLine | str | None]:
@@ -170,7 +171,7 @@ def listing_line(line: SourceLine) -> tuple[str, SourceLine | str | None]:
     ("section", name or None) or ("", None) for ordinary assembly."""
     text = line.text
     first = text.lstrip()[:1]
-    if ":" not in text or not (first.isdigit() or first == "D" or "file format" in text):
+    if ":" not in text or not (first.isdigit() or first in "abcdefD" or "file format" in text):
         return "", None
     m = _LISTING_INSN.match(text)
     if m:

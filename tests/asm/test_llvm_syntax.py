@@ -157,3 +157,15 @@ def test_printed_examples_in_the_design_are_accepted_by_llvm_mc():
               "gotol +3", "r1 = 0x123456789 ll", "call 1", "callx r1", "exit"]
     text = "\n".join(design) + "\n"
     assert assemble(text).bytecode() == llvmtools.mc_bytes(text)
+
+
+def test_a_whole_llvm_objdump_listing_assembles_back_to_the_same_bytes(tmp_path):
+    """llvm-objdump -d -r output, file header, block headers and all, is valid input (without
+    bpf-to-bpf calls, which llvm-objdump prints like helper calls)."""
+    import subprocess
+    text = "\n".join(CORPUS + LABELLED[1].splitlines()) + "\n"
+    obj = tmp_path / "x.o"
+    obj.write_bytes(llvmtools.mc_object(text))
+    listing = subprocess.run(["llvm-objdump-19", "-d", "-r", "--mcpu=v4", str(obj)],
+                             capture_output=True, text=True, check=True).stdout
+    assert assemble(listing, "x.lst").bytecode() == llvmtools.mc_bytes(text)
