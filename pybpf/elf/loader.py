@@ -24,7 +24,7 @@ from .. import isa
 from ..btf import core as C
 from ..btf import types as T
 from ..btf.parser import BTFExt, VMLINUX, load_vmlinux, parse_btf, parse_btf_ext
-from ..errors import BTFError, ObjectFileError
+from ..errors import BPFError, BTFError, ObjectFileError
 from ..program import MapRef, MapSpec, Program
 from . import kconfig as K
 from .maps import (BPF_F_MMAPABLE, BPF_F_RDONLY_PROG, MAP_IN_MAP, PROG_ARRAY,
@@ -148,17 +148,24 @@ class _Loader:
         self.map_offsets: dict[int, dict[int, str]] = {}   # section index -> offset -> map
         self.kernel_btf: bytes | None = None
 
+    #: the steps of loading and the section each one reads (named in unexpected errors)
+    STEPS = [("_license", "license"), ("_btf", ".BTF"), ("_btf_maps", ".maps"),
+             ("_legacy_maps", "maps"), ("_data_maps", "data sections"),
+             ("_kconfig", ".kconfig"), ("_map_initial_values", ".rel.maps"),
+             ("_kernel_btf", ".BTF"), ("_programs", "code sections")]
+
     def load(self) -> ObjectSpec:
         self.obj = read_elf(self.data, self.name)
-        self._license()
-        self._btf()
-        self._btf_maps()
-        self._legacy_maps()
-        self._data_maps()
-        self._kconfig()
-        self._map_initial_values()
-        self._kernel_btf()
-        self._programs()
+        for method, what in self.STEPS:
+            try:
+                getattr(self, method)()
+            except BPFError:
+                raise
+            except (LookupError, ValueError, TypeError, AttributeError, ArithmeticError,
+                    struct.error, RecursionError) as exc:
+                # a malformed object that slipped past the checks: still say where
+                raise ObjectFileError(f"{self.name}: {what}: malformed object "
+                                      f"({type(exc).__name__}: {exc})") from None
         return self.spec
 
     # --- small sections ------------------------------------------------------------------------
@@ -410,12 +417,12 @@ class _Loader:
                 sec = self.obj.section(t.name)
                 if sec is None:
                     continue
-                struct.pack_into("<I", raw, at + 8, sec.size)
+                struct.pack_into("<I", raw, at + 8, sec.size & 0xFFFFFFFF)
                 for i, info in enumerate(t.vars):
                     var_name = btf.name_of(info.type_id)
                     value = symbols.get((sec.index, var_name))
                     if value is not None:
-                        struct.pack_into("<I", raw, at + 12 + 12 * i + 4, value)
+                        struct.pack_into("<I", raw, at + 12 + 12 * i + 4, value & 0xFFFFFFFF)
         except BTFError as exc:
             raise BTFError(f"{self.name}: {exc}") from None
         del hdr_len
