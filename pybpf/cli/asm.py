@@ -3,9 +3,13 @@
 ``asm`` writes raw little-endian bytecode to ``-o OUT`` (never over its input), or the bytecode
 as one hex line on standard output -- the form ``pybpf plugin`` reads on its standard input.
 
-``disasm`` prints llvm-objdump's layout (see :mod:`pybpf.asm.printer`) for a raw bytecode file
-(``.bin``; a file holding hex text is accepted too) or, for an ELF object, one block per program
-as ``llvm-objdump -d --mcpu=v4`` prints its sections.
+``disasm`` prints llvm-objdump's layout (see :mod:`pybpf.asm.printer`): for a raw bytecode file
+(``.bin``; a file of hex text is accepted too) exactly what ``llvm-objdump -d --mcpu=v4`` prints
+for the same code in a ``.text`` section, from the first block header on; for an ELF object,
+each program as pybpf loads it (relocated, its subprograms appended, its maps declared with
+``.map`` and loaded by name) under a ``Disassembly of section NAME:`` line; for an assembly
+file, its listing (which turns uBPF syntax into LLVM syntax). Every listing assembles back to
+the same program with ``pybpf asm``.
 """
 
 from __future__ import annotations
@@ -80,8 +84,16 @@ def asm_command(source: str, output: str | None, syntax: str, as_json: bool) -> 
         click.echo(code.hex())
 
 
+def _is_text(data: bytes) -> bool:
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _load_programs(path: str) -> tuple[str, list[Program]]:
-    """("raw" or "elf", programs) for a bytecode, hex or ELF file."""
+    """("raw", "elf" or "asm", programs) for a bytecode, hex, ELF or assembly file."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
@@ -92,9 +104,12 @@ def _load_programs(path: str) -> tuple[str, list[Program]]:
         except ImportError as exc:
             raise ObjectFileError(f"{path}: ELF objects need pybpf.elf, which is not "
                                   f"available ({exc})") from None
-        obj = load_object(path)
-        return "elf", list(obj.programs.values())
-    if data.strip() and _HEX_TEXT.match(data):
+        return "elf", list(load_object(path).programs.values())
+    is_hex = bool(data.strip()) and _HEX_TEXT.match(data) is not None
+    if not is_hex and b"\0" not in data and _is_text(data):
+        # assembly text: its listing (this also turns uBPF syntax into LLVM syntax)
+        return "asm", [assemble(data.decode(), path)]
+    if is_hex:
         digits = re.sub(rb"\s", b"", data)
         if len(digits) % 2:
             raise DecodeError(f"{path}: hex text has an odd number of digits ({len(digits)})")
@@ -128,7 +143,7 @@ def disasm_command(path: str, as_json: bool) -> None:
         click.echo(json.dumps({"file": path, "format": kind,
                                "programs": [_program_json(p) for p in programs]}))
         return
-    if kind == "raw":
+    if kind != "elf":
         click.echo(disassemble(programs[0], section=".text"), nl=False)
         return
     blocks = []

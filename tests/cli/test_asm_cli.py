@@ -136,3 +136,14 @@ def test_disasm_of_an_elf_object_lists_its_programs(tmp_path):
     reference = subprocess.run(["llvm-objdump-19", "-d", "--mcpu=v4", str(obj)],
                                capture_output=True, text=True, check=True).stdout
     assert res.stdout.strip() in reference
+
+
+def test_disasm_of_ubpf_assembly_prints_it_in_llvm_syntax(tmp_path):
+    src = tmp_path / "u.s"
+    src.write_text("mov %r0, 1\njeq %r0, 1, +1\nexit\nexit\n")
+    res = pybpf("disasm", str(src))
+    assert res.returncode == 0, res.stderr
+    again = tmp_path / "again.s"
+    again.write_text(res.stdout)
+    assert pybpf("asm", str(again)).stdout == pybpf("asm", str(src)).stdout
+    assert "if r0 == 0x1 goto +0x1" in res.stdout
