@@ -22,7 +22,7 @@ from typing import Callable
 from .. import isa
 from ..isa import Instruction
 from .builder import ProgramBuilder
-from .lexer import (INT16_MAX, INT16_MIN, INT32_MIN, INT64_MIN, UINT64_MAX, NUMBER_PATTERN,
+from .lexer import (INT32_MIN, INT64_MIN, UINT64_MAX, NUMBER_PATTERN,
                     SourceLine, check_range, imm32, off16, parse_int, register)
 
 _REG = r"[rRwW]\d+"

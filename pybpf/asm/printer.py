@@ -27,7 +27,7 @@ llvm-objdump prints it and so reads back as a helper call.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Callable
 
 from .. import isa
 from ..isa import Instruction

@@ -22,7 +22,7 @@ from pathlib import Path
 import click
 
 from .. import isa
-from ..asm import SYNTAXES, assemble, disassemble, format_instruction
+from ..asm import SYNTAXES, assemble, detect_syntax, disassemble, format_instruction
 from ..errors import DecodeError, ObjectFileError, UsageError
 from ..program import Program
 from . import cli
@@ -61,7 +61,10 @@ def asm_command(source: str, output: str | None, syntax: str, as_json: bool) -> 
     if output and source != "-" and _same_file(source, output):
         raise UsageError(f"refusing to overwrite the input file {source} with bytecode; "
                          f"choose another -o")
-    program = assemble(_read_text(source), "<stdin>" if source == "-" else source, syntax)
+    text = _read_text(source)
+    if syntax == "auto":
+        syntax = detect_syntax(text)
+    program = assemble(text, "<stdin>" if source == "-" else source, syntax)
     code = program.bytecode()
     if output:
         try:
@@ -72,6 +75,7 @@ def asm_command(source: str, output: str | None, syntax: str, as_json: bool) -> 
         click.echo(json.dumps({
             "file": source,
             "output": output,
+            "syntax": syntax,
             "bytecode": code.hex(),
             "instructions": len(program.insns),
             "slots": program.num_slots,

@@ -66,6 +66,7 @@ def test_asm_json_describes_the_program_and_its_maps():
     res = pybpf("asm", str(EXAMPLES / "counter.s"), "--json")
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
+    assert doc["syntax"] == "llvm"
     assert doc["maps"] == [{"name": "counters", "type": "array", "key_size": 4,
                             "value_size": 8, "max_entries": 1, "flags": 0}]
     code = bytes.fromhex(doc["bytecode"])
