@@ -31,11 +31,9 @@ from .runtime import Runtime
 
 __all__ = ["JITProgram", "compile_program"]
 
-_REPEAT = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64,
-                           ctypes.c_uint64, ctypes.c_uint64)
-_BATCH = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_void_p,
-                          ctypes.c_void_p, ctypes.c_uint64)
-SYMBOLS = ["pybpf_repeat", "pybpf_batch"]
+_DRIVER = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_void_p,
+                           ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64)
+SYMBOLS = ["pybpf_run"]
 
 
 def _shape(m: Any) -> MapShape:
@@ -70,7 +68,7 @@ def compile_program(vm: Interpreter, *, checked: bool, opt: int, native_helpers:
         options = Options(checked=checked, native_helpers=native_helpers,
                           overridden=frozenset(overridden))
         gen = ModuleGen(vm.code, options=options, shapes=shapes, map_index=_map_indexes(vm))
-        module = gen.build(driver_ir(checked))
+        module = gen.build(driver_ir())
         return module.text, module.consts
 
     return engine.compile_module(key, build, SYMBOLS, opt=opt, cache_dir=cache_dir)
@@ -94,9 +92,9 @@ class JITProgram:
                                         native_helpers=native_helpers, cache_dir=cache_dir)
         self.compile_seconds = time.perf_counter() - start
         self.runtime = Runtime(self.vm, self.compiled.meta)
-        addr = self.compiled.addresses
-        self._repeat = _REPEAT(addr["pybpf_repeat"])
-        self._batch = _BATCH(addr["pybpf_batch"])
+        self._driver = _DRIVER(self.compiled.addresses["pybpf_run"])
+        self._desc = (ctypes.c_uint64 * 2)()
+        self._result = (ctypes.c_uint64 * 1)()
         self._batch_keep: Any = None
         self.last_ns: float | None = None
 
@@ -109,10 +107,12 @@ class JITProgram:
         rt = self.runtime
         region = rt.set_data(data)
         rt.clear()
-        r0 = self._repeat(rt.address, region.address, len(data), repeat, self._native_budget)
-        if rt.words[CTX_FIELDS["status"]]:
+        self._desc[0], self._desc[1] = region.address, len(data)
+        done = self._driver(rt.address, repeat, ctypes.addressof(self._desc), 0,
+                            ctypes.addressof(self._result), 0, self._native_budget)
+        if done != repeat:
             rt.raise_fault(self.budget)
-        return r0
+        return self._result[0]
 
     def run(self, data: bytes = b"", *, repeat: int | None = None) -> Any:
         """Run once on a copy of ``data``; returns r0 (unsigned 64-bit).
@@ -162,8 +162,8 @@ class JITProgram:
         rt.sync_regions()
         self._batch_keep = buf
         rt.clear()
-        done = self._batch(rt.address, n, ctypes.addressof(descs), ctypes.addressof(results),
-                           self._native_budget)
+        done = self._driver(rt.address, n, ctypes.addressof(descs), 2,
+                            ctypes.addressof(results), 1, self._native_budget)
         if done != n:
             rt.raise_fault(self.budget)
         return list(results)

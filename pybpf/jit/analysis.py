@@ -72,6 +72,7 @@ class FunctionPlan:
     bad_targets: set[int]                  # successors that are not instructions
     states: dict[int, State] = field(default_factory=dict)
     escapes: bool = False                  # a stack address is used as a value
+    checkpoints: set[int] = field(default_factory=set)   # entry and targets of back edges
     calls: bool = False
 
     def block_of(self, pc: int) -> list[int]:
@@ -125,6 +126,8 @@ def plan_function(code: list, entry: int, map_index: dict[int, int]) -> Function
                 bad.add(s)
     plan = FunctionPlan(entry, sorted(reach), leaders & reach | {entry}, bad)
     plan.calls = any(is_call(code[p]) for p in plan.pcs)
+    plan.checkpoints = {entry} | {s for p in plan.pcs for s in successors(code, p)
+                                  if s <= p and valid(code, s)}
     _track(code, plan, map_index)
     return plan
 

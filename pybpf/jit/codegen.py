@@ -13,7 +13,8 @@ matters for the 50 ms compile budget) and follows the interpreter's semantics ex
 * in *checked* mode each access whose address is not a constant offset from r10 is compared
   with a two-word region cache (one for loads, one for stores); a miss calls the cold
   ``pybpf.slow`` routine that scans the region table and either refills the cache or records
-  a fault. Blocks charge the instruction budget on entry.
+  a fault. Blocks charge the instruction budget on entry; it is tested at loop heads, calls
+  and exits.
 
 Calls into Python go through one trampoline ``u64 helper(ctx, mode, id, pc, r1..r5)``
 (:mod:`.runtime`); a few helpers have native paths (:data:`NATIVE_HELPERS`).
@@ -204,6 +205,9 @@ class FunctionGen:
             e.do(f"{self.frame} = inttoptr i64 {self.frame_lo} to ptr")
             fp = e(f"add i64 {self.frame_lo}, {STACK}")
             self.set_reg(10, fp)
+            if self.checked:    # unverified code may read before writing: zero, as the VM does
+                e.do(f"call void @llvm.memset.p0.i64(ptr align 8 {self.frame}, i8 0, "
+                     f"i64 {STACK}, i1 false)")
         else:
             e.do(f"{self.frame} = alloca [{STACK} x i8], align 8")
             e.do(f"call void @llvm.memset.p0.i64(ptr align 8 {self.frame}, i8 0, i64 {STACK}, "
@@ -227,8 +231,9 @@ class FunctionGen:
         self.save_budget()
         e.do("ret i64 0")
         args = ", ".join(f"i64 %a{i}" for i in range(1, 6))
+        attrs = "noinline nounwind" if plan.entry == 0 else "nounwind"
         head = (f"define internal i64 @f{plan.entry}(ptr noalias nocapture %ctx, {args}, "
-                f"i64 %depth) nounwind {{")
+                f"i64 %depth) {attrs} {{")
         return [head] + e.lines + ["}", ""]
 
     def emit_block(self, leader: int) -> None:
@@ -239,12 +244,8 @@ class FunctionGen:
             b = e("load i64, ptr %budget, align 8")
             nb = e(f"sub i64 {b}, {len(block)}")
             e.do(f"store i64 {nb}, ptr %budget, align 8")
-            ok = e(f"icmp sge i64 {nb}, 0")
-            body, over = e.fresh("body")[1:], e.fresh("over")[1:]
-            e.do(f"br i1 {ok}, label %{body}, label %{over}, !prof !1")
-            e.label(over)
-            self.fault(Fault.BUDGET, leader, b)
-            e.label(body)
+            if leader in self.plan.checkpoints:
+                self.budget_check(leader)
         for pc in block:
             insn = self.code[pc]
             terminated = EMITTERS[_family(insn)](self, insn, pc)
@@ -253,6 +254,21 @@ class FunctionGen:
         last = block[-1]
         nxt = last + self.code[last].slots
         e.do(f"br label %pc{nxt}")
+
+    def budget_check(self, pc: int) -> None:
+        """Fail if the budget is spent. Blocks only subtract; the test runs at loop heads,
+        function entries, calls and exits -- wherever the interpreter could otherwise be
+        out-run by more than a forward path of the program."""
+        if not self.checked:
+            return
+        e = self.e
+        b = e("load i64, ptr %budget, align 8")
+        ok = e(f"icmp sge i64 {b}, 0")
+        body, over = e.fresh("body")[1:], e.fresh("over")[1:]
+        e.do(f"br i1 {ok}, label %{body}, label %{over}, !prof !1")
+        e.label(over)
+        self.fault(Fault.BUDGET, pc)
+        e.label(body)
 
 
 # --- opcode families -----------------------------------------------------------------------------
@@ -356,6 +372,7 @@ def emit_jump(g: FunctionGen, insn: isa.Instruction, pc: int) -> bool:
 
 
 def emit_exit(g: FunctionGen, insn: isa.Instruction, pc: int) -> bool:
+    g.budget_check(pc)
     r0 = g.reg(0)
     g.save_budget()
     g.e.do(f"ret i64 {r0}")
@@ -392,6 +409,7 @@ def _trampoline(g: FunctionGen, mode: int, hid: str, pc: int, args: str) -> str:
 
 def emit_call(g: FunctionGen, insn: isa.Instruction, pc: int) -> bool:
     e = g.e
+    g.budget_check(pc)
     g.save_budget()
     if insn.opcode == isa.CALLX:
         value = g.reg(insn.dst)

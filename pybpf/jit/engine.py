@@ -40,7 +40,13 @@ def _initialise() -> None:
 
 @functools.cache
 def target_machine(opt: int = 2) -> llvm.TargetMachine:
-    """The host's target machine (host CPU name and features)."""
+    """The host's target machine for optimising and printing (never handed to an engine)."""
+    return new_target_machine(opt)
+
+
+def new_target_machine(opt: int = 2) -> llvm.TargetMachine:
+    """A fresh host target machine (host CPU name and features); an MCJIT engine takes
+    ownership of the one it is created with, so every engine gets its own."""
     _initialise()
     target = llvm.Target.from_default_triple()
     return target.create_target_machine(cpu=llvm.get_host_cpu_name(),
@@ -112,6 +118,41 @@ def _disk_cache_dir(cache_dir: str | os.PathLike | None) -> Path | None:
     return path
 
 
+class _SharedEngine:
+    """One MCJIT engine per optimisation level, shared by every compiled module.
+
+    Creating an engine costs several milliseconds (its own target machine and code-generation
+    pipeline); adding a module to a live engine costs a fraction of that, which matters for
+    the compile-time budget. Exported symbols are renamed per module to stay unique, and the
+    optional object cache finds a module's file by the module's name (its cache key).
+    """
+
+    def __init__(self, opt: int):
+        self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""),
+                                                 new_target_machine(opt))
+        self.paths: dict[str, Path] = {}
+        self.engine.set_object_cache(self._notify, self._getbuffer)
+
+    def _notify(self, module, buffer: bytes) -> None:
+        path = self.paths.get(module.name)
+        if path is not None:
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_bytes(buffer)
+            os.replace(tmp, path)
+
+    def _getbuffer(self, module) -> bytes | None:
+        path = self.paths.get(module.name)
+        if path is None:
+            return None
+        try:
+            return path.read_bytes()
+        except OSError:
+            return None
+
+
+_engines: dict[int, _SharedEngine] = {}
+
+
 def compile_module(key: str, build: Callable[[], tuple[str, Any]], symbols: list[str], *,
                    opt: int = 2, cache_dir: str | os.PathLike | None = None) -> Compiled:
     """Compile the module ``build()`` returns as ``(ir_text, meta)``; return the addresses of
@@ -125,33 +166,26 @@ def compile_module(key: str, build: Callable[[], tuple[str, Any]], symbols: list
         _initialise()
         ir_text, meta = build()
         mod = llvm.parse_assembly(ir_text)
-        mod.verify()
+        mod.name = key
+        for name in symbols:
+            mod.get_function(name).name = f"{name}.{key[:24]}"
         disk = _disk_cache_dir(cache_dir)
         obj_path = disk / f"{key}.o" if disk is not None else None
         optimised = not (obj_path is not None and obj_path.exists())
         if optimised:   # a cached object makes LLVM's optimiser and code generator unnecessary
             optimise(mod, opt)
-        tm = target_machine(opt)
-        engine = llvm.create_mcjit_compiler(mod, tm)
+        shared = _engines.get(opt)
+        if shared is None:
+            shared = _engines[opt] = _SharedEngine(opt)
         if obj_path is not None:
-
-            def notify(_module, buffer: bytes) -> None:
-                tmp = obj_path.with_suffix(f".{os.getpid()}.tmp")
-                tmp.write_bytes(buffer)
-                os.replace(tmp, obj_path)
-
-            def getbuffer(_module) -> bytes | None:
-                try:
-                    return obj_path.read_bytes()
-                except OSError:
-                    return None
-
-            engine.set_object_cache(notify, getbuffer)
-        engine.finalize_object()
-        addresses = {name: engine.get_function_address(name) for name in symbols}
+            shared.paths[key] = obj_path
+        shared.engine.add_module(mod)
+        shared.engine.finalize_object()
+        addresses = {name: shared.engine.get_function_address(f"{name}.{key[:24]}")
+                     for name in symbols}
         ir = str(mod) if optimised else None
-        compiled = Compiled(engine, addresses, ir, module_ref=mod, source_ir=ir_text, opt=opt,
-                            meta=meta)
+        compiled = Compiled(shared.engine, addresses, ir, module_ref=mod, source_ir=ir_text,
+                            opt=opt, meta=meta)
         _memory_cache[key] = compiled
         return compiled
 

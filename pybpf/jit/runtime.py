@@ -176,7 +176,7 @@ class Runtime:
             raise VMError(message, pc=pc, address=addr)
         if status == Fault.BUDGET:
             raise BudgetExceeded(f"instruction budget of {budget} exhausted "
-                                 "(the program may not terminate)", pc=self.exact_pc(pc, addr))
+                                 "(the program may not terminate)", pc=pc)
         if status == Fault.DEPTH:
             raise VMError(f"call depth limit of {isa.MAX_CALL_DEPTH} frames exceeded", pc=pc)
         if status == Fault.LEFT:
@@ -184,15 +184,6 @@ class Runtime:
         if status == Fault.MIDDLE:
             raise VMError("execution entered the middle of a 64-bit load", pc=pc)
         raise VMError(f"native code stopped with status {status.name}", pc=pc)
-
-    def exact_pc(self, block_pc: int, left: int) -> int:
-        """The slot at which the budget ran out: ``left`` instructions into the block."""
-        code = self.vm.code
-        pc = block_pc
-        for _ in range(int(left)):
-            insn = code[pc]
-            pc += insn.slots if insn is not None else 1
-        return pc
 
     def close(self) -> None:
         _RUNTIMES.pop(self.address, None)
