@@ -424,7 +424,7 @@ class Parser:
                 name = self._next()
                 if name.kind not in ("ident", "number"):
                     raise self._error("expected a field name", name)
-                expr = ast.FieldAccess(tok.line, tok.col, expr, name.text)
+                expr = ast.FieldAccess(name.line, name.col, expr, name.text)
             elif tok.text == "[" and not isinstance(expr, ast.Map):
                 self._next()
                 index = self._ternary()

@@ -1,0 +1,142 @@
+"""pybpf trace's runtime in the kernel: type errors, -d, tools, and clean detaching."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pybpf.trace import TraceSyntaxError, compile_script
+
+TOOLS = Path(__file__).resolve().parents[2] / "pybpf" / "trace" / "tools"
+
+
+def _pybpf(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "pybpf", *args], capture_output=True,
+                          text=True, timeout=120, **kw)
+
+
+@pytest.mark.parametrize("source, line, col, words", [
+    ('BEGIN { @x = count(); @x = 5; }', 1, 23, "holds count values"),
+    ('BEGIN { printf("%d %d\\n", 1); }', 1, 9, "2 conversions but 1 argument"),
+    ('BEGIN { printf("%d\\n", "s"); }', 1, 9, "needs an integer"),
+    ('BEGIN { $x = 1; $x = "s"; }', 1, 17, "$x holds int64"),
+    ('BEGIN { @m[1] = 1; @m["a"] = 2; }', 1, 20, "different key types"),
+    ('BEGIN { print($y); }', 1, 15, "used before it is assigned"),
+    ('BEGIN { @h = lhist(1, 10, 0, 1); }', 1, 14, "max must be above min"),
+    ('BEGIN { $x = arg0; }', 1, 14, "only available in kprobe/uprobe"),
+    ('BEGIN { @x = sum(); }', 1, 14, "sum() takes 1 argument"),
+    ('tracepoint:syscalls:sys_enter_openat { @ = args->nosuchfield; }', 1, 50,
+     "has no field 'nosuchfield'"),
+])
+def test_type_errors_point_at_the_script(source, line, col, words):
+    with pytest.raises(TraceSyntaxError) as info:
+        compile_script(source, "t.bt")
+    assert (info.value.line, info.value.col) == (line, col), str(info.value)
+    assert words in str(info.value)
+
+
+def test_cli_reports_script_errors_in_one_clear_message_without_traceback(tmp_path):
+    bad = tmp_path / "bad.bt"
+    bad.write_text("BEGIN {\n  @x = 1 +;\n}\n")
+    proc = _pybpf("trace", str(bad))
+    assert proc.returncode != 0
+    assert f"{bad}:2:11: expected an expression" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_dash_d_shows_ir_and_bpf_assembly():
+    proc = _pybpf("trace", "-d", "--json", "-e",
+                  "tracepoint:syscalls:sys_enter_getpid { @c[comm] = count(); }")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert 'define i64 @"probe_0"' in out["ir"]
+    (prog,) = out["programs"].values()
+    assert prog["type"] == "tracepoint"
+    assert "call 0x1" in prog["asm"] or "call 1" in prog["asm"]  # bpf_map_lookup_elem
+
+
+def _bpf_objects() -> tuple[int, int]:
+    """(programs, links) currently in the kernel, from bpftool-independent /proc data."""
+    from pybpf.kernel import link, prog
+    return len(list(prog.iter_prog_ids())), len(list(link.iter_link_ids()))
+
+
+@pytest.mark.kernel
+def test_nothing_stays_loaded_or_attached_after_exit():
+    before = _bpf_objects()
+    proc = _pybpf("trace", "-e", "tracepoint:syscalls:sys_enter_getpid { @n = count(); } "
+                  "interval:ms:200 { exit(); }")
+    assert proc.returncode == 0, proc.stderr
+    assert "Attaching 2 probes..." in proc.stdout
+    assert _bpf_objects() == before
+
+
+@pytest.mark.kernel
+def test_ctrl_c_prints_maps_and_detaches():
+    before = _bpf_objects()
+    child = subprocess.Popen([sys.executable, "-m", "pybpf", "trace", "-e",
+                              "tracepoint:raw_syscalls:sys_enter { @calls = count(); }"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        line = child.stdout.readline()
+        assert line.startswith("Attaching"), line + child.stderr.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 0, err
+    assert "@calls: " in out and "Traceback" not in err
+    assert _bpf_objects() == before
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("tool, header", [
+    ("opensnoop.bt", "PID    COMM               FD ERR PATH"),
+    ("execsnoop.bt", "TIME(ms)   PID    PROGRAM"),
+    ("statsnoop.bt", "PID    COMM             ERR PATH"),
+    ("killsnoop.bt", "PID    COMM              SIG TPID   RESULT"),
+    ("syscount.bt", "Counting syscalls"),
+    ("readsize.bt", None),
+    ("pidpersec.bt", "Tracing new processes"),
+    ("bashreadline.bt", "PID    COMMAND"),
+])
+def test_shipped_tools_run_and_see_their_workload(tool, header, tmp_path):
+    import tempfile
+    # a short path: bpftrace's strings (and so the tools' output) stop at 64 bytes
+    fd, name = tempfile.mkstemp(prefix="pybpf-tool-", dir="/tmp")
+    os.write(fd, b"x")
+    os.close(fd)
+    target = Path(name)
+    work = tmp_path / "work.sh"
+    work.write_text(f"#!/bin/sh\ncat {target} >/dev/null\nstat {target} >/dev/null\n"
+                    "kill -0 $$\n/bin/true\nsleep 1.2\n")
+    work.chmod(0o755)
+    proc = _pybpf("trace", str(TOOLS / tool), "-c", f"/bin/sh {work}")
+    assert proc.returncode == 0, proc.stderr
+    if header:
+        assert header in proc.stdout
+    expected = {
+        "opensnoop.bt": f"cat {'':12}",  # cat opened the file
+        "execsnoop.bt": "/bin/true",
+        "statsnoop.bt": str(target),
+        "killsnoop.bt": "sh ",
+        "syscount.bt": "@process[sh]",
+        "readsize.bt": "@bytes[cat]",
+        "pidpersec.bt": "@forks: ",
+        "bashreadline.bt": "",
+    }[tool]
+    assert expected in proc.stdout, proc.stdout[-2000:]
+    if tool == "opensnoop.bt":
+        assert str(target) in proc.stdout
+    target.unlink()
