@@ -27,6 +27,9 @@ from typing import Any, Iterator
 from .errors import VMError
 
 #: little-endian unsigned formats by access width, for struct.unpack_from / pack_into
+#: unused bytes around every allocated region (see :meth:`Region.allocate`)
+GUARD_BYTES = 64
+
 _FORMATS = {1: struct.Struct("<B"), 2: struct.Struct("<H"), 4: struct.Struct("<I"),
             8: struct.Struct("<Q")}
 
@@ -62,12 +65,18 @@ class Region:
         return self.address + self.size
 
     @classmethod
-    def allocate(cls, name: str, size: int, *, writable: bool = True,
-                 data: bytes = b"") -> "Region":
-        """A fresh zero-filled region of ``size`` bytes (``data`` copied to its start)."""
+    def allocate(cls, name: str, size: int, *, writable: bool = True, data: bytes = b"",
+                 guard: int = GUARD_BYTES) -> "Region":
+        """A fresh zero-filled region of ``size`` bytes (``data`` copied to its start).
+
+        The memory is surrounded by ``guard`` unused bytes on each side, so that a small
+        overrun faults instead of landing by chance in a neighbouring allocation (two
+        interpreters must fault on the same programs, whatever malloc did).
+        """
         if len(data) > size:
             raise ValueError(f"region {name!r}: {len(data)} bytes of data exceed size {size}")
-        buf = ctypes.create_string_buffer(max(size, 1))
+        backing = ctypes.create_string_buffer(max(size, 1) + 2 * guard)
+        buf = (ctypes.c_ubyte * max(size, 1)).from_buffer(backing, guard)  # keeps backing alive
         if data:
             ctypes.memmove(buf, data, len(data))
         return cls(name, ctypes.addressof(buf), size, writable, buf)

@@ -81,7 +81,7 @@ def _plugin_command() -> list[str]:
 
 SUBPROCESS_CASES = ["add.data", "lddw.data", "ldxdw.data", "be16-high.data",
                     "call_unwind_fail.data", "call_local.data", "lock_cmpxchg.data",
-                    "stack.data", "div64-by-zero-reg.data", "ldabsw.data"]
+                    "stack.data", "div64-by-zero-reg.data", "sdiv64-intmin-by-negone-reg.data"]
 
 
 @pytest.mark.parametrize("name", SUBPROCESS_CASES)

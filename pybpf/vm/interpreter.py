@@ -324,8 +324,13 @@ class Interpreter:
     def _prepare(self, data: bytes) -> Region:
         for stack in self.stacks:
             ctypes.memset(stack.address, 0, stack.size)
-        if self.data_region is not None:
-            self.memory.remove(self.data_region)
+        region = self.data_region
+        if region is not None and region.size == len(data):
+            # same size as last run: reuse the buffer, so addresses stay put across runs
+            region.view[: len(data)] = data
+            return region
+        if region is not None:
+            self.memory.remove(region)
         self.data_region = self.memory.add(Region.allocate("data", len(data), data=bytes(data)))
         return self.data_region
 
