@@ -26,6 +26,24 @@ _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
 
 
+def _uniform_records(chunk: bytes, limit: int) -> list[bytes] | None:
+    """Fast path for the common burst of equal-sized records: when every header in ``chunk``
+    has the same length (none busy or discarded), slice all records at once."""
+    first = _U32.unpack_from(chunk, 0)[0]
+    if first & (BUSY | DISCARD):
+        return None
+    stride = (first + HEADER + 7) & ~7
+    total = len(chunk)
+    count = total // stride
+    if total % stride or count < 8 or (0 <= limit < count):
+        return None
+    lengths = memoryview(chunk).cast("I")[::stride // 4]
+    if lengths.tolist().count(first) != count:
+        return None
+    end = HEADER + first
+    return [chunk[p + HEADER: p + end] for p in range(0, total, stride)]
+
+
 class RingBuffer:
     """Reads the records a program submits to a ring buffer map, in submission order."""
 
@@ -65,29 +83,47 @@ class RingBuffer:
     def drain(self, callback: Callable[[bytes], object] | None = None,
               limit: int | None = None) -> list[bytes]:
         """Consume every complete record now in the buffer (up to ``limit``); records go to
-        ``callback`` if given, else are returned."""
+        ``callback`` if given, else are returned.
+
+        The produced span is copied out in one piece (the data area is mapped twice, so a span
+        that wraps is still contiguous) and parsed from that copy; the consumer position is
+        published once per call."""
         out: list[bytes] = []
-        data = self._producer
-        base = self._data_start
+        emit = out.append if callback is None else callback
         cons = self._cons
-        count = 0
-        prod = _U64.unpack_from(data, 0)[0]
-        while cons < prod and (limit is None or count < limit):
-            at = base + (cons & self.mask)
-            length = _U32.unpack_from(data, at)[0]
-            if length & BUSY:
-                break
-            size = length & ~(BUSY | DISCARD)
-            if not length & DISCARD:
-                record = data[at + HEADER: at + HEADER + size]
-                if callback is not None:
-                    callback(record)
+        prod = _U64.unpack_from(self._producer, 0)[0]
+        remaining = -1 if limit is None else limit
+        unpack = _U32.unpack_from
+        while cons < prod and remaining:
+            start = self._data_start + (cons & self.mask)
+            chunk = self._producer[start: start + (prod - cons)]
+            fast = _uniform_records(chunk, remaining)
+            if fast is not None:
+                if callback is None:
+                    out.extend(fast)
                 else:
-                    out.append(record)
-                count += 1
-            cons += (size + HEADER + 7) & ~7
-            if cons >= prod:
-                prod = _U64.unpack_from(data, 0)[0]
+                    for record in fast:
+                        callback(record)
+                remaining -= len(fast)
+                cons += len(chunk)
+                prod = _U64.unpack_from(self._producer, 0)[0]
+                continue
+            view = memoryview(chunk)
+            pos, end = 0, len(chunk)
+            while pos < end and remaining:
+                length = unpack(chunk, pos)[0]
+                if length & BUSY:
+                    end = -1
+                    break
+                size = length & 0x3FFFFFFF
+                if not length & DISCARD:
+                    emit(bytes(view[pos + HEADER: pos + HEADER + size]))
+                    remaining -= 1
+                pos += (size + HEADER + 7) & ~7
+            cons += pos
+            if end == -1:
+                break
+            prod = _U64.unpack_from(self._producer, 0)[0]
         if cons != self._cons:
             self._cons = cons
             _U64.pack_into(self._consumer, 0, cons)

@@ -116,3 +116,57 @@ def test_perf_buffer_samples_arrive_from_bpf_perf_event_output():
             if len(samples) >= 500:
                 break
         assert sorted(seqs(s.data for s in samples)) == list(range(500)) and perf.lost == 0
+
+
+MIXED = """
+    .map events ringbuf key=0 value=0 max_entries=4096
+    .map seq array key=4 value=8 max_entries=1
+    *(u32 *)(r10 - 4) = 0
+    r2 = r10
+    r2 += -4
+    r1 = seq ll
+    call 1
+    if r0 == 0 goto out
+    r1 = 1
+    r1 = atomic_fetch_add((u64 *)(r0 + 0), r1)
+    r6 = r1
+    *(u64 *)(r10 - 16) = r1
+    *(u64 *)(r10 - 24) = r1
+    r3 = r1
+    r3 &= 7
+    r3 += 1
+    r1 = events ll
+    r2 = r10
+    r2 += -24
+    r4 = 0
+    r7 = r6
+    r7 %= 3
+    if r7 == 0 goto reserve
+    call 130
+    goto out
+reserve:
+    r1 = events ll
+    r2 = 8
+    r3 = 0
+    call 131
+    if r0 == 0 goto out
+    *(u64 *)(r0 + 0) = r6
+    r1 = r0
+    r2 = 0
+    call 133
+out:
+    r0 = 0
+    exit
+"""
+
+
+def test_records_of_mixed_sizes_and_discarded_records_are_read_correctly():
+    """Sizes 1..8 written with bpf_ringbuf_output; every third reserved and discarded."""
+    with kernel.load_program(assemble(MIXED)) as prog, RingBuffer(prog.map("events")) as ring:
+        got = []
+        for _ in range(30):
+            prog.test_run(PACKET, repeat=40)
+            got.extend(ring.drain())
+        want = [(n & 7) + 1 for n in range(1200) if n % 3]
+        assert [len(r) for r in got] == want
+        assert [r[0] for r in got] == [n & 0xFF for n in range(1200) if n % 3]
