@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from .. import isa
@@ -29,11 +30,10 @@ from .codegen import MapShape, ModuleGen, Options
 from .layout import CTX_FIELDS
 from .runtime import Runtime
 
-__all__ = ["JITProgram", "compile_program"]
+__all__ = ["JITProgram", "compile_many"]
 
 _DRIVER = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_void_p,
                            ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64)
-SYMBOLS = ["pybpf_run"]
 
 
 def _shape(m: Any) -> MapShape:
@@ -56,22 +56,48 @@ def _map_indexes(vm: Interpreter) -> dict[int, int]:
     return out
 
 
-def compile_program(vm: Interpreter, *, checked: bool, opt: int, native_helpers: bool,
-                    cache_dir: Any = None) -> engine.Compiled:
-    """Machine code for the program an interpreter holds (cached by bytecode and options)."""
+@dataclass
+class _Unit:
+    """One program's part of a module: its interpreter (memory, maps) and cache key."""
+
+    vm: Interpreter
+    shapes: list[MapShape]
+    overridden: tuple[int, ...]
+    key: str
+
+
+def _unit(vm: Interpreter, checked: bool, opt: int, native_helpers: bool) -> _Unit:
     shapes = [_shape(m) for m in vm.maps]
     overridden = tuple(sorted(vm.helper_overrides))
     key = engine.cache_key(vm.program.bytecode(), shapes, checked, opt, native_helpers,
                            overridden, [(r.index, r.map_name) for r in vm.program.map_refs])
+    return _Unit(vm, shapes, overridden, key)
+
+
+def compile_units(units: list[_Unit], *, checked: bool, opt: int, native_helpers: bool,
+                  cache_dir: Any = None) -> engine.Compiled:
+    """Machine code for one or more programs in one module (cached by bytecode and options).
+
+    Program k's driver is ``p<k>.pybpf_run``; ``Compiled.meta`` lists each program's table of
+    run-time constants.
+    """
+    key = units[0].key if len(units) == 1 else engine.cache_key(*(u.key for u in units))
 
     def build() -> tuple[str, Any]:
-        options = Options(checked=checked, native_helpers=native_helpers,
-                          overridden=frozenset(overridden))
-        gen = ModuleGen(vm.code, options=options, shapes=shapes, map_index=_map_indexes(vm))
-        module = gen.build(driver_ir())
-        return module.text, module.consts
+        parts, consts = [], []
+        for k, u in enumerate(units):
+            options = Options(checked=checked, native_helpers=native_helpers,
+                              overridden=frozenset(u.overridden))
+            prefix = f"p{k}."
+            gen = ModuleGen(u.vm.code, options=options, shapes=u.shapes,
+                            map_index=_map_indexes(u.vm), prefix=prefix)
+            module = gen.build(driver_ir(prefix), prelude=k == 0)
+            parts.append(module.text)
+            consts.append(module.consts)
+        return "\n".join(parts), consts
 
-    return engine.compile_module(key, build, SYMBOLS, opt=opt, cache_dir=cache_dir)
+    symbols = [f"p{k}.pybpf_run" for k in range(len(units))]
+    return engine.compile_module(key, build, symbols, opt=opt, cache_dir=cache_dir)
 
 
 class JITProgram:
@@ -80,7 +106,8 @@ class JITProgram:
     def __init__(self, program: Program, *, maps: list[Any] | None = None,
                  budget: int | None = None, checked: bool = True,
                  helpers: dict[int, Callable[..., int]] | None = None, opt: int = 2,
-                 native_helpers: bool = True, cache_dir: Any = None):
+                 native_helpers: bool = True, cache_dir: Any = None,
+                 _compiled: tuple[engine.Compiled, int] | None = None):
         self.program = program
         self.checked = checked
         self.budget = DEFAULT_BUDGET if budget is None else budget
@@ -88,15 +115,19 @@ class JITProgram:
         self.memory = self.vm.memory
         self.maps = self.vm.maps
         start = time.perf_counter()
-        self.compiled = compile_program(self.vm, checked=checked, opt=opt,
-                                        native_helpers=native_helpers, cache_dir=cache_dir)
+        if _compiled is None:
+            unit = _unit(self.vm, checked, opt, native_helpers)
+            _compiled = (compile_units([unit], checked=checked, opt=opt,
+                                       native_helpers=native_helpers, cache_dir=cache_dir), 0)
+        self.compiled, index = _compiled
         self.compile_seconds = time.perf_counter() - start
-        self.runtime = Runtime(self.vm, self.compiled.meta)
-        self._driver = _DRIVER(self.compiled.addresses["pybpf_run"])
+        self.runtime = Runtime(self.vm, self.compiled.meta[index])
+        self._driver = _DRIVER(self.compiled.addresses[f"p{index}.pybpf_run"])
         self._desc = (ctypes.c_uint64 * 2)()
         self._result = (ctypes.c_uint64 * 1)()
         self._batch_keep: Any = None
         self.last_ns: float | None = None
+        self.last_retval: int | None = None
 
     # --- running -----------------------------------------------------------------------------
     @property
@@ -183,6 +214,23 @@ class JITProgram:
 
     def close(self) -> None:
         self.runtime.close()
+
+
+def compile_many(programs: Sequence[Program], *, checked: bool = True, opt: int = 2,
+                 native_helpers: bool = True, budget: int | None = None,
+                 helpers: dict[int, Callable[..., int]] | None = None,
+                 cache_dir: Any = None) -> list[JITProgram]:
+    """Compile several programs as one LLVM module (one pass of the optimiser and code
+    generator instead of one per program; used by tests and fuzzing). Programs the
+    interpreter refuses to load raise as ``JITProgram`` would."""
+    vms = [Interpreter(p, budget=DEFAULT_BUDGET if budget is None else budget, helpers=helpers)
+           for p in programs]
+    units = [_unit(vm, checked, opt, native_helpers) for vm in vms]
+    compiled = compile_units(units, checked=checked, opt=opt, native_helpers=native_helpers,
+                             cache_dir=cache_dir)
+    return [JITProgram(p, budget=budget, checked=checked, helpers=helpers, opt=opt,
+                       maps=vm.maps, _compiled=(compiled, k))
+            for k, (p, vm) in enumerate(zip(programs, vms))]
 
 
 def check_engine_available() -> None:

@@ -33,7 +33,7 @@ def _prepare_run(lo: str, length: str) -> str:
     ])
 
 
-def driver_ir() -> str:
+def driver_ir(prefix: str = "") -> str:
     """IR of ``pybpf_run(ctx, n, descs, dstride, results, rstride, budget)``: run ``@f0`` (the
     program's entry) ``n`` times; run i gets input ``descs[i * dstride]`` ({address, length})
     and leaves r0 in ``results[i * rstride]``. Stride 0 repeats one input (``--repeat``) or
@@ -41,7 +41,7 @@ def driver_ir() -> str:
     means run ``n`` stopped on a fault (``ctx.status`` says which).
     """
     return f"""
-define i64 @pybpf_run(ptr %ctx, i64 %n, ptr %descs, i64 %dstride, ptr %results, i64 %rstride,
+define i64 @{prefix}pybpf_run(ptr %ctx, i64 %n, ptr %descs, i64 %dstride, ptr %results, i64 %rstride,
                       i64 %budget) {{
 entry:
   br label %loop
@@ -58,7 +58,7 @@ run:
   %plen = getelementptr i64, ptr %plo, i64 1
   %len = load i64, ptr %plen, align 8
 {_prepare_run("%lo", "%len")}
-  %raw = call i64 @f0(ptr %ctx, i64 %lo, i64 %len, i64 0, i64 0, i64 0, i64 0)
+  %raw = call i64 @{prefix}f0(ptr %ctx, i64 %lo, i64 %len, i64 0, i64 0, i64 0, i64 0)
   %pst = getelementptr i64, ptr %ctx, i64 {C['status']}
   %st = load i64, ptr %pst, align 8
   %isexit = icmp eq i64 %st, {int(Fault.EXIT)}

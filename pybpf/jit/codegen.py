@@ -232,8 +232,8 @@ class FunctionGen:
         e.do("ret i64 0")
         args = ", ".join(f"i64 %a{i}" for i in range(1, 6))
         attrs = "noinline nounwind" if plan.entry == 0 else "nounwind"
-        head = (f"define internal i64 @f{plan.entry}(ptr noalias nocapture %ctx, {args}, "
-                f"i64 %depth) {attrs} {{")
+        head = (f"define internal i64 @{self.mod.prefix}f{plan.entry}(ptr noalias nocapture "
+                f"%ctx, {args}, i64 %depth) {attrs} {{")
         return [head] + e.lines + ["}", ""]
 
     def emit_block(self, leader: int) -> None:
@@ -392,7 +392,7 @@ def _local_call(g: FunctionGen, entry: int, pc: int, args: str) -> str:
     e.label(over)
     g.fault(Fault.DEPTH, pc)
     e.label(ok)
-    return e(f"call i64 @f{entry}(ptr %ctx, {args}, i64 {depth})")
+    return e(f"call i64 @{g.mod.prefix}f{entry}(ptr %ctx, {args}, i64 {depth})")
 
 
 def _after_call(g: FunctionGen, r0: str) -> None:
@@ -713,6 +713,7 @@ declare i32 @llvm.bswap.i32(i32)
 declare i64 @llvm.bswap.i64(i64)
 !0 = !{!"branch_weights", i32 1, i32 1000}
 !1 = !{!"branch_weights", i32 1000, i32 1}
+!2 = !{}
 """
 
 
@@ -720,8 +721,9 @@ class ModuleGen:
     """Builds the IR module of a whole program."""
 
     def __init__(self, code: list, *, options: Options, shapes: list[MapShape],
-                 map_index: dict[int, int]):
+                 map_index: dict[int, int], prefix: str = ""):
         self.code = code
+        self.prefix = prefix            # for several programs in one module
         self.options = options
         self.shapes = shapes
         self.map_index = map_index
@@ -739,8 +741,8 @@ class ModuleGen:
         slot = g.e(f"getelementptr i64, ptr {table}, i64 {idx}")
         return g.e(f"load i64, ptr {slot}, align 8, !invariant.load !2")
 
-    def build(self, extra: str = "") -> ModuleIR:
-        parts = [PRELUDE, "!2 = !{}", SLOW_PATH]
+    def build(self, extra: str = "", *, prelude: bool = True) -> ModuleIR:
+        parts = [PRELUDE, SLOW_PATH] if prelude else []
         for entry in self.entries:
             plan = an.plan_function(self.code, entry, self.map_index)
             parts.extend(FunctionGen(self, plan).emit())
