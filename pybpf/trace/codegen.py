@@ -38,13 +38,20 @@ EV_PRINTF, EV_EXIT, EV_PRINT, EV_CLEAR, EV_ZERO, EV_TIME = 1, 2, 3, 4, 5, 6
 
 @dataclass(frozen=True)
 class SType:
-    """A value's type: ``int`` (64-bit, signed or not), ``str`` (N bytes) or ``none``."""
+    """A value's type: ``int`` (64-bit, signed or not), ``str`` (N bytes), ``buf`` (N raw
+    bytes) or ``none``. ``display`` names how user space prints it: ``ksym``/``kstack`` are
+    ints (an address, a stack id), ``usym``/``ustack`` are 16-byte bufs (value and pid);
+    ``frames`` limits a stack's depth (``kstack(5)``)."""
 
     kind: str
     size: int = 8
     signed: bool = True
+    display: str = ""
+    frames: int = 0
 
     def __str__(self) -> str:
+        if self.display:
+            return self.display
         return {"int": "int64" if self.signed else "uint64",
                 "str": f"string[{self.size}]"}.get(self.kind, self.kind)
 
@@ -54,6 +61,21 @@ UINT = SType("int", signed=False)
 NONE = SType("none", 0)
 
 AGGREGATIONS = {"count", "sum", "avg", "min", "max", "stats", "hist", "lhist"}
+
+#: symbol and stack types (printed by user space, see ``output``)
+_STACK_TYPES = {
+    "kstack": SType("int", 8, False, "kstack"), "ustack": SType("buf", 16, False, "ustack"),
+    "ksym": SType("int", 8, False, "ksym"), "usym": SType("buf", 16, False, "usym"),
+}
+MAX_STACK_FRAMES = 127  # the kernel's default perf_event_max_stack, as bpftrace uses
+BPF_F_USER_STACK = 1 << 8
+
+
+def _frames_arg(call) -> int:
+    """``kstack(N)``: the frame limit, 0 (all) when not given."""
+    if isinstance(call, ast.Call) and call.args and isinstance(call.args[0], ast.Integer):
+        return call.args[0].value
+    return 0
 
 
 @dataclass
@@ -102,6 +124,8 @@ class CompileUnit:
     uses_elapsed: bool = False
     ringbuf_index: int = 0
     start_index: int = 1
+    stack_index: int = 2
+    uses_stacks: bool = False
 
 
 class _Scope:
@@ -124,7 +148,9 @@ class Compiler:
         # two internal maps: the event ring buffer and the start time for `elapsed`
         self.ringbuf_index = 0
         self.start_index = 1
-        self._next_map_index = 2
+        self.stack_index = 2
+        self._next_map_index = 3
+        self.uses_stacks = False
         self.uses_elapsed = False
 
     # --- errors ----------------------------------------------------------------------------
@@ -142,7 +168,8 @@ class Compiler:
             self._emit_probe(name, probe, ap, section)
             self.functions.append((name, probe, ap, section))
         return CompileUnit(self.module, self.maps, self.formats, self.functions,
-                           self.uses_elapsed, self.ringbuf_index, self.start_index)
+                           self.uses_elapsed, self.ringbuf_index, self.start_index,
+                           self.stack_index, self.uses_stacks)
 
     # --- map inference (a pre-pass, so every probe agrees on a map's layout) ---------------
     def _infer_maps(self) -> None:
@@ -162,7 +189,7 @@ class Compiler:
                         kind = stmt.value.name
                         if kind == "lhist":
                             lh = self._lhist_params(stmt.value)
-                    elif vtype.kind == "str":
+                    elif vtype.kind in ("str", "buf"):
                         kind = "str"
                     self._declare_map(stmt.target, kind, vtype, vars_, lh)
             elif isinstance(stmt, ast.ExprStmt) and isinstance(stmt.expr, ast.IncDec) \
@@ -188,12 +215,12 @@ class Compiler:
     def _declare_map(self, target: ast.Map, kind: str, vtype: SType, vars_, lh) -> None:
         key_types = [self._static_type(k, vars_) for k in target.keys]
         for k, t in zip(target.keys, key_types):
-            if t.kind not in ("int", "str"):
+            if t.kind not in ("int", "str", "buf"):
                 raise self.error(f"map key of type {t} is not supported", k)
         info = self.maps.get(target.name)
         if info is None:
             self.maps[target.name] = MapInfo(target.name, self._next_map_index, key_types, kind,
-                                             vtype if kind == "str" else INT, lh)
+                                             vtype if kind in ("str", "int") else INT, lh)
             self._next_map_index += 1
             return
         if [t.kind for t in info.key_types] != [t.kind for t in key_types]:
@@ -213,6 +240,8 @@ class Compiler:
                 return SType("str", COMM_LEN)
             if expr.name in ("probe", "func"):
                 return SType("str", STRLEN)
+            if expr.name in _STACK_TYPES:
+                return _STACK_TYPES[expr.name]
             return UINT if expr.name in ("pid", "tid", "uid", "gid", "nsecs", "cpu",
                                          "elapsed", "rand") else INT
         if isinstance(expr, ast.Variable):
@@ -220,6 +249,10 @@ class Compiler:
         if isinstance(expr, ast.Call):
             if expr.name == "str":
                 return SType("str", STRLEN)
+            if expr.name in _STACK_TYPES:
+                return SType(**{**_STACK_TYPES[expr.name].__dict__, "frames":
+                                _frames_arg(expr)}) if expr.name in ("kstack", "ustack") \
+                    else _STACK_TYPES[expr.name]
             return INT
         if isinstance(expr, ast.Ternary):
             return self._static_type(expr.then, vars_)
@@ -465,8 +498,8 @@ class Compiler:
     def _map_store(self, info: MapInfo, node: ast.Map, value: ir.Value, vtype: SType):
         key = self._map_key(info, node)
         if info.value == "str":
-            if vtype.kind != "str":
-                raise self.error(f"@{info.name} holds strings", node)
+            if vtype.kind not in ("str", "buf"):
+                raise self.error(f"@{info.name} holds {info.value_type}", node)
             buf = self._zeroed(info.value_size, "strval")
             self._memcpy(buf, value, min(info.value_size, vtype.size))
             self._update(info, key, buf)
@@ -873,6 +906,8 @@ class Compiler:
             if n >= len(PT_REGS_ARGS):
                 raise self.error(f"{name}: x86_64 passes only 6 arguments in registers", e)
             return self._ctx_load(PT_REGS_ARGS[n], 8, True), INT
+        if name in ("kstack", "ustack"):
+            return self._stack(name, 0)
         if name == "args":
             raise self.error("use a field of args, e.g. args->filename", e)
         raise self.error(f"builtin '{name}' is not supported yet", e)
@@ -915,6 +950,56 @@ class Compiler:
                                  e)
             raise self.error(f"unknown function '{e.name}'", e)
         return handler(e)
+
+    def _stack(self, name: str, frames: int):
+        """A stack id from bpf_get_stackid; user stacks carry the pid for symbolisation."""
+        self.uses_stacks = True
+        flags = 0 if name == "kstack" else BPF_F_USER_STACK
+        sid = self._helper("bpf_get_stackid", i64, [self.fn.args[0],
+                                                    self._map_ptr(self.stack_index),
+                                                    ir.Constant(i64, flags)])
+        base = _STACK_TYPES[name]
+        stype = SType(base.kind, base.size, False, base.display, frames)
+        if name == "kstack":
+            return sid, stype
+        return self._pair(sid, stype)
+
+    def _pair(self, value: ir.Value, stype: SType):
+        """A 16-byte (value, pid) buffer: user addresses mean nothing without their process."""
+        buf = self._zeroed(16, stype.display)
+        p = self._ptr(buf)
+        pid = self.b.lshr(self._helper("bpf_get_current_pid_tgid", i64, []), ir.Constant(i64, 32))
+        self.b.store(value, self.b.bitcast(p, i64.as_pointer()))
+        self.b.store(pid, self.b.bitcast(self.b.gep(p, [ir.Constant(i64, 8)]), i64.as_pointer()))
+        return buf, stype
+
+    def _stack_call(self, e: ast.Call, name: str):
+        if len(e.args) > 1 or (e.args and not isinstance(e.args[0], ast.Integer)):
+            raise self.error(f"{name}() takes an optional constant number of frames", e)
+        frames = e.args[0].value if e.args else 0
+        if not 0 <= frames <= MAX_STACK_FRAMES:
+            raise self.error(f"{name}(): at most {MAX_STACK_FRAMES} frames", e)
+        return self._stack(name, frames)
+
+    def _call_kstack(self, e: ast.Call):
+        return self._stack_call(e, "kstack")
+
+    def _call_ustack(self, e: ast.Call):
+        return self._stack_call(e, "ustack")
+
+    def _sym_arg(self, e: ast.Call, name: str) -> ir.Value:
+        if len(e.args) != 1:
+            raise self.error(f"{name}() takes one address", e)
+        value, vtype = self._expr(e.args[0])
+        if vtype.kind != "int":
+            raise self.error(f"{name}() needs an integer address, not {vtype}", e.args[0])
+        return value
+
+    def _call_ksym(self, e: ast.Call):
+        return self._sym_arg(e, "ksym"), _STACK_TYPES["ksym"]
+
+    def _call_usym(self, e: ast.Call):
+        return self._pair(self._sym_arg(e, "usym"), _STACK_TYPES["usym"])
 
     def _call_str(self, e: ast.Call):
         if not 1 <= len(e.args) <= 2:

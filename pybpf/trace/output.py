@@ -26,7 +26,9 @@ def check_format(fmt: str, arg_types: list[SType]) -> str | None:
                 f"{'s' * (len(specs) != 1)} but {len(arg_types)} argument"
                 f"{'s' * (len(arg_types) != 1)} {'were' if len(arg_types) != 1 else 'was'} given")
     for m, t in zip(specs, arg_types):
-        if m.group("conv") == "s" and t.kind != "str":
+        if m.group("conv") == "s" and (t.kind == "str" or t.display):
+            continue
+        if m.group("conv") == "s":
             return f"printf: %s needs a string, argument is {t}"
         if m.group("conv") != "s" and t.kind == "str":
             return f"printf: %{m.group('conv')} needs an integer, argument is a string"
@@ -37,17 +39,22 @@ def _cstr(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode(errors="replace")
 
 
-def decode_args(payload: bytes, arg_types: list[SType]) -> list:
+def decode_args(payload: bytes, arg_types: list[SType], symbols=None) -> list:
+    """Event arguments as Python values; symbol and stack types as their text."""
     out = []
     off = 0
     for t in arg_types:
         if t.kind == "int":
             (v,) = struct.unpack_from("<q" if t.signed else "<Q", payload, off)
-            out.append(v)
             off += 8
         else:
-            out.append(_cstr(payload[off:off + t.size]))
+            v = payload[off:off + t.size]
             off += t.size
+            if t.kind == "str":
+                v = _cstr(v)
+        if t.display and symbols is not None:
+            v = symbols.show(t.display, v, t.frames)
+        out.append(v)
     return out
 
 
@@ -88,19 +95,24 @@ def format_time(fmt: str) -> str:
 
 # --- maps --------------------------------------------------------------------------------------
 
-def _key_text(info: MapInfo, key: bytes) -> str:
+def _value_text(t: SType, raw: bytes, symbols) -> str:
+    if t.kind == "int":
+        (v,) = struct.unpack_from("<q" if t.signed else "<Q", raw)
+    else:
+        v = raw[:t.size]
+    if t.display:
+        return symbols.show(t.display, v, t.frames) if symbols is not None else str(v)
+    return str(v) if t.kind == "int" else _cstr(v)
+
+
+def _key_text(info: MapInfo, key: bytes, symbols=None) -> str:
     if not info.key_types:
         return ""
     parts = []
     off = 0
     for t in info.key_types:
-        if t.kind == "int":
-            (v,) = struct.unpack_from("<q" if t.signed else "<Q", key, off)
-            parts.append(str(v))
-            off += 8
-        else:
-            parts.append(_cstr(key[off:off + t.size]))
-            off += t.size
+        parts.append(_value_text(t, key[off:off + t.size], symbols))
+        off += t.size
     return "[" + ", ".join(parts) + "]"
 
 
@@ -170,7 +182,7 @@ def _hist_rows(info: MapInfo, buckets: dict[int, int]) -> list[tuple[str, int]]:
             for b in range(used[0], used[-1] + 1)]
 
 
-def format_map(info: MapInfo, entries: list[tuple[bytes, bytes]]) -> str:
+def format_map(info: MapInfo, entries: list[tuple[bytes, bytes]], symbols=None) -> str:
     """One map's text as bpftrace prints it (entries: raw key and value bytes)."""
     name = "@" + info.name
     lines: list[str] = []
@@ -181,7 +193,7 @@ def format_map(info: MapInfo, entries: list[tuple[bytes, bytes]]) -> str:
             (count,) = struct.unpack_from("<Q", value)
             groups.setdefault(_user_key(info, key), {})[bucket] = count
         for ukey in sorted(groups, key=lambda k: sum(groups[k].values())):
-            lines.append(f"{name}{_key_text(info, ukey)}: ")
+            lines.append(f"{name}{_key_text(info, ukey, symbols)}: ")
             lines.extend(_draw(_hist_rows(info, groups[ukey])))
             lines.append("")
         return "\n".join(lines) + ("\n" if lines else "")
@@ -192,12 +204,13 @@ def format_map(info: MapInfo, entries: list[tuple[bytes, bytes]]) -> str:
             avg = total // count if count else 0
             text = (str(avg) if info.value == "avg"
                     else f"count {count}, average {avg}, total {total}")
-            decoded.append((avg, f"{name}{_key_text(info, key)}: {text}"))
-        elif info.value == "str":
-            decoded.append((0, f"{name}{_key_text(info, key)}: {_cstr(value)}"))
+            decoded.append((avg, f"{name}{_key_text(info, key, symbols)}: {text}"))
+        elif info.value == "str" or info.value_type.display:
+            text = _value_text(info.value_type, value, symbols)
+            decoded.append((0, f"{name}{_key_text(info, key, symbols)}: {text}"))
         else:
             (v,) = struct.unpack_from("<q", value)
-            decoded.append((v, f"{name}{_key_text(info, key)}: {v}"))
+            decoded.append((v, f"{name}{_key_text(info, key, symbols)}: {v}"))
     decoded.sort(key=lambda item: item[0])
     lines = [text for _, text in decoded]
     if info.value in ("avg", "stats") and lines:

@@ -77,7 +77,9 @@ def compile_script(source: str, filename: str = "<script>") -> CompiledScript:
     unit = codegen.Compiler(script, tracepoint_fields=fields).compile(items)
     obj = codegen.emit_object(unit.module)
     specs = [MapSpec("events", "ringbuf", 0, 0, codegen.RINGBUF_SIZE),
-             MapSpec("start", "array", 4, 8, 1)]
+             MapSpec("start", "array", 4, 8, 1),
+             MapSpec("stacks", "stack_trace", 4, 8 * codegen.MAX_STACK_FRAMES,
+                     MAX_MAP_ENTRIES if unit.uses_stacks else 1)]
     for info in sorted(unit.maps.values(), key=lambda m: m.index):
         specs.append(MapSpec(info.name[:15] or "_", "hash", info.key_size, info.value_size,
                              MAX_MAP_ENTRIES))
@@ -131,6 +133,7 @@ class Session:
 
     def start(self) -> None:
         from .. import kernel
+        from .symbols import Symbolizer
 
         try:
             for spec in self.compiled.map_specs:
@@ -139,6 +142,7 @@ class Session:
                 self.loaded.append((kernel.load_program(prog, maps=self.kernel_maps), ap))
             self.kernel_maps[1][0] = struct.pack("<Q", time.monotonic_ns())
             self.ringbuf = RingBuffer(self.kernel_maps[0])
+            self.symbols = Symbolizer(self._stack_frames)
             attachable = [x for x in self.loaded if x[1].provider not in ("BEGIN", "END")]
             print(f"Attaching {len(self.loaded)} probe{'s' * (len(self.loaded) != 1)}...",
                   file=self.out, flush=True)
@@ -203,7 +207,7 @@ class Session:
         unit = self.compiled.unit
         if kind == codegen.EV_PRINTF:
             fmt = unit.formats[ident]
-            args = output.decode_args(record[16:], fmt.arg_types)
+            args = output.decode_args(record[16:], fmt.arg_types, self.symbols)
             self.out.write(output.format_printf(fmt.fmt, args))
         elif kind == codegen.EV_TIME:
             self.out.write(output.format_time(unit.formats[ident].fmt))
@@ -221,6 +225,14 @@ class Session:
                     km.update(k, bytes(km.value_size))
         self.out.flush()
 
+    def _stack_frames(self, stack_id: int) -> list[int]:
+        stacks = self.kernel_maps[self.compiled.unit.stack_index]
+        try:
+            raw = stacks.lookup(struct.pack("<I", stack_id))
+        except Exception:  # the id was evicted or never stored: print no frames
+            return []
+        return list(struct.unpack(f"<{len(raw) // 8}Q", bytes(raw)))
+
     def _info_by_index(self, index: int) -> codegen.MapInfo:
         for info in self.compiled.unit.maps.values():
             if info.index == index:
@@ -231,7 +243,7 @@ class Session:
         info = self._info_by_index(index)
         km = self.kernel_maps[index]
         entries = [(bytes(k), bytes(v)) for k, v in km.items()]
-        text = output.format_map(info, entries)
+        text = output.format_map(info, entries, self.symbols)
         if text:
             self.out.write(text)
 

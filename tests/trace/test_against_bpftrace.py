@@ -23,8 +23,7 @@ pytestmark = [pytest.mark.kernel,
 def _maps_section(text: str) -> list[str]:
     lines = text.splitlines()
     start = next(i for i, l in enumerate(lines) if l.startswith("Attaching"))
-    body = [l for l in lines[start + 1:] if l.strip()]
-    return sorted(l for l in body if l.startswith("@") or l.startswith(("[", "(")))
+    return sorted(l for l in lines[start + 1:] if l.strip())
 
 
 def _run_both(script: str, workload: list[str], tmp_path) -> tuple[list[str], list[str]]:
@@ -99,3 +98,15 @@ def test_uprobe_counts_calls_of_a_test_binary_like_bpftrace(tmp_path):
     ours, theirs = _run_both(script, [str(binary), "37"], tmp_path)
     assert ours == theirs
     assert "@calls: 37" in ours and f"@total: {sum(range(37))}" in ours
+
+
+def test_kernel_stacks_and_symbols_equal_bpftrace(tmp_path):
+    work = tmp_path / "gp.py"
+    work.write_text("import os\nfor i in range(3):\n    os.getpid()\n")
+    script = ('tracepoint:syscalls:sys_enter_getpid /comm == "python3"/ '
+              '{ @k[kstack] = count(); @k2[kstack(2)] = count(); '
+              '@s = ksym(0xffffffff81000000); @z = usym(0); '
+              'printf("%s %s\\n", ksym(0), ksym(1)); }')
+    ours, theirs = _run_both(script, ["/usr/bin/python3", str(work)], tmp_path)
+    assert ours == theirs
+    assert "@s: _text" in ours and any(l.startswith("    ") for l in ours)

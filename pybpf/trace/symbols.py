@@ -1,0 +1,150 @@
+"""Turning addresses and stack ids into names, as bpftrace prints them.
+
+Kernel addresses resolve through ``/proc/kallsyms`` (``ksym``: the name; stack frames:
+``name+offset`` in decimal). User addresses resolve through the process's ``/proc/PID/maps``
+and the ELF symbol tables of the mapped files, while the process still exists; otherwise they
+are printed in hex, which is also what bpftrace does for a process that has gone.
+"""
+
+from __future__ import annotations
+
+import bisect
+import struct
+from functools import lru_cache
+from typing import Callable
+
+
+def _hex(addr: int) -> str:
+    """C's ``%#lx``, as bpftrace prints an address it cannot name (0 has no 0x)."""
+    return f"{addr:#x}" if addr else "0"
+
+
+class KernelSymbols:
+    def __init__(self, path: str = "/proc/kallsyms"):
+        addrs: list[int] = []
+        names: list[str] = []
+        try:
+            with open(path) as fh:
+                for line in fh:
+                    parts = line.split()
+                    if len(parts) < 3 or parts[1] in ("a", "A", "U"):
+                        continue
+                    if parts[2].startswith("__pi_"):  # early-boot aliases of real symbols
+                        continue
+                    addrs.append(int(parts[0], 16))
+                    names.append(parts[2])
+        except OSError:
+            pass
+        order = sorted(range(len(addrs)), key=addrs.__getitem__)  # stable: file order kept
+        self._addrs = [addrs[i] for i in order]
+        self._names = [names[i] for i in order]
+
+    def lookup(self, addr: int) -> tuple[str, int] | None:
+        i = bisect.bisect_right(self._addrs, addr) - 1
+        if i < 0 or not self._addrs[i]:
+            return None
+        return self._names[i], addr - self._addrs[i]
+
+
+@lru_cache(maxsize=64)
+def _elf_symbols(path: str) -> tuple[list[int], list[str], list[tuple[int, int, int]]]:
+    """Function symbols of an ELF file (by file offset) and its loadable segments."""
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+
+    try:
+        with open(path, "rb") as fh:
+            elf = ELFFile(fh)
+            segs = [(s["p_vaddr"], s["p_memsz"], s["p_offset"]) for s in elf.iter_segments()
+                    if s["p_type"] == "PT_LOAD"]
+            syms: dict[int, str] = {}
+            for secname in (".dynsym", ".symtab"):
+                sec = elf.get_section_by_name(secname)
+                if sec is None:
+                    continue
+                for sym in sec.iter_symbols():
+                    if sym["st_info"]["type"] == "STT_FUNC" and sym["st_value"] and sym.name:
+                        syms.setdefault(sym["st_value"], sym.name)
+    except (OSError, ELFError, ValueError):
+        return [], [], []
+    addrs = sorted(syms)
+    return addrs, [syms[a] for a in addrs], segs
+
+
+class Symbolizer:
+    """What :mod:`.output` calls to print symbol and stack values."""
+
+    def __init__(self, stack_frames: Callable[[int], list[int]] | None = None):
+        self._stack_frames = stack_frames
+        self._kernel: KernelSymbols | None = None
+
+    @property
+    def kernel(self) -> KernelSymbols:
+        if self._kernel is None:
+            self._kernel = KernelSymbols()
+        return self._kernel
+
+    def ksym(self, addr: int) -> str:
+        hit = self.kernel.lookup(addr)
+        return hit[0] if hit and hit[1] < 1 << 20 else _hex(addr)
+
+    def _kframe(self, addr: int) -> str:
+        hit = self.kernel.lookup(addr)
+        return f"{hit[0]}+{hit[1]}" if hit and hit[1] < 1 << 20 else _hex(addr)
+
+    def usym(self, addr: int, pid: int, with_offset: bool = False) -> str:
+        try:
+            with open(f"/proc/{pid}/maps") as fh:
+                maps = fh.read().splitlines()
+        except OSError:
+            return _hex(addr)
+        for line in maps:
+            parts = line.split(maxsplit=5)
+            lo, _, hi = parts[0].partition("-")
+            if not int(lo, 16) <= addr < int(hi, 16) or len(parts) < 6:
+                continue
+            path = parts[5].strip()
+            if not path.startswith("/"):
+                return _hex(addr)
+            file_off = addr - int(lo, 16) + int(parts[2], 16)
+            addrs, names, segs = _elf_symbols(path)
+            for vaddr, memsz, offset in segs:
+                if offset <= file_off < offset + memsz:
+                    vaddr_hit = file_off - offset + vaddr
+                    i = bisect.bisect_right(addrs, vaddr_hit) - 1
+                    if i >= 0:
+                        off = vaddr_hit - addrs[i]
+                        return f"{names[i]}+{off}" if with_offset else names[i]
+            return _hex(addr)
+        return _hex(addr)
+
+    def frames(self, stack_id: int) -> list[int]:
+        if stack_id < 0 or self._stack_frames is None:
+            return []
+        return [a for a in self._stack_frames(stack_id) if a]
+
+    def kstack(self, stack_id: int, limit: int = 0) -> str:
+        frames = self.frames(stack_id)
+        if limit:
+            frames = frames[:limit]
+        return "\n" + "".join(f"    {self._kframe(a)}\n" for a in frames)
+
+    def ustack(self, raw: bytes, limit: int = 0) -> str:
+        stack_id, pid = struct.unpack_from("<qQ", raw)
+        frames = self.frames(stack_id)
+        if limit:
+            frames = frames[:limit]
+        return "\n" + "".join(f"    {self.usym(a, pid, True)}\n" for a in frames)
+
+    def show(self, display: str, value, frames: int = 0) -> str:
+        """Text of one value of a symbol/stack type (``value``: int, or 16 raw bytes)."""
+        if display == "ksym":
+            return self.ksym(value)
+        if display == "kstack":
+            return self.kstack(value, frames)
+        if display == "usym":
+            addr, pid = struct.unpack_from("<QQ", value)
+            return self.usym(addr, pid)
+        if display == "ustack":
+            return self.ustack(value, frames)
+        return str(value)
