@@ -146,14 +146,10 @@ def register(line: SourceLine, name: str, pos: int, prefix: str = "r") -> int:
     number = _REGISTERS.get(name)
     if number is not None and name[0].lower() == prefix:
         return number
-    num = name[1:]
-    if name[:1].lower() != prefix or not num.isdigit() or (len(num) > 1 and num[0] == "0") \
-            or int(num) > 10:
-        if name[:1].lower() in "rw" and num.isdigit() and name[:1].lower() == prefix:
-            raise line.error(f"unknown register '{name}' (registers are {prefix}0–{prefix}10)", pos)
-        raise line.error(f"expected a {'64' if prefix == 'r' else '32'}-bit register "
-                         f"{prefix}0–{prefix}10, got '{name}'", pos)
-    return int(num)
+    if name[:1].lower() == prefix and name[1:].isdigit():
+        raise line.error(f"unknown register '{name}' (registers are {prefix}0–{prefix}10)", pos)
+    raise line.error(f"expected a {'64' if prefix == 'r' else '32'}-bit register "
+                     f"{prefix}0–{prefix}10, got '{name}'", pos)
 
 
 # --- llvm-objdump listings ----------------------------------------------------------------------

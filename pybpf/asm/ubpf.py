@@ -109,13 +109,11 @@ def _jump(b: ProgramBuilder, line: SourceLine, insn: Instruction, op: Operand,
 
 # --- encoders ---------------------------------------------------------------------------------
 
-def _alu_encoder(k_opcode: int, x_opcode: int | None, off: int = 0) -> Encoder:
+def _alu_encoder(k_opcode: int | None, x_opcode: int, off: int = 0) -> Encoder:
+    """Register or immediate source; ``k_opcode`` None for register-only forms (movsx)."""
     def encode(b: ProgramBuilder, line: SourceLine, mnemonic: str, ops: list[Operand]) -> None:
         dst = _reg(line, ops[0])
         if _is_reg(ops[1]):
-            if x_opcode is None:
-                raise line.error(f"'{mnemonic}' takes a register, not an immediate",
-                                 ops[1][1])
             b.emit(Instruction(x_opcode, dst, _reg(line, ops[1]), off), line)
         elif k_opcode is None:
             raise line.error(f"'{mnemonic}' needs a source register", ops[1][1])

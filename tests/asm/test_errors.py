@@ -35,7 +35,21 @@ CASES = [
     ("w1 = *(u64 *)(r2 - 8)\n", 1, 1, "loads into a 64-bit register", True),
     ("r1 = foo ll\nexit\n", 1, 6, "undefined map or label 'foo'", False),
     (".frob 1\n", 1, 1, "unknown directive '.frob'", True),
+    ("r13 = foo\n", 1, 1, "unknown register 'r13'", False),
+    ("r01 = 1\n", 1, 1, "unknown register 'r01'", True),
+    ("r1 = 08\n", 1, 6, "invalid number '08'", True),
+    ("w1 = (s32)w2\n", 1, 8, "sign-extend from 8 or 16 bits only", True),
+    ("r1 = *(s64 *)(r2 + 0)\n", 1, 8, "no sign-extending 64-bit load", True),
+    ("r0 = *(u64 *)skb[4]\n", 1, 8, "packet loads are", True),
+    ("*(s32 *)(r1 + 0) = r2\n", 1, 3, "stores are unsigned", True),
+    ("lock *(u16 *)(r1 + 0) += w2\n", 1, 8, "atomic operations work on u32 or u64", True),
+    ("r1 = *(u64 *)(r2 + 0) junk\n", 1, 1, "invalid instruction", True),
     (".map m hash key=4 value=8\n", 1, 6, "lacks max_entries=", False),
+    (".map\n", 1, 5, "needs a name and a type", False),
+    (".map 9m hash key=4 value=8 max_entries=1\n", 1, 6, "invalid map name '9m'", False),
+    (".map m hash key=4 value=8 max_entries=1 size=3\n", 1, 41, "unexpected 'size=3'", False),
+    (".map m hash key=4 key=8 max_entries=1\n", 1, 19, "'key=' given twice", False),
+    (".map m hash key=4 value=8 max_entries=0x100000000\n", 1, 27, "out of range", False),
     (".map m hashy key=4 value=8 max_entries=1\n", 1, 8, "unknown map type 'hashy'", False),
     (".map m hash key=4 value=8 max_entries=1\n.map m hash key=4 value=8 max_entries=1\n",
      2, 6, "duplicate map 'm'", False),
@@ -78,3 +92,31 @@ def test_a_file_without_instructions_is_refused(text):
 def test_map_value_offset_on_a_label_is_refused():
     with pytest.raises(AssemblyError, match="is a label"):
         assemble("r1 = f + 8 ll\nexit\nf:\nexit\n", "p.s")
+
+
+UBPF_CASES = [
+    ("ldxw r0, [%r1]\n", 1, 6, "expected a register %r0–%r10, got 'r0'"),
+    ("mov %r0, r1\n", 1, 10, "expected an immediate, got 'r1'"),
+    ("stw [%r1], zz\n", 1, 12, "expected an immediate, got 'zz'"),
+    ("ja32 +2147483648\nexit\n", 1, 6, "out of 32-bit range"),
+    ("ja 5\n", 1, 4, "expected a jump target"),
+    ("movsx832 %r1, 5\n", 1, 15, "'movsx832' needs a source register"),
+    ("lddw %r1, 0x10000000000000000\n", 1, 11, "out of 64-bit range"),
+    ("call local a b\n", 1, 1, "'call' takes a target or a mode and a target"),
+    ("call far 3\n", 1, 6, "unknown call mode 'far'"),
+    ("lock nand [%r10-8], %r1\n", 1, 6, "unknown atomic operation 'nand'"),
+    ("call nothing\n", 1, 6, "unknown helper or label 'nothing'"),
+]
+
+
+@pytest.mark.parametrize("text,line,column,message", UBPF_CASES)
+def test_malformed_ubpf_assembly_is_refused_with_its_place(text, line, column, message):
+    with pytest.raises(AssemblyError) as info:
+        assemble(text, "prog.s", syntax="ubpf")
+    assert str(info.value).startswith(f"prog.s:{line}:{column}: "), str(info.value)
+    assert message in str(info.value)
+
+
+def test_ubpf_call_by_helper_name_and_section_directive():
+    program = assemble(".section socket\ncall bpf_ktime_get_ns\nexit\n", syntax="ubpf")
+    assert program.insns[0].imm == 5 and program.section == "socket"
