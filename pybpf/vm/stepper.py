@@ -109,8 +109,10 @@ class Stepper:
                     pc = handlers[insn.opcode](insn, pc)
                 else:
                     before = regs[:]
-                    npc = handlers[insn.opcode](insn, pc)
-                    trace(pc, insn, before, regs)
+                    try:
+                        npc = handlers[insn.opcode](insn, pc)
+                    finally:   # the final exit (and a faulting instruction) are shown too
+                        trace(pc, insn, before, regs)
                     pc = npc
         except _Exit:
             return regs[0]
