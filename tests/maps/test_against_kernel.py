@@ -22,7 +22,7 @@ pytestmark = pytest.mark.kernel
 
 SETTINGS = settings(max_examples=40, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
-FLAGS = st.sampled_from([0, 0, 0, 1, 2, 3, 4, 8])
+FLAGS = st.sampled_from([0, 0, 0, 0, 1, 2, 3, 4, 8])
 
 
 def values(size: int, percpu: bool):
@@ -42,7 +42,7 @@ def ops(key_size: int, value_size: int, key_range: int, percpu: bool = False,
     ]
     if with_lookup_and_delete:
         choices.append(st.tuples(st.just("lookup_and_delete"), key))
-    return st.lists(st.one_of(choices), max_size=30)
+    return st.lists(st.one_of(choices), min_size=8, max_size=40)
 
 
 def run_both(spec: MapSpec, sequence: list, ordered: bool) -> None:
@@ -78,19 +78,19 @@ def test_percpu_array_matches_the_kernel_per_cpu(sequence):
 @SETTINGS
 @given(ops(4, 8, 10))
 def test_hash_matches_the_kernel_including_full_map_e2big(sequence):
-    run_both(MapSpec("h", "hash", 4, 8, 5), sequence, ordered=False)
+    run_both(MapSpec("h", "hash", 4, 8, 3), sequence, ordered=False)
 
 
 @SETTINGS
 @given(ops(3, 3, 10))
 def test_unaligned_hash_without_prealloc_matches_the_kernel(sequence):
-    run_both(MapSpec("h", "hash", 3, 3, 5, flags=1), sequence, ordered=False)
+    run_both(MapSpec("h", "hash", 3, 3, 3, flags=1), sequence, ordered=False)
 
 
 @SETTINGS
 @given(ops(4, 4, 10, percpu=True))
 def test_percpu_hash_matches_the_kernel_per_cpu(sequence):
-    run_both(MapSpec("ph", "percpu_hash", 4, 4, 5), sequence, ordered=False)
+    run_both(MapSpec("ph", "percpu_hash", 4, 4, 3), sequence, ordered=False)
 
 
 @SETTINGS
@@ -123,7 +123,7 @@ def lpm_ops(data_size: int, value_size: int):
         st.tuples(st.just("lookup"), key),
         st.tuples(st.just("delete"), key),
         st.tuples(st.just("next"), st.none() | key),
-    ), max_size=40)
+    ), min_size=8, max_size=40)
 
 
 @SETTINGS
@@ -144,7 +144,7 @@ def queue_ops(value_size: int):
         st.tuples(st.just("push"), value, st.sampled_from([0, 0, 2, 1, 3, 4])),
         st.tuples(st.just("pop")),
         st.tuples(st.just("peek")),
-    ), max_size=30)
+    ), min_size=8, max_size=30)
 
 
 @SETTINGS
