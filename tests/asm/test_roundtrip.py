@@ -14,7 +14,7 @@ from pybpf.program import Program
 from .strategies import programs, programs_with_local_calls
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(programs())
 def test_disassembly_of_random_instructions_assembles_to_the_same_bytes(insns):
     text = disassemble(insns)

@@ -119,10 +119,7 @@ def test_disasm_of_a_bin_matches_llvm_objdump(tmp_path):
 def test_disasm_of_an_elf_object_lists_its_programs(tmp_path):
     """A clang-built object, when clang and pybpf.elf are available."""
     import shutil
-    try:
-        from pybpf.elf import load_object  # noqa: F401
-    except ImportError:
-        pytest.skip("pybpf.elf is not available yet")
+    pytest.importorskip("pybpf.elf")
     if not shutil.which("clang-19"):
         pytest.skip("clang-19 not installed")
     src = tmp_path / "p.c"
