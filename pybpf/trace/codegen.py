@@ -896,6 +896,9 @@ class Compiler:
         if name in ("probe", "func"):
             text = self.ap.raw if name == "probe" else (self.ap.func or self.ap.raw)
             return self._e_String(ast.String(e.line, e.col, text))
+        if name == "retval" and self.ap.provider == "kretfunc":
+            nargs = len((self._tp_fields or {}).get(("kfunc", self.ap.func), []))
+            return self._ctx_load(8 * nargs, 8, True), INT
         if name.startswith("arg") and name[3:].isdigit() or name == "retval":
             if self.ap.provider not in ("kprobe", "kretprobe", "uprobe", "uretprobe"):
                 raise self.error(f"{name} is only available in kprobe/uprobe probes "
@@ -913,15 +916,16 @@ class Compiler:
         raise self.error(f"builtin '{name}' is not supported yet", e)
 
     def _tp_field(self, e: ast.FieldAccess) -> TracepointField:
-        if self.ap.provider != "tracepoint":
-            raise self.error("args-> is available in tracepoint probes", e)
+        if self.ap.provider not in ("tracepoint", "kfunc", "kretfunc"):
+            raise self.error("args-> is available in tracepoint and kfunc probes", e)
         key = (self.ap.target, self.ap.func)
         for f in (self._tp_fields or {}).get(key, []):
             if f.name == e.field:
                 return f
         names = ", ".join(f.name for f in (self._tp_fields or {}).get(key, []))
-        raise self.error(f"tracepoint {key[0]}:{key[1]} has no field '{e.field}' "
-                         f"(fields: {names})", e)
+        where = (f"tracepoint {key[0]}:{key[1]}" if self.ap.provider == "tracepoint"
+                 else f"function {key[1]}")
+        raise self.error(f"{where} has no field '{e.field}' (fields: {names})", e)
 
     def _e_FieldAccess(self, e: ast.FieldAccess):
         if not (isinstance(e.expr, ast.Builtin) and e.expr.name == "args"):

@@ -22,7 +22,8 @@ PROG_TYPES = {
     "tracepoint": "tracepoint", "rawtracepoint": "raw_tracepoint", "kprobe": "kprobe",
     "kretprobe": "kprobe", "uprobe": "kprobe", "uretprobe": "kprobe", "profile": "perf_event",
     "interval": "perf_event", "software": "perf_event", "hardware": "perf_event",
-    "BEGIN": "raw_tracepoint", "END": "raw_tracepoint", "kfunc": "tracing", "kretfunc": "tracing",
+    "BEGIN": "raw_tracepoint", "END": "raw_tracepoint", "kfunc": "tracing",
+    "kretfunc": "tracing",
 }
 
 #: x86_64 ``struct pt_regs`` offsets of the argument registers and the return value

@@ -58,20 +58,68 @@ def _expand(script: ast.Script):
                                           raw=f"tracepoint:{cat}:{ev}")
                     fields[(cat, ev)] = probes.tracepoint_fields(cat, ev)
                     items.append((probe, one, f"tracepoint/{cat}/{ev}"))
+            elif ap.provider in ("uprobe", "uretprobe") and any(c in ap.func for c in "*?["):
+                names = _matching_functions(ap, script)
+                for fn in names:
+                    one = ast.AttachPoint(ap.line, ap.col, ap.provider, ap.target, fn,
+                                          raw=f"{ap.provider}:{ap.target}:{fn}")
+                    items.append((probe, one, f"uprobe/{fn}"))
             elif ap.provider in ("BEGIN", "END"):
                 items.append((probe, ap, f"raw_tracepoint/{ap.provider}"))
+            elif ap.provider in ("kfunc", "kretfunc"):
+                fields[("kfunc", ap.func)] = _kfunc_params(ap, script)
+                one = ast.AttachPoint(ap.line, ap.col, ap.provider, "kfunc", ap.func, raw=ap.raw)
+                kind = "fentry" if ap.provider == "kfunc" else "fexit"
+                items.append((probe, one, f"{kind}/{ap.func}"))
             else:
                 items.append((probe, ap, f"{probes.PROG_TYPES.get(ap.provider, 'x')}/"
                                          f"{ap.provider}"))
     return items, fields
 
 
+def _matching_functions(ap: ast.AttachPoint, script: ast.Script) -> list[str]:
+    """Function symbols of a binary matching a wildcard (``uprobe:/bin/bash:readl*``)."""
+    import fnmatch
+
+    from .symbols import _elf_symbols
+
+    _, names, _ = _elf_symbols(ap.target)
+    found = sorted({n for n in names if fnmatch.fnmatchcase(n, ap.func)})
+    if not found:
+        raise TraceSyntaxError(f"no function of {ap.target} matches '{ap.func}'",
+                               script.filename, ap.line, ap.col)
+    return found
+
+
+def _kfunc_params(ap: ast.AttachPoint, script: ast.Script) -> list:
+    """A kernel function's arguments by name, from the running kernel's BTF: fentry/fexit
+    programs see them as an array of u64 in their context (the return value follows)."""
+    from ..btf.parser import load_vmlinux
+    from ..errors import BTFError
+
+    try:
+        btf = load_vmlinux()
+        func = btf.find_one(ap.func, "func")
+        proto = btf[func.type_id]
+    except (BTFError, OSError) as exc:
+        raise TraceSyntaxError(f"{ap.raw}: {exc}", script.filename, ap.line, ap.col) from None
+    return [probes.TracepointField(p.name, "u64", 8 * i, 8, True)
+            for i, p in enumerate(proto.params) if p.type_id]
+
+
 def compile_script(source: str, filename: str = "<script>") -> CompiledScript:
     """Parse, type-check and compile a script to BPF programs (nothing is loaded)."""
     script = parse(source, filename)
     items, fields = _expand(script)
+    # one ELF section per program: two probes on one hook must not share a section
+    seen: dict[str, int] = {}
+    for i, (probe, ap, section) in enumerate(items):
+        n = seen.get(section, 0)
+        seen[section] = n + 1
+        if n:
+            items[i] = (probe, ap, f"{section}.{n}")
     for _, ap, _ in items:
-        if ap.provider in ("kfunc", "kretfunc", "usdt", "watchpoint", "hardware"):
+        if ap.provider in ("usdt", "watchpoint", "hardware"):
             raise TraceSyntaxError(f"{ap.provider} probes are not supported yet", filename,
                                    ap.line, ap.col)
     unit = codegen.Compiler(script, tracepoint_fields=fields).compile(items)
@@ -139,7 +187,7 @@ class Session:
             for spec in self.compiled.map_specs:
                 self.kernel_maps.append(kernel.KernelMap.create(spec))
             for name, prog, ap in self.compiled.programs:
-                self.loaded.append((kernel.load_program(prog, maps=self.kernel_maps), ap))
+                self.loaded.append((self._load(kernel, prog, ap), ap))
             self.kernel_maps[1][0] = struct.pack("<Q", time.monotonic_ns())
             self.ringbuf = RingBuffer(self.kernel_maps[0])
             self.symbols = Symbolizer(self._stack_frames)
@@ -152,6 +200,23 @@ class Session:
         except BaseException:
             self.close()
             raise
+
+    def _load(self, kernel, prog: Program, ap: ast.AttachPoint):
+        if ap.provider not in ("kfunc", "kretfunc"):
+            return kernel.load_program(prog, maps=self.kernel_maps)
+        # fentry/fexit: bound to the function's BTF id at load time
+        from ..btf.parser import load_vmlinux
+
+        func = load_vmlinux().find_one(ap.func, "func")
+        kind = "trace_fentry" if ap.provider == "kfunc" else "trace_fexit"
+        try:
+            return kernel.load_program(prog, maps=self.kernel_maps, expected_attach_type=kind,
+                                       attach_btf_id=func.id)
+        except KernelError as exc:
+            raise KernelError(f"cannot attach {ap.raw}: the kernel refused an "
+                              f"{kind.split('_')[1]} program ({exc.message.splitlines()[0]}); "
+                              "kfunc/kretfunc need BPF trampolines, which this kernel does not "
+                              "allow", errno=exc.errno, log=exc.log) from None
 
     def _run_special(self, which: str) -> None:
         for prog, ap in self.loaded:
@@ -169,6 +234,16 @@ class Session:
             link = attach.attach_tracepoint(prog, ap.target, ap.func)
         elif p == "rawtracepoint":
             link = attach.attach_raw_tracepoint(prog, ap.func)
+        elif p in ("kfunc", "kretfunc"):
+            # fentry/fexit are bound at load time; BPF_RAW_TRACEPOINT_OPEN without a name
+            # attaches them (the fd is the link)
+            from ..kernel import syscall, uapi
+            from ..kernel.attrs import RawTracepointOpenAttr
+            from ..kernel.link import Link
+
+            fd = syscall.bpf(uapi.Cmd.RAW_TRACEPOINT_OPEN,
+                             RawTracepointOpenAttr(name=0, prog_fd=prog.fd))
+            link = Link(p, ap.func, fd=fd, program=prog)
         elif p in ("uprobe", "uretprobe"):
             link = attach.attach_uprobe(prog, ap.target, ap.func, retprobe=p == "uretprobe")
         elif p in ("kprobe", "kretprobe"):

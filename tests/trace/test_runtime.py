@@ -140,3 +140,40 @@ def test_shipped_tools_run_and_see_their_workload(tool, header, tmp_path):
     if tool == "opensnoop.bt":
         assert str(target) in proc.stdout
     target.unlink()
+
+
+@pytest.mark.kernel
+def test_kfunc_compiles_with_btf_argument_names_and_is_refused_with_a_reason():
+    compiled = compile_script("kretfunc:do_nanosleep { @m[args->mode] = count(); "
+                              "@r = hist(retval); }")
+    (_, prog, ap), = compiled.programs
+    assert prog.prog_type == "tracing" and prog.section == "fexit/do_nanosleep"
+    proc = _pybpf("trace", "-e", "kfunc:do_nanosleep { @m[args->mode] = count(); }")
+    if proc.returncode == 0:  # a kernel with BPF trampolines: it simply runs
+        return
+    assert "cannot attach kfunc:do_nanosleep" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_kfunc_arguments_are_checked_against_btf():
+    with pytest.raises(TraceSyntaxError, match="has no field 'nope'"):
+        compile_script("kfunc:do_nanosleep { @ = args->nope; }")
+
+
+@pytest.mark.kernel
+def test_two_probes_on_one_hook_and_uprobe_wildcards_each_get_their_own_program(tmp_path):
+    compiled = compile_script(
+        "tracepoint:syscalls:sys_enter_getpid { @a = count(); }\n"
+        "tracepoint:syscalls:sys_enter_getpid { @b = sum(2); }\n"
+        "uprobe:/bin/bash:readline_internal* { @[probe] = count(); }")
+    sections = [p.section for _, p, _ in compiled.programs]
+    assert len(sections) == len(set(sections)) >= 5
+    assert {ap.func for _, _, ap in compiled.programs if ap.provider == "uprobe"} >= {
+        "readline_internal_char", "readline_internal_setup"}
+    work = tmp_path / "gp.py"
+    work.write_text("import os\nfor i in range(5):\n    os.getpid()\n")
+    proc = _pybpf("trace", "-e", "tracepoint:syscalls:sys_enter_getpid /comm == \"python3\"/ "
+                  "{ @a = count(); }\ntracepoint:syscalls:sys_enter_getpid "
+                  "/comm == \"python3\"/ { @b = sum(2); }", "-c", f"/usr/bin/python3 {work}")
+    assert proc.returncode == 0, proc.stderr
+    assert "@a: 5" in proc.stdout and "@b: 10" in proc.stdout
