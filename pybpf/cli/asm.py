@@ -80,9 +80,7 @@ def asm_command(source: str, output: str | None, syntax: str, as_json: bool) -> 
             "instructions": len(program.insns),
             "slots": program.num_slots,
             "labels": {name: slot for slot, name in sorted(program.labels.items())},
-            "maps": [{"name": m.name, "type": m.type, "key_size": m.key_size,
-                      "value_size": m.value_size, "max_entries": m.max_entries,
-                      "flags": m.flags} for m in program.maps],
+            "maps": [_map_json(m) for m in program.maps],
         }))
     elif not output:
         click.echo(code.hex())
@@ -134,7 +132,13 @@ def _program_json(program: Program) -> dict:
             entry["label"] = program.labels[pc]
         out.append(entry)
         pc += insn.slots
-    return {"name": program.name, "section": program.section, "instructions": out}
+    return {"name": program.name, "section": program.section, "instructions": out,
+            "maps": [_map_json(m) for m in program.maps]}
+
+
+def _map_json(spec) -> dict:
+    return {"name": spec.name, "type": spec.type, "key_size": spec.key_size,
+            "value_size": spec.value_size, "max_entries": spec.max_entries, "flags": spec.flags}
 
 
 @cli.command("disasm")
