@@ -116,3 +116,39 @@ def contents(m: Any) -> dict:
 
 def key_bytes(k: int | None, size: int) -> bytes | None:
     return None if k is None else k.to_bytes(size, "little")
+
+
+class KernelRingReader:
+    """Consume a kernel ring buffer through its mmap'd pages, as libbpf's ringbuf.c does:
+    the consumer page (read-write) at offset 0, the producer page and twice-mapped data after."""
+
+    def __init__(self, fd: int, size: int):
+        import mmap
+
+        page = mmap.PAGESIZE
+        self.size = size
+        self.cons = mmap.mmap(fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
+        self.prod = mmap.mmap(fd, page + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
+        self.page = page
+
+    def close(self) -> None:
+        self.cons.close()
+        self.prod.close()
+
+    def __iter__(self):
+        import struct
+
+        while True:
+            cons = struct.unpack_from("<Q", self.cons, 0)[0]
+            prod = struct.unpack_from("<Q", self.prod, 0)[0]
+            if cons >= prod:
+                return
+            off = self.page + (cons & (self.size - 1))
+            length = struct.unpack_from("<I", self.prod, off)[0]
+            if length & (1 << 31):
+                return
+            size = length & ~(1 << 30)
+            data = bytes(self.prod[off + 8: off + 8 + size])
+            struct.pack_into("<Q", self.cons, 0, cons + ((size + 8 + 7) & ~7))
+            if not length & (1 << 30):
+                yield data
