@@ -210,19 +210,21 @@ def perf_event_output(env, ctx, map_ptr, flags, data_ptr, size):
 _chain = threading.local()
 
 
-def _nested_tail_call(env, target, ctx: int) -> int:
+def _nested_tail_call(env, prog_array: ProgArrayMap, target, ctx: int) -> int:
     """Run ``target`` in its own interpreter on the current data; returns its r0."""
-    from ..vm import Interpreter
-
     runner = target
     if not hasattr(runner, "run") or not hasattr(runner, "memory"):
-        shared = {m.name: m for m in getattr(env, "maps", [])}
-        maps = [shared.get(spec.name) for spec in target.maps]
-        if any(m is None for m in maps):
+        caller_maps = list(getattr(env, "maps", []))
+        cache = prog_array.__dict__.setdefault("_runners", {})
+        ident = (id(target), tuple(id(m) for m in caller_maps))
+        runner = cache.get(ident)
+        if runner is None:
             from ..maps import create_map
-            maps = [m if m is not None else create_map(spec)
-                    for m, spec in zip(maps, target.maps)]
-        runner = Interpreter(target, maps=maps)
+            from ..vm import Interpreter
+
+            shared = {m.name: m for m in caller_maps}
+            maps = [shared.get(spec.name) or create_map(spec) for spec in target.maps]
+            runner = cache[ident] = Interpreter(target, maps=maps)
     data_region = getattr(env, "data", None)
     data = data_region.bytes() if data_region is not None else b""
     r0 = runner.run(data)
@@ -250,7 +252,7 @@ def tail_call(env, ctx, map_ptr, index, *_):
 
     _chain.depth = depth + 1
     try:
-        r0 = _nested_tail_call(env, target, ctx)
+        r0 = _nested_tail_call(env, m, target, ctx)
     finally:
         _chain.depth = depth
     raise ProgramExit(r0)
