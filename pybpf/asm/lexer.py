@@ -24,7 +24,7 @@ _BLOCK_COMMENT = re.compile(r"/\*.*?\*/")
 LABEL_DEF = re.compile(r"\s*([A-Za-z_.$][\w.$]*)\s*:")
 IDENT = re.compile(r"[A-Za-z_.$][\w.$]*\Z")
 
-NUMBER_PATTERN = r"[+-]?(?:0[xX][0-9a-fA-F]+|0[bB][01]+|\d+)"
+NUMBER_PATTERN = r"[+-]?[ \t]*(?:0[xX][0-9a-fA-F]+|0[bB][01]+|\d+)"
 
 INT32_MIN, UINT32_MAX = -(1 << 31), (1 << 32) - 1
 INT16_MIN, INT16_MAX = -(1 << 15), (1 << 15) - 1

@@ -60,7 +60,9 @@ def _corpus() -> list[str]:
     # spelling variants llvm-mc accepts
     lines += ["r0=1", "*(u64*)(r10-8)=r1", "if r1>r2 goto+1", "r1 = 017", "r1 = 0b101",
               "r1 = 0XFF", "w0 s/= 3", "  r1   +=   r2  ", "r1 = *(u64 *)(r1 - 0x8)",
-              "r0 = 2 // comment", "r0 = 3 /* block */", "r0 = 4 # comment"]
+              "r0 = 2 // comment", "r0 = 3 /* block */", "r0 = 4 # comment",
+              "r1 = - 8", "if r1 == - 1 goto + 1", "*(u8 *)(r1 + 0) = - 1", "r1 = +5",
+              "R0 = 1", "call +1", "goto + 3"]
     return lines
 
 
