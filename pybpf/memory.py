@@ -96,6 +96,9 @@ class Memory:
         self._bases: list[int] = []
         self._regions: list[Region] = []
         self._last: Region | None = None
+        #: called with the removed region whenever one is removed (engines that cache a
+        #: region for fast access drop it)
+        self.on_remove: list = []
 
     # --- the region set -------------------------------------------------------------------------
     def add(self, region: Region) -> Region:
@@ -119,6 +122,8 @@ class Memory:
             raise ValueError(f"region {region.name!r} is not in this memory")
         if self._last is region:
             self._last = None
+        for callback in self.on_remove:
+            callback(region)
 
     def __iter__(self) -> Iterator[Region]:
         return iter(list(self._regions))

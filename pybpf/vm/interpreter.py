@@ -369,8 +369,11 @@ class Interpreter:
         return self._translated
 
     def _run_fast(self, r1: int, r2: int) -> int:
-        main = self.translated()
-        r0, self.insn_count = main(r1, r2, 0, 0, 0, 0, 0)
+        namespace = self.translated()
+        region = self.data_region
+        namespace["PKT"] = region.view
+        namespace["PLEN"] = region.size
+        r0, self.insn_count = namespace["F0"](r1, r2, 0, 0, 0, 0, 0)
         return r0
 
     def time_runs(self, data: bytes = b"", repeat: int = 1) -> tuple[int, float]:

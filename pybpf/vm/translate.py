@@ -230,12 +230,19 @@ def _memory(insn: isa.Instruction, pc: int) -> list[str]:
     return [f"ST{size}({_address(insn.dst, insn.off)}, {value}, {pc})"]
 
 
+_PACKET_LOADS = {1: "PKT[{}]", 2: "BE2(PKT, {})[0]", 4: "BE4(PKT, {})[0]"}
+
+
 def _packet(insn: isa.Instruction) -> list[str]:
+    """Legacy packet loads, bounds-checked inline against the current input (PKT, PLEN)."""
     size = isa.SIZE_BYTES[insn.opcode & 0x18]
+    load = _PACKET_LOADS[size]
     if insn.opcode & 0xE0 == isa.ABS:
-        return [f"r0 = LDABS({insn.imm}, {size})"]
-    off = f"(((r{insn.src} + {insn.imm}) & {U32}) ^ {hex(S32)}) - {hex(S32)}"
-    return [f"r0 = LDABS({off}, {size})"]
+        if insn.imm < 0:
+            return ["r0 = LDFAIL()"]
+        return [f"r0 = {load.format(insn.imm)} if {insn.imm + size} <= PLEN else LDFAIL()"]
+    return [f"_b = (((r{insn.src} + {insn.imm}) & {U32}) ^ {hex(S32)}) - {hex(S32)}",
+            f"r0 = {load.format('_b')} if 0 <= _b <= PLEN - {size} else LDFAIL()"]
 
 
 def translate_insn(insn: isa.Instruction, pc: int) -> list[str]:
@@ -369,29 +376,57 @@ def _memory_functions(vm: "Interpreter") -> dict[str, Callable]:
     find = vm.memory.find
     funcs: dict[str, Callable] = {}
 
+    caches: list[Callable[[Any], None]] = []
+
     def loader(size: int, signed: bool) -> Callable[[int, int], int]:
         unpack = struct.Struct("<" + (_STRUCT_CODES[size].lower() if signed
                                       else _STRUCT_CODES[size])).unpack_from
+        # the last region hit, kept in closure cells: one subtraction and compare per access
+        base, limit, view, cached = 0, -1, None, None
 
         def load(addr: int, pc: int) -> int:
+            nonlocal base, limit, view, cached
+            off = addr - base
+            if 0 <= off <= limit:
+                return unpack(view, off)[0] & 0xFFFFFFFFFFFFFFFF
             try:
                 region, off = find(addr, size, False)
             except VMError as exc:
                 raise VMError(exc.message, pc=pc, address=addr) from None
-            return unpack(region.view, off)[0] & 0xFFFFFFFFFFFFFFFF
+            base, limit, view, cached = region.address, region.size - size, region.view, region
+            return unpack(view, off)[0] & 0xFFFFFFFFFFFFFFFF
 
+        def forget(region: Any) -> None:
+            nonlocal limit
+            if region is cached:
+                limit = -1
+
+        caches.append(forget)
         return load
 
     def storer(size: int) -> Callable[[int, int, int], None]:
         pack = struct.Struct("<" + _STRUCT_CODES[size]).pack_into
+        base, limit, view, cached = 0, -1, None, None
 
         def store(addr: int, value: int, pc: int) -> None:
+            nonlocal base, limit, view, cached
+            off = addr - base
+            if 0 <= off <= limit:
+                pack(view, off, value)
+                return
             try:
                 region, off = find(addr, size, True)
             except VMError as exc:
                 raise VMError(exc.message, pc=pc, address=addr) from None
-            pack(region.view, off, value)
+            base, limit, view, cached = region.address, region.size - size, region.view, region
+            pack(view, off, value)
 
+        def forget(region: Any) -> None:
+            nonlocal limit
+            if region is cached:
+                limit = -1
+
+        caches.append(forget)
         return store
 
     for size in (1, 2, 4, 8):
@@ -416,11 +451,18 @@ def _memory_functions(vm: "Interpreter") -> dict[str, Callable]:
 
     funcs["ATOMIC"] = atomic
     funcs["CMPXCHG"] = cmpxchg
+
+    def forget(region: Any) -> None:
+        for callback in caches:
+            callback(region)
+
+    vm.memory.on_remove.append(forget)
     return funcs
 
 
-def bind(vm: "Interpreter") -> Callable[..., tuple[int, int]]:
-    """Instantiate the translated program for ``vm``; returns the main function."""
+def bind(vm: "Interpreter") -> dict[str, Any]:
+    """Instantiate the translated program for ``vm``: the namespace holding ``F0`` (main),
+    every other subprogram and the per-run globals ``PKT`` / ``PLEN`` (the input data)."""
     key = vm.program.bytecode()
     code_obj = compiled(vm.code, vm.entries, key)
     namespace: dict[str, Any] = {"__builtins__": __builtins__}
@@ -432,6 +474,11 @@ def bind(vm: "Interpreter") -> Callable[..., tuple[int, int]]:
     def out(pc: int) -> None:
         raise VMError("execution left the program" if not 0 <= pc < len(vm.code)
                       else "execution entered the middle of a 64-bit load", pc=pc)
+
+    def ldfail() -> int:
+        from .interpreter import ProgramExit
+
+        raise ProgramExit(0)
 
     def deep(pc: int) -> None:
         raise VMError(f"call depth limit of {isa.MAX_CALL_DEPTH} frames exceeded", pc=pc)
@@ -447,9 +494,10 @@ def bind(vm: "Interpreter") -> Callable[..., tuple[int, int]]:
 
     namespace.update(
         BUDGET=vm.budget, STEP=step, OUT=out, DEEP=deep, CALLX=callx,
-        HELPER=vm.call_helper, LDABS=vm.load_packet, LDDW=vm.lddw_values,
+        HELPER=vm.call_helper, LDDW=vm.lddw_values, LDFAIL=ldfail, PKT=b"", PLEN=0,
+        BE2=struct.Struct(">H").unpack_from, BE4=struct.Struct(">I").unpack_from,
         FP=vm.frame_pointers, STK=[r.view for r in vm.stacks],
         SDIV=sem.BINARY[(isa.DIV, 1)], SMOD=sem.BINARY[(isa.MOD, 1)],
     )
     exec(code_obj, namespace)
-    return namespace["F0"]
+    return namespace

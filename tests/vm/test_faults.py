@@ -236,3 +236,14 @@ def test_a_packet_load_outside_the_data_ends_the_program_with_zero(stepping):
     insns = [mov(0, 9), I(isa.LD | isa.ABS | isa.W, imm=2), mov(0, 9), EXIT]
     assert run(insns, bytes(6), stepping) == 9
     assert run(insns, bytes(5), stepping) == 0
+
+
+@PATHS
+def test_a_smaller_input_on_the_next_run_faults_where_the_larger_one_did_not(stepping):
+    # the fast path caches the last region per access width; a removed region must not linger
+    vm = Interpreter(Program([I(isa.LDX | isa.MEM | isa.DW, 0, 1, 8), EXIT]))
+    for _ in range(3):
+        assert vm.run(bytes(range(16)), stepping=stepping) == int.from_bytes(
+            bytes(range(8, 16)), "little")
+        with pytest.raises(VMError):
+            vm.run(bytes(4), stepping=stepping)
