@@ -147,12 +147,13 @@ def run_interpreter(program: Program, data: bytes, repeat: int = 1, *,
     return RunResult(r0, ns, "interpreter", _dump_maps(vm.maps, program.maps), vm.trace_pipe)
 
 
-def run_jit(program: Program, data: bytes, repeat: int = 1) -> RunResult:
+def run_jit(program: Program, data: bytes, repeat: int = 1, *,
+            budget: int | None = None) -> RunResult:
     try:
         from ..jit import JITProgram  # type: ignore[attr-defined]
     except ImportError:
         raise UsageError("engine 'jit' is not available yet") from None
-    jp = JITProgram(program)
+    jp = JITProgram(program, budget=budget) if budget else JITProgram(program)
     if hasattr(jp, "time_runs"):
         r0, ns = jp.time_runs(data, repeat)
     else:
@@ -166,13 +167,14 @@ def run_jit(program: Program, data: bytes, repeat: int = 1) -> RunResult:
     return RunResult(r0, ns, "jit", _dump_maps(maps, program.maps))
 
 
-def run_kernel(program: Program, data: bytes, repeat: int = 1) -> RunResult:
+def run_kernel(program: Program, data: bytes, repeat: int = 1, *,
+               ctx: bytes | None = None) -> RunResult:
     try:
         from .. import kernel
     except ImportError as exc:
         raise UsageError(f"engine 'kernel' is not available ({exc})") from None
     with kernel.load_program(program) as kp:
-        res = kp.test_run(data, repeat=max(repeat, 1))
+        res = kp.test_run(data, ctx=ctx, repeat=max(repeat, 1))
         maps = _dump_maps(getattr(kp, "maps", []), program.maps)
     return RunResult(res.retval, float(res.duration_ns), "kernel", maps)
 
@@ -181,9 +183,9 @@ def execute(program: Program, engine: str, data: bytes, repeat: int = 1, **optio
     if engine == "interpreter":
         return run_interpreter(program, data, repeat, **options)
     if engine == "jit":
-        return run_jit(program, data, repeat)
+        return run_jit(program, data, repeat, **options)
     if engine == "kernel":
-        return run_kernel(program, data, repeat)
+        return run_kernel(program, data, repeat, **options)
     raise UsageError(f"unknown engine '{engine}' (engines: {', '.join(ENGINES)})")
 
 
@@ -248,12 +250,22 @@ def run_command(prog: str, prog_type: str | None, section: str | None, prog_name
             data = Path(data_file).read_bytes()
         except OSError as exc:
             raise UsageError(f"{data_file}: cannot read: {exc.strerror or exc}") from None
+    if ctx_file is not None and engine != "kernel":
+        raise UsageError("--ctx-file needs --engine kernel (the interpreter and the JIT pass "
+                         "the data in r1 and its length in r2)")
     program = load_program(prog, prog_type=prog_type, section=section, name=prog_name)
     options: dict[str, Any] = {}
     if engine == "interpreter":
         options["budget"] = budget
         if trace:
             options["trace"] = tracer(lambda line: click.echo(line, err=as_json))
+    elif engine == "jit":
+        options["budget"] = budget
+    elif ctx_file is not None:
+        try:
+            options["ctx"] = Path(ctx_file).read_bytes()
+        except OSError as exc:
+            raise UsageError(f"{ctx_file}: cannot read: {exc.strerror or exc}") from None
     result = execute(program, engine, data, repeat, **options)
     for line in result.trace_pipe:
         click.echo(f"trace_printk: {line}", err=True)

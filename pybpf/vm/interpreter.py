@@ -19,7 +19,6 @@ leaves them undefined; the verifier forbids reading them).
 
 from __future__ import annotations
 
-import ctypes
 import time
 from typing import Any, Callable, Iterable
 
@@ -31,6 +30,7 @@ from ..program import Program
 from . import semantics as sem
 
 DEFAULT_BUDGET = 1_000_000
+_ZERO_FRAME = bytes(isa.STACK_SIZE)
 M64 = isa.U64
 
 HelperImpl = Callable[..., int]
@@ -322,8 +322,9 @@ class Interpreter:
 
     # --- running -----------------------------------------------------------------------------
     def _prepare(self, data: bytes) -> Region:
+        zeros = _ZERO_FRAME
         for stack in self.stacks:
-            ctypes.memset(stack.address, 0, stack.size)
+            stack.view[:] = zeros
         region = self.data_region
         if region is not None and region.size == len(data):
             # same size as last run: reuse the buffer, so addresses stay put across runs
@@ -379,7 +380,8 @@ class Interpreter:
     def time_runs(self, data: bytes = b"", repeat: int = 1) -> tuple[int, float]:
         """Run ``repeat`` times; returns (r0 of the last run, mean nanoseconds per run)."""
         repeat = max(repeat, 1)
-        self.translated() if self.fast else None
+        if self.fast:
+            self.translated()   # translate before timing
         total = 0
         r0 = 0
         for _ in range(repeat):
