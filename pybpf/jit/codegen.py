@@ -158,6 +158,16 @@ class FunctionGen:
             total = st[1] + off
             if -STACK <= total and total + size <= 0:
                 return self.e(f"getelementptr inbounds i8, ptr {self.frame}, i64 {STACK + total}")
+            if not self.plan.escapes:
+                # outside a frame no other code can address: a certain fault, reported at the
+                # address the interpreter's frame of this depth would give
+                slot = self.e(f"getelementptr i64, ptr %ctx, i64 {FRAMES}")
+                slot = self.e(f"getelementptr i64, ptr {slot}, i64 %depth")
+                lo = self.e(f"load i64, ptr {slot}, align 8")
+                addr = self.e(f"add i64 {lo}, {STACK + total}")
+                self.fault(Fault.WRITE if write else Fault.READ, pc, addr, size)
+                self.e.label(self.e.fresh("dead")[1:])
+                return "poison"
         addr = self.e(f"add i64 {self.reg(base)}, {off}")
         if self.checked:
             self.check(pc, addr, size, write)

@@ -95,11 +95,18 @@ class Runtime:
 
     # --- input data and the region table -------------------------------------------------------
     def set_data(self, data: bytes) -> Region:
-        """Replace the input-data region (as the interpreter's ``run`` does)."""
+        """Give the run a fresh copy of ``data`` as its input-data region (as the interpreter's
+        ``run`` does). A region of the same size is reused in place -- no allocation per run,
+        and a program sees the same addresses under both engines of one instance."""
         vm = self.vm
-        if vm.data_region is not None:
-            self.memory.remove(vm.data_region)
-        vm.data_region = self.memory.add(Region.allocate("data", len(data), data=bytes(data)))
+        region = vm.data_region
+        if region is not None and region.size == len(data) and region.writable:
+            region.view[: len(data)] = data
+        else:
+            if region is not None:
+                self.memory.remove(region)
+            vm.data_region = self.memory.add(Region.allocate("data", len(data),
+                                                             data=bytes(data)))
         self.words[C["data_lo"]] = vm.data_region.address
         self.words[C["data_len"]] = len(data)
         self.sync_regions()
