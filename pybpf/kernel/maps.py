@@ -235,17 +235,21 @@ class KernelMap:
 
     # --- element operations (the VM map API) --------------------------------------------------
 
-    def lookup(self, key=None, flags: int = 0) -> bytes | list[bytes] | None:
-        """The value at ``key`` (a list per CPU for per-CPU maps); None when absent."""
+    def lookup(self, key=None, flags: int = 0) -> bytes | list[bytes]:
+        """The value at ``key`` (a list per CPU for per-CPU maps); MapError(ENOENT) when absent,
+        as bpf(2) answers (``get`` and ``in`` are the forgiving forms)."""
         kbuf = self._key(key)
         vbuf = ctypes.create_string_buffer(max(self._value_size_total(), 1))
+        self._elem(uapi.Cmd.MAP_LOOKUP_ELEM, kbuf, vbuf, flags, "lookup")
+        return self._unpack(vbuf)
+
+    def _lookup_or_none(self, key) -> bytes | list[bytes] | None:
         try:
-            self._elem(uapi.Cmd.MAP_LOOKUP_ELEM, kbuf, vbuf, flags, "lookup")
+            return self.lookup(key)
         except MapError as exc:
             if exc.errno == errno.ENOENT:
                 return None
             raise
-        return self._unpack(vbuf)
 
     def update(self, key, value, flags: int = uapi.ANY) -> None:
         """Insert or replace (``flags``: ANY, NOEXIST, EXIST, F_LOCK as the kernel takes them)."""
@@ -255,38 +259,37 @@ class KernelMap:
         """Remove ``key``; MapError(ENOENT) when it is absent, as the kernel answers."""
         self._elem(uapi.Cmd.MAP_DELETE_ELEM, self._key(key), None, 0, "delete")
 
-    def lookup_and_delete(self, key=None, flags: int = 0) -> bytes | list[bytes] | None:
+    def lookup_and_delete(self, key=None, flags: int = 0) -> bytes | list[bytes]:
         kbuf = self._key(key)
         vbuf = ctypes.create_string_buffer(max(self._value_size_total(), 1))
-        try:
-            self._elem(uapi.Cmd.MAP_LOOKUP_AND_DELETE_ELEM, kbuf, vbuf, flags,
-                       "lookup_and_delete")
-        except MapError as exc:
-            if exc.errno == errno.ENOENT:
-                return None
-            raise
+        self._elem(uapi.Cmd.MAP_LOOKUP_AND_DELETE_ELEM, kbuf, vbuf, flags, "lookup_and_delete")
         return self._unpack(vbuf)
 
-    def get_next_key(self, key=None) -> bytes | None:
-        """The key after ``key`` (the first key for None); None after the last one."""
+    def get_next_key(self, key=None) -> bytes:
+        """The key after ``key`` (the first key for None or a key not in the map);
+        MapError(ENOENT) after the last one."""
         kbuf = None if key is None else self._key(key)
         nbuf = ctypes.create_string_buffer(max(self.key_size, 1))
+        self._elem(uapi.Cmd.MAP_GET_NEXT_KEY, kbuf, nbuf, 0, "get_next_key")
+        return nbuf.raw[: self.key_size]
+
+    def _next_or_none(self, key) -> bytes | None:
         try:
-            self._elem(uapi.Cmd.MAP_GET_NEXT_KEY, kbuf, nbuf, 0, "get_next_key")
+            return self.get_next_key(key)
         except MapError as exc:
             if exc.errno == errno.ENOENT:
                 return None
             raise
-        return nbuf.raw[: self.key_size]
 
     # queue / stack / bloom filter
     def push(self, value, flags: int = uapi.ANY) -> None:
         self._elem(uapi.Cmd.MAP_UPDATE_ELEM, None, self._value(value), flags, "push")
 
-    def pop(self) -> bytes | None:
+    def pop(self) -> bytes:
+        """Take the next element (MapError ENOENT when empty)."""
         return self.lookup_and_delete(None)  # type: ignore[return-value]
 
-    def peek(self) -> bytes | None:
+    def peek(self) -> bytes:
         return self.lookup(None)  # type: ignore[return-value]
 
     def freeze(self) -> None:
@@ -298,31 +301,36 @@ class KernelMap:
 
     # --- dict-like API ------------------------------------------------------------------------
 
-    def keys(self) -> Iterator[bytes]:
-        key = self.get_next_key(None)
+    def iter_keys(self) -> Iterator[bytes]:
+        key = self._next_or_none(None)
         seen = 0
         while key is not None:
             yield key
             seen += 1
             if seen > self.max_entries * 2 + 16:  # a hash being rewritten under us: stop
                 return
-            key = self.get_next_key(key)
+            key = self._next_or_none(key)
 
-    def __iter__(self) -> Iterator[bytes]:
-        return self.keys()
-
-    def items(self) -> Iterator[tuple[bytes, bytes | list[bytes]]]:
-        for key in self.keys():
-            value = self.lookup(key)
+    def iter_items(self) -> Iterator[tuple[bytes, bytes | list[bytes]]]:
+        for key in self.iter_keys():
+            value = self._lookup_or_none(key)
             if value is not None:  # deleted meanwhile
                 yield key, value
 
-    def values(self) -> Iterator[bytes | list[bytes]]:
-        for _, value in self.items():
-            yield value
+    def keys(self) -> list[bytes]:
+        return list(self.iter_keys())
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.iter_keys()
+
+    def items(self) -> list[tuple[bytes, bytes | list[bytes]]]:
+        return list(self.iter_items())
+
+    def values(self) -> list[bytes | list[bytes]]:
+        return [value for _, value in self.iter_items()]
 
     def __getitem__(self, key):
-        value = self.lookup(key)
+        value = self._lookup_or_none(key)
         if value is None:
             raise KeyError(key)
         return value
@@ -339,17 +347,17 @@ class KernelMap:
             raise
 
     def __contains__(self, key) -> bool:
-        return self.lookup(key) is not None
+        return self._lookup_or_none(key) is not None
 
     def __len__(self) -> int:
-        return sum(1 for _ in self.keys())
+        return sum(1 for _ in self.iter_keys())
 
     def get(self, key, default=None):
-        value = self.lookup(key)
+        value = self._lookup_or_none(key)
         return default if value is None else value
 
     def clear(self) -> None:
-        for key in list(self.keys()):
+        for key in self.keys():
             try:
                 self.delete(key)
             except MapError:
@@ -357,24 +365,30 @@ class KernelMap:
 
     # --- batch operations ---------------------------------------------------------------------
 
-    def lookup_batch(self, *, batch_size: int = 256, delete: bool = False,
-                     flags: int = 0) -> list[tuple[bytes, bytes | list[bytes]]]:
-        """Every element through ``BPF_MAP_LOOKUP_BATCH`` (``..._AND_DELETE_BATCH`` with
-        ``delete``), ``batch_size`` elements per call."""
+    def lookup_batch(self, start: bytes | None = None, count: int | None = None,
+                     delete: bool = False, *, batch_size: int = 256, flags: int = 0
+                     ) -> tuple[list[tuple[bytes, bytes | list[bytes]]], bytes | None]:
+        """Elements through ``BPF_MAP_LOOKUP_BATCH`` (``..._AND_DELETE_BATCH`` with ``delete``):
+        up to ``count`` of them (all for None), ``batch_size`` per call, resuming from the
+        token ``start`` a previous call returned. Returns (pairs, token or None at the end);
+        the token is the kernel's opaque batch position, as in the VM maps' API."""
         cmd = uapi.Cmd.MAP_LOOKUP_AND_DELETE_BATCH if delete else uapi.Cmd.MAP_LOOKUP_BATCH
         vsize = self._value_size_total()
-        keys = ctypes.create_string_buffer(self.key_size * batch_size)
-        values = ctypes.create_string_buffer(vsize * batch_size)
         token_size = max(self.key_size, 8)
         in_batch = ctypes.create_string_buffer(token_size)
         out_batch = ctypes.create_string_buffer(token_size)
+        if start is not None:
+            ctypes.memmove(in_batch, bytes(start)[:token_size], min(len(start), token_size))
         out: list = []
-        first = True
-        while True:
+        first = start is None
+        while count is None or len(out) < count:
+            want = batch_size if count is None else min(batch_size, count - len(out))
+            keys = ctypes.create_string_buffer(max(self.key_size * want, 1))
+            values = ctypes.create_string_buffer(max(vsize * want, 1))
             attr = MapBatchAttr(in_batch=0 if first else ctypes.addressof(in_batch),
                                 out_batch=ctypes.addressof(out_batch),
                                 keys=ctypes.addressof(keys), values=ctypes.addressof(values),
-                                count=batch_size, map_fd=self.fd, elem_flags=flags)
+                                count=want, map_fd=self.fd, elem_flags=flags)
             done = False
             try:
                 syscall.bpf(cmd, attr)
@@ -382,14 +396,15 @@ class KernelMap:
                 if exc.errno != errno.ENOENT:
                     raise _map_error(exc, f"{cmd.name.lower()} on map '{self.name}'") from None
                 done = True
+            kraw, vraw = keys.raw, values.raw
             for i in range(attr.count):
-                k = keys.raw[i * self.key_size:(i + 1) * self.key_size]
-                v = ctypes.create_string_buffer(values.raw[i * vsize:(i + 1) * vsize], vsize)
-                out.append((k, self._unpack(v)))
+                v = ctypes.create_string_buffer(vraw[i * vsize:(i + 1) * vsize], vsize)
+                out.append((kraw[i * self.key_size:(i + 1) * self.key_size], self._unpack(v)))
             if done:
-                return out
+                return out, None
             ctypes.memmove(in_batch, out_batch, token_size)
             first = False
+        return out, in_batch.raw
 
     def update_batch(self, items, flags: int = uapi.ANY) -> int:
         """Write many elements in one ``BPF_MAP_UPDATE_BATCH``; returns how many were written."""

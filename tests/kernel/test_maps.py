@@ -53,7 +53,9 @@ def test_a_full_hash_refuses_new_keys_with_e2big(hash4):
 
 
 def test_dict_api_lookup_contains_delete_iterate(hash4):
-    assert hash4.lookup(5) is None and 5 not in hash4
+    with pytest.raises(MapError) as info:
+        hash4.lookup(5)
+    assert info.value.errno == errno.ENOENT and 5 not in hash4 and hash4.get(5) is None
     with pytest.raises(KeyError):
         hash4[5]
     hash4[5] = 50
@@ -66,7 +68,10 @@ def test_dict_api_lookup_contains_delete_iterate(hash4):
     with pytest.raises(MapError) as info:
         hash4.delete(5)
     assert info.value.errno == errno.ENOENT
-    assert hash4.get_next_key(None) == u32(6) and hash4.get_next_key(6) is None
+    assert hash4.get_next_key(None) == u32(6)
+    with pytest.raises(MapError) as info:
+        hash4.get_next_key(6)
+    assert info.value.errno == errno.ENOENT
 
 
 def test_wrong_sizes_are_refused_before_the_kernel_sees_them(hash4):
@@ -108,8 +113,12 @@ def test_queue_and_stack_maps_push_and_pop_in_their_order():
             q.push(v)
             s.push(v)
         assert q.peek() == u32(1) and s.peek() == u32(3)
-        assert [q.pop() for _ in range(4)] == [u32(1), u32(2), u32(3), None]
-        assert [s.pop() for _ in range(4)] == [u32(3), u32(2), u32(1), None]
+        assert [q.pop() for _ in range(3)] == [u32(1), u32(2), u32(3)]
+        assert [s.pop() for _ in range(3)] == [u32(3), u32(2), u32(1)]
+        for empty in (q, s):
+            with pytest.raises(MapError) as info:
+                empty.pop()
+            assert info.value.errno == errno.ENOENT
 
 
 def test_lpm_trie_finds_the_longest_prefix():
@@ -118,7 +127,7 @@ def test_lpm_trie_finds_the_longest_prefix():
         t[u32(24) + bytes([10, 1, 2, 0])] = 24
         assert t[u32(32) + bytes([10, 1, 2, 3])] == u32(24)
         assert t[u32(32) + bytes([10, 9, 9, 9])] == u32(8)
-        assert t.lookup(u32(32) + bytes([11, 0, 0, 0])) is None
+        assert t.get(u32(32) + bytes([11, 0, 0, 0])) is None
 
 
 def test_lru_hash_evicts_instead_of_failing_when_full():
@@ -131,10 +140,13 @@ def test_lru_hash_evicts_instead_of_failing_when_full():
 def test_batch_operations_move_many_elements_per_call():
     with KernelMap.create(MapSpec("b", "hash", 4, 4, 1024)) as m:
         assert m.update_batch({k: k * 2 for k in range(500)}) == 500
-        got = dict(m.lookup_batch(batch_size=64))
-        assert got == {u32(k): u32(k * 2) for k in range(500)}
+        pairs, token = m.lookup_batch(batch_size=64)
+        assert token is None and dict(pairs) == {u32(k): u32(k * 2) for k in range(500)}
+        first, token = m.lookup_batch(count=100, batch_size=64)
+        rest, end = m.lookup_batch(token)
+        assert end is None and len(first) >= 100 and dict(first + rest) == dict(pairs)
         assert m.delete_batch(range(100)) == 100 and len(m) == 400
-        drained = m.lookup_batch(delete=True)
+        drained, _ = m.lookup_batch(delete=True)
         assert len(drained) == 400 and len(m) == 0
 
 
