@@ -229,7 +229,7 @@ def _symbolic_text(insn: Instruction, pc: int, labels: dict[int, str], maps: lis
 
 
 def disassemble(program_or_insns, *, labels: dict[int, str] | None = None,
-                section: str | None = None) -> str:
+                section: str | None = None, symbolic: bool = True) -> str:
     """llvm-objdump-style listing of a :class:`~pybpf.program.Program` or of instructions.
 
     ``labels`` (slot -> name) defaults to the program's; ``section`` names the first block when
@@ -239,7 +239,8 @@ def disassemble(program_or_insns, *, labels: dict[int, str] | None = None,
     llvm-objdump listings). To keep that true where llvm-objdump's text is ambiguous, a
     bpf-to-bpf call is written ``call NAME`` -- the target gets a label ``subprog_N`` (its
     slot) if it has none -- and, for a program with maps, ``.map`` directives come first and
-    map loads are written ``r1 = NAME ll``.
+    map loads are written ``r1 = NAME ll``. ``symbolic=False`` turns that off and prints
+    exactly what llvm-objdump prints.
     """
     maps: list = []
     if isinstance(program_or_insns, (list, tuple)) or not hasattr(program_or_insns, "insns"):
@@ -250,8 +251,10 @@ def disassemble(program_or_insns, *, labels: dict[int, str] | None = None,
         labels = dict(program_or_insns.labels if labels is None else labels)
         section = section or program_or_insns.section
         maps = list(program_or_insns.maps)
+    if not symbolic:
+        maps = []
     pc = 0
-    for insn in insns:
+    for insn in insns if symbolic else ():
         if insn.opcode == isa.JMP | isa.CALL and insn.src == isa.CALL_LOCAL:
             labels.setdefault(pc + 1 + insn.imm, f"subprog_{pc + 1 + insn.imm}")
         pc += insn.slots
@@ -270,7 +273,7 @@ def disassemble(program_or_insns, *, labels: dict[int, str] | None = None,
             out.append(f"{addr:016x} <{starts[addr]}>:")
         first = False
         raw = insn.encode()
-        text = _symbolic_text(insn, pc, labels, maps) or format_instruction(insn)
+        text = (symbolic and _symbolic_text(insn, pc, labels, maps)) or format_instruction(insn)
         if insn.is_jump and text != "<unknown>":
             text += _annotation(insn.jump_target(pc) * 8, syms)
         out.append(f"{pc:>8}:\t{' '.join(f'{b:02x}' for b in raw)}\t{text}")

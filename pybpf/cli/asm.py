@@ -141,23 +141,61 @@ def _map_json(spec) -> dict:
             "value_size": spec.value_size, "max_entries": spec.max_entries, "flags": spec.flags}
 
 
+def _objdump_sections(path: str) -> str:
+    """An ELF object's code sections exactly as ``llvm-objdump -d --mcpu=v4`` lists them:
+    unrelocated bytes, the section's symbols as block headers."""
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.constants import SH_FLAGS
+    from elftools.elf.elffile import ELFFile
+
+    try:
+        with open(path, "rb") as f:
+            elf = ELFFile(f)
+            symbols: dict[int, dict[int, str]] = {}
+            symtab = elf.get_section_by_name(".symtab")
+            for sym in symtab.iter_symbols() if symtab else ():
+                if sym.name and sym["st_info"]["type"] in ("STT_FUNC", "STT_NOTYPE") \
+                        and isinstance(sym["st_shndx"], int):
+                    symbols.setdefault(sym["st_shndx"], {}).setdefault(sym["st_value"] // 8,
+                                                                       sym.name)
+            blocks = []
+            for index, section in enumerate(elf.iter_sections()):
+                if not section["sh_flags"] & SH_FLAGS.SHF_EXECINSTR or not section.data_size:
+                    continue
+                insns = isa.decode(section.data(), check=False)
+                blocks.append(f"Disassembly of section {section.name}:\n\n" + disassemble(
+                    insns, labels=symbols.get(index, {}), section=section.name,
+                    symbolic=False))
+    except (ELFError, OSError, DecodeError) as exc:
+        raise ObjectFileError(f"{path}: {exc}") from None
+    return f"\n{path}:\tfile format elf64-bpf\n\n" + "\n".join(blocks)
+
+
 @cli.command("disasm")
 @click.argument("path", metavar="FILE.bin|FILE.o", type=click.Path(dir_okay=False))
+@click.option("--objdump", "objdump", is_flag=True,
+              help="print exactly what llvm-objdump -d --mcpu=v4 prints (for an object: its "
+                   "unrelocated sections; no map or subprogram names)")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-def disasm_command(path: str, as_json: bool) -> None:
+def disasm_command(path: str, objdump: bool, as_json: bool) -> None:
     """Disassemble raw bytecode or an ELF object into LLVM syntax, like llvm-objdump -d."""
+    if objdump and not as_json and Path(path).is_file() and \
+            Path(path).read_bytes()[:4] == b"\x7fELF":
+        click.echo(_objdump_sections(path), nl=False)
+        return
     kind, programs = _load_programs(path)
     if as_json:
         click.echo(json.dumps({"file": path, "format": kind,
                                "programs": [_program_json(p) for p in programs]}))
         return
     if kind != "elf":
-        click.echo(disassemble(programs[0], section=".text"), nl=False)
+        click.echo(disassemble(programs[0], section=".text", symbolic=not objdump), nl=False)
         return
     blocks = []
     for program in programs:
         section = program.section or ".text"
         labels = program.labels or {0: program.name}
         blocks.append(f"Disassembly of section {section}:\n\n"
-                      + disassemble(program, labels=labels, section=section))
+                      + disassemble(program, labels=labels, section=section,
+                                    symbolic=not objdump))
     click.echo("\n".join(blocks), nl=False)

@@ -71,3 +71,18 @@ def test_clang_output_prints_like_llvm_objdump_and_reads_back(source, cpu, tmp_p
                 assert a.imm == b.imm
             else:
                 assert a == b
+
+
+@pytest.mark.parametrize("source", sorted(FIXTURES.glob("*.c")), ids=lambda p: p.stem)
+def test_disasm_objdump_mode_prints_the_whole_object_as_llvm_objdump_does(source, tmp_path):
+    from click.testing import CliRunner
+
+    import pybpf.cli.asm  # noqa: F401  (registers the commands)
+    from pybpf.cli import cli
+
+    obj = _compile(source, "v4", tmp_path)
+    result = CliRunner().invoke(cli, ["disasm", "--objdump", str(obj)])
+    assert result.exit_code == 0, result.output
+    reference = subprocess.run(["llvm-objdump-19", "-d", "--mcpu=v4", str(obj)],
+                               capture_output=True, text=True, check=True).stdout
+    assert result.output == reference
