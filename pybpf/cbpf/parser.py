@@ -212,18 +212,33 @@ class Parser:
             self.i = save
 
     def parse_rterm(self, inherited: Quals | None) -> tuple[Node, Quals | None]:
-        tok = self.tok
         # a relation between arithmetic expressions?
         save = self.i
+        arith_error = None
         try:
             left = self.parse_arith()
             if self.at(*_RELOPS):
                 op = self.advance()
                 right = self.parse_arith()
                 return Relation(op.text, left, right, pos=op.pos), None
-        except FilterError:
-            pass
+            if self.i > save + 1 and not self.at(")", "and", "or") and self.tok.kind != "end":
+                arith_error = self.error(f"syntax error: expected a relation "
+                                         f"(>, <, >=, <=, =, !=), found '{self.tok.text}'")
+        except FilterError as exc:
+            arith_error = exc
         self.i = save
+        try:
+            result = self._parse_rterm(inherited)
+        except FilterError as exc:
+            if arith_error is not None and (arith_error.position or 0) > (exc.position or 0):
+                raise arith_error from None
+            raise
+        if arith_error is not None and (arith_error.position or 0) > self.tok.pos:
+            raise arith_error
+        return result
+
+    def _parse_rterm(self, inherited: Quals | None) -> tuple[Node, Quals | None]:
+        tok = self.tok
         if self.at("("):
             self.advance()
             node, _ = self.parse_expr(inherited)
