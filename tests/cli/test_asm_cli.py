@@ -145,3 +145,16 @@ def test_disasm_of_ubpf_assembly_prints_it_in_llvm_syntax(tmp_path):
     again.write_text(res.stdout)
     assert pybpf("asm", str(again)).stdout == pybpf("asm", str(src)).stdout
     assert "if r0 == 0x1 goto +0x1" in res.stdout
+
+
+@pytest.mark.llvm
+def test_disasm_objdump_mode_prints_local_calls_as_llvm_objdump_does(tmp_path):
+    from tests.asm import llvmtools
+    text = "r1 = 1\ncall .Lsub\nexit\n.Lsub:\nr0 = r1\nexit\n"
+    src = tmp_path / "p.s"
+    src.write_text(text)
+    out = tmp_path / "p.bin"
+    assert pybpf("asm", str(src), "-o", str(out)).returncode == 0
+    listing = pybpf("disasm", "--objdump", str(out)).stdout
+    assert listing == llvmtools.objdump(llvmtools.mc_object(text))
+    assert "\tcall subprog_3\n" in pybpf("disasm", str(out)).stdout  # default: reads back
