@@ -45,7 +45,7 @@ def instructions(draw, objdump_exact: bool = False) -> isa.Instruction:
     if opcode == isa.LDDW:
         imm_hi = 0 if (objdump_exact and src) else draw(INT32)
     if objdump_exact:
-        if opcode == isa.LD | isa.IND | (opcode & 0x18):
+        if opcode & ~0x18 == isa.LD | isa.IND:  # indirect packet load of any size
             imm = 0
         if opcode == isa.JMP32 | isa.JA:
             imm = draw(INT16)
