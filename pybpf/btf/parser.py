@@ -41,6 +41,19 @@ class Strings:
     def __init__(self, data: bytes):
         self.data = data
         self._cache: dict[int, str] = {}
+        self._all_done = False
+
+    def all(self) -> dict[int, str]:
+        """Every string that starts right after a NUL, by offset (one split of the section)."""
+        if not self._all_done:
+            off = 0
+            cache = self._cache
+            for raw in self.data.split(b"\0"):
+                if off not in cache:
+                    cache[off] = raw.decode("utf-8", "replace")
+                off += len(raw) + 1
+            self._all_done = True
+        return self._cache
 
     def get(self, offset: int) -> str:
         s = self._cache.get(offset)
@@ -82,30 +95,7 @@ def parse_btf(data: bytes) -> T.BTF:
     if str_len and data[strs_start + str_len - 1] != 0:
         raise BTFError(".BTF: string section does not end with NUL")
 
-    offsets = array("I", [0])
-    name_offsets = array("I", [0])
-    unpack = _TYPE.unpack_from
-    extra = _EXTRA
-    off = types_start
-    end = types_start + type_len
-    while off < end:
-        if off + 12 > end:
-            raise BTFError(f".BTF: type {len(offsets)} header truncated at offset {off}")
-        name_off, info, _ = unpack(data, off)
-        kind = (info >> 24) & 0x1F
-        spec = extra.get(kind)
-        if spec is None:
-            raise BTFError(f".BTF: type {len(offsets)} has unknown kind {kind}")
-        if name_off >= str_len:
-            raise BTFError(f".BTF: type {len(offsets)} name offset {name_off} outside the "
-                           f"string section")
-        offsets.append(off)
-        name_offsets.append(name_off)
-        off += 12 + spec[0] + spec[1] * (info & 0xFFFF)
-        if len(offsets) > MAX_TYPES:
-            raise BTFError(".BTF: too many types")
-    if off != end:
-        raise BTFError(f".BTF: last type (id {len(offsets) - 1}) runs past the type section")
+    offsets, name_offsets = _walk_types(data, types_start, type_len, str_len)
 
     def decode(type_id: int) -> T.Type:
         return _decode(data, offsets[type_id], type_id, strings, len(offsets))
@@ -113,6 +103,49 @@ def parse_btf(data: bytes) -> T.BTF:
     btf = T.BTF(data, decode, len(offsets), name_offsets, strings)
     btf.type_offsets = offsets      # byte offset of each type's header in ``data``
     return btf
+
+
+# 32-bit words of kind-specific data after the 3-word header: (fixed, per vlen item)
+_EXTRA_WORDS = [None if v is None else (v[0] // 4, v[1] // 4) for _, v in sorted(_EXTRA.items())]
+_EXTRA_WORDS += [None] * (32 - len(_EXTRA_WORDS))
+
+
+def _walk_types(data: bytes, start: int, length: int, str_len: int):
+    """Offsets and name offsets of every type, validating kinds, lengths and names.
+
+    One pass over a uint32 view (the kernel's btf_check_all_metas does the same walk); it is
+    the only per-type work done up front.
+    """
+    if length % 4:
+        raise BTFError(f".BTF: type section length {length} is not a multiple of 4")
+    words = memoryview(data)[start:start + length].cast("I")
+    total = len(words)
+    offsets = array("I", [0])
+    name_offsets = array("I", [0])
+    add_off, add_name = offsets.append, name_offsets.append
+    extra = _EXTRA_WORDS
+    w = 0
+    count = 0
+    while w < total:
+        count += 1
+        if w + 3 > total:
+            raise BTFError(f".BTF: type {count} header truncated at offset {start + 4 * w}")
+        name_off = words[w]
+        info = words[w + 1]
+        spec = extra[(info >> 24) & 0x1F]
+        if spec is None:
+            raise BTFError(f".BTF: type {count} has unknown kind {(info >> 24) & 0x1F}")
+        if name_off >= str_len:
+            raise BTFError(f".BTF: type {count} name offset {name_off} outside the "
+                           f"string section")
+        add_off(start + 4 * w)
+        add_name(name_off)
+        w += 3 + spec[0] + spec[1] * (info & 0xFFFF)
+        if count > MAX_TYPES:
+            raise BTFError(".BTF: too many types")
+    if w != total:
+        raise BTFError(f".BTF: last type (id {count}) runs past the type section")
+    return offsets, name_offsets
 
 
 def _decode(data: bytes, off: int, type_id: int, strings: Strings, count: int) -> T.Type:

@@ -238,9 +238,18 @@ class BTF:
         """Every type called ``name`` (optionally of one kind), in id order."""
         if self._by_name is None:
             by_name: dict[str, list[int]] = {}
+            names = self.strings.all()
             get = self.strings.get
-            for type_id in range(1, self._count):
-                by_name.setdefault(get(self._name_offsets[type_id]), []).append(type_id)
+            for type_id, off in enumerate(self._name_offsets):
+                if type_id:
+                    type_name = names.get(off)
+                    if type_name is None:
+                        type_name = get(off)
+                    same = by_name.get(type_name)
+                    if same is None:
+                        by_name[type_name] = [type_id]
+                    else:
+                        same.append(type_id)
             self._by_name = by_name
         found = [self[i] for i in self._by_name.get(name, ())]
         return [t for t in found if kind is None or t.kind == kind]
