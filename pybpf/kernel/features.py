@@ -87,8 +87,9 @@ def kernel_version_code() -> int:
 @functools.cache
 def has_prog_type(name: str | int) -> bool:
     """Whether the kernel knows the program type (loads a trivial program of it)."""
-    ptype = uapi.prog_type(name)
-    attach = _DEFAULT_ATTACH.get(ptype.name, 0)
+    # a bare number may name a type newer than pybpf's tables: ask the kernel as is
+    ptype = name if isinstance(name, int) else uapi.prog_type(name)
+    attach = _DEFAULT_ATTACH.get(getattr(ptype, "name", ""), 0)
     ret, _ = _load(ptype, _RETURN_ZERO, expected_attach_type=attach)
     if ret >= 0:
         return True
@@ -128,8 +129,9 @@ _MAP_PROBE_SHAPES = {
 @functools.cache
 def has_map_type(name: str | int) -> bool:
     """Whether the kernel can create a map of this type (creates the smallest one)."""
-    mtype = uapi.map_type(name)
-    key, value, entries, flags = _MAP_PROBE_SHAPES.get(mtype.name, (4, 4, 1, 0))
+    mtype = name if isinstance(name, int) else uapi.map_type(name)
+    kind = getattr(mtype, "name", "")
+    key, value, entries, flags = _MAP_PROBE_SHAPES.get(kind, (4, 4, 1, 0))
     attr = MapCreateAttr(map_type=mtype, key_size=key, value_size=value,
                          max_entries=entries, map_flags=flags)
     ret = syscall.raw_bpf(uapi.Cmd.MAP_CREATE, attr)
@@ -140,7 +142,7 @@ def has_map_type(name: str | int) -> bool:
         raise KernelUnsupported(syscall.NOT_PERMITTED)
     # storage maps need BTF (EINVAL without it) and map-in-map need an inner map: both exist
     # when the kernel answers with something other than "unknown type"
-    if mtype.name in ("SK_STORAGE", "INODE_STORAGE", "TASK_STORAGE", "CGRP_STORAGE",
+    if kind in ("SK_STORAGE", "INODE_STORAGE", "TASK_STORAGE", "CGRP_STORAGE",
                       "ARRAY_OF_MAPS", "HASH_OF_MAPS", "STRUCT_OPS", "CGROUP_STORAGE",
                       "PERCPU_CGROUP_STORAGE", "ARENA"):
         return -ret != errno.EINVAL or _map_type_known_by_version(mtype)
@@ -150,7 +152,7 @@ def has_map_type(name: str | int) -> bool:
 def _map_type_known_by_version(mtype) -> bool:
     # storage and map-in-map types reject the probe shape with EINVAL even when present;
     # the kernel gained them long before 6.0, the oldest kernel pybpf targets
-    return kernel_version() >= (6, 0, 0) and mtype.name != "ARENA"
+    return kernel_version() >= (6, 0, 0) and getattr(mtype, "name", "") not in ("ARENA", "")
 
 
 @functools.cache

@@ -28,3 +28,18 @@ def no_fd_leaks():
             pass
     leaked = {fd for fd in leaked if fd in details}  # listdir's own fd is gone by now
     assert not leaked, f"file descriptors leaked: {details}"
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_pinned():
+    """Tests pin under /sys/fs/bpf with a pybpf prefix and must remove what they pin."""
+    def pins() -> set[str]:
+        try:
+            return {n for n in os.listdir("/sys/fs/bpf") if n.startswith("pybpf")}
+        except OSError:
+            return set()
+
+    before = pins()
+    yield
+    left = pins() - before
+    assert not left, f"pins left in /sys/fs/bpf: {sorted(left)}"

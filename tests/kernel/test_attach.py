@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import struct
+import sys
 import subprocess
 import time
 
@@ -392,3 +393,45 @@ def test_a_pinned_link_outlives_its_fd_until_unpinned():
             assert link_id in set(iter_link_ids())
         finally:
             os.unlink(path)
+
+
+def test_a_link_dropped_without_close_is_detached_by_the_garbage_collector():
+    import gc
+
+    prog = kernel.load_program(assemble(count_calls_of(os.getpid())),
+                               prog_type="raw_tracepoint")
+    with prog:
+        link = att.attach_raw_tracepoint(prog, "sys_enter")
+        link_id = link.info().id
+        del link
+        gc.collect()
+        for _ in range(100):
+            if link_id not in set(iter_link_ids()):
+                break
+            time.sleep(0.01)
+        assert link_id not in set(iter_link_ids())
+
+
+def test_links_still_open_at_interpreter_exit_are_detached(tmp_path):
+    """A process that exits with a socket filter still attached detaches it in its exit
+    handlers: the socket lives on in the parent (a passed fd), and must not stay filtered."""
+    script = tmp_path / "leave.py"
+    script.write_text(f"""
+import os, socket, sys
+from pybpf import kernel
+from pybpf.asm import assemble
+from pybpf.kernel import attach
+prog = kernel.load_program(assemble('''{SMALL_ONLY}'''))
+sock = socket.fromfd(int(sys.argv[1]), socket.AF_INET, socket.SOCK_DGRAM)
+link = attach.attach_socket(prog, sock)
+print("attached", flush=True)
+""")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+        rx.bind(("127.0.0.1", 0))
+        rx.settimeout(1.0)
+        out = subprocess.run([sys.executable, str(script), str(rx.fileno())],
+                             pass_fds=[rx.fileno()], capture_output=True, text=True)
+        assert out.stdout.strip() == "attached", out.stderr
+        tx.sendto(b"z" * 200, rx.getsockname())          # the filter would drop this
+        assert rx.recv(1000) == b"z" * 200
