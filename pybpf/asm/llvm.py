@@ -22,6 +22,7 @@ from typing import Callable
 from .. import isa
 from ..isa import Instruction
 from .builder import ProgramBuilder
+from .ubpf import MNEMONICS as UBPF_MNEMONICS
 from .lexer import (INT32_MIN, INT64_MIN, UINT64_MAX, NUMBER_PATTERN,
                     SourceLine, check_range, imm32, off16, parse_int, register)
 
@@ -366,6 +367,9 @@ def assemble_line(b: ProgramBuilder, line: SourceLine) -> None:
         forms = FORMS["reg"]
     if forms is None:
         pos = first.start(1) if first else None
+        if key in UBPF_MNEMONICS:
+            raise line.error(f"'{key}' is uBPF syntax, but this file is read as LLVM syntax "
+                             f"(use --syntax ubpf, or write e.g. 'r0 = 1')", pos)
         raise line.error(f"unknown instruction '{line.text.strip()}' (expected LLVM BPF syntax "
                          f"such as 'r0 = 1', 'if r1 > 2 goto LABEL', 'exit')", pos)
     for pattern, encoder, _ in forms:

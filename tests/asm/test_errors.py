@@ -120,3 +120,8 @@ def test_malformed_ubpf_assembly_is_refused_with_its_place(text, line, column, m
 def test_ubpf_call_by_helper_name_and_section_directive():
     program = assemble(".section socket\ncall bpf_ktime_get_ns\nexit\n", syntax="ubpf")
     assert program.insns[0].imm == 5 and program.section == "socket"
+
+
+def test_ubpf_text_read_as_llvm_syntax_says_which_syntax_it_is():
+    with pytest.raises(AssemblyError, match="is uBPF syntax.*--syntax ubpf"):
+        assemble("mov r0, 1\nexit\n", "p.s", syntax="llvm")
