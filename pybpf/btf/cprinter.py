@@ -52,6 +52,14 @@ def _pfx(lvl: int) -> str:
 
 def align_of(btf: T.BTF, type_id: int, depth: int = 0) -> int:
     """Natural alignment of a type (``btf__align_of``); 1 for a struct that must be packed."""
+    cache = btf.__dict__.setdefault("_align_cache", {})
+    hit = cache.get(type_id)
+    if hit is None:
+        hit = cache[type_id] = _align_of(btf, type_id, depth)
+    return hit
+
+
+def _align_of(btf: T.BTF, type_id: int, depth: int) -> int:
     if depth > 64:
         raise BTFError(f"BTF: type {type_id} nests too deeply")
     t = btf[type_id]
