@@ -119,24 +119,63 @@ def function_blocks(code: list, entry: int, leaders: set[int]) -> dict[int, Bloc
 
 # --- instruction translation ----------------------------------------------------------------------
 
-def _operand(insn: isa.Instruction, bits: int) -> str:
+def _reg32(reg: int, narrow: set[int]) -> str:
+    """A register's low half as an expression (no mask needed if it is known to be narrow)."""
+    return f"r{reg}" if reg in narrow else f"(r{reg} & {U32})"
+
+
+def _operand(insn: isa.Instruction, bits: int, narrow: set[int]) -> str:
     if insn.opcode & isa.X:
-        return f"r{insn.src}" if bits == 64 else f"(r{insn.src} & {U32})"
+        return f"r{insn.src}" if bits == 64 else _reg32(insn.src, narrow)
     return str(insn.imm & ((1 << bits) - 1))
 
 
-def _alu(insn: isa.Instruction) -> list[str]:
+def _narrow_after_alu(insn: isa.Instruction, narrow: set[int]) -> bool:
+    """Whether the ALU instruction leaves a value below 2**32 in dst (masks can be skipped)."""
+    op = insn.opcode & 0xF0
+    if insn.cls == isa.ALU:
+        if insn.opcode == isa.ALU | isa.K | isa.END and insn.imm == 64:
+            return insn.dst in narrow           # le64: no change
+        if op == isa.END and insn.imm == 64:
+            return False                        # be64
+        return True                             # every 32-bit result is zero-extended
+    x = insn.opcode & isa.X
+    if op == isa.END:
+        return insn.imm != 64
+    if op == isa.MOV:
+        return (insn.src in narrow and not insn.off) if x else insn.imm >= 0
+    if op == isa.AND:
+        return (insn.src in narrow or insn.dst in narrow) if x else insn.imm >= 0
+    if op == isa.RSH and not x:
+        return insn.imm & 63 >= 32 or insn.dst in narrow
+    if op in (isa.DIV, isa.MOD) and not insn.off:
+        return insn.dst in narrow
+    return False
+
+
+def _alu(insn: isa.Instruction, narrow: set[int]) -> list[str]:
+    lines = _alu_lines(insn, narrow)
+    if _narrow_after_alu(insn, narrow):
+        narrow.add(insn.dst)
+    else:
+        narrow.discard(insn.dst)
+    return lines
+
+
+def _alu_lines(insn: isa.Instruction, narrow: set[int]) -> list[str]:
     bits = 64 if insn.cls == isa.ALU64 else 32
     mask = M if bits == 64 else U32
     d = f"r{insn.dst}"
-    dv = d if bits == 64 else f"({d} & {U32})"
+    dv = d if bits == 64 else _reg32(insn.dst, narrow)
     op = insn.opcode & 0xF0
-    s = _operand(insn, bits)
+    s = _operand(insn, bits, narrow)
     const = not insn.opcode & isa.X
     if op == isa.END:
         width = insn.imm
         if insn.opcode == isa.ALU | isa.K | isa.END:       # le: truncate
             return [] if width == 64 else [f"{d} &= {hex((1 << width) - 1)}"]
+        if width == 16:
+            return [f"{d} = (({d} & 0xFF) << 8) | (({d} >> 8) & 0xFF)"]
         return [f"{d} = int.from_bytes(({d} & {hex((1 << width) - 1)}).to_bytes({width // 8}, "
                 f"'little'), 'big')"]
     if op == isa.NEG:
@@ -177,10 +216,10 @@ def _alu(insn: isa.Instruction) -> list[str]:
     raise AssertionError(f"unhandled ALU opcode {insn.opcode:#x}")
 
 
-def _condition(insn: isa.Instruction) -> str:
+def _condition(insn: isa.Instruction, narrow: set[int]) -> str:
     bits = 64 if insn.cls == isa.JMP else 32
-    a = f"r{insn.dst}" if bits == 64 else f"(r{insn.dst} & {U32})"
-    b = _operand(insn, bits)
+    a = f"r{insn.dst}" if bits == 64 else _reg32(insn.dst, narrow)
+    b = _operand(insn, bits, narrow)
     op = insn.opcode & 0xF0
     if op == isa.JSET:
         return f"{a} & {b}"
@@ -245,18 +284,45 @@ def _packet(insn: isa.Instruction) -> list[str]:
             f"r0 = {load.format('_b')} if 0 <= _b <= PLEN - {size} else LDFAIL()"]
 
 
-def translate_insn(insn: isa.Instruction, pc: int) -> list[str]:
-    """Python statements for one non-branching instruction."""
+def translate_insn(insn: isa.Instruction, pc: int, narrow: set[int] | None = None) -> list[str]:
+    """Python statements for one non-branching instruction.
+
+    ``narrow`` is the set of registers known (within the current block) to hold a value below
+    2**32; it lets 32-bit operations skip masking their operands, and is updated.
+    """
+    if narrow is None:
+        narrow = set()
     cls = insn.cls
     if cls in (isa.ALU, isa.ALU64):
-        return _alu(insn)
+        return _alu(insn, narrow)
     if insn.opcode == isa.LDDW:
         if insn.src == isa.PSEUDO_IMM64:
+            _set(narrow, insn.dst, insn.imm64 < 1 << 32)
             return [f"r{insn.dst} = {insn.imm64}"]
+        narrow.discard(insn.dst)
         return [f"r{insn.dst} = LDDW[{pc}]"]
     if cls == isa.LD:
+        narrow.add(0)
         return _packet(insn)
+    size = isa.SIZE_BYTES[insn.opcode & 0x18]
+    if cls == isa.LDX:
+        _set(narrow, insn.dst, size <= 4 and insn.opcode & 0xE0 != isa.MEMSX)
+    elif cls == isa.STX and insn.opcode & 0xE0 == isa.ATOMIC:
+        if insn.imm == isa.ATOMIC_CMPXCHG:
+            _set(narrow, 0, size == 4)
+        elif insn.imm & isa.ATOMIC_FETCH:
+            _set(narrow, insn.src, size == 4)
+    elif cls == isa.STX and size == 4 and insn.src in narrow:
+        return [line.replace(f"r{insn.src} & 0xffffffff", f"r{insn.src}")
+                for line in _memory(insn, pc)]
     return _memory(insn, pc)
+
+
+def _set(narrow: set[int], reg: int, is_narrow: bool) -> None:
+    if is_narrow:
+        narrow.add(reg)
+    else:
+        narrow.discard(reg)
 
 
 # --- functions and the module -------------------------------------------------------------------
@@ -282,8 +348,9 @@ def _block_source(code: list, block: Block) -> list[str]:
     header = [f"cnt += {n}",
               f"if cnt > BUDGET: STEP({start}, {_REGS}, depth, cnt - {n})"]
     body: list[str] = []
+    narrow: set[int] = set()     # nothing is known on entry (any predecessor may jump here)
     for pc in block.pcs[:-1]:
-        body += translate_insn(code[pc], pc)
+        body += translate_insn(code[pc], pc, narrow)
     fall = last_pc + last.slots
     op = last.opcode & 0xF0
     is_jump = last.cls in (isa.JMP, isa.JMP32)
@@ -293,11 +360,11 @@ def _block_source(code: list, block: Block) -> list[str]:
         loop = ["while True:"] + ["    " + x for x in header + body]
         if op == isa.JA:
             return loop
-        loop.append(f"    if not ({_condition(last)}): break")
+        loop.append(f"    if not ({_condition(last, narrow)}): break")
         return loop + _goto(code, fall, start, "")
     lines = header + body
     if not is_jump:
-        lines += translate_insn(last, last_pc)
+        lines += translate_insn(last, last_pc, narrow)
         return lines + _goto(code, fall, start, "")
     if op == isa.EXIT:
         return lines + ["return r0, cnt"]
@@ -315,7 +382,7 @@ def _block_source(code: list, block: Block) -> list[str]:
             lines.append(f"r0 = HELPER({last.imm}, {last_pc}, r1, r2, r3, r4, r5)")
         return lines + _goto(code, fall, start, "")
     target = last.jump_target(last_pc)
-    cond = _condition(last)
+    cond = _condition(last, narrow)
     if _valid(code, target) and target > start and _valid(code, fall):
         return lines + [f"b = {target} if {cond} else {fall}"]
     lines.append(f"if {cond}:")
