@@ -71,6 +71,9 @@ class CoreResult:
     local_size: int = 0     # field size locally and in the target (for load size fix-ups)
     target_size: int = 0
     target_type_id: int = 0
+    # whether the instruction must hold the local value before patching; libbpf skips the
+    # check for bitfields, whose compiled load size clang picks differently
+    validate: bool = True
 
 
 def essential_name(name: str) -> str:
@@ -295,6 +298,7 @@ def resolve(relo: CoreRelo, local_btf: T.BTF, target_btf: T.BTF) -> CoreResult:
     local_t = local_btf[relo.type_id]
     root = local_btf.skip_modifiers(relo.type_id) if kind in FIELD_KINDS else local_t
     local_value, local_size = _local_value(local, kind)
+    validate = not (kind in FIELD_KINDS and local.bitfield_size)
     if kind == TYPE_ID_LOCAL:
         return CoreResult(kind, local_value, local_value)
     if not root.name:
@@ -306,14 +310,15 @@ def resolve(relo: CoreRelo, local_btf: T.BTF, target_btf: T.BTF) -> CoreResult:
             results.append(got)
     if not results:
         if kind in EXISTENCE_KINDS:
-            return CoreResult(kind, local_value, 0, local_size=local_size)
-        return CoreResult(kind, local_value, 0, poison=True, local_size=local_size)
+            return CoreResult(kind, local_value, 0, local_size=local_size, validate=validate)
+        return CoreResult(kind, local_value, 0, poison=True, local_size=local_size,
+                          validate=validate)
     values = {r[0] for r in results}
     if len(values) > 1:
         raise BTFError(f"CO-RE: relocation on '{root.name}' ({relo.kind_name}, access "
                        f"'{relo.access}') is ambiguous: candidates give {sorted(values)}")
     value, size, target_id = results[0]
-    return CoreResult(kind, local_value, value, False, local_size, size, target_id)
+    return CoreResult(kind, local_value, value, False, local_size, size, target_id, validate)
 
 
 def _local_value(spec: Spec, kind: int) -> tuple[int, int]:

@@ -251,12 +251,12 @@ def patch_insn(slots: list[list[int]], slot: int, result: C.CoreResult, where: s
     if cls in (isa.ALU, isa.ALU64):
         if opcode & isa.X:
             raise BTFError(f"{where}: CO-RE relocation on a register-source ALU instruction")
-        if insn[3] != _s32(result.local_value):
+        if result.validate and insn[3] != _s32(result.local_value):
             raise BTFError(f"{where}: CO-RE: instruction has immediate {insn[3]}, expected "
                            f"{result.local_value}")
         insn[3] = _s32(value)
     elif cls in (isa.LDX, isa.ST, isa.STX):
-        if insn[2] != result.local_value:
+        if result.validate and insn[2] != result.local_value:
             raise BTFError(f"{where}: CO-RE: instruction has offset {insn[2]}, expected "
                            f"{result.local_value}")
         if not -0x8000 <= value <= 0x7FFF:
