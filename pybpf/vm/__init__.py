@@ -5,6 +5,7 @@
 execution paths.
 """
 
+from . import translate
 from .interpreter import DEFAULT_BUDGET, Env, Interpreter, ProgramExit
 
 __all__ = ["DEFAULT_BUDGET", "Env", "Interpreter", "ProgramExit"]

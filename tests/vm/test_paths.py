@@ -141,7 +141,7 @@ def outcome(vm: Interpreter, data: bytes, stepping: bool):
     return result, vm.data_region.bytes(), vm.stacks[0].bytes()
 
 
-@settings(max_examples=300, deadline=None,
+@settings(max_examples=200, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(main=body(), sub=body(max_size=8), data=st.binary(max_size=24),
        budget=st.integers(1, 400))
