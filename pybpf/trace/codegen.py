@@ -164,7 +164,7 @@ class Compiler:
         """``attach_list``: (probe, attach point, section name) per program to emit."""
         self._infer_maps()
         for n, (probe, ap, section) in enumerate(attach_list):
-            name = f"probe_{n}"
+            name = f"pbt_{n}"  # kernel program names: 15 characters at most
             self._emit_probe(name, probe, ap, section)
             self.functions.append((name, probe, ap, section))
         return CompileUnit(self.module, self.maps, self.formats, self.functions,
