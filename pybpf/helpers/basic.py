@@ -179,3 +179,24 @@ def trace_printk(env, fmt_ptr: int, size: int, a1: int, a2: int, a3: int) -> int
     if sink is not None:
         sink(text)
     return len(text.encode())
+
+
+# --- bpf_loop -----------------------------------------------------------------------------------
+
+#: the kernel's BPF_MAX_LOOPS
+MAX_LOOPS = 1 << 23
+
+
+@helper("loop", "integer", "anything", "ptr_to_func", "ptr_to_stack_or_null", "anything")
+def bpf_loop(env, nr_loops: int, callback: int, ctx: int, flags: int, *_args) -> int:
+    """Call ``callback(i, ctx)`` for i in 0..nr_loops-1 until it returns non-zero; returns the
+    number of calls made (kernel/bpf/bpf_iter.c)."""
+    if flags:
+        return -EINVAL & M64
+    nr_loops &= 0xFFFFFFFF
+    if nr_loops > MAX_LOOPS:
+        return -errno.E2BIG & M64
+    for i in range(nr_loops):
+        if env.call_function(callback, i, ctx, 0, 0, 0) & M64:
+            return i + 1
+    return nr_loops

@@ -89,6 +89,11 @@ class Env:
     def trace_printk(self, text: str) -> None:
         self.vm.trace_pipe.append(text)
 
+    def call_function(self, func_ptr: int, r1: int = 0, r2: int = 0, r3: int = 0, r4: int = 0,
+                      r5: int = 0) -> int:
+        """Call a subprogram of the program (a callback given to a helper); returns r0."""
+        return self.vm.call_function(func_ptr, r1, r2, r3, r4, r5)
+
 
 def slot_code(insns: Iterable[isa.Instruction]) -> list[isa.Instruction | None]:
     """Instructions indexed by slot (the second slot of a 64-bit load holds None)."""
@@ -155,6 +160,9 @@ class Interpreter:
         self.data_region: Region | None = None
         self.insn_count = 0
         self._translated = None
+        self._helper_frame: list[int] | None = None   # [depth, count] during a helper call
+        self._stepping = False
+        self._trace: Callable | None = None
 
     # --- loading -----------------------------------------------------------------------------
     def _check_frame_pointer(self) -> None:
@@ -284,6 +292,49 @@ class Interpreter:
                               f"{exc}", pc=pc) from None
         return (result or 0) & M64
 
+    def call_helper_counted(self, hid: int, pc: int, r1: int, r2: int, r3: int, r4: int,
+                            r5: int, count: int, depth: int) -> tuple[int, int]:
+        """Call a helper from frame ``depth`` with ``count`` instructions executed so far;
+        returns (r0, count) -- a helper that calls back into the program (``bpf_loop``,
+        ``for_each_map_elem``) runs instructions that count against the budget."""
+        saved = self._helper_frame
+        self._helper_frame = [depth, count]
+        try:
+            r0 = self.call_helper(hid, pc, r1, r2, r3, r4, r5)
+            return r0, self._helper_frame[1]
+        finally:
+            self._helper_frame = saved
+
+    def call_function(self, func_ptr: int, r1: int, r2: int, r3: int, r4: int,
+                      r5: int) -> int:
+        """Run the subprogram at ``func_ptr`` (a pseudo-func address) in a new frame and return
+        its r0: how helpers call back into the program."""
+        entry = self.func_values.get(func_ptr & M64)
+        if entry is None:
+            raise HelperError(f"callback {func_ptr:#x} is not a subprogram of the program")
+        frame = self._helper_frame
+        depth, count = (frame if frame is not None else [0, self.insn_count])
+        if depth + 1 >= isa.MAX_CALL_DEPTH:
+            raise VMError(f"call depth limit of {isa.MAX_CALL_DEPTH} frames exceeded by a "
+                          "callback")
+        if self._stepping:
+            from .stepper import Stepper
+
+            stepper = Stepper(self, self._trace)
+            stepper.regs[1:6] = [r1, r2, r3, r4, r5]
+            stepper.regs[10] = self.frame_pointers[depth + 1]
+            stepper.depth = depth + 1
+            stepper.count = count
+            try:
+                r0 = stepper.run(entry)
+            finally:
+                count = stepper.count
+        else:
+            r0, count = self.translated()[f"F{entry}"](r1, r2, r3, r4, r5, count, depth + 1)
+        if frame is not None:
+            frame[1] = count
+        return r0
+
     def resolve_callx(self, value: int, pc: int) -> tuple[str, int]:
         """What ``callx`` calls: a subprogram (its address in ``text``) or a helper id."""
         entry = self.func_values.get(value)
@@ -344,8 +395,11 @@ class Interpreter:
         """
         region = self._prepare(data)
         r1, r2 = region.address, len(data)
+        self._stepping = trace is not None or stepping or not self.fast
+        self._trace = trace
+        self._helper_frame = None
         try:
-            if trace is not None or stepping or not self.fast:
+            if self._stepping:
                 return self._run_stepping(r1, r2, trace)
             return self._run_fast(r1, r2)
         except ProgramExit as exc:

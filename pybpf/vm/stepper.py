@@ -188,7 +188,8 @@ class Stepper:
         if insn.src == isa.CALL_LOCAL:
             return self._enter(pc + 1 + insn.imm, pc)
         regs = self.regs
-        regs[0] = self.vm.call_helper(insn.imm, pc, regs[1], regs[2], regs[3], regs[4], regs[5])
+        regs[0], self.count = self.vm.call_helper_counted(
+            insn.imm, pc, regs[1], regs[2], regs[3], regs[4], regs[5], self.count, self.depth)
         return pc + 1
 
     def _callx(self, insn: isa.Instruction, pc: int) -> int:
@@ -196,7 +197,8 @@ class Stepper:
         if kind == "func":
             return self._enter(target, pc)
         regs = self.regs
-        regs[0] = self.vm.call_helper(target, pc, regs[1], regs[2], regs[3], regs[4], regs[5])
+        regs[0], self.count = self.vm.call_helper_counted(
+            target, pc, regs[1], regs[2], regs[3], regs[4], regs[5], self.count, self.depth)
         return pc + 1
 
     # --- memory ------------------------------------------------------------------------------

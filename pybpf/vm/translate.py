@@ -379,7 +379,8 @@ def _block_source(code: list, block: Block) -> list[str]:
             lines.append(f"if depth >= {isa.MAX_CALL_DEPTH - 1}: DEEP({last_pc})")
             lines.append(f"r0, cnt = F{target}(r1, r2, r3, r4, r5, cnt, depth + 1)")
         else:
-            lines.append(f"r0 = HELPER({last.imm}, {last_pc}, r1, r2, r3, r4, r5)")
+            lines.append(f"r0, cnt = HELPER({last.imm}, {last_pc}, r1, r2, r3, r4, r5, cnt, "
+                         "depth)")
         return lines + _goto(code, fall, start, "")
     target = last.jump_target(last_pc)
     cond = _condition(last, narrow)
@@ -557,11 +558,11 @@ def bind(vm: "Interpreter") -> dict[str, Any]:
             if depth >= isa.MAX_CALL_DEPTH - 1:
                 deep(pc)
             return namespace[f"F{target}"](r1, r2, r3, r4, r5, cnt, depth + 1)
-        return vm.call_helper(target, pc, r1, r2, r3, r4, r5), cnt
+        return vm.call_helper_counted(target, pc, r1, r2, r3, r4, r5, cnt, depth)
 
     namespace.update(
         BUDGET=vm.budget, STEP=step, OUT=out, DEEP=deep, CALLX=callx,
-        HELPER=vm.call_helper, LDDW=vm.lddw_values, LDFAIL=ldfail, PKT=b"", PLEN=0,
+        HELPER=vm.call_helper_counted, LDDW=vm.lddw_values, LDFAIL=ldfail, PKT=b"", PLEN=0,
         BE2=struct.Struct(">H").unpack_from, BE4=struct.Struct(">I").unpack_from,
         FP=vm.frame_pointers, STK=[r.view for r in vm.stacks],
         SDIV=sem.BINARY[(isa.DIV, 1)], SMOD=sem.BINARY[(isa.MOD, 1)],
