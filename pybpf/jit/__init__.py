@@ -211,9 +211,11 @@ class JITProgram:
         return list(results)
 
     # --- inspection --------------------------------------------------------------------------
-    def emit_llvm(self) -> str:
-        """The optimised LLVM IR of the program (functions ``f<slot>`` per subprogram)."""
-        return self.compiled.optimised_ir()
+    def emit_llvm(self, optimised: bool = True) -> str:
+        """The LLVM IR of the program: as LLVM optimised it (default) or as pybpf generated
+        it. Functions are named ``p0.f<slot>`` per subprogram, the driver ``p0.pybpf_run``.
+        (When several programs share a module, it holds all of them.)"""
+        return self.compiled.optimised_ir() if optimised else self.compiled.source_ir
 
     def emit_asm(self) -> str:
         """Host assembly of the compiled program."""

@@ -1,0 +1,149 @@
+"""Helpers under the JIT: the generic trampoline into pybpf.helpers, the native fast paths
+(array lookups inlined, clocks, prandom) and tail calls -- compared with the interpreter on
+the same programs, map contents included."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from pybpf.asm import assemble
+from pybpf.errors import HelperError, VMError
+from pybpf.jit import JITProgram
+from pybpf.vm import Interpreter
+
+COUNTER = """
+.map counters {kind} key=4 value=8 max_entries=8
+    r6 = r1
+    r7 = 0
+loop:
+    r1 = r7
+    r1 &= 7
+    *(u32 *)(r10 - 4) = r1
+    r1 = counters ll
+    r2 = r10
+    r2 += -4
+    call bpf_map_lookup_elem
+    if r0 != 0 goto found
+    r1 = counters ll
+    r2 = r10
+    r2 += -4
+    r3 = r10
+    r3 += -16
+    *(u64 *)(r10 - 16) = r7
+    r4 = 0
+    call bpf_map_update_elem
+    goto next
+found:
+    r1 = r7
+    lock *(u64 *)(r0 + 0) += r1
+next:
+    r7 += 3
+    if r7 < 40 goto loop
+    r0 = r7
+    exit
+"""
+
+
+@pytest.mark.parametrize("kind", ["array", "hash", "lru_hash"])
+@pytest.mark.parametrize("checked", [True, False])
+def test_a_map_counter_leaves_the_interpreters_map_contents(kind, checked):
+    prog = assemble(COUNTER.format(kind=kind))
+    interp = Interpreter(prog)
+    jit = JITProgram(prog, checked=checked)
+    for engine in (interp, jit):
+        assert engine.run(b"x" * 20) == 42
+        assert engine.run(b"x" * 20) == 42
+    assert sorted(jit.maps[0].items()) == sorted(interp.maps[0].items())
+
+
+def test_array_lookups_are_inlined_without_a_call_into_python():
+    jit = JITProgram(assemble(COUNTER.format(kind="array")), checked=False)
+    ir = jit.emit_llvm()
+    assert "mode" not in ir   # sanity: names below come from the module itself
+    # the only call left in the program's function is the update path's trampoline
+    body = ir[ir.index("@p0.f0"):]
+    assert body.count("call i64 %") <= 1
+
+
+def test_an_out_of_range_array_key_gives_null_like_the_kernel():
+    src = """
+    .map a array key=4 value=8 max_entries=4
+        r1 = 4
+        *(u32 *)(r10 - 4) = r1
+        r1 = a ll
+        r2 = r10
+        r2 += -4
+        call bpf_map_lookup_elem
+        exit
+    """
+    assert JITProgram(assemble(src)).run() == 0
+
+
+def test_a_helper_misused_raises_the_interpreters_helper_error():
+    src = "r1 = 12345\nr2 = r10\nr2 += -8\ncall bpf_map_lookup_elem\nexit"
+    prog = assemble(src)
+    errors = []
+    for engine in (Interpreter(prog), JITProgram(prog)):
+        with pytest.raises(HelperError) as info:
+            engine.run()
+        errors.append((str(info.value), info.value.pc))
+    assert errors[0] == errors[1]
+
+
+def test_a_helper_reading_outside_memory_raises_vmerror_with_the_call_pc():
+    src = """
+    .map h hash key=8 value=8 max_entries=4
+        r1 = h ll
+        r2 = 16
+        call bpf_map_lookup_elem
+        exit
+    """
+    jit = JITProgram(assemble(src))
+    with pytest.raises(VMError) as info:
+        jit.run()
+    with pytest.raises(VMError) as expected:
+        jit.vm.run()
+    assert info.value.pc == expected.value.pc == 3     # the call's slot (lddw takes two)
+    assert info.value.message == expected.value.message
+
+
+def test_native_ktime_is_the_monotonic_clock():
+    jit = JITProgram(assemble("call bpf_ktime_get_ns\nexit"))
+    before = time.monotonic_ns()
+    now = jit.run()
+    after = time.monotonic_ns()
+    assert before <= now <= after
+    assert "call i64 %" not in jit.emit_llvm().split("@p0.f0")[1].split("\n}\n")[0]
+
+
+def test_native_prandom_gives_32_bit_values_that_vary():
+    jit = JITProgram(assemble("call bpf_get_prandom_u32\nexit"))
+    values = {jit.run() for _ in range(20)}
+    assert len(values) > 15 and all(v < 1 << 32 for v in values)
+
+
+def test_an_overridden_helper_is_called_instead_of_the_native_path():
+    jit = JITProgram(assemble("call bpf_ktime_get_ns\nexit"), helpers={5: lambda env, *a: 77})
+    assert jit.run() == 77
+
+
+TAIL = """
+.map jt prog_array key=4 value=4 max_entries=4
+    r6 = r1
+    r1 = r6
+    r2 = jt ll
+    r3 = 1
+    call bpf_tail_call
+    r0 = 99
+    exit
+"""
+
+
+def test_a_tail_call_ends_the_program_with_the_targets_r0():
+    target = assemble("r0 = *(u8 *)(r1 + 1)\nr0 += 40\nexit")
+    jit = JITProgram(assemble(TAIL))
+    jit.maps[0].update(1, target)
+    assert jit.run(b"\x00\x02") == 42
+    assert JITProgram(assemble(TAIL)).run(b"\x00\x02") == 99   # empty slot: falls through
