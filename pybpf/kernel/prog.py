@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 
 from .. import isa
 from ..errors import KernelError, KernelUnsupported, UsageError
-from ..program import Program
+from ..program import MapSpec, Program
 from . import syscall, uapi
 from .attrs import (GetIdAttr, InfoAttr, ProgInfo, ProgLoadAttr, TestRunAttr)
 from .features import kernel_version_code
@@ -61,6 +61,8 @@ class TestRunResult:
     duration_ns: int
     data_out: bytes = b""
     ctx_out: bytes | None = None
+    #: the full 64-bit r0 of the (last) run, when the program was loaded with capture_r0
+    r0: int | None = None
 
 
 @dataclass
@@ -145,6 +147,8 @@ class KernelProgram:
         self.maps = maps
         self.log = log
         self._owned = owned_maps
+        #: the extra map holding r0 when loaded with capture_r0 (not among ``maps``)
+        self.r0_map: KernelMap | None = None
         self._closer = weakref.finalize(self, syscall.close, fd)
 
     def close(self) -> None:
@@ -174,8 +178,11 @@ class KernelProgram:
 
     def test_run(self, data: bytes = b"", ctx: bytes | None = None, repeat: int = 1, *,
                  flags: int = 0, cpu: int = 0, data_size_out: int | None = None) -> TestRunResult:
-        return prog_test_run(self.fd, data, ctx, repeat, flags=flags, cpu=cpu,
-                             data_size_out=data_size_out, prog_type=self.prog_type)
+        result = prog_test_run(self.fd, data, ctx, repeat, flags=flags, cpu=cpu,
+                               data_size_out=data_size_out, prog_type=self.prog_type)
+        if self.r0_map is not None:
+            result.r0 = int.from_bytes(self.r0_map.lookup(0), "little")
+        return result
 
     def info(self) -> ProgInformation:
         return prog_info(self.fd)
@@ -198,7 +205,8 @@ def load_program(program: Program, *, prog_type: str | None = None, log_level: i
                  btf_fd: int = 0, func_info: bytes = b"", func_info_rec_size: int = 8,
                  line_info: bytes = b"", line_info_rec_size: int = 16,
                  attach_btf_id: int = 0, attach_prog_fd: int = 0,
-                 ifindex: int = 0, btf_maps: bool = True, use_btf: bool = True) -> KernelProgram:
+                 ifindex: int = 0, btf_maps: bool = True, use_btf: bool = True,
+                 capture_r0: bool = False) -> KernelProgram:
     """Load ``program`` into the kernel.
 
     Maps in ``program.maps`` are created (and closed with the program) unless ``maps`` gives
@@ -207,7 +215,26 @@ def load_program(program: Program, *, prog_type: str | None = None, log_level: i
     the :class:`KernelError` (``.log``), whose message ends with the kernel's reason.
     A program with BTF (``program.btf``, from an object file) is loaded with it: func_info and
     line_info records go along, and the maps it creates are described by their BTF types.
+    With ``capture_r0`` the program is rewritten to keep its full 64-bit r0 (see
+    :mod:`pybpf.kernel.r0`); ``test_run`` then fills ``TestRunResult.r0``.
     """
+    if capture_r0:
+        from .r0 import capture_r0 as rewrite
+        given = maps
+        prog = load_program(rewrite(program), prog_type=prog_type, log_level=log_level,
+                            maps=None if given is None else list(given) + [
+                                KernelMap.create(MapSpec("pybpf_r0", "array", 4, 8, 1))],
+                            expected_attach_type=expected_attach_type, prog_flags=prog_flags,
+                            license=license, kern_version=kern_version, btf_fd=btf_fd,
+                            func_info=func_info, func_info_rec_size=func_info_rec_size,
+                            line_info=line_info, line_info_rec_size=line_info_rec_size,
+                            attach_btf_id=attach_btf_id, attach_prog_fd=attach_prog_fd,
+                            ifindex=ifindex, btf_maps=btf_maps, use_btf=use_btf)
+        prog.r0_map = prog.maps.pop()
+        if given is not None:
+            prog._owned.append(prog.r0_map)
+        prog.program = program
+        return prog
     ptype_name = prog_type or program.prog_type or "socket_filter"
     ptype = uapi.prog_type(ptype_name)
     ptype_name = uapi.kernel_name(ptype)
