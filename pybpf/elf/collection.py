@@ -25,6 +25,13 @@ from .loader import ObjectSpec
 from .maps import MAP_IN_MAP, PROG_ARRAY
 
 
+#: map types the kernel creates without BTF key/value types (libbpf drops them too)
+NO_BTF_MAP_TYPES = frozenset({
+    "perf_event_array", "stack_trace", "cgroup_array", "array_of_maps", "hash_of_maps",
+    "devmap", "devmap_hash", "cpumap", "xskmap", "sockmap", "sockhash", "queue", "stack",
+    "prog_array", "ringbuf", "user_ringbuf", "reuseport_sockarray"})
+
+
 def _pack_func_info(program: Program) -> bytes:
     return b"".join(struct.pack("<II", slot, type_id) for slot, type_id in program.func_info)
 
@@ -95,7 +102,8 @@ class KernelCollection:
                 inner_fd = self.maps[first].fd
         if mspec.name in self.maps:
             return self.maps[mspec.name]
-        return KernelMap.create(mspec, inner_map_fd=inner_fd)
+        btf_fd = 0 if mspec.type in NO_BTF_MAP_TYPES else self.btf_fd
+        return KernelMap.create(mspec, inner_map_fd=inner_fd, btf_fd=btf_fd)
 
     def _fill_refs(self) -> None:
         for name, mspec in self.spec.maps.items():

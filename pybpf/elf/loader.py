@@ -427,6 +427,12 @@ class _Loader:
             raise BTFError(f"{self.name}: {exc}") from None
         del hdr_len
         self.kernel_btf = bytes(raw)
+        if self.kernel_btf != btf.raw:
+            # like libbpf after open: the object's BTF with DATASEC sizes and offsets filled in
+            fixed = parse_btf(self.kernel_btf)
+            self.spec.btf = fixed
+            if self.spec.btf_ext is not None:
+                self.spec.btf_ext = parse_btf_ext(self.obj.section(".BTF.ext").data, fixed)
 
     # --- programs ------------------------------------------------------------------------------
     def _functions(self) -> list[Function]:

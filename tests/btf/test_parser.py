@@ -13,6 +13,7 @@ from pybpf.btf import types as T
 from pybpf.btf.cprinter import format_raw, format_raw_type
 from pybpf.btf.parser import VMLINUX
 from pybpf.elf import load_object
+from pybpf.elf.reader import read_elf
 
 from .conftest import FIXTURES, bpftool
 
@@ -23,8 +24,19 @@ needs_vmlinux = pytest.mark.skipif(not os.access(VMLINUX, os.R_OK),
 @pytest.mark.parametrize("name", FIXTURES)
 def test_every_fixture_type_parses_as_bpftool_reads_it(fixture_objects, name):
     path = fixture_objects[name]
-    spec = load_object(path, core_target="local")
-    assert format_raw(spec.btf) == bpftool("btf", "dump", "file", str(path))
+    raw = read_elf(path.read_bytes(), str(path)).section(".BTF").data
+    assert format_raw(parse_btf(raw)) == bpftool("btf", "dump", "file", str(path))
+
+
+def test_object_btf_gets_data_section_sizes_and_offsets_like_libbpf(fixture_objects):
+    """clang leaves DATASEC sizes and variable offsets at 0; the loader fills them in from
+    the ELF sections and symbols as libbpf does before loading."""
+    spec = load_object(fixture_objects["globals"])
+    bss = spec.btf.find_one(".bss", "datasec")
+    offsets = {spec.btf[v.type_id].name: (v.offset, v.size) for v in bss.vars}
+    assert offsets == {"packets_seen": (spec.variables["packets_seen"].offset, 8),
+                       "last_len": (spec.variables["last_len"].offset, 4)}
+    assert bss.size == spec.maps[".bss"].value_size
 
 
 def _blocks(text: str) -> dict[int, str]:
