@@ -4,7 +4,6 @@ them (libbpf's btf_dumper), and encoding is the inverse of decoding."""
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
@@ -87,4 +86,3 @@ def test_enums_decode_to_their_enumerator(fixture_objects):
     pid_type = spec.btf.find_one("pid_type", "enum")
     value = decode(spec.btf, pid_type.id, (3).to_bytes(4, "little"))
     assert value == 3 and repr(value) == "PIDTYPE_SID"
-    del subprocess
