@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from .. import isa
-from ..errors import VMError
+from ..errors import HelperError, VMError
+from ..helpers import HELPER_IDS
 from ..program import Program
 from ..vm import DEFAULT_BUDGET, Interpreter
 from . import engine
@@ -32,6 +33,7 @@ from .runtime import Runtime
 
 __all__ = ["JITProgram", "compile_many"]
 
+_CALL = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, *([ctypes.c_uint64] * 7))
 _DRIVER = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_void_p,
                            ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64)
 
@@ -66,9 +68,25 @@ class _Unit:
     key: str
 
 
+def _needs_native_code(env, *args) -> int:
+    raise HelperError("bpf_loop runs only in JIT-compiled code (the interpreter has no "
+                      "implementation of it)")
+
+
+#: helpers only native code implements; the interpreter is told about them so it accepts the
+#: program (and fails clearly if it is asked to run one itself)
+NATIVE_ONLY = {HELPER_IDS["loop"]: _needs_native_code}
+
+
+def _interpreter(program: Program, *, maps=None, budget: int, helpers=None) -> Interpreter:
+    return Interpreter(program, maps=maps, budget=budget,
+                       helpers={**NATIVE_ONLY, **(helpers or {})})
+
+
 def _unit(vm: Interpreter, checked: bool, opt: int, native_helpers: bool) -> _Unit:
     shapes = [_shape(m) for m in vm.maps]
-    overridden = tuple(sorted(vm.helper_overrides))
+    overridden = tuple(sorted(h for h, impl in vm.helper_overrides.items()
+                              if NATIVE_ONLY.get(h) is not impl))
     key = engine.cache_key(vm.program.bytecode(), shapes, checked, opt, native_helpers,
                            overridden, [(r.index, r.map_name) for r in vm.program.map_refs])
     return _Unit(vm, shapes, overridden, key)
@@ -96,7 +114,7 @@ def compile_units(units: list[_Unit], *, checked: bool, opt: int, native_helpers
             consts.append(module.consts)
         return "\n".join(parts), consts
 
-    symbols = [f"p{k}.pybpf_run" for k in range(len(units))]
+    symbols = [f"p{k}.{name}" for k in range(len(units)) for name in ("pybpf_run", "pybpf_call")]
     return engine.compile_module(key, build, symbols, opt=opt, cache_dir=cache_dir)
 
 
@@ -112,8 +130,8 @@ class JITProgram:
         self.program = program
         self.checked = checked
         self.budget = DEFAULT_BUDGET if budget is None else budget
-        self.vm = _vm if _vm is not None else Interpreter(program, maps=maps, budget=self.budget,
-                                                           helpers=helpers)
+        self.vm = _vm if _vm is not None else _interpreter(program, maps=maps,
+                                                            budget=self.budget, helpers=helpers)
         self.memory = self.vm.memory
         self.maps = self.vm.maps
         start = time.perf_counter()
@@ -125,6 +143,7 @@ class JITProgram:
         self.compile_seconds = time.perf_counter() - start
         self.runtime = Runtime(self.vm, self.compiled.meta[index])
         self._driver = _DRIVER(self.compiled.addresses[f"p{index}.pybpf_run"])
+        self.runtime.install(_CALL(self.compiled.addresses[f"p{index}.pybpf_call"]), self)
         self._desc = (ctypes.c_uint64 * 2)()
         self._result = (ctypes.c_uint64 * 1)()
         self._batch_keep: Any = None
@@ -236,7 +255,7 @@ def compile_many(programs: Sequence[Program], *, checked: bool = True, opt: int 
     """Compile several programs as one LLVM module (one pass of the optimiser and code
     generator instead of one per program; used by tests and fuzzing). Programs the
     interpreter refuses to load raise as ``JITProgram`` would."""
-    vms = [Interpreter(p, budget=DEFAULT_BUDGET if budget is None else budget, helpers=helpers)
+    vms = [_interpreter(p, budget=DEFAULT_BUDGET if budget is None else budget, helpers=helpers)
            for p in programs]
     units = [_unit(vm, checked, opt, native_helpers) for vm in vms]
     compiled = compile_units(units, checked=checked, opt=opt, native_helpers=native_helpers,

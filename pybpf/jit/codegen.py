@@ -99,9 +99,18 @@ class FunctionGen:
         self.checked = mod.options.checked
         self.e = Emitter()
         self.frame = "%frame"       # ptr to the lowest byte of the frame
+        self.temps: list[tuple[str, str]] = []  # extra slots (allocated in the entry block)
+        self.alloca_at = 0
         self.frame_lo = "%frame.lo"
 
     # --- small pieces --------------------------------------------------------------------------
+    def temp(self, ty: str = "i64") -> str:
+        """A fresh stack slot in the entry block (LLVM promotes scalars to SSA values; a slot
+        made inside a loop would grow the native stack every iteration)."""
+        name = self.e.fresh("tmp")
+        self.temps.append((name, ty))
+        return name
+
     def ctx(self, field_index: int) -> str:
         return self.e(f"getelementptr i64, ptr %ctx, i64 {field_index}")
 
@@ -228,6 +237,7 @@ class FunctionGen:
             self.set_reg(r, "0")
         self.load_budget()
         self.reset_caches()
+        self.alloca_at = len(e.lines)
         e.do(f"br label %pc{plan.entry}")
         for leader in sorted(plan.leaders):
             self.emit_block(leader)
@@ -240,6 +250,8 @@ class FunctionGen:
         e.label("unwind")
         self.save_budget()
         e.do("ret i64 0")
+        e.lines[self.alloca_at:self.alloca_at] = [f"  {t} = alloca {ty}, align 8"
+                                                  for t, ty in self.temps]
         args = ", ".join(f"i64 %a{i}" for i in range(1, 6))
         attrs = "noinline nounwind" if plan.entry == 0 else "nounwind"
         head = (f"define internal i64 @{self.mod.prefix}f{plan.entry}(ptr noalias nocapture "
@@ -413,8 +425,37 @@ def _after_call(g: FunctionGen, r0: str) -> None:
 
 
 def _trampoline(g: FunctionGen, mode: int, hid: str, pc: int, args: str) -> str:
+    g.ctx_store("depth", "%depth")     # callbacks run by the helper nest one level deeper
     fn = g.e(f"load ptr, ptr {g.ctx(C['helper'])}, align 8")
     return g.e(f"call i64 {fn}(ptr %ctx, i64 {mode}, i64 {hid}, i64 {pc}, {args})")
+
+
+def _dispatch(g: FunctionGen, value: str, pc: int, args: str) -> str:
+    """Call what ``value`` names: a subprogram (its address in the bytecode copy, as
+    ``PSEUDO_FUNC`` loads give) directly, anything else through the trampoline, which
+    resolves it as the interpreter does (a helper id, or a fault)."""
+    e = g.e
+    rel = e(f"sub i64 {value}, {g.ctx_load('text')}")
+    done = e.fresh("callx.done")[1:]
+    other = e.fresh("callx.other")[1:]
+    cases = [(entry, e.fresh(f"callx.f{entry}.")[1:]) for entry in g.mod.entries]
+    e.do(f"switch i64 {rel}, label %{other} [" +
+         " ".join(f"i64 {8 * ent}, label %{lbl}" for ent, lbl in cases) + "]")
+    results = []
+    for entry, lbl in cases:
+        e.label(lbl)
+        r = _local_call(g, entry, pc, args)
+        end = e.fresh("callx.end")[1:]
+        e.do(f"br label %{end}")
+        e.label(end)
+        e.do(f"br label %{done}")
+        results.append((r, end))
+    e.label(other)
+    r = _trampoline(g, MODE_CALLX, value, pc, args)
+    e.do(f"br label %{done}")
+    e.label(done)
+    incoming = ", ".join(f"[ {v}, %{b} ]" for v, b in results + [(r, other)])
+    return e(f"phi i64 {incoming}")
 
 
 def emit_call(g: FunctionGen, insn: isa.Instruction, pc: int) -> bool:
@@ -423,31 +464,7 @@ def emit_call(g: FunctionGen, insn: isa.Instruction, pc: int) -> bool:
     g.save_budget()
     if insn.opcode == isa.CALLX:
         value = g.reg(insn.dst)
-        args = _args(g)
-        text = g.ctx_load("text")
-        rel = e(f"sub i64 {value}, {text}")
-        done = e.fresh("callx.done")[1:]
-        other = e.fresh("callx.other")[1:]
-        cases = []
-        results = []
-        for entry in g.mod.entries:
-            lbl = e.fresh(f"callx.f{entry}.")[1:]
-            cases.append((entry, lbl))
-        e.do(f"switch i64 {rel}, label %{other} [" +
-             " ".join(f"i64 {8 * ent}, label %{lbl}" for ent, lbl in cases) + "]")
-        for entry, lbl in cases:
-            e.label(lbl)
-            r = _local_call(g, entry, pc, args)
-            results.append((r, e.fresh("callx.end")[1:]))
-            e.do(f"br label %{results[-1][1]}")
-            e.label(results[-1][1])
-            e.do(f"br label %{done}")
-        e.label(other)
-        r = _trampoline(g, MODE_CALLX, value, pc, args)
-        e.do(f"br label %{done}")
-        e.label(done)
-        incoming = ", ".join(f"[ {v}, %{b} ]" for v, b in results + [(r, other)])
-        r0 = e(f"phi i64 {incoming}")
+        r0 = _dispatch(g, value, pc, _args(g))
     elif insn.src == isa.CALL_LOCAL:
         r0 = _local_call(g, pc + 1 + insn.imm, pc, _args(g))
     else:
@@ -457,7 +474,7 @@ def emit_call(g: FunctionGen, insn: isa.Instruction, pc: int) -> bool:
         r0 = native(g, insn, pc) if native is not None else None
         if r0 is None:
             r0 = _trampoline(g, MODE_HELPER, str(insn.imm), pc, _args(g))
-        else:
+        elif insn.imm not in CALLING_NATIVES:
             g.load_budget()
             g.set_reg(0, r0)
             return False
@@ -601,7 +618,7 @@ EMITTERS: dict[str, Callable[[FunctionGen, isa.Instruction, int], bool]] = {
 def _native_ktime(clock: int) -> Callable[[FunctionGen, isa.Instruction, int], str]:
     def emit(g: FunctionGen, insn: isa.Instruction, pc: int) -> str:
         e = g.e
-        ts = e("alloca { i64, i64 }, align 8")
+        ts = g.temp("{ i64, i64 }")
         e.do(f"call i32 @clock_gettime(i32 {clock}, ptr {ts})")
         sec = e(f"load i64, ptr {ts}, align 8")
         nsp = e(f"getelementptr i64, ptr {ts}, i64 1")
@@ -643,7 +660,50 @@ def _native_map_lookup(g: FunctionGen, insn: isa.Instruction, pc: int) -> str | 
     return e(f"select i1 {inside}, i64 {addr}, i64 0")
 
 
+def _native_loop(g: FunctionGen, insn: isa.Instruction, pc: int) -> str:
+    """``bpf_loop(nr_loops, callback, ctx, flags)`` as a native loop calling the callback
+    subprogram directly (kernel/bpf/bpf_iter.c: flags must be 0, at most 1 << 23 loops, a
+    non-zero callback result stops after i + 1 iterations)."""
+    e = g.e
+    i_slot, res = g.temp(), g.temp()
+    nr, fn, cctx, flags = (g.reg(r) for r in (1, 2, 3, 4))
+    bad_flags = e(f"icmp ne i64 {flags}, 0")
+    big = e(f"icmp ugt i64 {nr}, {1 << 23}")
+    err = e(f"select i1 {big}, i64 -7, i64 0")
+    err = e(f"select i1 {bad_flags}, i64 -22, i64 {err}")
+    e.do(f"store i64 {err}, ptr {res}, align 8")
+    e.do(f"store i64 0, ptr {i_slot}, align 8")
+    refused = e(f"or i1 {bad_flags}, {big}")
+    head, body, brk, count, fin = (e.fresh(x)[1:] for x in
+                                   ("loop.head", "loop.body", "loop.break", "loop.count",
+                                    "loop.end"))
+    e.do(f"br i1 {refused}, label %{fin}, label %{head}")
+    e.label(head)
+    i = e(f"load i64, ptr {i_slot}, align 8")
+    more = e(f"icmp ult i64 {i}, {nr}")
+    e.do(f"br i1 {more}, label %{body}, label %{count}")
+    e.label(body)
+    r = _dispatch(g, fn, pc, f"i64 {i}, i64 {cctx}, i64 0, i64 0, i64 0")
+    g.check_status()
+    nxt = e(f"add i64 {i}, 1")
+    e.do(f"store i64 {nxt}, ptr {i_slot}, align 8")
+    stop = e(f"icmp ne i64 {r}, 0")
+    e.do(f"br i1 {stop}, label %{brk}, label %{head}")
+    e.label(brk)
+    e.do(f"store i64 {nxt}, ptr {res}, align 8")
+    e.do(f"br label %{fin}")
+    e.label(count)
+    e.do(f"store i64 {i}, ptr {res}, align 8")
+    e.do(f"br label %{fin}")
+    e.label(fin)
+    return e(f"load i64, ptr {res}, align 8")
+
+
+#: native paths that call BPF code, after which the caller must test the status
+CALLING_NATIVES = {HELPER_IDS["loop"]}
+
 NATIVE_HELPERS: dict[int, Callable[[FunctionGen, isa.Instruction, int], str | None]] = {
+    HELPER_IDS["loop"]: _native_loop,
     HELPER_IDS["ktime_get_ns"]: _native_ktime(1),         # CLOCK_MONOTONIC
     HELPER_IDS["ktime_get_boot_ns"]: _native_ktime(7),    # CLOCK_BOOTTIME
     HELPER_IDS["get_prandom_u32"]: _native_prandom,
@@ -756,5 +816,35 @@ class ModuleGen:
         for entry in self.entries:
             plan = an.plan_function(self.code, entry, self.map_index)
             parts.extend(FunctionGen(self, plan).emit())
+        parts.append(self.call_entry())
         parts.append(extra)
         return ModuleIR("\n".join(parts), self.consts, self.entries)
+
+    def call_entry(self) -> str:
+        """``<prefix>pybpf_call(ctx, fn, r1..r5, depth)``: run the subprogram whose address
+        (a ``PSEUDO_FUNC`` value) is ``fn``, for helpers that call back into the program
+        (``bpf_for_each_map_elem`` through ``env.call_function``)."""
+        p = self.prefix
+        args = ", ".join(f"i64 %a{i}" for i in range(1, 6))
+        cases = " ".join(f"i64 {8 * e}, label %c{e}" for e in self.entries)
+        calls = "\n".join(f"c{e}:\n  %r{e} = call i64 @{p}f{e}(ptr %ctx, {args}, i64 %depth)\n"
+                          f"  ret i64 %r{e}" for e in self.entries)
+        return f"""
+define i64 @{p}pybpf_call(ptr %ctx, i64 %fn, {args}, i64 %depth) {{
+entry:
+  %deep = icmp uge i64 %depth, {isa.MAX_CALL_DEPTH}
+  br i1 %deep, label %toodeep, label %go
+toodeep:
+  call void @pybpf.fault(ptr %ctx, i64 {int(Fault.DEPTH)}, i64 0, i64 0, i64 0)
+  ret i64 0
+go:
+  %tp = getelementptr i64, ptr %ctx, i64 {C['text']}
+  %text = load i64, ptr %tp, align 8
+  %rel = sub i64 %fn, %text
+  switch i64 %rel, label %bad [ {cases} ]
+{calls}
+bad:
+  call void @pybpf.fault(ptr %ctx, i64 {int(Fault.CALLX)}, i64 0, i64 %fn, i64 0)
+  ret i64 0
+}}
+"""

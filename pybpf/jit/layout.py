@@ -32,6 +32,7 @@ CTX_FIELDS: dict[str, int] = {name: i for i, name in enumerate((
     "exit_value",   # r0 when a helper or packet load ended the whole program
     "rng",          # state of the native bpf_get_prandom_u32 (xorshift64*)
     "batch_index",  # packet being run by the batch driver
+    "depth",        # call depth of the function that called the helper trampoline
 ))}
 FRAMES = len(CTX_FIELDS)                      # frames[depth]: lowest address of stack frame
 CTX_WORDS = FRAMES + isa.MAX_CALL_DEPTH

@@ -20,6 +20,7 @@ it in Python. Every other fault is turned into the same :class:`pybpf.errors.VME
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import weakref
 from typing import Any
@@ -36,6 +37,9 @@ M64 = isa.U64
 HELPER_FN = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64,
                              ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64,
                              ctypes.c_uint64, ctypes.c_uint64)
+
+#: tail calls in progress (the kernel stops a chain at MAX_TAIL_CALL_CNT)
+_tail_chain = 0
 
 #: live runtimes by context address (the trampoline's way back to Python objects)
 _RUNTIMES: "weakref.WeakValueDictionary[int, Runtime]" = weakref.WeakValueDictionary()
@@ -152,6 +156,70 @@ class Runtime:
         result = vm.call_helper(hid, pc, r1, r2, r3, r4, r5)
         self.sync_regions()
         return result
+
+    # --- helpers that call back into the program ------------------------------------------------
+    def install(self, call_native: Any, program: Any) -> None:
+        """Offer the helper environment the two hooks pybpf.helpers.maps looks for:
+        ``call_function`` (run a subprogram natively, for bpf_for_each_map_elem) and
+        ``tail_call`` (run the target JIT-compiled and end this program with its r0)."""
+        self._call_native = call_native
+        self._program = weakref.ref(program)
+        self._tail_programs: dict[int, Any] = {}
+        env = self.vm.env
+        env.call_function = self.call_function
+        env.tail_call = self.tail_call
+
+    def call_function(self, fn: int, r1: int = 0, r2: int = 0, r3: int = 0, r4: int = 0,
+                      r5: int = 0) -> int:
+        w = self.words
+        depth = w[C["depth"]]
+        r0 = self._call_native(self.address, fn & M64, r1 & M64, r2 & M64, r3 & M64,
+                               r4 & M64, r5 & M64, depth + 1)
+        w[C["depth"]] = depth
+        status = w[C["status"]]
+        if status == Fault.EXIT:
+            w[C["status"]] = 0
+            raise ProgramExit(w[C["exit_value"]])
+        if status:
+            w[C["status"]] = 0
+            program = self._program()
+            self.raise_fault(program.budget if program is not None else 0)
+        self.sync_regions()
+        return r0
+
+    def tail_call(self, target: Any, ctx: int) -> int:
+        """Jump to ``target`` (a Program or a live program): run it on the current input --
+        JIT-compiled and sharing this program's maps by name -- and end with its r0."""
+        from ..helpers.maps import MAX_TAIL_CALL_CNT
+
+        global _tail_chain
+        if _tail_chain >= MAX_TAIL_CALL_CNT:
+            return -errno.E2BIG & M64
+        runner = target if hasattr(target, "run") else self._tail_programs.get(id(target))
+        if runner is None:
+            from . import JITProgram
+
+            shared = {getattr(m, "name", None): m for m in self.vm.maps}
+            maps = [shared.get(spec.name) for spec in target.maps]
+            if any(m is None for m in maps):
+                from ..maps import create_map
+                maps = [m if m is not None else create_map(spec)
+                        for m, spec in zip(maps, target.maps)]
+            program = self._program()
+            runner = JITProgram(target, maps=maps,
+                                checked=program.checked if program is not None else True)
+            self._tail_programs[id(target)] = runner
+        region = self.vm.data_region
+        data = region.bytes() if region is not None else b""
+        _tail_chain += 1
+        try:
+            r0 = runner.run(data)
+        finally:
+            _tail_chain -= 1
+        out = getattr(getattr(runner, "vm", runner), "data_region", None)
+        if region is not None and out is not None and out.size == region.size:
+            region.view[: region.size] = out.view[: out.size]
+        raise ProgramExit(r0)
 
     # --- faults ----------------------------------------------------------------------------------
     def clear(self) -> None:

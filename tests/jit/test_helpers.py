@@ -147,3 +147,123 @@ def test_a_tail_call_ends_the_program_with_the_targets_r0():
     jit.maps[0].update(1, target)
     assert jit.run(b"\x00\x02") == 42
     assert JITProgram(assemble(TAIL)).run(b"\x00\x02") == 99   # empty slot: falls through
+
+
+LOOP = """
+    r6 = 0
+    *(u64 *)(r10 - 8) = r6
+    r1 = {n}
+    r2 = cb ll
+    r3 = r10
+    r3 += -8
+    r4 = {flags}
+    call bpf_loop
+    r1 = *(u64 *)(r10 - 8)
+    r0 <<= 32
+    r0 |= r1
+    exit
+cb:
+    r3 = *(u64 *)(r2 + 0)
+    r3 += r1
+    *(u64 *)(r2 + 0) = r3
+    r0 = 0
+    if r1 != {stop} goto keep
+    r0 = 1
+keep:
+    exit
+"""
+
+
+def _loop_program(n: int, flags: int = 0, stop: int = 1000):
+    from pybpf import isa
+
+    prog = assemble(LOOP.format(n=n, flags=flags, stop=stop))
+    insns = list(prog.insns)
+    for i, insn in enumerate(insns):   # `r2 = cb ll` as the callback's address (PSEUDO_FUNC)
+        if insn.opcode == isa.LDDW and insn.dst == 2:
+            target = next(p for p, name in prog.labels.items() if name == "cb")
+            slot = isa.slot_starts(insns)[i]
+            insns[i] = isa.Instruction(isa.LDDW, 2, isa.PSEUDO_FUNC, 0, target - slot - 1, 0)
+    prog.insns = insns
+    return prog
+
+
+@pytest.mark.parametrize("checked", [True, False])
+def test_bpf_loop_runs_the_callback_natively_like_the_kernel_defines_it(checked):
+    # returns the number of iterations (high half) and the sum of indices seen (low half)
+    assert JITProgram(_loop_program(10), checked=checked).run() == (10 << 32) | 45
+    assert JITProgram(_loop_program(10, stop=3), checked=checked).run() == (4 << 32) | 6
+    assert JITProgram(_loop_program(0), checked=checked).run() == 0
+    assert JITProgram(_loop_program(5, flags=1), checked=checked).run() == \
+        ((-22 & 0xFFFFFFFF) << 32)
+    assert JITProgram(_loop_program((1 << 23) + 1), checked=checked).run() == \
+        ((-7 & 0xFFFFFFFF) << 32)
+
+
+LOOP_C = r"""
+typedef unsigned int __u32; typedef unsigned long long __u64;
+#define SEC(x) __attribute__((section(x), used))
+static long (*bpf_loop)(__u32 nr, void *fn, void *ctx, __u64 flags) = (void *) 181;
+struct ctx { __u64 sum; __u32 stop; };
+static long cb(__u32 index, struct ctx *c) { c->sum += index * 3 + 1; return index == c->stop; }
+SEC("socket")
+int run_loop(void *skb)
+{
+    struct ctx c = { .sum = 0, .stop = STOP };
+    long n = bpf_loop(10, cb, &c, 0);
+    return (int)(c.sum * 100 + n);
+}
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("stop", [6, 99])
+def test_bpf_loop_in_a_clang_program_gives_the_kernels_result(tmp_path, stop):
+    import shutil
+    import subprocess
+
+    from pybpf import kernel
+    from pybpf.elf import load_object
+
+    if not shutil.which("clang-19"):
+        pytest.skip("clang-19 not installed")
+    src = tmp_path / "loop.c"
+    src.write_text(LOOP_C.replace("STOP", str(stop)))
+    obj = tmp_path / "loop.o"
+    subprocess.run(["clang-19", "-O2", "-g", "-target", "bpf", "-c", str(src), "-o", str(obj)],
+                   check=True)
+    prog = load_object(obj).programs["run_loop"]
+    expected = kernel.test_run(prog, bytes(14)).retval
+    assert JITProgram(prog).run(bytes(14)) & 0xFFFFFFFF == expected
+    assert JITProgram(prog, checked=False).run(bytes(14)) & 0xFFFFFFFF == expected
+
+
+def test_a_tail_call_chain_stops_after_33_calls_like_the_kernel():
+    # a program that tail-calls itself, counting in an array map
+    src = """
+    .map jt prog_array key=4 value=4 max_entries=1
+    .map n array key=4 value=8 max_entries=1
+        r6 = r1
+        r1 = 0
+        *(u32 *)(r10 - 4) = r1
+        r1 = n ll
+        r2 = r10
+        r2 += -4
+        call bpf_map_lookup_elem
+        if r0 == 0 goto out
+        r1 = 1
+        lock *(u64 *)(r0 + 0) += r1
+        r1 = r6
+        r2 = jt ll
+        r3 = 0
+        call bpf_tail_call
+    out:
+        r0 = 7
+        exit
+    """
+    prog = assemble(src)
+    jit = JITProgram(prog)
+    jit.maps[0].update(0, prog)
+    assert jit.run() == 7
+    assert int.from_bytes(jit.maps[1][0], "little") == 34
