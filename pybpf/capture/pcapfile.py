@@ -124,7 +124,10 @@ class PcapReader:
                 raise CaptureError(f"{self.path}: corrupt pcapng block near packet {n}: "
                                    f"{exc or type(exc).__name__}") from None
             sec = int(ts)
-            yield Packet(sec, int(round((ts - sec) * 1e9)), bytes(data), len(data))
+            usec = int(round((ts - sec) * 1e6))   # dpkt gives a float: round to microseconds
+            if usec >= 1_000_000:
+                sec, usec = sec + 1, usec - 1_000_000
+            yield Packet(sec, usec * 1000, bytes(data), len(data))
 
     def records(self) -> Iterator[tuple[int, int]]:
         """(offset, caplen) of each packet's data in :attr:`buf` (pcap only): the fast path."""

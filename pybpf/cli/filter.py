@@ -64,5 +64,10 @@ def tap_command(expression, read_file, interface, write_file, count, timeout, as
             click.echo(summary_line(record, summary))
 
     from ..capture.summary import summary_line
-    run_tap(expr, read_file=read_file, interface=interface, write_file=write_file,
-            count=count, timeout=timeout, on_packet=show)
+    stats = run_tap(expr, read_file=read_file, interface=interface, write_file=write_file,
+                    count=count, timeout=timeout, on_packet=show)
+    if interface is not None:
+        # like tcpdump's exit report; "received" counts what crossed from the kernel, which
+        # with the filter attached there is only what matched
+        click.echo(f"{stats.matched} packets captured", err=True)
+        click.echo(f"{stats.seen} packets received from the kernel", err=True)
