@@ -48,6 +48,15 @@ class ProgramExit(Exception):
         self.value = value & M64
 
 
+class TailCallReturn(ProgramExit):
+    """A tail call ended the frame at ``depth`` with r0 = ``value``: the program if depth is 0,
+    else the subprogram, whose caller goes on with r0 = ``value``."""
+
+    def __init__(self, value: int, depth: int = 0):
+        super().__init__(value)
+        self.depth = depth
+
+
 class Env:
     """What a helper implementation sees of the running program (:class:`HelperEnv`)."""
 
@@ -94,6 +103,16 @@ class Env:
         """Call a subprogram of the program (a callback given to a helper); returns r0."""
         return self.vm.call_function(func_ptr, r1, r2, r3, r4, r5)
 
+    @property
+    def context(self) -> Any:
+        """The live context of the current run (a :class:`pybpf.progtypes.Context`), or None
+        when the program runs without a program type (r1 = data, r2 = length)."""
+        return self.vm.context
+
+    def tail_call(self, target: Program, ctx: int) -> int:
+        """``bpf_tail_call`` (see :meth:`Interpreter.tail_call`)."""
+        return self.vm.tail_call(target, ctx)
+
 
 def slot_code(insns: Iterable[isa.Instruction]) -> list[isa.Instruction | None]:
     """Instructions indexed by slot (the second slot of a 64-bit load holds None)."""
@@ -120,6 +139,29 @@ def written_registers(insn: isa.Instruction) -> tuple[int, ...]:
     return ()
 
 
+TAIL_CALL_ID = 12   # bpf_tail_call
+
+
+def _catch_tail_calls(namespace: dict, entries: list[int]) -> None:
+    """Make each subprogram of a translated program return the r0 of a tail call made in its
+    frame (:class:`TailCallReturn`), so its caller goes on, as in the kernel."""
+
+    def wrap(function: Callable) -> Callable:
+        def subprogram(r1, r2, r3, r4, r5, cnt, depth):
+            try:
+                return function(r1, r2, r3, r4, r5, cnt, depth)
+            except TailCallReturn as exc:
+                if exc.depth != depth:
+                    raise
+                return exc.value, cnt
+
+        return subprogram
+
+    for entry in entries:
+        if entry:
+            namespace[f"F{entry}"] = wrap(namespace[f"F{entry}"])
+
+
 class Interpreter:
     """A program loaded into userspace memory, ready to run.
 
@@ -130,11 +172,22 @@ class Interpreter:
 
     def __init__(self, program: Program, *, maps: list[Any] | None = None,
                  budget: int = DEFAULT_BUDGET, helpers: dict[int, HelperImpl] | None = None,
-                 fast: bool = True):
+                 fast: bool = True, prog_type: str | None = None):
         if not program.insns:
             raise VMError("the program is empty (it needs at least an exit instruction)")
         if budget < 0:
             raise VMError(f"instruction budget must be positive, not {budget}")
+        # a program type: the run gets that type's context (r1), built per run by
+        # pybpf.progtypes; helper calls and context accesses are checked and rewritten here
+        self.prog_type = None
+        self.context: Any = None
+        self._tail_chain = [0]          # tail calls made in this run's chain (shared by targets)
+        self._tail_runners: dict[int, "Interpreter"] = {}
+        if prog_type is not None:
+            from .. import progtypes
+
+            self.prog_type = progtypes.get_prog_type(prog_type)
+            program = progtypes.prepare(program, self.prog_type)
         self.program = program
         self.budget = budget
         self.fast = fast
@@ -387,14 +440,20 @@ class Interpreter:
         return self.data_region
 
     def run(self, data: bytes = b"", *, trace: Callable | None = None,
-            stepping: bool = False) -> int:
+            stepping: bool = False, ctx: bytes | None = None) -> int:
         """Run once on a copy of ``data``; returns r0 as an unsigned 64-bit integer.
 
         r1 holds the address of the copy and r2 its length. ``trace(pc, insn, before, after)``
         is called after each instruction (forces the stepping path).
         """
-        region = self._prepare(data)
-        r1, r2 = region.address, len(data)
+        if self.prog_type is not None:
+            r1, r2 = self._prepare_context(data, ctx), 0
+            self._tail_chain = [0]
+        else:
+            if ctx is not None:
+                raise VMError("a context needs a program type (Interpreter(..., prog_type=))")
+            region = self._prepare(data)
+            r1, r2 = region.address, len(data)
         self._stepping = trace is not None or stepping or not self.fast
         self._trace = trace
         self._helper_frame = None
@@ -404,6 +463,105 @@ class Interpreter:
             return self._run_fast(r1, r2)
         except ProgramExit as exc:
             return exc.value
+
+    def _prepare_context(self, data: bytes, ctx: bytes | None) -> int:
+        """Build this run's context (and packet) in memory; returns its address for r1."""
+        for stack in self.stacks:
+            stack.view[:] = _ZERO_FRAME
+        if self.context is not None:
+            self.context.release()
+            self.context = None
+        self.context = self.prog_type.make_context(self.memory, data, ctx)
+        packet = self.context.packet
+        if packet is None:
+            packet = self._empty_packet()
+        self.data_region = packet
+        return self.context.address
+
+    def _empty_packet(self) -> Region:
+        region = getattr(self, "_no_packet", None)
+        if region is None:
+            region = self._no_packet = Region.allocate("no packet", 0)
+        return region
+
+    def data_out(self) -> bytes:
+        """The packet as the last run left it (what BPF_PROG_TEST_RUN hands back)."""
+        if self.context is not None:
+            return self.context.data_out()
+        return self.data_region.bytes() if self.data_region is not None else b""
+
+    def ctx_out(self) -> bytes | None:
+        """The context as the last run left it, as BPF_PROG_TEST_RUN hands it back."""
+        return self.context.ctx_out() if self.context is not None else None
+
+    def tail_call(self, target: Program, ctx: int) -> int:
+        """``bpf_tail_call``: run ``target`` on the same context and packet in place of the
+        caller, sharing the live maps by name. The kernel counts tail calls along the chain and
+        fails the 34th (MAX_TAIL_CALL_CNT = 33); a failed tail call returns to the caller. A
+        tail call from a bpf-to-bpf subprogram replaces that subprogram only: its caller gets
+        the target's r0 (the x86-64 JIT's behaviour since Linux 5.10)."""
+        from ..helpers.maps import E2BIG, MAX_TAIL_CALL_CNT
+
+        if self._tail_chain[0] >= MAX_TAIL_CALL_CNT:
+            return -E2BIG & M64
+        self._tail_chain[0] += 1
+        runner = self._tail_runner(target)
+        r0 = runner.run_in_chain(self)
+        frame = self._helper_frame
+        depth = frame[0] if frame is not None else 0
+        raise TailCallReturn(r0, depth)
+
+    def _tail_runner(self, target: Program) -> "Interpreter":
+        runner = self._tail_runners.get(id(target))
+        if runner is None:
+            shared = {}
+            for spec, live in zip(self.program.maps, self.maps):
+                shared[spec.name] = live
+            maps = []
+            for spec in target.maps:
+                live = shared.get(spec.name)
+                if live is None:
+                    from ..maps import create_map
+
+                    live = create_map(spec)
+                maps.append(live)
+            ptype = self.prog_type.name if self.prog_type is not None else None
+            runner = Interpreter(target, maps=maps, budget=self.budget, prog_type=ptype,
+                                 helpers=self.helper_overrides, fast=self.fast)
+            self._tail_runners[id(target)] = runner
+        return runner
+
+    def run_in_chain(self, caller: "Interpreter") -> int:
+        """Run as the target of ``caller``'s tail call: on its context, packet and chain."""
+        for stack in self.stacks:
+            stack.view[:] = _ZERO_FRAME
+        context = caller.context
+        self.context = None
+        self._tail_chain = caller._tail_chain
+        self._helper_frame = None
+        if context is None:
+            region = self._prepare(caller.data_region.bytes() if caller.data_region else b"")
+            r1, r2 = region.address, region.size
+        else:
+            context.attach(self.memory)
+            self.context = context
+            self.data_region = context.packet or self._empty_packet()
+            r1, r2 = context.address, 0
+        try:
+            if self.fast and not caller._stepping:
+                return self._run_fast(r1, r2)
+            self._stepping = True
+            return self._run_stepping(r1, r2, None)
+        except ProgramExit as exc:
+            return exc.value
+        finally:
+            if context is not None:
+                context.detach(self.memory)
+                caller.data_region = context.packet or caller.data_region
+                self.context = None
+            elif caller.data_region is not None and self.data_region is not None \
+                    and caller.data_region.size == self.data_region.size:
+                caller.data_region.view[:] = self.data_region.view
 
     def _run_stepping(self, r1: int, r2: int, trace: Callable | None) -> int:
         from .stepper import Stepper
@@ -421,6 +579,10 @@ class Interpreter:
             from .translate import bind
 
             self._translated = bind(self)
+            if len(self.entries) > 1 and any(
+                    i is not None and i.opcode == isa.JMP | isa.CALL and i.src == isa.CALL_HELPER
+                    and i.imm == TAIL_CALL_ID for i in self.code):
+                _catch_tail_calls(self._translated, self.entries)
         return self._translated
 
     def _run_fast(self, r1: int, r2: int) -> int:

@@ -1,0 +1,140 @@
+"""XDP programs (``struct xdp_md``) and their frames.
+
+The frame is laid out as BPF_PROG_TEST_RUN lays it out (``bpf_prog_test_run_xdp`` in
+net/bpf/test_run.c): a 4096-byte page, 256 bytes of headroom (XDP_PACKET_HEADROOM) in front of
+the packet, of which the first 40 hold ``struct xdp_frame`` and stay out of reach, and the
+320-byte ``skb_shared_info`` tailroom at the end. ``bpf_xdp_adjust_head`` / ``_meta`` / ``_tail``
+(:mod:`pybpf.helpers.packet`) move ``data_meta``, ``data`` and ``data_end`` within those bounds
+through :class:`XdpContext`. The program's packet region is ``[data_meta, data_end)``; the data
+handed back is the same range (metadata included), and the context handed back gives
+``data`` and ``data_end`` relative to ``data_meta`` (``xdp_convert_buff_to_md``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+
+from ..errors import UsageError
+from ..memory import Region
+from .base import Context, Field, ProgType, check_ctx_size, native_buffer
+from .helpers import helpers_of
+
+XDP_MD_SIZE = 24
+PAGE_SIZE = 4096
+XDP_PACKET_HEADROOM = 256
+XDP_FRAME_SIZE = 40          # sizeof(struct xdp_frame): the start of the headroom it occupies
+TAILROOM = 320               # SKB_DATA_ALIGN(sizeof(struct skb_shared_info))
+MAX_DATA = PAGE_SIZE - XDP_PACKET_HEADROOM - TAILROOM
+ETH_HLEN = 14
+
+XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT = range(5)
+VERDICTS = {XDP_ABORTED: "XDP_ABORTED", XDP_DROP: "XDP_DROP", XDP_PASS: "XDP_PASS",
+            XDP_TX: "XDP_TX", XDP_REDIRECT: "XDP_REDIRECT"}
+
+FIELDS = (
+    Field("data", 0, 4, pointer=True),
+    Field("data_end", 4, 4, pointer=True),
+    Field("data_meta", 8, 4, pointer=True),
+    Field("ingress_ifindex", 12, 4),
+    Field("rx_queue_index", 16, 4),
+    Field("egress_ifindex", 20, 4, readable=False),
+)
+
+
+class XdpContext(Context):
+    """An ``xdp_md`` over a frame; offsets below are from the frame's hard start."""
+
+    def __init__(self, prog_type: ProgType, memory, data: bytes, ctx_in: bytes | None):
+        data = bytes(data)
+        raw = check_ctx_size(prog_type, ctx_in)
+        metalen = 0
+        if ctx_in is not None:
+            md = raw.ljust(XDP_MD_SIZE, b"\0")
+            c_data, c_end, c_meta, ingress, rxq, egress = struct.unpack("<6I", md)
+            if c_meta or c_end != len(data) or c_data > c_end or c_data % 4 or egress \
+                    or c_data > XDP_PACKET_HEADROOM - XDP_FRAME_SIZE:
+                raise UsageError("xdp_md for BPF_PROG_TEST_RUN: data_meta and egress_ifindex "
+                                 "must be 0, data_end the data size and data the length of "
+                                 "the metadata in front of the packet (a multiple of 4); the "
+                                 "kernel answers EINVAL")
+            metalen = c_data
+        super().__init__(prog_type, memory, b"")
+        if ctx_in is not None:
+            self.set_u32("ingress_ifindex", ingress)
+            self.set_u32("rx_queue_index", rxq)
+        size = len(data) - metalen
+        self.frame_size = max(PAGE_SIZE, XDP_PACKET_HEADROOM + size + TAILROOM)
+        self.frame = native_buffer(self.frame_size)
+        self.base = ctypes.addressof(self.frame)
+        self.data = XDP_PACKET_HEADROOM
+        self.meta = self.data - metalen
+        ctypes.memmove(self.base + self.meta, data, len(data))
+        self.data_end = self.data + size
+        self.packet = None
+        self.redirect: tuple[str, int, int] | None = None
+        self._sync()
+
+    @property
+    def hard_end(self) -> int:
+        """How far ``data_end`` may grow (the start of the shared-info tailroom)."""
+        return self.frame_size - TAILROOM
+
+    def _sync(self) -> None:
+        """Rebuild the packet region and the context's pointers after a bound moved."""
+        if self.packet is not None:
+            self.remove_region(self.packet)
+        self.packet = self.add_region(Region("packet", self.base + self.meta,
+                                             self.data_end - self.meta, True, None))
+        self.set_pointer("data", self.base + self.data)
+        self.set_pointer("data_meta", self.base + self.meta)
+        self.set_pointer("data_end", self.base + self.data_end)
+
+    # --- what the helpers do (bpf_xdp_adjust_* in net/core/filter.c); 0 or False on EINVAL ---
+    def adjust_head(self, delta: int) -> bool:
+        metalen = self.data - self.meta
+        data = self.data + delta
+        if data < XDP_FRAME_SIZE + metalen or data > self.data_end - ETH_HLEN:
+            return False
+        if metalen:
+            ctypes.memmove(self.base + self.meta + delta, self.base + self.meta, metalen)
+        self.meta += delta
+        self.data = data
+        self._sync()
+        return True
+
+    def adjust_meta(self, delta: int) -> bool:
+        meta = self.meta + delta
+        metalen = self.data - meta
+        if meta > self.data or meta < XDP_FRAME_SIZE or metalen % 4:
+            return False
+        self.meta = meta
+        self._sync()
+        return True
+
+    def adjust_tail(self, delta: int) -> bool:
+        end = self.data_end + delta
+        if end > self.hard_end or end < self.data + ETH_HLEN:
+            return False
+        if delta > 0:   # grown bytes are zeroed (bpf_xdp_adjust_tail)
+            ctypes.memset(self.base + self.data_end, 0, delta)
+        self.data_end = end
+        self._sync()
+        return True
+
+    def data_out(self) -> bytes:
+        return bytes(self.packet.view[: self.packet.size])
+
+    def ctx_out(self) -> bytes:
+        return struct.pack("<6I", self.data - self.meta, self.data_end - self.meta, 0,
+                           self.get("ingress_ifindex"), self.get("rx_queue_index"), 0)
+
+
+def _make() -> ProgType:
+    pt = ProgType("xdp", "xdp_md", XDP_MD_SIZE, FIELDS, None,  # type: ignore[arg-type]
+                  helpers_of("xdp"), VERDICTS, "an XDP_* verdict", packet=True)
+    pt.make_context = lambda memory, data=b"", ctx=None: XdpContext(pt, memory, data, ctx)
+    return pt
+
+
+PROG_TYPES = {"xdp": _make()}
