@@ -173,6 +173,7 @@ class Runtime:
                       r5: int = 0) -> int:
         w = self.words
         depth = w[C["depth"]]
+        self.sync_regions()     # the helper may have made memory for the callback (a key)
         r0 = self._call_native(self.address, fn & M64, r1 & M64, r2 & M64, r3 & M64,
                                r4 & M64, r5 & M64, depth + 1)
         w[C["depth"]] = depth
@@ -181,7 +182,6 @@ class Runtime:
             w[C["status"]] = 0
             raise ProgramExit(w[C["exit_value"]])
         if status:
-            w[C["status"]] = 0
             program = self._program()
             self.raise_fault(program.budget if program is not None else 0)
         self.sync_regions()

@@ -267,3 +267,44 @@ def test_a_tail_call_chain_stops_after_33_calls_like_the_kernel():
     jit.maps[0].update(0, prog)
     assert jit.run() == 7
     assert int.from_bytes(jit.maps[1][0], "little") == 34
+
+
+FOR_EACH = """
+.map a array key=4 value=8 max_entries=5
+    r1 = 0
+    *(u64 *)(r10 - 8) = r1
+    r1 = a ll
+    r2 = cb ll
+    r3 = r10
+    r3 += -8
+    r4 = 0
+    call bpf_for_each_map_elem
+    r1 = *(u64 *)(r10 - 8)
+    r0 <<= 32
+    r0 |= r1
+    exit
+cb:
+    r5 = *(u32 *)(r2 + 0)
+    r6 = *(u64 *)(r4 + 0)
+    r6 += r5
+    r6 += 10
+    *(u64 *)(r4 + 0) = r6
+    r0 = 0
+    exit
+"""
+
+
+@pytest.mark.parametrize("checked", [True, False])
+def test_for_each_map_elem_calls_back_into_native_code_for_every_element(checked):
+    from pybpf import isa
+
+    prog = assemble(FOR_EACH)
+    insns = list(prog.insns)
+    starts = isa.slot_starts(insns)
+    target = next(p for p, name in prog.labels.items() if name == "cb")
+    for i, insn in enumerate(insns):
+        if insn.opcode == isa.LDDW and insn.dst == 2:
+            insns[i] = isa.Instruction(isa.LDDW, 2, isa.PSEUDO_FUNC, 0, target - starts[i] - 1, 0)
+    prog.insns = insns
+    # five elements visited; the callback summed their keys 0..4 plus 10 each
+    assert JITProgram(prog, checked=checked).run() == (5 << 32) | 60
