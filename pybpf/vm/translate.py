@@ -327,9 +327,6 @@ def _set(narrow: set[int], reg: int, is_narrow: bool) -> None:
 
 # --- functions and the module -------------------------------------------------------------------
 
-_REGS = "[r0, r1, r2, r3, r4, r5, r6, r7, r8, r9]"
-
-
 def _goto(code: list, target: int, start: int, ind: str) -> list[str]:
     if not _valid(code, target):
         return [f"{ind}OUT({target})"]
@@ -345,8 +342,7 @@ def _block_source(code: list, block: Block) -> list[str]:
     n = len(block.pcs)
     last_pc = block.pcs[-1]
     last = code[last_pc]
-    header = [f"cnt += {n}",
-              f"if cnt > BUDGET: STEP({start}, {_REGS}, depth, cnt - {n})"]
+    header = [f"cnt += {n}", f"if cnt > BUDGET: STEP({start}, locals(), {n})"]
     body: list[str] = []
     narrow: set[int] = set()     # nothing is known on entry (any predecessor may jump here)
     for pc in block.pcs[:-1]:
@@ -536,8 +532,10 @@ def bind(vm: "Interpreter") -> dict[str, Any]:
     namespace: dict[str, Any] = {"__builtins__": __builtins__}
     namespace.update(_memory_functions(vm))
 
-    def step(pc: int, regs: list[int], depth: int, count: int) -> None:
-        vm.step_from(pc, regs, depth, count)
+    def step(pc: int, frame: dict[str, int], n: int) -> None:
+        # the block at pc (n instructions) would overrun the budget: re-run it one
+        # instruction at a time from the state at its start (the translated function's locals)
+        vm.step_from(pc, [frame[f"r{i}"] for i in range(10)], frame["depth"], frame["cnt"] - n)
 
     def out(pc: int) -> None:
         raise VMError("execution left the program" if not 0 <= pc < len(vm.code)
