@@ -58,6 +58,10 @@ def _map_indexes(vm: Interpreter) -> dict[int, int]:
     return out
 
 
+#: programs longer than this get engine.LIGHT_PASSES instead of the full -O2 pipeline
+LIGHT_THRESHOLD = 400
+
+
 @dataclass
 class _Unit:
     """One program's part of a module: its interpreter (memory, maps) and cache key."""
@@ -115,7 +119,10 @@ def compile_units(units: list[_Unit], *, checked: bool, opt: int, native_helpers
         return "\n".join(parts), consts
 
     symbols = [f"p{k}.{name}" for k in range(len(units)) for name in ("pybpf_run", "pybpf_call")]
-    return engine.compile_module(key, build, symbols, opt=opt, cache_dir=cache_dir)
+    # -O2's cost grows with the program; past LIGHT_THRESHOLD instructions per program the
+    # short pipeline keeps compile time near the budget (explicit opt=3 always gets -O3)
+    light = opt == 2 and max(len(u.vm.program.insns) for u in units) > LIGHT_THRESHOLD
+    return engine.compile_module(key, build, symbols, opt=opt, light=light, cache_dir=cache_dir)
 
 
 class JITProgram:

@@ -63,8 +63,15 @@ def host_identity() -> str:
                      llvm.get_host_cpu_features().flatten()))
 
 
-def optimise(module: llvm.ModuleRef, opt: int) -> None:
-    """Run LLVM's standard pipeline at ``opt`` (0 leaves the module as generated)."""
+#: the short pipeline for large programs: registers and stack slots to SSA values, local
+#: simplification, CFG clean-up -- most of what makes native code fast for eBPF, at a
+#: fraction of -O2's cost (which grows with the program; the kernel's JIT does none of it)
+LIGHT_PASSES = ("sroa", "instruction_combine", "simplify_cfg")
+
+
+def optimise(module: llvm.ModuleRef, opt: int, *, light: bool = False) -> None:
+    """Run LLVM's standard pipeline at ``opt`` (0 leaves the module as generated), or
+    :data:`LIGHT_PASSES` when ``light``."""
     if opt <= 0:
         return
     tm = target_machine(opt)
@@ -72,7 +79,12 @@ def optimise(module: llvm.ModuleRef, opt: int) -> None:
     pto.loop_vectorization = opt >= 3
     pto.slp_vectorization = opt >= 3
     pb = llvm.create_pass_builder(tm, pto)
-    pm = pb.getModulePassManager()
+    if light:
+        pm = llvm.create_new_module_pass_manager()
+        for name in LIGHT_PASSES:
+            getattr(pm, f"add_{name}_pass")()
+    else:
+        pm = pb.getModulePassManager()
     pm.run(module, pb)
 
 
@@ -88,11 +100,12 @@ class Compiled:
     source_ir: str = field(default="", repr=False)
     opt: int = 2
     meta: Any = None        # what the code generator said about the module (constants table)
+    light: bool = False     # compiled with LIGHT_PASSES instead of -O<opt>
 
     def optimised_ir(self) -> str:
         if self.ir is None:
             mod = llvm.parse_assembly(self.source_ir)
-            optimise(mod, self.opt)
+            optimise(mod, self.opt, light=self.light)
             self.ir = str(mod)
         return self.ir
 
@@ -154,7 +167,8 @@ _engines: dict[int, _SharedEngine] = {}
 
 
 def compile_module(key: str, build: Callable[[], tuple[str, Any]], symbols: list[str], *,
-                   opt: int = 2, cache_dir: str | os.PathLike | None = None) -> Compiled:
+                   opt: int = 2, light: bool = False,
+                   cache_dir: str | os.PathLike | None = None) -> Compiled:
     """Compile the module ``build()`` returns as ``(ir_text, meta)``; return the addresses of
     ``symbols``. ``build`` runs only on an in-memory cache miss, and LLVM's optimiser only
     when the disk cache has no object for ``key`` either.
@@ -173,7 +187,7 @@ def compile_module(key: str, build: Callable[[], tuple[str, Any]], symbols: list
         obj_path = disk / f"{key}.o" if disk is not None else None
         optimised = not (obj_path is not None and obj_path.exists())
         if optimised:   # a cached object makes LLVM's optimiser and code generator unnecessary
-            optimise(mod, opt)
+            optimise(mod, opt, light=light)
         shared = _engines.get(opt)
         if shared is None:
             shared = _engines[opt] = _SharedEngine(opt)
@@ -185,7 +199,7 @@ def compile_module(key: str, build: Callable[[], tuple[str, Any]], symbols: list
                      for name in symbols}
         ir = str(mod) if optimised else None
         compiled = Compiled(shared.engine, addresses, ir, module_ref=mod, source_ir=ir_text,
-                            opt=opt, meta=meta)
+                            opt=opt, meta=meta, light=light)
         _memory_cache[key] = compiled
         return compiled
 
