@@ -221,7 +221,7 @@ def xdp_adjust_tail(env, ctx, delta, *_):
 @helper("xdp_adjust_meta", "integer", "ptr_to_ctx", "anything")
 def xdp_adjust_meta(env, ctx, delta, *_):
     c = _context(env, "xdp_adjust_meta", "adjust_meta")
-    return 0 if c.adjust_meta(s32(delta)) else neg(EINVAL)
+    return c.adjust_meta(s32(delta)) & M64
 
 
 # --- redirects ---------------------------------------------------------------------------------

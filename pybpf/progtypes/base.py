@@ -93,6 +93,8 @@ class ProgType:
         if self.raw_ctx:
             return f"{self.ctx_name} is read-only" if write else None
         f = self.field_at(off)
+        if f is not None and f.pointer and size != 4:
+            return f"field '{f.name}' of {self.ctx_name} must be read with a 32-bit load"
         if f is None or off + size > f.end:
             return f"{what} of {size} bytes at offset {off} is not a field of {self.ctx_name}"
         if write and not f.writable:

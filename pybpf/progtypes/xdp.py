@@ -27,6 +27,8 @@ XDP_FRAME_SIZE = 40          # sizeof(struct xdp_frame): the start of the headro
 TAILROOM = 320               # SKB_DATA_ALIGN(sizeof(struct skb_shared_info))
 MAX_DATA = PAGE_SIZE - XDP_PACKET_HEADROOM - TAILROOM
 ETH_HLEN = 14
+META_MAX = 255               # skb_shared_info.meta_len is a u8
+EINVAL, EACCES = 22, 13
 
 XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT = range(5)
 VERDICTS = {XDP_ABORTED: "XDP_ABORTED", XDP_DROP: "XDP_DROP", XDP_PASS: "XDP_PASS",
@@ -73,6 +75,7 @@ class XdpContext(Context):
         self.data_end = self.data + size
         self.packet = None
         self.redirect: tuple[str, int, int] | None = None
+        self.given_ctx = ctx_in is not None
         self._sync()
 
     @property
@@ -103,14 +106,18 @@ class XdpContext(Context):
         self._sync()
         return True
 
-    def adjust_meta(self, delta: int) -> bool:
+    def adjust_meta(self, delta: int) -> int:
+        """0, or the kernel's -errno: EINVAL outside the headroom, EACCES for a metadata
+        length that is not a multiple of 4 (``xdp_metalen_invalid``)."""
         meta = self.meta + delta
         metalen = self.data - meta
-        if meta > self.data or meta < XDP_FRAME_SIZE or metalen % 4:
-            return False
+        if meta > self.data or meta < XDP_FRAME_SIZE:
+            return -EINVAL
+        if metalen % 4 or metalen > META_MAX:
+            return -EACCES
         self.meta = meta
         self._sync()
-        return True
+        return 0
 
     def adjust_tail(self, delta: int) -> bool:
         end = self.data_end + delta
@@ -125,7 +132,9 @@ class XdpContext(Context):
     def data_out(self) -> bytes:
         return bytes(self.packet.view[: self.packet.size])
 
-    def ctx_out(self) -> bytes:
+    def ctx_out(self) -> bytes | None:
+        if not self.given_ctx:
+            return None
         return struct.pack("<6I", self.data - self.meta, self.data_end - self.meta, 0,
                            self.get("ingress_ifindex"), self.get("rx_queue_index"), 0)
 
