@@ -28,6 +28,7 @@ class ArrayMap(Map):
 
     type_names = ("array",)
     allowed_flags = ACCESS_MASK | BPF_F_NUMA_NODE | BPF_F_MMAPABLE | BPF_F_INNER_MAP
+    batch_ops = frozenset({"lookup", "update"})
 
     def __init__(self, spec):
         super().__init__(spec)

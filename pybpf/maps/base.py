@@ -288,12 +288,31 @@ class Map:
     def next_key_raw(self, key: bytes | None) -> bytes:
         raise fail(f"{self.where()}: get_next_key is not supported", ENOTSUPP)
 
-    # --- batch operations (kernel: generic_map_*_batch) -----------------------------------------
-    def lookup_batch(self, start: Any = None, count: int | None = None,
-                     delete: bool = False) -> tuple[list, Any]:
-        """Up to ``count`` (key, value) pairs after ``start`` and the key to resume from
-        (None when the map is exhausted), following get_next_key order."""
+    # --- batch operations (kernel: generic_map_*_batch / htab_map_*_batch) ------------------------
+    #: which BPF_MAP_*_BATCH commands the family implements (others are ENOTSUPP, as bpf(2))
+    batch_ops: ClassVar[frozenset[str]] = frozenset()
+
+    def _check_batch(self, op: str, flags: int = 0) -> None:
+        if op not in self.batch_ops:
+            raise fail(f"{self.where()}: batch {op} is not supported", ENOTSUPP)
+        if flags & ~BPF_F_LOCK:
+            raise fail(f"{self.where()}: bad batch element flags {flags:#x}", EINVAL)
+        if flags & BPF_F_LOCK:
+            raise fail(f"{self.where()}: BPF_F_LOCK needs a bpf_spin_lock in the value", EINVAL)
+
+    def lookup_batch(self, start: Any = None, count: int | None = None, delete: bool = False,
+                     *, batch_size: int = 256, flags: int = 0) -> tuple[list, Any]:
+        """Up to ``count`` (key, value) pairs (all for None) in get_next_key order, resuming
+        after the token ``start`` a previous call returned, as BPF_MAP_LOOKUP_BATCH
+        (``..._AND_DELETE_BATCH`` with ``delete``) walks the map. Returns (pairs, token),
+        the token None once the map is exhausted; the same call as
+        :meth:`pybpf.kernel.KernelMap.lookup_batch`."""
+        self._check_batch("lookup_and_delete" if delete else "lookup", flags)
         self.check_read()
+        if delete:
+            self.check_write()
+        if batch_size <= 0 or (count is not None and count < 0):
+            raise fail(f"{self.where()}: batch size must be positive", EINVAL)
         pairs = []
         key = None if start is None else self.key_bytes(start)
         while count is None or len(pairs) < count:
@@ -306,17 +325,20 @@ class Map:
                 break
             pairs.append((key, self.lookup_raw(key)))
         if delete:
-            self.check_write()
             for k, _ in pairs:
                 self.delete_raw(k)
         out = [(from_bytes(k, self.key_type), self.decode_value(v)) for k, v in pairs]
         return out, (None if key is None else from_bytes(key, self.key_type))
 
     def update_batch(self, items: Any, flags: int = BPF_ANY) -> int:
-        """Update pairs in order; stops at the first failure, raising it with ``.count`` set to
-        the number of pairs applied (like BPF_MAP_UPDATE_BATCH's ``count``)."""
+        """Update pairs in order (element flags: only BPF_ANY or BPF_F_LOCK, as the kernel
+        takes them for a batch); stops at the first failure,
+        raising it with ``.count`` set to the number of pairs applied, as
+        BPF_MAP_UPDATE_BATCH reports in ``count``."""
+        self._check_batch("update", flags)
+        pairs = list(items.items() if hasattr(items, "items") else items)
         done = 0
-        for key, value in (items.items() if hasattr(items, "items") else items):
+        for key, value in pairs:
             try:
                 self.update(key, value, flags)
             except MapError as exc:
@@ -326,6 +348,8 @@ class Map:
         return done
 
     def delete_batch(self, keys: Any) -> int:
+        """Delete keys in order; stops at the first failure (``.count`` on the error)."""
+        self._check_batch("delete")
         done = 0
         for key in keys:
             try:

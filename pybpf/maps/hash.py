@@ -37,6 +37,7 @@ class HashMap(Map):
 
     type_names = ("hash",)
     allowed_flags = HASH_FLAGS
+    batch_ops = frozenset({"lookup", "update", "delete", "lookup_and_delete"})
     lru = False
 
     def __init__(self, spec):

@@ -48,6 +48,7 @@ class LPMTrieMap(Map):
 
     type_names = ("lpm_trie",)
     allowed_flags = ACCESS_MASK | BPF_F_NUMA_NODE | BPF_F_NO_PREALLOC
+    batch_ops = frozenset({"lookup", "update", "delete"})
 
     def __init__(self, spec):
         super().__init__(spec)

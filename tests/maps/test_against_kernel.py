@@ -10,7 +10,7 @@ kernel evict (see test_lru.py for eviction).
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from pybpf.maps import create_map, possible_cpus
@@ -21,6 +21,7 @@ from .harness import apply, contents, kernel_map, one_cpu
 pytestmark = pytest.mark.kernel
 
 SETTINGS = settings(max_examples=40, deadline=None,
+                    phases=(Phase.explicit, Phase.reuse, Phase.generate),
                     suppress_health_check=[HealthCheck.too_slow])
 FLAGS = st.sampled_from([0, 0, 0, 0, 1, 2, 3, 4, 8])
 

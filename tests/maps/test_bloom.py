@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from pybpf.errors import MapError
@@ -20,7 +20,9 @@ ZERO_SEED = 64
 
 
 @pytest.mark.kernel
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None,
+                    phases=(Phase.explicit, Phase.reuse, Phase.generate),
+          suppress_health_check=[HealthCheck.too_slow])
 @given(value_size=st.sampled_from([1, 3, 4, 8, 13, 16, 40]),
        max_entries=st.sampled_from([1, 4, 10, 100]),
        nr_hashes=st.sampled_from([0, 1, 3, 7, 15]),

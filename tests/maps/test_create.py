@@ -4,7 +4,7 @@ kernel's errno; unknown types are a clear MapError."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from pybpf.errors import MapError
@@ -35,7 +35,9 @@ def kernel_create(spec):
 
 
 @pytest.mark.kernel
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None,
+                    phases=(Phase.explicit, Phase.reuse, Phase.generate),
+          suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(SIMPLE_TYPES), st.sampled_from([0, 1, 3, 4, 5, 8, 260, 261, 513]),
        st.sampled_from([0, 1, 4, 8, 13]), st.sampled_from([0, 1, 3, 4096, 8192, 12288]),
        st.sampled_from([0, 1, 2, 4, 8, 24, 64, 128, 384, 1024, 2048, 4096, 1 << 13]))
