@@ -131,8 +131,31 @@ class KernelCollection:
         self.close()
 
 
+class VMProgram:
+    """One program of a :class:`VMCollection`: ``run`` like the interpreter, ``test_run`` like
+    the kernel's BPF_PROG_TEST_RUN (r0 truncated to 32 bits, the packet after the run)."""
+
+    def __init__(self, interpreter):
+        self.vm = interpreter
+
+    def run(self, data: bytes = b"", ctx: bytes | None = None) -> int:
+        return self.vm.run(data, ctx=ctx)
+
+    def test_run(self, data: bytes = b"", ctx: bytes | None = None, repeat: int = 1):
+        from ..kernel.prog import TestRunResult
+
+        r0 = 0
+        for _ in range(max(repeat, 1)):
+            r0 = self.vm.run(data, ctx=ctx)
+        return TestRunResult(r0 & 0xFFFFFFFF, 0, self.vm.data_out(), self.vm.ctx_out())
+
+    def __getattr__(self, name: str):
+        return getattr(self.vm, name)
+
+
 class VMCollection:
-    """An object loaded into pybpf's interpreter: one live map per map spec, shared."""
+    """An object loaded into pybpf's interpreter: one live map per map spec, shared by all
+    programs; each program runs with its section's program type (context built per run)."""
 
     def __init__(self, spec: ObjectSpec, **vm_options):
         from ..maps import create_map
@@ -142,13 +165,17 @@ class VMCollection:
         self.maps: dict[str, Any] = {}
         for name, mspec in spec.maps.items():
             self.maps[name] = create_map(mspec)
-        self.programs: dict[str, Any] = {
-            name: Interpreter(program, maps=[self.maps[m.name] for m in program.maps],
-                              **vm_options)
-            for name, program in spec.programs.items()}
+        self.programs: dict[str, VMProgram] = {}
+        for name, program in spec.programs.items():
+            options = dict(vm_options)
+            if program.prog_type and program.prog_type != "unspec":
+                options.setdefault("prog_type", program.prog_type)
+            self.programs[name] = VMProgram(Interpreter(
+                program, maps=[self.maps[m.name] for m in program.maps], **options))
         for name, mspec in spec.maps.items():
             for slot, target in mspec.init_refs.items():
-                value = (self.programs[target] if mspec.type == PROG_ARRAY
+                # a prog_array holds the program itself; the interpreter runs it on a tail call
+                value = (spec.programs[target] if mspec.type == PROG_ARRAY
                          else self.maps[target])
                 self.maps[name].update(slot.to_bytes(4, "little"), value)
 
