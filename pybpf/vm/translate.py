@@ -10,7 +10,7 @@ arithmetic. The layout of a translated subprogram::
         ...
         b = 12                                     # the block to run next
         while True:
-            if b <= 40:                            # a chunk of blocks (two-level dispatch)
+            if b <= 40:                            # a group of blocks (tree of guards)
                 if b == 12:
                     cnt += 3                       # instructions in the block
                     if cnt > BUDGET: STEP(...)     # exact accounting: hand over to the stepper
@@ -46,7 +46,7 @@ M = "0xFFFFFFFFFFFFFFFF"
 U32 = "0xFFFFFFFF"
 S64 = 0x8000000000000000
 S32 = 0x80000000
-CHUNK = 8
+CHUNK = 6
 
 _UNSIGNED_CMP = {isa.JEQ: "==", isa.JNE: "!=", isa.JGT: ">", isa.JGE: ">=", isa.JLT: "<",
                  isa.JLE: "<="}
@@ -396,14 +396,25 @@ def function_source(code: list, entry: int, leaders: set[int]) -> list[str]:
            "    stk = STK[depth]",
            f"    b = {entry}",
            "    while True:"]
-    for i in range(0, len(starts), CHUNK):
-        chunk = starts[i:i + CHUNK]
-        out.append(f"        if b <= {chunk[-1]}:")
-        for start in chunk:
-            out.append(f"            if b == {start}:")
-            out += ["                " + line for line in _block_source(code, blocks[start])]
+    out += _dispatch(code, blocks, starts, "        ")
     # every block ends in a transfer; reaching here means b named no block (cannot happen)
     out.append("        OUT(b)")
+    return out
+
+
+def _dispatch(code: list, blocks: dict[int, Block], starts: list[int], ind: str) -> list[str]:
+    """Blocks in order, under a binary tree of ``if b <= last`` guards with up to CHUNK blocks
+    per leaf: falling through costs one test, reaching any block O(log n) tests."""
+    out: list[str] = []
+    if len(starts) <= CHUNK:
+        for start in starts:
+            out.append(f"{ind}if b == {start}:")
+            out += [f"{ind}    {line}" for line in _block_source(code, blocks[start])]
+        return out
+    half = (len(starts) + 1) // 2
+    for group in (starts[:half], starts[half:]):
+        out.append(f"{ind}if b <= {group[-1]}:")
+        out += _dispatch(code, blocks, group, ind + "    ")
     return out
 
 
