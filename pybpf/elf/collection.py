@@ -105,6 +105,11 @@ class KernelCollection:
         btf_fd = 0 if mspec.type in NO_BTF_MAP_TYPES else self.btf_fd
         return KernelMap.create(mspec, inner_map_fd=inner_fd, btf_fd=btf_fd)
 
+    def typed(self, name: str):
+        """Map ``name`` with keys and values decoded through the object's BTF."""
+        from ..btf.values import typed_map
+        return typed_map(self.maps[name], self.spec.maps[name], self.spec.btf)
+
     def _fill_refs(self) -> None:
         for name, mspec in self.spec.maps.items():
             for slot, target in mspec.init_refs.items():
@@ -178,6 +183,11 @@ class VMCollection:
                 value = (spec.programs[target] if mspec.type == PROG_ARRAY
                          else self.maps[target])
                 self.maps[name].update(slot.to_bytes(4, "little"), value)
+
+    def typed(self, name: str):
+        """Map ``name`` with keys and values decoded through the object's BTF."""
+        from ..btf.values import typed_map
+        return typed_map(self.maps[name], self.spec.maps[name], self.spec.btf)
 
     def close(self) -> None:
         pass
