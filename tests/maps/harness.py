@@ -13,12 +13,18 @@ import ctypes
 import os
 from typing import Any, Iterator
 
+from hypothesis import Phase
+
 from pybpf.errors import MapError
 from pybpf.kernel.attrs import MapCreateAttr, MapElemAttr
 from pybpf.kernel.uapi import Cmd, map_type
 from pybpf.program import MapSpec
 
 ENOENT = 2
+
+#: hypothesis phases for tests that call the kernel: shrinking through thousands of bpf(2)
+#: round trips takes minutes on a shared machine, and the sequences are short anyway
+NO_SHRINK = (Phase.explicit, Phase.reuse, Phase.generate)
 
 
 @contextlib.contextmanager

@@ -10,18 +10,17 @@ kernel evict (see test_lru.py for eviction).
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pybpf.maps import create_map, possible_cpus
 from pybpf.program import MapSpec
 
-from .harness import apply, contents, kernel_map, one_cpu
+from .harness import NO_SHRINK, apply, contents, kernel_map, one_cpu
 
 pytestmark = pytest.mark.kernel
 
-SETTINGS = settings(max_examples=40, deadline=None,
-                    phases=(Phase.explicit, Phase.reuse, Phase.generate),
+SETTINGS = settings(max_examples=40, deadline=None, phases=NO_SHRINK,
                     suppress_health_check=[HealthCheck.too_slow])
 FLAGS = st.sampled_from([0, 0, 0, 0, 1, 2, 3, 4, 8])
 

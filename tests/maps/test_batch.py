@@ -4,14 +4,14 @@ results, errors and final contents as the kernel's, for every map type that has 
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pybpf.errors import MapError
 from pybpf.maps import create_map, possible_cpus
 from pybpf.program import MapSpec
 
-from .harness import contents, kernel_map, one_cpu
+from .harness import NO_SHRINK, contents, kernel_map, one_cpu
 
 pytestmark = pytest.mark.kernel
 
@@ -62,10 +62,8 @@ def apply_batch(m, op):
 
 
 @pytest.mark.parametrize("kind", sorted(SPECS))
-@settings(max_examples=20, deadline=None,
-                    phases=(Phase.explicit, Phase.reuse, Phase.generate),
-          suppress_health_check=[HealthCheck.too_slow,
-                                                                 HealthCheck.differing_executors])
+@settings(max_examples=20, deadline=None, phases=NO_SHRINK,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors])
 @given(data=st.data())
 def test_batch_operations_match_the_kernel(kind, data):
     spec = SPECS[kind]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pybpf.errors import MapError
@@ -14,14 +14,13 @@ from pybpf.kernel.uapi import Cmd
 from pybpf.maps import create_map
 from pybpf.program import MapSpec
 
-from .harness import create_raw, raw_elem
+from .harness import NO_SHRINK, create_raw, raw_elem
 
 ZERO_SEED = 64
 
 
 @pytest.mark.kernel
-@settings(max_examples=25, deadline=None,
-                    phases=(Phase.explicit, Phase.reuse, Phase.generate),
+@settings(max_examples=25, deadline=None, phases=NO_SHRINK,
           suppress_health_check=[HealthCheck.too_slow])
 @given(value_size=st.sampled_from([1, 3, 4, 8, 13, 16, 40]),
        max_entries=st.sampled_from([1, 4, 10, 100]),

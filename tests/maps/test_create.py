@@ -4,14 +4,14 @@ kernel's errno; unknown types are a clear MapError."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pybpf.errors import MapError
 from pybpf.maps import MAP_TYPES, create_map
 from pybpf.program import MapSpec
 
-from .harness import kernel_map
+from .harness import NO_SHRINK, kernel_map
 
 SIMPLE_TYPES = ["hash", "array", "percpu_hash", "percpu_array", "lru_hash", "lru_percpu_hash",
                 "lpm_trie", "queue", "stack", "bloom_filter", "ringbuf", "prog_array",
@@ -35,8 +35,7 @@ def kernel_create(spec):
 
 
 @pytest.mark.kernel
-@settings(max_examples=150, deadline=None,
-                    phases=(Phase.explicit, Phase.reuse, Phase.generate),
+@settings(max_examples=150, deadline=None, phases=NO_SHRINK,
           suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(SIMPLE_TYPES), st.sampled_from([0, 1, 3, 4, 5, 8, 260, 261, 513]),
        st.sampled_from([0, 1, 4, 8, 13]), st.sampled_from([0, 1, 3, 4096, 8192, 12288]),
