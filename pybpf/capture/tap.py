@@ -15,6 +15,11 @@ from .pcapfile import Packet, PcapReader, PcapWriter, same_file
 from .summary import Summarizer
 
 
+def _by_index(matches: set[int]):
+    counter = iter(range(1 << 62))
+    return lambda pkt: next(counter) in matches
+
+
 @dataclass
 class TapStats:
     seen: int = 0
@@ -35,10 +40,34 @@ def _packet_filter(expr: str, linktype: int, snaplen: int):
     return lambda pkt: machine.run(insns, pkt.data, wirelen=pkt.wirelen) != 0
 
 
+#: classic pcap files at least this big are filtered by the LLVM batch JIT first
+BATCH_THRESHOLD = 16 << 20
+
+
+def _batch_matches(reader: PcapReader, expr: str) -> set[int] | None:
+    """Indexes of the matching records via the LLVM batch JIT, or None (not applicable)."""
+    if reader.format != "pcap" or reader.endian != "<" or not expr.strip() \
+            or reader.linktype not in FILE_LINKTYPES:
+        return None
+    try:
+        from ..cbpf.llvmjit import compile_batch
+        batch = compile_batch(compile_expression(expr, reader.linktype,
+                                                 snaplen=reader.snaplen or 262144))
+    except ImportError:
+        return None
+    if batch is None:
+        return None
+    try:
+        return set(batch.scan(reader.buf))
+    except CaptureError:
+        return None      # damaged file: let the record reader report exactly where
+
+
 def run_tap(expr: str, *, read_file: str | None = None, interface: str | None = None,
             write_file: str | None = None, count: int | None = None,
             timeout: float | None = None,
-            on_packet: Callable[[Packet, str], None] | None = None) -> TapStats:
+            on_packet: Callable[[Packet, str], None] | None = None,
+            batch_threshold: int | None = None) -> TapStats:
     stats = TapStats()
     if read_file is not None and write_file is not None and same_file(read_file, write_file):
         raise UsageError(f"refusing to write to the input file {read_file}")
@@ -46,6 +75,11 @@ def run_tap(expr: str, *, read_file: str | None = None, interface: str | None = 
         source = PcapReader(read_file)
         linktype, snaplen = source.linktype, source.snaplen
         accept = _packet_filter(expr, linktype, snaplen)
+        threshold = BATCH_THRESHOLD if batch_threshold is None else batch_threshold
+        if len(source.buf) >= threshold:
+            matches = _batch_matches(source, expr)
+            if matches is not None:
+                accept = _by_index(matches)
         packets = iter(source)
         live = None
     else:

@@ -170,3 +170,13 @@ def test_the_input_file_is_never_overwritten(tmp_path):
 def test_bad_filter_expression_is_reported_before_reading(tmp_path):
     res = pybpf("tap", "-r", str(PCAPS / "veth-ethernet.pcap"), "tcp", "port")
     assert res.returncode == 1 and "column" in res.stderr
+
+
+@pytest.mark.parametrize("expr", ["tcp", "icmp or arp", "ip6 and not icmp6"])
+def test_batch_jit_path_selects_the_packets_tcpdump_selects(tmp_path, expr):
+    path = PCAPS / "veth-ethernet.pcap"
+    out = tmp_path / "batch.pcap"
+    run_tap(expr, read_file=str(path), write_file=str(out), batch_threshold=0)
+    ref = tmp_path / "ref.pcap"
+    subprocess.run([TCPDUMP, "-r", str(path), "-w", str(ref), expr], capture_output=True, check=True)
+    assert records(out) == records(ref)

@@ -49,3 +49,22 @@ def test_compiled_random_programs_agree_with_the_interpreter(prog, frame):
         assert any(i.code & 7 == isa.LD and i.k & 0x80000000 for i in prog)
         return
     assert f(frame, 0, len(frame), len(frame)) == run(prog, frame)
+
+
+def test_llvm_batch_scanner_agrees_with_the_interpreter():
+    from pybpf.cbpf.llvmjit import compile_batch
+    buf = pcap_bytes(POOL)
+    exprs = [e for lt, e in corpus() if lt == "EN10MB"][::6]
+    for expr in exprs:
+        insns = compile_filter(expr)
+        got = compile_batch(insns).scan(buf)
+        assert got == [i for i, p in enumerate(POOL) if run(insns, p)], expr
+
+
+def test_llvm_batch_scanner_reports_a_truncated_record():
+    import pytest
+    from pybpf.cbpf.llvmjit import compile_batch
+    from pybpf.errors import CaptureError
+    buf = pcap_bytes(POOL[:5])
+    with pytest.raises(CaptureError, match="truncated record 5"):
+        compile_batch(compile_filter("ip")).scan(buf[:-3])
