@@ -70,6 +70,9 @@ CGROUP_VERDICTS = {0: "drop", 1: "allow"}
 
 PACKET_HOST, PACKET_MULTICAST, PACKET_OTHERHOST = 0, 2, 3
 LOOPBACK_IFINDEX = 1
+#: BPF_PROG_TEST_RUN reads the addresses of IPv4 and IPv6 frames into its socket: it wants
+#: the whole network header
+NETWORK_HEADERS = {b"\x08\x00": ("IPv4", 20), b"\x86\xdd": ("IPv6", 40)}
 
 
 def fields_for(prog_type: str) -> tuple[Field, ...]:
@@ -97,6 +100,10 @@ class SkbContext(Context):
         if len(data) < ETH_HLEN:
             raise UsageError(f"a {prog_type.name} program runs on an Ethernet frame: "
                              f"{len(data)} bytes is shorter than its 14-byte header")
+        network = NETWORK_HEADERS.get(data[12:14])
+        if network is not None and len(data) < ETH_HLEN + network[1]:
+            raise UsageError(f"an {network[0]} frame needs its {network[1]}-byte header: "
+                             f"{len(data)} bytes is too short (the kernel answers EINVAL)")
         raw = check_ctx_size(prog_type, ctx_in)
         self.given_ctx = ctx_in is not None
         self._check_ctx_in(prog_type, raw)
