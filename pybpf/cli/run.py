@@ -134,16 +134,22 @@ def _hex(value: Any, size: int) -> str:
 
 def run_interpreter(program: Program, data: bytes, repeat: int = 1, *,
                     trace: Callable | None = None, budget: int | None = None,
-                    helpers: dict | None = None) -> RunResult:
+                    helpers: dict | None = None, prog_type: str | None = None,
+                    ctx: bytes | None = None) -> RunResult:
+    """Without ``prog_type``, r1 = the data and r2 = its length (the bpf_conformance and uBPF
+    convention); with it, r1 = that type's context built from the data (and ``ctx``) as
+    BPF_PROG_TEST_RUN builds it."""
     from ..vm import DEFAULT_BUDGET, Interpreter
 
-    vm = Interpreter(program, budget=budget or DEFAULT_BUDGET, helpers=helpers)
+    vm = Interpreter(program, budget=budget or DEFAULT_BUDGET, helpers=helpers,
+                     prog_type=prog_type)
+    options = {"ctx": ctx} if ctx is not None else {}
     if trace is not None:
-        r0, ns = vm.run(data, trace=trace), None
-    elif repeat > 1:
-        r0, ns = vm.time_runs(data, repeat)
+        r0, ns = vm.run(data, trace=trace, **options), None
+    elif ctx is not None:
+        r0, ns = vm.run(data, **options), None
     else:
-        r0, ns = vm.time_runs(data, 1)
+        r0, ns = vm.time_runs(data, max(repeat, 1))
     return RunResult(r0, ns, "interpreter", _dump_maps(vm.maps, program.maps), vm.trace_pipe)
 
 
@@ -250,22 +256,26 @@ def run_command(prog: str, prog_type: str | None, section: str | None, prog_name
             data = Path(data_file).read_bytes()
         except OSError as exc:
             raise UsageError(f"{data_file}: cannot read: {exc.strerror or exc}") from None
-    if ctx_file is not None and engine != "kernel":
-        raise UsageError("--ctx-file needs --engine kernel (the interpreter and the JIT pass "
-                         "the data in r1 and its length in r2)")
     program = load_program(prog, prog_type=prog_type, section=section, name=prog_name)
+    # the interpreter builds a program type's context when one is named (or comes from an
+    # object file's section); otherwise r1 = data, r2 = length
+    typed = prog_type or (program.prog_type if program.section else None)
+    if ctx_file is not None and (engine == "jit" or (engine == "interpreter" and not typed)):
+        raise UsageError("--ctx-file needs --type (or an object file) with the interpreter, or "
+                         "--engine kernel")
     options: dict[str, Any] = {}
-    if engine == "interpreter":
-        options["budget"] = budget
-        if trace:
-            options["trace"] = tracer(lambda line: click.echo(line, err=as_json))
-    elif engine == "jit":
-        options["budget"] = budget
-    elif ctx_file is not None:
+    if ctx_file is not None:
         try:
             options["ctx"] = Path(ctx_file).read_bytes()
         except OSError as exc:
             raise UsageError(f"{ctx_file}: cannot read: {exc.strerror or exc}") from None
+    if engine == "interpreter":
+        options["budget"] = budget
+        options["prog_type"] = typed
+        if trace:
+            options["trace"] = tracer(lambda line: click.echo(line, err=as_json))
+    elif engine == "jit":
+        options["budget"] = budget
     result = execute(program, engine, data, repeat, **options)
     for line in result.trace_pipe:
         click.echo(f"trace_printk: {line}", err=True)

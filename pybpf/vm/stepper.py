@@ -187,18 +187,27 @@ class Stepper:
     def _call(self, insn: isa.Instruction, pc: int) -> int:
         if insn.src == isa.CALL_LOCAL:
             return self._enter(pc + 1 + insn.imm, pc)
-        regs = self.regs
-        regs[0], self.count = self.vm.call_helper_counted(
-            insn.imm, pc, regs[1], regs[2], regs[3], regs[4], regs[5], self.count, self.depth)
-        return pc + 1
+        return self._helper(insn.imm, pc)
 
     def _callx(self, insn: isa.Instruction, pc: int) -> int:
         kind, target = self.vm.resolve_callx(self.regs[insn.dst], pc)
         if kind == "func":
             return self._enter(target, pc)
+        return self._helper(target, pc)
+
+    def _helper(self, hid: int, pc: int) -> int:
+        from .interpreter import TailCallReturn
+
         regs = self.regs
-        regs[0], self.count = self.vm.call_helper_counted(
-            target, pc, regs[1], regs[2], regs[3], regs[4], regs[5], self.count, self.depth)
+        try:
+            regs[0], self.count = self.vm.call_helper_counted(
+                hid, pc, regs[1], regs[2], regs[3], regs[4], regs[5], self.count, self.depth)
+        except TailCallReturn as exc:
+            # a tail call from a subprogram replaces that subprogram: its caller goes on
+            if exc.depth != self.depth or not self.frames:
+                raise
+            regs[0] = exc.value
+            return self._exit(None, pc)     # type: ignore[arg-type]
         return pc + 1
 
     # --- memory ------------------------------------------------------------------------------

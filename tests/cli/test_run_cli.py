@@ -107,6 +107,22 @@ def test_run_shows_map_contents_after_the_run(capsys, write):
 
 
 @pytest.mark.kernel
+def test_a_typed_run_gives_the_kernels_context_view(capsys, write):
+    pytest.importorskip("pybpf.progtypes")
+    # r0 = skb->len and skb->protocol: built from the data as BPF_PROG_TEST_RUN builds them
+    prog = write("skb.s", "r2 = *(u32 *)(r1 + 0)\nr0 = *(u32 *)(r1 + 16)\nr0 <<= 16\n"
+                          "r0 += r2\nexit\n")
+    frame = "ffffffffffff" + "020000000001" + "0800" + "45" + "00" * 19
+    results = {}
+    for engine in ("interpreter", "kernel"):
+        code, out, err = run_inprocess(capsys, "run", prog, "--type", "socket_filter",
+                                       "--engine", engine, "--data", frame, "--json")
+        assert code == 0, err
+        results[engine] = json.loads(out)["retval"]
+    assert results["interpreter"] == results["kernel"]
+
+
+@pytest.mark.kernel
 def test_kernel_engine_gives_the_interpreters_result(capsys, write):
     prog = write("k.s", "r0 = *(u8 *)(r1 + 0)\nr0 = 0x11223344 ll\nexit\n")
     # socket_filter: r1 is the skb context; the program only returns a constant
@@ -140,7 +156,8 @@ def test_run_loads_an_elf_object_compiled_by_clang(capsys, tmp_path):
                    'char _license[] __attribute__((section("license"), used)) = "GPL";\n')
     obj = tmp_path / "prog.o"
     subprocess.run([clang, "-O2", "-target", "bpf", "-c", str(src), "-o", str(obj)], check=True)
-    code, out, err = run_inprocess(capsys, "run", str(obj), "--json")
+    # the section makes it a socket filter: it runs on an Ethernet frame, as in the kernel
+    code, out, err = run_inprocess(capsys, "run", str(obj), "--data", "00" * 14, "--json")
     assert code == 0, err
     assert json.loads(out)["retval"] == 42
     code, out, err = run_inprocess(capsys, "run", str(obj), "--program", "nope")

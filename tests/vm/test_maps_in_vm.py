@@ -108,3 +108,28 @@ def test_python_and_the_program_share_the_live_map():
     assert vm.run() == 1002
     assert vm.run(stepping=True) == 1004
     assert bytes(vm.maps[0].lookup(key)) == (1004).to_bytes(8, "little")
+
+
+TAIL_CALL_FROM_SUBPROGRAM = """
+.map jumps prog_array key=4 value=4 max_entries=2
+    r6 = r1
+    call sub
+    r0 += 1000
+    exit
+sub:
+    r1 = r6
+    r2 = jumps ll
+    r3 = 0
+    call bpf_tail_call
+    r0 = 5
+    exit
+"""
+
+
+@pytest.mark.parametrize("stepping", [False, True])
+def test_a_tail_call_from_a_subprogram_returns_to_its_caller_on_both_paths(stepping):
+    vm = Interpreter(asm.assemble(TAIL_CALL_FROM_SUBPROGRAM))
+    vm.maps[0][0] = asm.assemble("r0 = 42\nexit\n")
+    assert vm.run(bytes(14), stepping=stepping) == 1042
+    del vm.maps[0][0]                 # a failed tail call returns to the subprogram
+    assert vm.run(bytes(14), stepping=stepping) == 1005
