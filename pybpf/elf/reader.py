@@ -31,6 +31,14 @@ RELOC_NAMES = {0: "R_BPF_NONE", 1: "R_BPF_64_64", 2: "R_BPF_64_ABS64", 3: "R_BPF
                4: "R_BPF_64_NODYLD32", 10: "R_BPF_64_32"}
 
 
+_SYM = struct.Struct("<IBBHQQ")     # Elf64_Sym
+_REL = struct.Struct("<QQ")         # Elf64_Rel
+_SYM_TYPES = {0: "STT_NOTYPE", 1: "STT_OBJECT", 2: "STT_FUNC", 3: "STT_SECTION", 4: "STT_FILE",
+              5: "STT_COMMON", 6: "STT_TLS"}
+_SYM_BINDS = {0: "STB_LOCAL", 1: "STB_GLOBAL", 2: "STB_WEAK"}
+_SPECIAL_SHNDX = {0: "SHN_UNDEF", 0xFFF1: "SHN_ABS", 0xFFF2: "SHN_COMMON"}
+
+
 @dataclass(slots=True)
 class Section:
     index: int
@@ -155,27 +163,41 @@ def read_elf(data: bytes, name: str) -> ElfObject:
         sections.append(Section(index, sec_name, hdr["sh_type"], hdr["sh_flags"], body, size))
         raw_sections.append(sec)
 
-    symtab = next((s for s, raw in zip(sections, raw_sections) if s.type == "SHT_SYMTAB"), None)
+    symtab = next((s for s in sections if s.type == "SHT_SYMTAB"), None)
     if symtab is None:
         raise ObjectFileError(f"{name}: no symbol table (.symtab); was the object stripped?")
+    # symbols and relocations are fixed-size records: read them with struct (pyelftools'
+    # construct-based parsing would be most of the load time)
+    link = raw_sections[symtab.index].header["sh_link"]
+    if not 0 < link < num or sections[link].type != "SHT_STRTAB":
+        raise ObjectFileError(f"{name}: section '.symtab' links to section {link}, which is "
+                              f"not a string table")
+    strtab = sections[link].data
+    if len(symtab.data) % _SYM.size:
+        raise ObjectFileError(f"{name}: section '.symtab' size {len(symtab.data)} is not a "
+                              f"multiple of {_SYM.size}")
     symbols: list[Symbol] = []
-    with guard(f"{name}: section '.symtab'"):
-        for i, sym in enumerate(raw_sections[symtab.index].iter_symbols()):
-            info = sym["st_info"]
-            shndx = sym["st_shndx"]
-            sym_name = sym.name
-            if info["type"] == "STT_SECTION" and isinstance(shndx, int) and shndx < num:
-                sym_name = sections[shndx].name
-            symbols.append(Symbol(i, sym_name, sym["st_value"], sym["st_size"], info["type"],
-                                  info["bind"], shndx))
+    for i, (st_name, st_info, _other, shndx, value, size) in enumerate(
+            _SYM.iter_unpack(symtab.data)):
+        if st_name >= max(len(strtab), 1) and st_name:
+            raise ObjectFileError(f"{name}: section '.symtab': symbol {i} name offset "
+                                  f"{st_name} is outside the string table")
+        end = strtab.find(b"\0", st_name)
+        sym_name = strtab[st_name:end if end >= 0 else len(strtab)].decode("utf-8", "replace")
+        stype = _SYM_TYPES.get(st_info & 0xF, f"STT_{st_info & 0xF}")
+        index: int | str = _SPECIAL_SHNDX.get(shndx, shndx)
+        if stype == "STT_SECTION" and isinstance(index, int) and index < num:
+            sym_name = sections[index].name
+        symbols.append(Symbol(i, sym_name, value, size, stype,
+                              _SYM_BINDS.get(st_info >> 4, f"STB_{st_info >> 4}"), index))
 
     obj = ElfObject(name, sections, symbols)
     for sec, raw in zip(sections, raw_sections):
-        if sec.type != "SHT_REL":
-            continue
         if sec.type == "SHT_RELA":
             raise ObjectFileError(f"{name}: section '{sec.name}': RELA relocations are not "
                                   f"used by BPF objects")
+        if sec.type != "SHT_REL":
+            continue
         target_index = raw.header["sh_info"]
         if not 0 < target_index < num:
             raise ObjectFileError(f"{name}: section '{sec.name}' applies to section "
@@ -184,15 +206,16 @@ def read_elf(data: bytes, name: str) -> ElfObject:
         if not (target.is_exec or target.name == ".maps"):
             continue
         where = f"{name}: section '{sec.name}'"
+        if len(sec.data) % _REL.size:
+            raise ObjectFileError(f"{where}: size {len(sec.data)} is not a multiple of "
+                                  f"{_REL.size}")
         table: dict[int, Relocation] = {}
-        with guard(where):
-            for rel in raw.iter_relocations():
-                sym_index = rel["r_info_sym"]
-                if sym_index >= len(symbols):
-                    raise ObjectFileError(f"{where}: relocation at offset {rel['r_offset']} "
-                                          f"names symbol {sym_index}, but there are only "
-                                          f"{len(symbols)} symbols")
-                table[rel["r_offset"]] = Relocation(rel["r_offset"], rel["r_info_type"],
-                                                    symbols[sym_index])
+        for offset, info in _REL.iter_unpack(sec.data):
+            sym_index = info >> 32
+            if sym_index >= len(symbols):
+                raise ObjectFileError(f"{where}: relocation at offset {offset} names symbol "
+                                      f"{sym_index}, but there are only {len(symbols)} "
+                                      f"symbols")
+            table[offset] = Relocation(offset, info & 0xFFFFFFFF, symbols[sym_index])
         obj.relocations[target_index] = table
     return obj
