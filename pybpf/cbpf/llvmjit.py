@@ -231,9 +231,15 @@ class BatchFilter:
         tm = target.create_target_machine(cpu=llvm.get_host_cpu_name(),
                                           features=llvm.get_host_cpu_features().flatten(),
                                           opt=self.OPT, jit=True)
+        # a short pipeline: A, X, M[] to registers (SROA), then fold and tidy the branches;
+        # LLVM's full -O1/-O2 pipelines cost more compile time than they save on a scan
         pto = llvm.create_pipeline_tuning_options(speed_level=self.OPT)
         pb = llvm.create_pass_builder(tm, pto)
-        pb.getModulePassManager().run(mod, pb)
+        pm = llvm.create_new_module_pass_manager()
+        pm.add_sroa_pass()
+        pm.add_instruction_combine_pass()
+        pm.add_simplify_cfg_pass()
+        pm.run(mod, pb)
         self.engine = llvm.create_mcjit_compiler(mod, tm)
         self.engine.finalize_object()
         self._fn = self._PROTO(self.engine.get_function_address("scan"))
