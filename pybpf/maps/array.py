@@ -19,6 +19,7 @@ from typing import Any
 
 from ..errors import MapError
 from .base import (BPF_ANY, BPF_EXIST, BPF_F_INNER_MAP, BPF_F_MMAPABLE, BPF_F_NUMA_NODE,
+                   BPF_F_RDONLY, BPF_F_WRONLY,
                    BPF_F_PRESERVE_ELEMS, BPF_NOEXIST, ACCESS_MASK, E2BIG, EEXIST, EINVAL, ENOENT,
                    Map, OneCPU, PerCPUMixin, alloc, current_cpu, fail, possible_cpus, round_up)
 
@@ -137,9 +138,11 @@ class PerCPUArrayMap(PerCPUMixin, ArrayMap):
 
 
 class FdArrayMap(Map):
-    """The fd arrays (prog_array, array_of_maps): u32 index -> object, BPF_ANY only."""
+    """The fd arrays (prog_array, array_of_maps): u32 index -> object, BPF_ANY only.
 
-    allowed_flags = ACCESS_MASK | BPF_F_NUMA_NODE | BPF_F_PRESERVE_ELEMS | BPF_F_INNER_MAP
+    Like ``fd_array_map_alloc_check``, they refuse the program-side access flags."""
+
+    allowed_flags = BPF_F_RDONLY | BPF_F_WRONLY | BPF_F_NUMA_NODE
 
     def __init__(self, spec):
         super().__init__(spec)

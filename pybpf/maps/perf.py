@@ -19,7 +19,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from .base import (ACCESS_MASK, BPF_ANY, BPF_F_NUMA_NODE, BPF_F_PRESERVE_ELEMS, E2BIG, EINVAL,
+from .base import (BPF_ANY, BPF_F_NUMA_NODE, BPF_F_RDONLY, BPF_F_WRONLY, BPF_F_PRESERVE_ELEMS, E2BIG, EINVAL,
                    ENOENT, ENOTSUPP, EOPNOTSUPP, Map, current_cpu, fail, possible_cpus, round_up)
 
 BPF_F_INDEX_MASK = 0xFFFFFFFF
@@ -51,7 +51,7 @@ class PerfEventArrayMap(Map):
     """BPF_MAP_TYPE_PERF_EVENT_ARRAY."""
 
     type_names = ("perf_event_array",)
-    allowed_flags = ACCESS_MASK | BPF_F_NUMA_NODE | BPF_F_PRESERVE_ELEMS
+    allowed_flags = BPF_F_RDONLY | BPF_F_WRONLY | BPF_F_NUMA_NODE | BPF_F_PRESERVE_ELEMS
 
     def __init__(self, spec):
         if spec.max_entries == 0:  # libbpf sizes it to the possible CPUs

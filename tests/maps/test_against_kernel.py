@@ -20,7 +20,7 @@ from .harness import NO_SHRINK, apply, contents, kernel_map, one_cpu
 
 pytestmark = pytest.mark.kernel
 
-SETTINGS = settings(max_examples=40, deadline=None, phases=NO_SHRINK,
+SETTINGS = settings(max_examples=25, deadline=None, phases=NO_SHRINK,
                     suppress_health_check=[HealthCheck.too_slow])
 FLAGS = st.sampled_from([0, 0, 0, 0, 1, 2, 3, 4, 8])
 
