@@ -286,19 +286,17 @@ class CodeGen:
             raise self.error(f"VLAN tag {vid} greater than maximum 4095", node.token.pos)
         tpid = ld(isa.H, link.off_linktype)
         tagged = b_or(eq(tpid, 0x8100), eq(tpid, 0x88A8), eq(tpid, 0x9100))
-        if self.linux_ext and link.off_linktype == 12:
-            present = eq(("anc", isa.SKF_AD["vlan_tag_present"]), 1)
-            if vid is None:
-                cond = b_or(present, tagged)
-            else:
-                cond = b_or(b_and(present, eq(("alu", "and", ("anc", isa.SKF_AD["vlan_tag"]),
-                                                 ("k", 0xFFF)), vid)),
-                            b_and(tagged, eq(("alu", "and", ld(isa.H, link.off_linktype + 2),
-                                                  ("k", 0xFFF)), vid)))
-            self.extra["linux_vlan"] = True
-        else:
-            cond = tagged if vid is None else b_and(
-                tagged, eq(("alu", "and", ld(isa.H, link.off_linktype + 2), ("k", 0xFFF)), vid))
+        world = self.extra.get("vlan_world")
+        if world == "meta" and not self.extra.get("outer_vlan_seen"):
+            # Linux live capture, outer tag moved into skb metadata by the driver: the tag
+            # is in SKF_AD_VLAN_TAG and the frame keeps its untagged offsets
+            self.extra["outer_vlan_seen"] = True
+            cond = TRUE if vid is None else eq(("alu", "and", ("anc", isa.SKF_AD["vlan_tag"]),
+                                                 ("k", 0xFFF)), vid)
+            return cond
+        self.extra["outer_vlan_seen"] = True
+        cond = tagged if vid is None else b_and(
+            tagged, eq(("alu", "and", ld(isa.H, link.off_linktype + 2), ("k", 0xFFF)), vid))
         link.off_linktype += 4
         link.off_nl += 4
         return cond
@@ -756,7 +754,28 @@ def formula(expression: str, linktype: str | int = "EN10MB", *, linux_ext: bool 
     if tree is None:
         return TRUE
     gen = CodeGen(expression, _initial_state(name), linux_ext=linux_ext, netmask=netmask)
+    if linux_ext and name == "EN10MB" and _mentions_vlan(tree):
+        # Linux live capture (libpcap's BPF_SPECIAL_VLAN_HANDLING): the outer VLAN tag may
+        # sit in skb metadata (SKF_AD_VLAN_TAG_PRESENT) or in the frame; compile the
+        # expression for both worlds and choose by the metadata bit
+        worlds = []
+        for world in ("meta", "band"):
+            g = CodeGen(expression, _initial_state(name), linux_ext=True, netmask=netmask)
+            g.extra["vlan_world"] = world
+            worlds.append(g.gen(tree))
+        present = eq(("anc", isa.SKF_AD["vlan_tag_present"]), 1)
+        return b_or(b_and(present, worlds[0]), b_and(b_not(present), worlds[1]))
     return gen.gen(tree)
+
+
+def _mentions_vlan(node) -> bool:
+    if isinstance(node, Primitive):
+        return node.kind == "vlan"
+    if isinstance(node, (And, Or)):
+        return _mentions_vlan(node.left) or _mentions_vlan(node.right)
+    if isinstance(node, Not):
+        return _mentions_vlan(node.expr)
+    return False
 
 
 def compile_expression(expression: str, linktype: str | int = "EN10MB", *, snaplen: int = 262144,
