@@ -29,7 +29,7 @@ from ..errors import HelperError
 from ..maps.array import ProgArrayMap
 from ..maps.base import EINVAL, ENOENT, Map, map_from_handle
 from ..maps.bloom import BloomFilterMap
-from ..maps.perf import PerfEventArrayMap
+from ..maps.perf import BPF_F_CTXLEN_MASK, BPF_F_INDEX_MASK, PerfEventArrayMap
 from ..maps.queue import QueueMap
 from ..maps.ringbuf import RingBufMap
 from . import helper
@@ -38,6 +38,11 @@ from . import helper
 MAX_TAIL_CALL_CNT = 33
 M64 = (1 << 64) - 1
 E2BIG = 7
+EFAULT = 14
+
+#: program types whose perf_event_output is the skb/xdp variant (packet bytes appended)
+PACKET_PROG_TYPES = {"socket_filter", "sched_cls", "sched_act", "xdp", "cgroup_skb", "lwt_in",
+                     "lwt_out", "lwt_xmit", "sk_skb"}
 
 
 def neg(errno: int) -> int:
@@ -201,8 +206,22 @@ def ringbuf_query(env, map_ptr, flags, *_):
 @helper("bpf_perf_event_output", "integer", "ptr_to_ctx", "const_map_ptr", "anything",
         "ptr_to_mem", "const_size_or_zero", gpl_only=True)
 def perf_event_output(env, ctx, map_ptr, flags, data_ptr, size):
+    """Networking programs (``bpf_skb_event_output`` / ``bpf_xdp_event_output``) may ask for
+    ``BPF_F_CTXLEN_MASK`` bytes of the packet to be appended to the sample."""
     m = _typed(env, map_ptr, PerfEventArrayMap, "bpf_perf_event_output")
-    return m.output(flags, env.read(data_ptr, size)) & M64
+    data = env.read(data_ptr, size)
+    program = getattr(env, "program", None)
+    if getattr(program, "prog_type", None) in PACKET_PROG_TYPES:
+        if flags & ~(BPF_F_CTXLEN_MASK | BPF_F_INDEX_MASK):
+            return neg(EINVAL)
+        ctxlen = (flags & BPF_F_CTXLEN_MASK) >> 32
+        packet = getattr(env, "data", None)
+        if ctxlen:
+            if packet is None or ctxlen > packet.size:
+                return neg(EFAULT)
+            data += bytes(packet.view[:ctxlen])
+        flags &= BPF_F_INDEX_MASK
+    return m.output(flags, data) & M64
 
 
 # --- tail calls -----------------------------------------------------------------------------------

@@ -220,3 +220,62 @@ def test_tail_call_chain_stops_after_33_calls_like_the_kernel():
     programs = _pipeline([(0, 0)])                    # a program that tail-calls itself
     for ours, kmaps in run_on_both(programs, programs[0].maps, [ipv4_packet(6)], _link):
         assert ours[1][0] == kmaps[1][0] == (34).to_bytes(8, "little")
+
+
+MAP_IN_MAP = """
+.map outer {kind} key=4 value=4 max_entries=4
+    r6 = r1
+    r0 = *(u8 *)skb[9]
+    r7 = r0
+    r7 &= 1
+    *(u32 *)(r10 - 4) = r7
+    r2 = r10
+    r2 += -4
+    r1 = outer ll
+    call bpf_map_lookup_elem
+    if r0 == 0 goto miss
+    r8 = r0
+    r0 = *(u8 *)skb[9]
+    *(u32 *)(r10 - 8) = r0
+    r2 = r10
+    r2 += -8
+    r1 = r8
+    call bpf_map_lookup_elem
+    if r0 == 0 goto none
+    r1 = 1
+    lock *(u64 *)(r0 + 0) += r1
+    r0 = *(u64 *)(r0 + 0)
+    exit
+none:
+    r0 = 0xeeee
+    exit
+miss:
+    r0 = 0xffff
+    exit
+"""
+
+
+@pytest.mark.parametrize("kind", ["array_of_maps", "hash_of_maps"])
+def test_map_in_map_program_reaches_inner_maps_like_the_kernel(kind):
+    from pybpf import kernel
+    from pybpf.program import MapSpec
+
+    program = assemble(MAP_IN_MAP.format(kind=kind))
+    inner = MapSpec("inner", "hash", 4, 8, 8)
+    program.maps[0].inner = inner
+    ours_outer = create_map(program.maps[0])
+    ours_inner = create_map(inner)
+    ours_outer[1] = ours_inner               # odd protocols go to the inner map, even miss
+    vm = Interpreter(program, maps=[ours_outer])
+    packets = [ipv4_packet(p) for p in (17, 17, 6, 1, 17, 3, 255, 1)]
+    with one_cpu(), kernel.KernelMap.create(program.maps[0]) as kouter, \
+            kernel.KernelMap.create(inner) as kinner, \
+            kernel.load_program(program, maps=[kouter]) as kp:
+        kouter.update(1, kinner.fd)
+        for proto in (1, 3, 17):                 # 255 stays absent: the inner lookup misses
+            ours_inner.update(proto, 0)
+            kinner.update(proto, 0)
+        for packet in packets:
+            assert vm.run(packet[14:]) & 0xFFFFFFFF == kp.test_run(packet).retval
+        assert dict(ours_inner.items()) == dict(kinner.items())
+        assert ours_inner[17] == (3).to_bytes(8, "little")
