@@ -2,10 +2,10 @@
 
 What libbpf's ``bpf_object__load`` does after relocation, over pybpf's engines:
 
-- the kernel (:class:`KernelCollection`): load the object's BTF (``BPF_BTF_LOAD``, with the
-  DATASEC sizes the ELF loader filled in), create each map once (inner-map templates first),
-  load each program with its maps, func_info and line_info, then fill prog_arrays with program
-  fds and map-in-map slots with map fds, as ``.rel.maps`` asked;
+- the kernel (:class:`KernelCollection`, over :func:`pybpf.kernel.load_collection`): load the
+  object's BTF (with the DATASEC sizes the ELF loader filled in), create each map once, load
+  each program with its maps, func_info and line_info, then fill prog_arrays with program fds
+  and map-in-map slots with map fds, as ``.rel.maps`` asked;
 - the interpreter (:class:`VMCollection`): the same with :func:`pybpf.maps.create_map` and
   :class:`pybpf.vm.Interpreter`; prog_array slots hold the programs themselves.
 
@@ -15,119 +15,31 @@ context managers (the kernel one closes its fds).
 
 from __future__ import annotations
 
-import ctypes
-import struct
 from typing import Any
 
-from ..errors import KernelError
-from ..program import MapSpec, Program
 from .loader import ObjectSpec
-from .maps import MAP_IN_MAP, PROG_ARRAY
-
-
-#: map types the kernel creates without BTF key/value types (libbpf drops them too)
-NO_BTF_MAP_TYPES = frozenset({
-    "perf_event_array", "stack_trace", "cgroup_array", "array_of_maps", "hash_of_maps",
-    "devmap", "devmap_hash", "cpumap", "xskmap", "sockmap", "sockhash", "queue", "stack",
-    "prog_array", "ringbuf", "user_ringbuf", "reuseport_sockarray"})
-
-
-def _pack_func_info(program: Program) -> bytes:
-    return b"".join(struct.pack("<II", slot, type_id) for slot, type_id in program.func_info)
-
-
-def _pack_line_info(program: Program) -> bytes:
-    return b"".join(struct.pack("<IIII", *rec) for rec in program.line_info)
-
-
-def load_btf(raw: bytes) -> int:
-    """BPF_BTF_LOAD a BTF blob; returns its fd (KernelError with the kernel's log if refused)."""
-    from ..kernel import syscall, uapi
-    from ..kernel.attrs import BtfLoadAttr
-
-    buf = ctypes.create_string_buffer(raw, len(raw))
-    log = ctypes.create_string_buffer(1 << 16)
-    attr = BtfLoadAttr(btf=ctypes.addressof(buf), btf_size=len(raw),
-                       btf_log_buf=ctypes.addressof(log), btf_log_size=len(log), btf_log_level=1)
-    try:
-        return syscall.bpf(uapi.Cmd.BTF_LOAD, attr)
-    except KernelError as exc:
-        text = log.value.decode(errors="replace").strip()
-        raise KernelError(f"the kernel rejected the object's BTF: {exc}"
-                          f"{': ' + text.splitlines()[-1] if text else ''}",
-                          errno=exc.errno, command="BPF_BTF_LOAD", log=text) from None
+from .maps import PROG_ARRAY
 
 
 class KernelCollection:
-    """An object loaded into the running kernel through :mod:`pybpf.kernel`."""
+    """An object loaded into the running kernel by :func:`pybpf.kernel.load_collection` (the
+    kernel engine's libbpf-like ``bpf_object__load``), with typed map access added."""
 
     def __init__(self, spec: ObjectSpec, *, log_level: int = 0):
-        from ..kernel import KernelMap, load_program
+        from ..kernel.collection import load_collection
 
         self.spec = spec
-        self.maps: dict[str, Any] = {}
-        self.programs: dict[str, Any] = {}
-        self.btf_fd = 0
-        try:
-            raw = next((p.btf for p in spec.programs.values() if p.btf), None)
-            if raw:
-                try:
-                    self.btf_fd = load_btf(raw)
-                except KernelError:
-                    self.btf_fd = 0   # like libbpf: carry on without BTF when refused
-            for name, mspec in spec.maps.items():
-                self.maps[name] = self._create(KernelMap, mspec)
-            for name, program in spec.programs.items():
-                btf = self.btf_fd
-                self.programs[name] = load_program(
-                    program, maps=[self.maps[m.name] for m in program.maps],
-                    log_level=log_level, btf_fd=btf,
-                    func_info=_pack_func_info(program) if btf else b"",
-                    line_info=_pack_line_info(program) if btf else b"",
-                    expected_attach_type=program.attach_type
-                    if program.prog_type not in ("xdp",) else None)
-            self._fill_refs()
-        except BaseException:
-            self.close()
-            raise
-
-    def _create(self, KernelMap, mspec: MapSpec):
-        inner_fd = 0
-        if mspec.type in MAP_IN_MAP and mspec.init_refs:
-            first = next(iter(mspec.init_refs.values()))
-            if first in self.maps:
-                inner_fd = self.maps[first].fd
-            else:
-                self.maps[first] = self._create(KernelMap, self.spec.maps[first])
-                inner_fd = self.maps[first].fd
-        if mspec.name in self.maps:
-            return self.maps[mspec.name]
-        btf_fd = 0 if mspec.type in NO_BTF_MAP_TYPES else self.btf_fd
-        return KernelMap.create(mspec, inner_map_fd=inner_fd, btf_fd=btf_fd)
+        self._live = load_collection(spec, log_level=log_level)
+        self.programs: dict[str, Any] = self._live.programs
+        self.maps: dict[str, Any] = self._live.maps
 
     def typed(self, name: str):
         """Map ``name`` with keys and values decoded through the object's BTF."""
         from ..btf.values import typed_map
         return typed_map(self.maps[name], self.spec.maps[name], self.spec.btf)
 
-    def _fill_refs(self) -> None:
-        for name, mspec in self.spec.maps.items():
-            for slot, target in mspec.init_refs.items():
-                if mspec.type == PROG_ARRAY:
-                    fd = self.programs[target].fd
-                else:
-                    fd = self.maps[target].fd
-                self.maps[name].update(slot.to_bytes(4, "little"), fd.to_bytes(4, "little"))
-
     def close(self) -> None:
-        for p in self.programs.values():
-            p.close()
-        for m in self.maps.values():
-            m.close()
-        if self.btf_fd:
-            import os
-            os.close(self.btf_fd)
-            self.btf_fd = 0
+        self._live.close()
 
     def __enter__(self) -> "KernelCollection":
         return self
