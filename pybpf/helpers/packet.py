@@ -26,7 +26,6 @@ BPF_F_PSEUDO_HDR, BPF_F_MARK_MANGLED_0, BPF_F_MARK_ENFORCE, BPF_F_IPV6 = 0x10, 0
 BPF_F_BROADCAST, BPF_F_EXCLUDE_INGRESS = 1 << 3, 1 << 4
 XDP_ACTION_MASK = 0x3   # XDP_ABORTED | XDP_DROP | XDP_PASS | XDP_TX
 CSUM_MANGLED_0 = 0xFFFF
-CSUM_DIFF_MAX = 512     # sizeof(((struct bpf_scratchpad *)0)->diff)
 
 
 def neg(errno: int) -> int:
@@ -58,11 +57,14 @@ def csum_add32(total: int) -> int:
 
 
 def csum_partial(data: bytes, seed: int) -> int:
-    """The 32-bit one's-complement sum of little-endian 32-bit words (length a multiple of
-    4, the only case csum_diff needs), started from ``seed``."""
+    """x86-64's ``csum_partial``: little-endian 64-bit words and the trailing ``len % 8`` bytes
+    as one little-endian number, summed from ``seed`` with end-around carry, folded to 32 bits
+    (any length; the kernel's csum_diff takes sizes that are not multiples of 4)."""
     total = seed & 0xFFFFFFFF
-    for i in range(0, len(data), 4):
-        total += int.from_bytes(data[i: i + 4], "little")
+    whole = len(data) - len(data) % 8
+    for i in range(0, whole, 8):
+        total += int.from_bytes(data[i: i + 8], "little")
+    total += int.from_bytes(data[whole:], "little")
     return csum_add32(total)
 
 
@@ -193,15 +195,34 @@ def l4_csum_replace(env, ctx, offset, frm, to, flags):
 @helper("csum_diff", "integer", "ptr_to_mem_or_null", "const_size_or_zero",
         "ptr_to_mem_or_null", "const_size_or_zero", "anything")
 def csum_diff(env, frm, from_size, to, to_size, seed):
-    """The one's-complement sum of ``~from`` words and ``to`` words, from ``seed``."""
+    """The one's-complement difference ``to - from`` added to ``seed``, computed as this kernel
+    does (no size checks; the verifier bounds the memory): ``csum_sub(csum_partial(to, seed), csum_partial(from, 0))``, with the
+    one-sided cases ``csum_partial(to, seed)`` and ``~csum_partial(from, ~seed)``, folded to
+    16 bits; the choice matters for which of 0 and 0xffff comes back."""
     from_size &= 0xFFFFFFFF
     to_size &= 0xFFFFFFFF
-    if (from_size | to_size) & 3 or from_size + to_size > CSUM_DIFF_MAX:
-        return neg(EINVAL)
+    seed &= 0xFFFFFFFF
     old = env.read(frm, from_size) if from_size else b""
     new = env.read(to, to_size) if to_size else b""
-    inverted = bytes(~b & 0xFF for b in old)
-    return csum_partial(inverted + new, seed)
+    if from_size and to_size:
+        total = csum_sub(csum_partial(new, seed), csum_partial(old, 0))
+    elif to_size:
+        total = csum_partial(new, seed)
+    else:
+        total = ~csum_partial(old, ~seed & 0xFFFFFFFF) & 0xFFFFFFFF
+    return csum_from32to16(total)
+
+
+def csum_from32to16(value: int) -> int:
+    """Fold 32 bits to 16 with end-around carry, not complemented: what this kernel's
+    bpf_csum_diff hands back (read from the running kernel, tests/helpers/test_packet.py)."""
+    value = (value & 0xFFFF) + (value >> 16)
+    return (value & 0xFFFF) + (value >> 16)
+
+
+def csum_sub(a: int, b: int) -> int:
+    """``csum_sub``: a + ~b with end-around carry (32 bits)."""
+    return csum_add32(a + (~b & 0xFFFFFFFF))
 
 
 # --- XDP ---------------------------------------------------------------------------------------
