@@ -279,3 +279,38 @@ def test_map_in_map_program_reaches_inner_maps_like_the_kernel(kind):
             assert vm.run(packet[14:]) & 0xFFFFFFFF == kp.test_run(packet).retval
         assert dict(ours_inner.items()) == dict(kinner.items())
         assert ours_inner[17] == (3).to_bytes(8, "little")
+
+
+PERCPU_LOOKUP = """
+.map pc {kind} key=4 value=8 max_entries=4
+    r1 = 2
+    *(u32 *)(r10 - 4) = r1
+    r1 = pc ll
+    r2 = r10
+    r2 += -4
+    r3 = {cpu}
+    call bpf_map_lookup_percpu_elem
+    if r0 == 0 goto miss
+    r0 = *(u64 *)(r0 + 0)
+    exit
+miss:
+    r0 = 0xdead
+    exit
+"""
+
+
+@pytest.mark.parametrize("kind", ["percpu_array", "percpu_hash", "lru_percpu_hash"])
+@pytest.mark.parametrize("cpu", [0, 1, 7, 4096])
+def test_lookup_percpu_elem_reads_each_cpus_copy_like_the_kernel(kind, cpu):
+    from pybpf import kernel
+    from pybpf.maps import possible_cpus
+
+    program = assemble(PERCPU_LOOKUP.format(kind=kind, cpu=cpu))
+    values = [100 + c for c in range(possible_cpus())]
+    ours = create_map(program.maps[0])
+    ours.update(2, values)
+    with one_cpu(), kernel.KernelMap.create(program.maps[0]) as km, \
+            kernel.load_program(program, maps=[km]) as kp:
+        km.update(2, values)
+        want = kp.test_run(bytes(64)).retval
+    assert Interpreter(program, maps=[ours]).run(bytes(50)) & 0xFFFFFFFF == want
