@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from pybpf import kernel
+from pybpf.errors import KernelError
 from tests.strategies import Sketch, describe, sketches
 
 pytestmark = pytest.mark.kernel
@@ -24,7 +25,7 @@ Interpreter = vm_module.Interpreter
 
 #: every skb test run needs an Ethernet header's worth of data; the programs ignore it
 PACKET = bytes(14)
-SETTINGS = settings(max_examples=150, deadline=None, derandomize=False,
+SETTINGS = settings(max_examples=80, deadline=None, derandomize=False,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
@@ -32,8 +33,12 @@ def check_against_kernel(sketch: Sketch) -> None:
     low_prog = sketch.build()
     high_prog = sketch.with_high_half()
     vm_r0 = Interpreter(low_prog).run(PACKET)
-    low = kernel.test_run(low_prog, PACKET).retval
-    high = kernel.test_run(high_prog, PACKET).retval
+    try:
+        low = kernel.test_run(low_prog, PACKET).retval
+        high = kernel.test_run(high_prog, PACKET).retval
+    except KernelError as exc:  # the generator promises verifier-valid programs
+        pytest.fail(f"the kernel rejected a generated program ({exc}):\n{describe(low_prog)}"
+                    f"\n{exc.log}")
     kernel_r0 = (high << 32) | low
     assert vm_r0 == kernel_r0, (
         f"interpreter r0 = {vm_r0:#018x}, kernel r0 = {kernel_r0:#018x} for:\n"
@@ -56,23 +61,3 @@ def test_straight_line_programs_with_stack_and_atomics_give_the_kernels_r0(sketc
 @given(sketches(max_body=28))
 def test_branching_programs_give_the_kernels_r0(sketch):
     check_against_kernel(sketch)
-
-
-def test_the_generated_programs_are_all_accepted_by_the_kernel_verifier():
-    """The generator's promise: a rejection here would hide differences behind noise."""
-    from hypothesis import find
-    from hypothesis.errors import NoSuchExample
-
-    def rejected(sketch):
-        try:
-            kernel.load_program(sketch.with_high_half()).close()
-            return False
-        except Exception:
-            return True
-
-    try:
-        bad = find(sketches(max_body=28), rejected, settings=settings(max_examples=100,
-                                                                      deadline=None))
-    except NoSuchExample:
-        return
-    pytest.fail(f"the kernel rejected a generated program:\n{describe(bad.build())}")

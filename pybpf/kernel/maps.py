@@ -369,7 +369,8 @@ class KernelMap:
                      delete: bool = False, *, batch_size: int = 256, flags: int = 0
                      ) -> tuple[list[tuple[bytes, bytes | list[bytes]]], bytes | None]:
         """Elements through ``BPF_MAP_LOOKUP_BATCH`` (``..._AND_DELETE_BATCH`` with ``delete``):
-        up to ``count`` of them (all for None), ``batch_size`` per call, resuming from the
+        at least ``count`` of them if there are (all for None; the kernel returns whole hash
+        buckets, so a call may give a few more), ``batch_size`` per call, resuming from the
         token ``start`` a previous call returned. Returns (pairs, token or None at the end);
         the token is the kernel's opaque batch position, as in the VM maps' API."""
         cmd = uapi.Cmd.MAP_LOOKUP_AND_DELETE_BATCH if delete else uapi.Cmd.MAP_LOOKUP_BATCH
@@ -382,7 +383,8 @@ class KernelMap:
         out: list = []
         first = start is None
         while count is None or len(out) < count:
-            want = batch_size if count is None else min(batch_size, count - len(out))
+            # a hash bucket is never split: ask for whole batches and grow on ENOSPC
+            want = batch_size
             keys = ctypes.create_string_buffer(max(self.key_size * want, 1))
             values = ctypes.create_string_buffer(max(vsize * want, 1))
             attr = MapBatchAttr(in_batch=0 if first else ctypes.addressof(in_batch),
@@ -393,6 +395,9 @@ class KernelMap:
             try:
                 syscall.bpf(cmd, attr)
             except KernelError as exc:
+                if exc.errno == errno.ENOSPC and attr.count == 0 and batch_size < (1 << 20):
+                    batch_size *= 4  # the next bucket holds more than a batch
+                    continue
                 if exc.errno != errno.ENOENT:
                     raise _map_error(exc, f"{cmd.name.lower()} on map '{self.name}'") from None
                 done = True

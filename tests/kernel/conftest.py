@@ -32,10 +32,13 @@ def no_fd_leaks():
 
 @pytest.fixture(autouse=True)
 def nothing_left_pinned():
-    """Tests pin under /sys/fs/bpf with a pybpf prefix and must remove what they pin."""
+    """Tests pin under /sys/fs/bpf with a name holding this process id, and must remove what
+    they pin (other processes' pins are not this test's business)."""
+    tag = str(os.getpid())
+
     def pins() -> set[str]:
         try:
-            return {n for n in os.listdir("/sys/fs/bpf") if n.startswith("pybpf")}
+            return {n for n in os.listdir("/sys/fs/bpf") if n.startswith("pybpf") and tag in n}
         except OSError:
             return set()
 

@@ -29,13 +29,39 @@ pytestmark = pytest.mark.kernel
 
 @pytest.fixture(autouse=True)
 def nothing_left_attached():
-    before = set(iter_link_ids())
-    yield
+    """Every link of a program this test loaded is gone afterwards (other processes' links
+    are ignored: the whole team's tests share the kernel)."""
+    from pybpf.kernel.link import link_from_id, link_info
+
+    mine: set[int] = set()
+    real = kernel.load_program
+
+    def tracking(*args, **kwargs):
+        prog = real(*args, **kwargs)
+        mine.add(prog.id)
+        return prog
+
+    kernel.load_program = tracking
+    try:
+        yield
+    finally:
+        kernel.load_program = real
     for _ in range(100):
-        if set(iter_link_ids()) <= before:
-            break
+        left = []
+        for link_id in iter_link_ids():
+            try:
+                fd = link_from_id(link_id)
+            except Exception:
+                continue
+            try:
+                if link_info(fd).prog_id in mine:
+                    left.append(link_id)
+            finally:
+                os.close(fd)
+        if not left:
+            return
         time.sleep(0.01)
-    assert set(iter_link_ids()) <= before, "links left behind"
+    pytest.fail(f"links left behind: {left}")
 
 
 def u64(b: bytes) -> int:
