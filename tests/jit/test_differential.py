@@ -61,7 +61,7 @@ def test_straight_line_programs_with_stack_and_atomics_agree_unchecked(sketch):
     compare(sketch.build(), checked=False)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(st.integers(0, 2**32))
 def test_unverified_programs_fail_like_the_interpreter_in_checked_mode(seed):
     compare(random_program(random.Random(seed)), checked=True, budget=3000,

@@ -49,7 +49,7 @@ def test_random_unverified_programs_only_raise_pybpf_errors_and_match_the_interp
 
 
 def test_optimised_random_programs_keep_their_checks():
-    _fuzz(99, 100, opt=2)
+    _fuzz(99, 60, opt=2)
 
 
 def test_the_process_is_healthy_after_the_faults():

@@ -58,6 +58,22 @@ def test_a_map_counter_leaves_the_interpreters_map_contents(kind, checked):
     assert sorted(jit.maps[0].items()) == sorted(interp.maps[0].items())
 
 
+@pytest.mark.kernel
+@pytest.mark.parametrize("kind", ["array", "hash", "lru_hash"])
+def test_a_map_counter_leaves_the_kernels_map_contents(kind):
+    from pybpf import kernel
+
+    prog = assemble(COUNTER.format(kind=kind))
+    with kernel.load_program(prog) as kp:
+        for _ in range(2):
+            assert kp.test_run(bytes(14)).retval == 42
+        expected = sorted(kp.maps[0].items())
+    jit = JITProgram(prog, checked=False)
+    for _ in range(2):
+        assert jit.run(bytes(14)) == 42
+    assert sorted(jit.maps[0].items()) == expected
+
+
 def test_array_lookups_are_inlined_without_a_call_into_python():
     jit = JITProgram(assemble(COUNTER.format(kind="array")), checked=False)
     ir = jit.emit_llvm()
