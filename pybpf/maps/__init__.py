@@ -31,8 +31,16 @@ _CLASSES: tuple[type[Map], ...] = (
 MAP_TYPES: dict[str, type[Map]] = {name: cls for cls in _CLASSES for name in cls.type_names}
 
 
-def map_class(type_name: str) -> type[Map]:
-    name = type_name.lower().removeprefix("bpf_map_type_")
+def map_class(type_name: str | int) -> type[Map]:
+    """The class for a type given as the kernel's name (``hash``, ``BPF_MAP_TYPE_HASH``) or
+    its number (``enum bpf_map_type``, as legacy ``maps`` sections store it)."""
+    if isinstance(type_name, int):
+        from ..kernel.uapi import MapType  # plain data: the UAPI enum
+
+        if type_name not in MapType._value2member_map_:
+            raise MapError(f"unknown map type number {type_name}", errno=EINVAL)
+        type_name = MapType(type_name).name
+    name = str(type_name).lower().removeprefix("bpf_map_type_")
     cls = MAP_TYPES.get(name)
     if cls is None:
         raise MapError(f"unknown map type '{type_name}' (known: {', '.join(sorted(MAP_TYPES))})",

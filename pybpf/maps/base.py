@@ -239,6 +239,14 @@ class Map:
     def check_write(self) -> None:
         if self.flags & BPF_F_RDONLY:
             raise fail(f"{self.where()} is read-only for user space", EPERM)
+        if getattr(self, "frozen", False):
+            raise fail(f"{self.where()} is frozen (read-only for user space)", EPERM)
+
+    def freeze(self) -> None:
+        """BPF_MAP_FREEZE: user space may no longer write the map; programs still may."""
+        if getattr(self, "frozen", False):
+            raise fail(f"{self.where()} is already frozen", EBUSY)
+        self.frozen = True
 
     # --- syscall face (subclasses implement the _raw methods on bytes) ----------------------------
     def lookup(self, key: Any) -> Any:
