@@ -96,3 +96,35 @@ def test_enum_values_match_the_system_header():
             assert table[name] == value, (enum_name, name)
             checked += 1
     assert checked > 150
+
+
+def _drop_all_capabilities() -> None:
+    """preexec_fn: keep uid 0 but drop every capability (CAP_BPF, CAP_SYS_ADMIN, ...) from
+    the bounding set too, so exec does not hand them back to root."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in range(64):
+        libc.prctl(24, cap, 0, 0, 0)                   # PR_CAPBSET_DROP (past the last: EINVAL)
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)     # _LINUX_CAPABILITY_VERSION_3, this pid
+    data = (ctypes.c_uint32 * 6)()                     # effective/permitted/inheritable x 2
+    if libc.capset(header, data) != 0:
+        raise OSError(ctypes.get_errno(), "capset")
+
+
+@pytest.mark.kernel
+def test_without_privileges_the_cli_says_so_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    with open("/proc/sys/kernel/unprivileged_bpf_disabled") as f:
+        if f.read().strip() == "0":
+            pytest.skip("unprivileged bpf(2) is allowed on this machine")
+    source = tmp_path / "ret.s"
+    source.write_text("r0 = 1\nexit\n")
+    out = subprocess.run([sys.executable, "-m", "pybpf", "run", str(source), "--engine",
+                          "kernel", "--data", "00" * 14], capture_output=True, text=True,
+                         preexec_fn=_drop_all_capabilities, timeout=60)
+    assert out.returncode == 1
+    assert out.stderr.count("\n") == 1, out.stderr
+    assert "not permitted" in out.stderr and "CAP_BPF" in out.stderr
