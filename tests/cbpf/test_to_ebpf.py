@@ -122,3 +122,14 @@ def test_translation_is_a_socket_filter_that_pybpfs_verifier_accepts():
     for expr in EN10MB[::10]:
         result = verifier.verify(translate(compile_filter(expr)))
         assert result.accepted, (expr, result.error)
+
+
+@pytest.mark.parametrize("expr", EN10MB[::6])
+def test_translated_corpus_filter_matches_the_classic_machine_in_pybpfs_jit(expr):
+    jit = pytest.importorskip("pybpf.jit")
+    insns = compile_filter(expr)
+    if _uses_skb(insns):
+        pytest.skip("pybpf's engines give socket filters the packet, not an __sk_buff")
+    prog = jit.JITProgram(translate(insns))
+    got = prog.run_batch(POOL) if hasattr(prog, "run_batch") else [prog.run(p) for p in POOL]
+    assert got == [run(insns, p) for p in POOL], expr
