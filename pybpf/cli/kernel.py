@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 
 import click
 
-from ..errors import KernelError, UsageError
+from ..errors import KernelError, KernelUnsupported, UsageError
 from . import cli
 
 
@@ -49,6 +49,8 @@ def _prog_fd(ident: str | None, pinned: str | None) -> int:
         return kprog.prog_from_id(int(ident))
     except ValueError:
         raise UsageError(f"program id must be a number, not '{ident}'") from None
+    except KernelUnsupported:
+        raise
     except KernelError as exc:
         raise UsageError(f"no program with id {ident} ({exc})") from None
 
@@ -156,6 +158,8 @@ def _map(ident: str | None, pinned: str | None):
         return kernel.KernelMap.from_id(int(ident))
     except ValueError:
         raise UsageError(f"map id must be a number, not '{ident}'") from None
+    except KernelUnsupported:
+        raise
     except KernelError as exc:
         raise UsageError(f"no map with id {ident} ({exc})") from None
 

@@ -31,6 +31,10 @@ _NR_BPF = SYSCALL_NUMBERS.get(platform.machine())
 
 #: commands whose EPERM means "this process may not use bpf(2) at all"
 _CREATING = {Cmd.PROG_LOAD, Cmd.MAP_CREATE, Cmd.BTF_LOAD}
+#: commands that need CAP_SYS_ADMIN whatever the object (walking and opening by id)
+_ADMIN = {Cmd.PROG_GET_NEXT_ID, Cmd.MAP_GET_NEXT_ID, Cmd.LINK_GET_NEXT_ID, Cmd.BTF_GET_NEXT_ID,
+          Cmd.PROG_GET_FD_BY_ID, Cmd.MAP_GET_FD_BY_ID, Cmd.LINK_GET_FD_BY_ID,
+          Cmd.BTF_GET_FD_BY_ID, Cmd.ENABLE_STATS}
 
 NOT_PERMITTED = ("bpf(2) is not permitted for this process: run as root or grant CAP_BPF "
                  "(with CAP_PERFMON / CAP_NET_ADMIN for tracing and networking programs)")
@@ -57,6 +61,10 @@ def error_for(cmd: int, code: int, detail: str = "", log: str = "") -> KernelErr
     text = f"BPF_{name}: {errno_name(code)} ({os.strerror(code)})"
     if detail:
         text = f"{text}: {detail}"
+    if code == _errno.EPERM and cmd in _ADMIN:
+        return KernelUnsupported(f"BPF_{name} is not permitted for this process: listing and "
+                                 "opening BPF objects by id needs root (CAP_SYS_ADMIN)",
+                                 errno=code, command=f"BPF_{name}")
     if code == _errno.ENOSYS or (code == _errno.EPERM and cmd in _CREATING and not log):
         exc: KernelError = KernelUnsupported(
             NOT_PERMITTED if code == _errno.EPERM else

@@ -128,3 +128,15 @@ def test_without_privileges_the_cli_says_so_in_one_line(tmp_path):
     assert out.returncode == 1
     assert out.stderr.count("\n") == 1, out.stderr
     assert "not permitted" in out.stderr and "CAP_BPF" in out.stderr
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("args", [["prog", "list"], ["map", "show", "1"]])
+def test_without_privileges_listing_objects_says_so_in_one_line(args):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "pybpf", *args], capture_output=True,
+                         text=True, preexec_fn=_drop_all_capabilities, timeout=60)
+    assert out.returncode == 1 and out.stderr.count("\n") == 1
+    assert "not permitted" in out.stderr and "CAP_SYS_ADMIN" in out.stderr
