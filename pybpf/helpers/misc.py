@@ -1,9 +1,9 @@
 """String helpers: ``bpf_strncmp`` and ``bpf_snprintf`` (kernel/bpf/helpers.c).
 
-``bpf_loop`` lives with the engine-facing helpers in :mod:`.basic`. Formatting reuses
-:func:`.basic.format_printk` (the kernel's ``bstr_printf`` conversions); the format checks
-(``bpf_bprintf_prepare``: the conversions BPF allows, one u64 per conversion) and the return
-value (the length the whole output would have, NUL included) are the kernel's.
+``bpf_loop`` lives with the engine-facing helpers in :mod:`.basic`. Formatting works on bytes
+(a %s argument may hold any byte): the conversions ``bpf_bprintf_prepare`` accepts, one u64
+argument per conversion, and the return value (the length the whole output would have, NUL
+included) are the kernel's.
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from __future__ import annotations
 import re
 
 from . import helper
-from .basic import format_printk
 
 M64 = (1 << 64) - 1
 EINVAL = 22
 MAX_BPF_FUNC_VARARGS = 12
 
-#: a conversion bpf_bprintf_prepare accepts: flags, width, then %c %s %p.. or an integer
-_CONVERSION = re.compile(rb"%(?:%|[-+ 0]*(?:[1-9]\d*)?(?:(?:ll|l)?[diuxX]|[cs]|p[a-zA-Z0-9]*))")
+#: one conversion as bpf_bprintf_prepare accepts it: flags, width, then an integer (with l/ll),
+#: a character, a string or a pointer (%p with its suffix)
+_CONVERSION = re.compile(rb"%(?:(%)|([-+ 0]*)([1-9]\d*)?(?:(ll|l)?([diuxX])|([cs])|p([a-zA-Z0-9]*)))")
 
 
 def _count_conversions(fmt: bytes) -> int | None:
@@ -32,9 +32,63 @@ def _count_conversions(fmt: bytes) -> int | None:
         m = _CONVERSION.match(fmt, i)
         if m is None:
             return None
-        if m.group(0) != b"%%":
+        if not m.group(1):
             count += 1
         pos = m.end()
+
+
+def _pointer(env, suffix: bytes, value: int) -> bytes:
+    """%p conversions: %px the raw value; %pI4/%pi4 and %pI6/%pi6 read the address; other
+    forms print the value as %px does (the kernel would hash it)."""
+    try:
+        if suffix[:2] in (b"I4", b"i4"):
+            octets = env.read(value, 4)
+            fmt = "{:d}" if suffix[:1] == b"I" else "{:03d}"
+            return ".".join(fmt.format(o) for o in octets).encode()
+        if suffix[:2] in (b"I6", b"i6"):
+            raw = env.read(value, 16)
+            groups = [raw[i: i + 2].hex() for i in range(0, 16, 2)]
+            return (":".join(groups) if suffix[:1] == b"I" else "".join(groups)).encode()
+    except Exception:
+        return b"(efault)"
+    return f"{value & M64:016x}".encode()
+
+
+def bprintf(env, fmt: bytes, args: list[int]) -> bytes:
+    """Format ``fmt`` with u64 ``args`` the way ``bstr_printf`` prints what
+    ``bpf_bprintf_prepare`` accepted (integers cut to 32 bits without ``l``), as bytes."""
+    out = bytearray()
+    pos = 0
+    it = iter(args)
+    for m in _CONVERSION.finditer(fmt):
+        out += fmt[pos: m.start()]
+        pos = m.end()
+        percent, flags, width, length, integer, other, pointer = m.groups()
+        if percent:
+            out += b"%"
+            continue
+        value = next(it, 0)
+        spec = b"%" + (flags or b"") + (width or b"")
+        if integer:
+            bits = 64 if length else 32
+            value &= (1 << bits) - 1
+            if integer in b"di":
+                value -= (1 << bits) if value >> (bits - 1) else 0
+                out += (spec + b"d") % value
+            else:
+                out += (spec + (b"d" if integer == b"u" else integer)) % value
+        elif other == b"c":
+            out += (spec + b"c") % (value & 0xFF)
+        elif other == b"s":
+            try:
+                text = env.memory.read_cstring(value, 1 << 12)
+            except Exception:
+                text = b"(efault)"
+            out += (spec + b"s") % text
+        else:
+            out += (spec + b"s") % _pointer(env, pointer or b"", value)
+    out += fmt[pos:]
+    return bytes(out)
 
 
 @helper("strncmp", "integer", "ptr_to_mem", "const_size", "ptr_to_const_str")
@@ -66,7 +120,7 @@ def snprintf(env, out, out_size, fmt_ptr, data, data_len):
     needed = _count_conversions(fmt)
     if needed is None or needed > len(args):
         return -EINVAL & M64
-    text = format_printk(env, fmt, args).encode()
+    text = bprintf(env, fmt, args)
     if out_size:
         env.write(out, text[: out_size - 1] + b"\0")
     return len(text) + 1
