@@ -198,6 +198,14 @@ class KernelProgram:
     def pin(self, path: str) -> None:
         obj_pin(self.fd, path)
 
+    def attach(self, target, **options):
+        """Attach by program type (see :func:`pybpf.kernel.attach.attach`); a socket object
+        as ``target`` attaches a socket filter. Returns the :class:`Link`."""
+        from . import attach as hooks
+        if hasattr(target, "setsockopt"):
+            return hooks.attach_socket(self, target)
+        return hooks.attach(self, target, **options)
+
 
 def load_program(program: Program, *, prog_type: str | None = None, log_level: int = 0,
                  maps: list[KernelMap] | None = None, expected_attach_type: str | int | None = None,
