@@ -24,6 +24,10 @@ from .base import (BPF_ANY, BPF_EXIST, BPF_F_INNER_MAP, BPF_F_MMAPABLE, BPF_F_NU
                    Map, OneCPU, PerCPUMixin, alloc, current_cpu, fail, possible_cpus, round_up)
 
 
+#: how many key -> address answers an array remembers
+ADDRESS_CACHE_LIMIT = 1 << 16
+
+
 class ArrayMap(Map):
     """BPF_MAP_TYPE_ARRAY: preallocated values, index order."""
 
@@ -40,6 +44,8 @@ class ArrayMap(Map):
         self.base = ctypes.addressof(self._storage)
         self.view = memoryview(self._storage).cast("B")
         self.make_region(self._storage, self.size)
+        #: key bytes -> value address, filled by program lookups (not for per-CPU arrays)
+        self._addresses: dict[bytes, int] = {}
 
     def check_spec(self) -> None:
         if self.percpu and self.flags & BPF_F_NUMA_NODE:
@@ -93,10 +99,26 @@ class ArrayMap(Map):
 
     # --- program face ---------------------------------------------------------------------------
     def lookup_address(self, key: bytes) -> int:
+        addr = self._addresses.get(key)
+        if addr is not None:
+            return addr
         i = int.from_bytes(key, "little")
         if i >= self.max_entries:
             return 0
-        return self.base + self._offset(i, current_cpu() if self.percpu else 0)
+        if self.percpu:
+            return self.base + (current_cpu() * self.max_entries + i) * self.stride
+        addr = self.base + i * self.stride
+        if len(self._addresses) < ADDRESS_CACHE_LIMIT:
+            self._addresses[key] = addr  # array slots never move: remember the answer
+        return addr
+
+    def program_update(self, key: bytes, value: bytes, flags: int) -> int:
+        i = int.from_bytes(key, "little")
+        if flags == 0 and not self.percpu and i < self.max_entries:  # the common case, inline
+            off = i * self.stride
+            self.view[off: off + self.value_size] = value
+            return 0
+        return super().program_update(key, value, flags)
 
     def lookup_percpu_address(self, key: bytes, cpu: int) -> int:
         """bpf_map_lookup_percpu_elem: ``cpu``'s copy, 0 when absent or not a possible CPU."""

@@ -165,6 +165,15 @@ class HashMap(Map):
             return 0
         return self.base + slot * self.stride
 
+    def program_update(self, key: bytes, value: bytes, flags: int) -> int:
+        if flags == 0 and type(self) is HashMap:  # replacing a value in place: the common case
+            slot = self.slots.get(key)
+            if slot is not None:
+                off = slot * self.stride
+                self.view[off: off + self.value_size] = value
+                return 0
+        return super().program_update(key, value, flags)
+
     def lookup_percpu_address(self, key: bytes, cpu: int) -> int:
         """bpf_map_lookup_percpu_elem: ``cpu``'s copy, 0 when absent or not a possible CPU."""
         slot = self.slots.get(key)
