@@ -261,7 +261,7 @@ def check_inner(outer: Map, inner: Any) -> Map:
     if template is not None:
         same = (inner.type == template.type and inner.key_size == template.key_size
                 and inner.value_size == template.value_size
-                and (inner.flags & ~BPF_F_INNER_MAP) == (template.flags & ~BPF_F_INNER_MAP))
+                and inner.flags == template.flags)
         if same and not template.flags & BPF_F_INNER_MAP:
             same = inner.max_entries == template.max_entries
         if not same:

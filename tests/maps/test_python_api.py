@@ -150,3 +150,35 @@ def test_queue_and_stack_take_oldest_and_newest():
         m.push(4, 2)       # BPF_EXIST: overwrite the oldest
     assert [q.pop() for _ in range(3)] == [2, 3, 4]
     assert [s.pop() for _ in range(3)] == [4, 3, 2]
+
+
+INNER_CANDIDATES = [
+    ("array", 4, 4, 2, 0), ("array", 4, 8, 2, 0), ("array", 4, 4, 3, 0), ("hash", 4, 4, 2, 0),
+    ("array", 4, 4, 2, 4096), ("array", 4, 4, 5, 4096), ("array", 4, 4, 2, 1024),
+]
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("template_flags", [0, 4096])
+@pytest.mark.parametrize("outer_kind", ["array_of_maps", "hash_of_maps"])
+def test_inner_maps_must_match_the_template_like_the_kernel(outer_kind, template_flags):
+    from pybpf.kernel import KernelMap
+
+    template = MapSpec("inner", "array", 4, 4, 2, template_flags)
+    outer_spec = MapSpec("outer", outer_kind, 4, 4, 4, inner=template)
+    ours = create_map(outer_spec)
+    with KernelMap.create(outer_spec) as kouter:
+        for kind, key, value, entries, flags in INNER_CANDIDATES:
+            spec = MapSpec("cand", kind, key, value, entries, flags)
+            with KernelMap.create(spec) as kinner:
+                try:
+                    kouter.update(1, kinner.fd)
+                    want = None
+                except MapError as exc:
+                    want = exc.errno
+            try:
+                ours.update(1, create_map(spec))
+                got = None
+            except MapError as exc:
+                got = exc.errno
+            assert got == want, spec
