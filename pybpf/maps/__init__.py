@@ -1,9 +1,27 @@
 """Live maps for the userspace engines: one class per kernel map family, made from a MapSpec.
 
 ``create_map(spec)`` looks the type name up in :data:`MAP_TYPES` (the kernel's names without
-``BPF_MAP_TYPE_``) and builds the live map; an unknown type or a spec the kernel would refuse
-raises :class:`pybpf.errors.MapError` with the kernel's errno. See :mod:`pybpf.maps.base` for
-the API every map offers (dict-like access, syscall-style calls, the program face helpers use).
+``BPF_MAP_TYPE_``, or the UAPI number) and builds the live map; an unknown type or a spec the
+kernel would refuse raises :class:`pybpf.errors.MapError` with the kernel's errno.
+
+What engines use (see :mod:`pybpf.maps.base`)::
+
+    m.handle                    # unique native address: the map pointer a register holds
+    m.regions()                 # pybpf.memory.Region objects holding the values (add to Memory)
+    m.lookup_address(key)       # value address for bpf_map_lookup_elem, 0 when absent
+    m.value_address             # array maps: element 0 (PSEUDO_MAP_VALUE loads)
+    m.program_update / program_delete / program_push / program_take   # -> 0 or -errno
+    map_from_handle(ptr)        # any live map by handle (inner maps of map-in-map included)
+
+What Python users get::
+
+    m[k] = v; m[k]; del m[k]; k in m; len(m); m.items()   # bytes, ints or ctypes objects
+    m.key_type, m.value_type = Flow, int                   # how keys/values come back
+    m.lookup / update(k, v, flags) / delete / get_next_key / lookup_and_delete / freeze
+    m.lookup_batch(start, count) / update_batch(items) / delete_batch(keys)
+    queue.push(v) / pop() / peek();  bloom.push(v); v in bloom
+    for record in ringbuf: ...;  ringbuf.consumer(callback).poll(timeout)
+    perf.reader(callback).poll()
 """
 
 from __future__ import annotations
