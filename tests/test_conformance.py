@@ -198,3 +198,11 @@ def test_raw_negative_case_is_refused_by_decoding(path):
     code = bytes.fromhex("".join(_parse_data_file(path)["raw"].split()))
     with pytest.raises(DecodeError):
         Program.from_bytes(code)
+
+
+@pytest.mark.parametrize("name", ["call_unwind_fail.data", "ldxdw.data", "lock_cmpxchg.data"])
+def test_plugin_engine_option_selects_the_jit(name):
+    pytest.importorskip("pybpf.jit")
+    case = next(c for c in CASES if c["name"] == name)
+    memory_hex, options = parse_args([case["memory"], "--engine", "jit"])
+    assert run_plugin(case["program"], memory_hex, options["engine"]) == case["result"]

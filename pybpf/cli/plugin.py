@@ -76,7 +76,7 @@ def run_plugin(program_hex: str, memory_hex: str, engine: str = "interpreter",
     memory = parse_hex(memory_hex, "memory")
     program = Program.from_bytes(code, name="conformance")
     options = {}
-    if engine == "interpreter":
+    if engine in ("interpreter", "jit"):
         options = {"helpers": {5: unwind}, "budget": budget}
     return execute(program, engine, memory, **options).retval
 

@@ -154,12 +154,17 @@ def run_interpreter(program: Program, data: bytes, repeat: int = 1, *,
 
 
 def run_jit(program: Program, data: bytes, repeat: int = 1, *,
-            budget: int | None = None) -> RunResult:
+            budget: int | None = None, helpers: dict | None = None) -> RunResult:
     try:
         from ..jit import JITProgram  # type: ignore[attr-defined]
     except ImportError:
         raise UsageError("engine 'jit' is not available yet") from None
-    jp = JITProgram(program, budget=budget) if budget else JITProgram(program)
+    options: dict[str, Any] = {}
+    if budget:
+        options["budget"] = budget
+    if helpers:
+        options["helpers"] = helpers
+    jp = JITProgram(program, **options)
     if hasattr(jp, "time_runs"):
         r0, ns = jp.time_runs(data, repeat)
     else:
@@ -223,6 +228,52 @@ def tracer(out: Callable[[str], None]) -> Callable:
     return trace
 
 
+# --- over a capture -----------------------------------------------------------------------------
+
+def run_pcap(prog: str, prog_type: str | None, section: str | None, prog_name: str | None,
+             ctx_file: str | None, engine: str, budget: int | None, pcap_file: str | None,
+             write_file: str | None, as_json: bool, conflicting: bool) -> None:
+    """``--pcap FILE [-w OUT]``: every packet through one interpreter (pybpf.progtypes.packets)."""
+    from ..progtypes.packets import run_capture
+    from ..vm import DEFAULT_BUDGET, Interpreter
+
+    if pcap_file is None:
+        raise UsageError("-w needs --pcap (the packets to run the program on)")
+    if conflicting:
+        raise UsageError("--pcap runs on the capture's packets: no --data, --data-file or --trace")
+    if engine != "interpreter":
+        raise UsageError("--pcap runs on the interpreter engine")
+    program = load_program(prog, prog_type=prog_type, section=section, name=prog_name)
+    if prog_type is None and program.section is None:
+        raise UsageError("--pcap needs --type (xdp, sched_cls, socket_filter, ...) for a .s or "
+                         ".bin program")
+    ctx = None
+    if ctx_file is not None:
+        try:
+            ctx = Path(ctx_file).read_bytes()
+        except OSError as exc:
+            raise UsageError(f"{ctx_file}: cannot read: {exc.strerror or exc}") from None
+    vm = Interpreter(program, budget=budget or DEFAULT_BUDGET, prog_type=program.prog_type)
+    outcome = run_capture(vm, pcap_file, out_path=write_file, ctx=ctx)
+    maps = _dump_maps(vm.maps, vm.program.maps)
+    for line in vm.trace_pipe:
+        click.echo(f"trace_printk: {line}", err=True)
+    if as_json:
+        click.echo(json.dumps({**outcome.as_json(), "engine": "interpreter", "maps": maps}))
+        return
+    click.echo(f"{outcome.packets} packet{'s' if outcome.packets != 1 else ''}")
+    for verdict, n in sorted(outcome.verdicts.items(), key=lambda kv: (-kv[1], kv[0])):
+        click.echo(f"  {verdict}: {n}")
+    for number, why in outcome.skipped:
+        click.echo(f"  packet {number} skipped: {why}")
+    if write_file:
+        click.echo(f"wrote {outcome.packets} packets to {write_file}")
+    for name, rows in maps.items():
+        click.echo(f"map {name}: {len(rows)} entr{'y' if len(rows) == 1 else 'ies'}")
+        for k, v in rows:
+            click.echo(f"  {k}: {v}")
+
+
 # --- the command --------------------------------------------------------------------------------
 
 @cli.command("run")
@@ -239,11 +290,21 @@ def tracer(out: Callable[[str], None]) -> Callable:
 @click.option("--budget", type=click.IntRange(min=1), default=None,
               help="interpreter instruction budget (default 1,000,000)")
 @click.option("--trace", is_flag=True, help="print each instruction and the registers it changed")
+@click.option("--pcap", "pcap_file", type=click.Path(dir_okay=False),
+              help="run on every packet of a capture (maps kept across packets); print the "
+                   "verdict counts")
+@click.option("-w", "--write", "write_file", type=click.Path(dir_okay=False),
+              help="with --pcap: write the packets as the program left them to a pcap file")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def run_command(prog: str, prog_type: str | None, section: str | None, prog_name: str | None,
                 data_hex: str | None, data_file: str | None, ctx_file: str | None, engine: str,
-                repeat: int, budget: int | None, trace: bool, as_json: bool) -> None:
+                repeat: int, budget: int | None, trace: bool, pcap_file: str | None,
+                write_file: str | None, as_json: bool) -> None:
     """Run PROG (.s, .bin or .o) once (or --repeat N times) and print r0."""
+    if pcap_file is not None or write_file is not None:
+        run_pcap(prog, prog_type, section, prog_name, ctx_file, engine, budget, pcap_file,
+                 write_file, as_json, data_hex is not None or data_file is not None or trace)
+        return
     if data_hex is not None and data_file is not None:
         raise UsageError("give --data or --data-file, not both")
     if trace and engine != "interpreter":
