@@ -157,3 +157,41 @@ def test_the_setup_leaves_the_values_the_cases_expect():
     vm = Interpreter(_program("r0 = *(u64 *)(r10 - 8)"))
     assert vm.run(PACKET) == 0xFEDCBA9876543210
     assert isa.MAX_CALL_DEPTH == 8
+
+
+# --- bpf-to-bpf calls on generated programs ----------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+
+from tests.strategies import describe, sketches  # noqa: E402
+
+I = isa.Instruction
+
+
+def _with_call(main, sub, high: bool) -> Program:
+    """main's body; call sub; r0 ^= r6..r9 mixed (callee-saved registers must survive);
+    [r0 >>= 32]; exit -- then sub's body and exit."""
+    fold = [I(isa.ALU64 | isa.MUL, 0, imm=31), I(isa.ALU64 | isa.X | isa.ADD, 0, 6),
+            I(isa.ALU64 | isa.MUL, 0, imm=31), I(isa.ALU64 | isa.X | isa.XOR, 0, 7),
+            I(isa.ALU64 | isa.MUL, 0, imm=31), I(isa.ALU64 | isa.X | isa.ADD, 0, 8),
+            I(isa.ALU64 | isa.MUL, 0, imm=31), I(isa.ALU64 | isa.X | isa.SUB, 0, 9)]
+    tail = fold + ([I(isa.ALU64 | isa.RSH, 0, imm=32)] if high else []) + [I(isa.JMP | isa.EXIT)]
+    probe = main.build([I(isa.JMP | isa.CALL, 0, isa.CALL_LOCAL, 0, 0)] + tail)
+    call_slot = probe.num_slots - len(tail) - 1
+    first = main.build([I(isa.JMP | isa.CALL, 0, isa.CALL_LOCAL, 0,
+                          probe.num_slots - call_slot - 1)] + tail)
+    callee = sub.build()
+    return Program(first.insns + callee.insns)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(main=sketches(max_body=10), sub=sketches(max_body=14))
+def test_generated_programs_with_a_bpf_to_bpf_call_give_the_kernels_r0(main, sub):
+    low_prog, high_prog = _with_call(main, sub, False), _with_call(main, sub, True)
+    low = kernel.test_run(low_prog, PACKET).retval & 0xFFFFFFFF
+    high = kernel.test_run(high_prog, PACKET).retval & 0xFFFFFFFF
+    vm = Interpreter(low_prog)
+    expected = (high << 32) | low
+    assert vm.run(PACKET) == expected, describe(low_prog)
+    assert vm.run(PACKET, stepping=True) == expected
