@@ -197,6 +197,11 @@ class Context:
     def ctx_out(self) -> bytes:
         return bytes(self.region.view[: self.prog_type.ctx_size])
 
+    def frame_out(self) -> bytes:
+        """The frame as it would leave (for writing a capture): the packet without metadata,
+        with its link-layer header."""
+        return self.data_out()
+
 
 def check_ctx_size(prog_type: ProgType, ctx_in: bytes | None, *, exact: bool = False,
                    multiple: int = 1) -> bytes:

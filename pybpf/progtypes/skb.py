@@ -163,6 +163,9 @@ class SkbContext(Context):
             return body
         return bytes(ETH_HLEN) + body
 
+    def frame_out(self) -> bytes:
+        return bytes(self.frame_buffer[: self.head]) + self.packet.bytes()
+
     def ctx_out(self) -> bytes | None:
         if not self.given_ctx:
             return None

@@ -132,6 +132,10 @@ class XdpContext(Context):
     def data_out(self) -> bytes:
         return bytes(self.packet.view[: self.packet.size])
 
+    def frame_out(self) -> bytes:
+        start = self.data - self.meta
+        return bytes(self.packet.view[start: self.packet.size])
+
     def ctx_out(self) -> bytes | None:
         if not self.given_ctx:
             return None
