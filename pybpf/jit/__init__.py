@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from .. import isa
-from ..errors import HelperError, VMError
-from ..helpers import HELPER_IDS
+from ..errors import VMError
 from ..program import Program
 from ..vm import DEFAULT_BUDGET, Interpreter
 from . import engine
@@ -72,25 +71,15 @@ class _Unit:
     key: str
 
 
-def _needs_native_code(env, *args) -> int:
-    raise HelperError("bpf_loop runs only in JIT-compiled code (the interpreter has no "
-                      "implementation of it)")
-
-
-#: helpers only native code implements; the interpreter is told about them so it accepts the
-#: program (and fails clearly if it is asked to run one itself)
-NATIVE_ONLY = {HELPER_IDS["loop"]: _needs_native_code}
-
-
-def _interpreter(program: Program, *, maps=None, budget: int, helpers=None) -> Interpreter:
-    return Interpreter(program, maps=maps, budget=budget,
-                       helpers={**NATIVE_ONLY, **(helpers or {})})
+def _interpreter(program: Program, *, maps=None, budget: int, helpers=None,
+                 prog_type: str | None = None) -> Interpreter:
+    kwargs = {"prog_type": prog_type} if prog_type is not None else {}
+    return Interpreter(program, maps=maps, budget=budget, helpers=helpers, **kwargs)
 
 
 def _unit(vm: Interpreter, checked: bool, opt: int, native_helpers: bool) -> _Unit:
     shapes = [_shape(m) for m in vm.maps]
-    overridden = tuple(sorted(h for h, impl in vm.helper_overrides.items()
-                              if NATIVE_ONLY.get(h) is not impl))
+    overridden = tuple(sorted(vm.helper_overrides))
     key = engine.cache_key(vm.program.bytecode(), shapes, checked, opt, native_helpers,
                            overridden, [(r.index, r.map_name) for r in vm.program.map_refs])
     return _Unit(vm, shapes, overridden, key)
@@ -132,13 +121,14 @@ class JITProgram:
                  budget: int | None = None, checked: bool = True,
                  helpers: dict[int, Callable[..., int]] | None = None, opt: int = 2,
                  native_helpers: bool = True, cache_dir: Any = None,
+                 prog_type: str | None = None,
                  _compiled: tuple[engine.Compiled, int] | None = None,
                  _vm: Interpreter | None = None):
         self.program = program
         self.checked = checked
         self.budget = DEFAULT_BUDGET if budget is None else budget
-        self.vm = _vm if _vm is not None else _interpreter(program, maps=maps,
-                                                            budget=self.budget, helpers=helpers)
+        self.vm = _vm if _vm is not None else _interpreter(
+            program, maps=maps, budget=self.budget, helpers=helpers, prog_type=prog_type)
         self.memory = self.vm.memory
         self.maps = self.vm.maps
         start = time.perf_counter()
@@ -151,7 +141,7 @@ class JITProgram:
         self.runtime = Runtime(self.vm, self.compiled.meta[index])
         self._driver = _DRIVER(self.compiled.addresses[f"p{index}.pybpf_run"])
         self.runtime.install(_CALL(self.compiled.addresses[f"p{index}.pybpf_call"]), self)
-        self._desc = (ctypes.c_uint64 * 2)()
+        self._desc = (ctypes.c_uint64 * 4)()
         self._result = (ctypes.c_uint64 * 1)()
         self._batch_keep: Any = None
         self.last_ns: float | None = None
@@ -162,41 +152,54 @@ class JITProgram:
     def _native_budget(self) -> int:
         return self.budget if self.checked else (1 << 62)
 
-    def _call_repeat(self, data: bytes, repeat: int) -> int:
+    def _call_repeat(self, data: bytes, repeat: int, ctx: bytes | None = None) -> int:
         rt = self.runtime
-        region = rt.set_data(data)
+        r1, r2 = rt.prepare(data, ctx)
         rt.clear()
-        self._desc[0], self._desc[1] = region.address, len(data)
+        w = rt.words
+        self._desc[:] = [r1, r2, w[CTX_FIELDS["data_lo"]], w[CTX_FIELDS["data_len"]]]
         done = self._driver(rt.address, repeat, ctypes.addressof(self._desc), 0,
                             ctypes.addressof(self._result), 0, self._native_budget)
         if done != repeat:
             rt.raise_fault(self.budget)
         return self._result[0]
 
-    def run(self, data: bytes = b"", *, repeat: int | None = None) -> Any:
+    def run(self, data: bytes = b"", *, repeat: int | None = None,
+            ctx: bytes | None = None) -> Any:
         """Run once on a copy of ``data``; returns r0 (unsigned 64-bit).
 
-        With ``repeat=N`` the program runs N times inside one native call and the mean
-        nanoseconds per run is returned instead (r0 is kept in ``last_retval``).
+        With a program type (``prog_type=``), r1 is the type's context built around ``data``
+        (and ``ctx``), as the interpreter builds it. With ``repeat=N`` the program runs N
+        times inside one native call and the mean nanoseconds per run is returned instead
+        (r0 is kept in ``last_retval``).
         """
         if repeat is None:
-            self.last_retval = self._call_repeat(data, 1)
+            self.last_retval = self._call_repeat(data, 1, ctx)
             return self.last_retval
-        r0, ns = self.time_runs(data, repeat)
+        r0, ns = self.time_runs(data, repeat, ctx=ctx)
         return ns
 
-    def time_runs(self, data: bytes = b"", repeat: int = 1) -> tuple[int, float]:
+    def time_runs(self, data: bytes = b"", repeat: int = 1, *,
+                  ctx: bytes | None = None) -> tuple[int, float]:
         """Run ``repeat`` times in one native call; (r0 of the last run, mean ns per run of
         this thread's CPU time)."""
         repeat = max(int(repeat), 1)
         # the thread's CPU time, like the kernel's test_run timer, which stops while the
         # task is scheduled out (on a busy machine wall time measures the neighbours)
         start = time.thread_time_ns()
-        r0 = self._call_repeat(data, repeat)
+        r0 = self._call_repeat(data, repeat, ctx)
         elapsed = time.thread_time_ns() - start
         self.last_retval = r0
         self.last_ns = elapsed / repeat
         return r0, self.last_ns
+
+    def data_out(self) -> bytes:
+        """The packet as the last run left it (what BPF_PROG_TEST_RUN hands back)."""
+        return self.vm.data_out()
+
+    def ctx_out(self) -> bytes | None:
+        """The context as the last run left it (program types only)."""
+        return self.vm.ctx_out()
 
     def run_batch(self, packets: Sequence[bytes], *, repeat: int = 1) -> list[int]:
         """Run once on each input, in one native call; r0 of each run.
@@ -213,12 +216,13 @@ class JITProgram:
         total = sum(len(p) for p in packets)
         buf = ctypes.create_string_buffer(max(total, 1))
         base = ctypes.addressof(buf)
-        descs = (ctypes.c_uint64 * (2 * n))()
+        if getattr(self.vm, "prog_type", None) is not None:
+            return self._run_batch_with_contexts(packets, repeat)
+        descs = (ctypes.c_uint64 * (4 * n))()
         off = 0
         for i, p in enumerate(packets):
             ctypes.memmove(base + off, p, len(p))
-            descs[2 * i] = base + off
-            descs[2 * i + 1] = len(p)
+            descs[4 * i: 4 * i + 4] = [base + off, len(p), base + off, len(p)]
             off += len(p)
         results = (ctypes.c_uint64 * n)()
         rt = self.runtime
@@ -229,12 +233,22 @@ class JITProgram:
         start = time.thread_time_ns()
         for _ in range(rounds):
             rt.clear()
-            done = self._driver(rt.address, n, ctypes.addressof(descs), 2,
+            done = self._driver(rt.address, n, ctypes.addressof(descs), 4,
                                 ctypes.addressof(results), 1, self._native_budget)
             if done != n:
                 rt.raise_fault(self.budget)
         self.last_ns = (time.thread_time_ns() - start) / (rounds * n)
         return list(results)
+
+    def _run_batch_with_contexts(self, packets: list[bytes], repeat: int) -> list[int]:
+        """A program type builds a context per packet (in Python, as the interpreter does);
+        each run is then one native call."""
+        results = []
+        start = time.thread_time_ns()
+        for _ in range(max(int(repeat), 1)):
+            results = [self._call_repeat(p, 1) for p in packets]
+        self.last_ns = (time.thread_time_ns() - start) / (max(int(repeat), 1) * len(packets))
+        return results
 
     # --- inspection --------------------------------------------------------------------------
     def emit_llvm(self, optimised: bool = True) -> str:

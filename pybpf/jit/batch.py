@@ -35,7 +35,8 @@ def _prepare_run(lo: str, length: str) -> str:
 
 def driver_ir(prefix: str = "") -> str:
     """IR of ``pybpf_run(ctx, n, descs, dstride, results, rstride, budget)``: run ``@f0`` (the
-    program's entry) ``n`` times; run i gets input ``descs[i * dstride]`` ({address, length})
+    program's entry) ``n`` times; run i gets ``descs[i * dstride]`` -- {r1, r2, data address,
+    data length}: r1/r2 are the input's address and length, or a context's address and 0 --
     and leaves r0 in ``results[i * rstride]``. Stride 0 repeats one input (``--repeat``) or
     keeps only the last result. Returns the number of runs that completed: less than ``n``
     means run ``n`` stopped on a fault (``ctx.status`` says which).
@@ -53,12 +54,16 @@ run:
   %pbi = getelementptr i64, ptr %ctx, i64 {C['batch_index']}
   store i64 %i, ptr %pbi, align 8
   %k = mul i64 %i, %dstride
-  %plo = getelementptr i64, ptr %descs, i64 %k
+  %pr1 = getelementptr i64, ptr %descs, i64 %k
+  %r1 = load i64, ptr %pr1, align 8
+  %pr2 = getelementptr i64, ptr %pr1, i64 1
+  %r2 = load i64, ptr %pr2, align 8
+  %plo = getelementptr i64, ptr %pr1, i64 2
   %lo = load i64, ptr %plo, align 8
-  %plen = getelementptr i64, ptr %plo, i64 1
+  %plen = getelementptr i64, ptr %pr1, i64 3
   %len = load i64, ptr %plen, align 8
 {_prepare_run("%lo", "%len")}
-  %raw = call i64 @{prefix}f0(ptr %ctx, i64 %lo, i64 %len, i64 0, i64 0, i64 0, i64 0)
+  %raw = call i64 @{prefix}f0(ptr %ctx, i64 %r1, i64 %r2, i64 0, i64 0, i64 0, i64 0)
   %pst = getelementptr i64, ptr %ctx, i64 {C['status']}
   %st = load i64, ptr %pst, align 8
   %isexit = icmp eq i64 %st, {int(Fault.EXIT)}

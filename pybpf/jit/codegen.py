@@ -458,6 +458,22 @@ def _dispatch(g: FunctionGen, value: str, pc: int, args: str) -> str:
     return e(f"phi i64 {incoming}")
 
 
+def _tail_return(g: FunctionGen) -> None:
+    """After ``bpf_tail_call``: if the target ran, it replaced this function -- return its
+    r0 (to the caller, or as the program's result at depth 0), as the interpreter does."""
+    e = g.e
+    st = g.ctx_load("status")
+    tail = e(f"icmp eq i64 {st}, {int(Fault.TAILRET)}")
+    ret, go = e.fresh("tailret")[1:], e.fresh("notail")[1:]
+    e.do(f"br i1 {tail}, label %{ret}, label %{go}")
+    e.label(ret)
+    g.ctx_store("status", "0")
+    value = g.ctx_load("exit_value")
+    g.save_budget()
+    e.do(f"ret i64 {value}")
+    e.label(go)
+
+
 def emit_call(g: FunctionGen, insn: isa.Instruction, pc: int) -> bool:
     e = g.e
     g.budget_check(pc)
@@ -474,6 +490,8 @@ def emit_call(g: FunctionGen, insn: isa.Instruction, pc: int) -> bool:
         r0 = native(g, insn, pc) if native is not None else None
         if r0 is None:
             r0 = _trampoline(g, MODE_HELPER, str(insn.imm), pc, _args(g))
+            if insn.imm == HELPER_IDS["tail_call"]:
+                _tail_return(g)
         elif insn.imm not in CALLING_NATIVES:
             g.load_budget()
             g.set_reg(0, r0)

@@ -54,6 +54,7 @@ class Fault(enum.IntEnum):
     LEFT = 7         # execution left the program (fault_pc = the slot it went to)
     MIDDLE = 8       # execution entered the second slot of a 64-bit load
     CALLX = 9        # callx to a value that is neither a subprogram nor a helper id
+    TAILRET = 10     # a tail call replaced the calling function: it returns exit_value
 
 
 #: helper trampoline modes (its second argument)

@@ -20,7 +20,6 @@ it in Python. Every other fault is turned into the same :class:`pybpf.errors.VME
 from __future__ import annotations
 
 import ctypes
-import errno
 import os
 import weakref
 from typing import Any
@@ -29,6 +28,7 @@ from .. import isa
 from ..errors import BudgetExceeded, HelperError, VMError
 from ..memory import Region
 from ..vm import Interpreter, ProgramExit
+from ..vm.interpreter import TailCallReturn
 from .layout import CTX_FIELDS, CTX_WORDS, FRAMES, MODE_CALLX, REGION_WORDS, Fault
 
 C = CTX_FIELDS
@@ -37,9 +37,6 @@ M64 = isa.U64
 HELPER_FN = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64,
                              ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64,
                              ctypes.c_uint64, ctypes.c_uint64)
-
-#: tail calls in progress (the kernel stops a chain at MAX_TAIL_CALL_CNT)
-_tail_chain = 0
 
 #: live runtimes by context address (the trampoline's way back to Python objects)
 _RUNTIMES: "weakref.WeakValueDictionary[int, Runtime]" = weakref.WeakValueDictionary()
@@ -52,6 +49,9 @@ def _trampoline(ctx: int, mode: int, hid: int, pc: int, r1: int, r2: int, r3: in
         return 0
     try:
         return rt.call_helper(mode, hid, pc, r1, r2, r3, r4, r5)
+    except TailCallReturn as exc:    # the calling function is replaced by the target
+        rt.words[C["exit_value"]] = exc.value
+        rt.words[C["status"]] = Fault.TAILRET
     except ProgramExit as exc:
         rt.words[C["exit_value"]] = exc.value
         rt.words[C["status"]] = Fault.EXIT
@@ -98,6 +98,25 @@ class Runtime:
         raise ValueError(kind)
 
     # --- input data and the region table -------------------------------------------------------
+    def prepare(self, data: bytes, ctx: bytes | None) -> tuple[int, int]:
+        """Set up one run as the interpreter does; returns (r1, r2): the input's address and
+        length, or -- for a program type -- its context's address and 0."""
+        vm = self.vm
+        if hasattr(vm, "_tail_chain"):
+            vm._tail_chain = [0]          # a new run starts a new tail-call chain
+        if getattr(vm, "prog_type", None) is not None:
+            r1 = vm._prepare_context(data, ctx)
+            packet = vm.data_region
+            self.words[C["data_lo"]] = packet.address if packet is not None else 0
+            self.words[C["data_len"]] = packet.size if packet is not None else 0
+            self._table_key = ()
+            self.sync_regions()
+            return r1, 0
+        if ctx is not None:
+            raise VMError("a context needs a program type (JITProgram(..., prog_type=))")
+        region = self.set_data(data)
+        return region.address, len(data)
+
     def set_data(self, data: bytes) -> Region:
         """Give the run a fresh copy of ``data`` as its input-data region (as the interpreter's
         ``run`` does). A region of the same size is reused in place -- no allocation per run,
@@ -161,10 +180,9 @@ class Runtime:
     def install(self, call_native: Any, program: Any) -> None:
         """Offer the helper environment the two hooks pybpf.helpers.maps looks for:
         ``call_function`` (run a subprogram natively, for bpf_for_each_map_elem) and
-        ``tail_call`` (run the target JIT-compiled and end this program with its r0)."""
+        ``tail_call`` (the interpreter's chain; the native caller returns the target's r0)."""
         self._call_native = call_native
         self._program = weakref.ref(program)
-        self._tail_programs: dict[int, Any] = {}
         env = self.vm.env
         env.call_function = self.call_function
         env.tail_call = self.tail_call
@@ -188,38 +206,9 @@ class Runtime:
         return r0
 
     def tail_call(self, target: Any, ctx: int) -> int:
-        """Jump to ``target`` (a Program or a live program): run it on the current input --
-        JIT-compiled and sharing this program's maps by name -- and end with its r0."""
-        from ..helpers.maps import MAX_TAIL_CALL_CNT
-
-        global _tail_chain
-        if _tail_chain >= MAX_TAIL_CALL_CNT:
-            return -errno.E2BIG & M64
-        runner = target if hasattr(target, "run") else self._tail_programs.get(id(target))
-        if runner is None:
-            from . import JITProgram
-
-            shared = {getattr(m, "name", None): m for m in self.vm.maps}
-            maps = [shared.get(spec.name) for spec in target.maps]
-            if any(m is None for m in maps):
-                from ..maps import create_map
-                maps = [m if m is not None else create_map(spec)
-                        for m, spec in zip(maps, target.maps)]
-            program = self._program()
-            runner = JITProgram(target, maps=maps,
-                                checked=program.checked if program is not None else True)
-            self._tail_programs[id(target)] = runner
-        region = self.vm.data_region
-        data = region.bytes() if region is not None else b""
-        _tail_chain += 1
-        try:
-            r0 = runner.run(data)
-        finally:
-            _tail_chain -= 1
-        out = getattr(getattr(runner, "vm", runner), "data_region", None)
-        if region is not None and out is not None and out.size == region.size:
-            region.view[: region.size] = out.view[: out.size]
-        raise ProgramExit(r0)
+        """``bpf_tail_call``: the interpreter's chain semantics (count, shared maps, context),
+        the target run by the interpreter; the native caller returns the target's r0."""
+        return self.vm.tail_call(target, ctx)
 
     # --- faults ----------------------------------------------------------------------------------
     def clear(self) -> None:
