@@ -216,10 +216,15 @@ def format_insn(insn: isa.Instruction) -> str:
             + (f" imm_hi={insn.imm_hi}" if insn.imm_hi is not None else ""))
 
 
-def tracer(out: Callable[[str], None]) -> Callable:
-    """A trace callback printing ``pc: instruction`` and the registers it changed."""
+def tracer(out: Callable[[str], None], lines: dict[int, str] | None = None) -> Callable:
+    """A trace callback printing ``pc: instruction`` and the registers it changed, preceded by
+    the source line (C or assembly) whenever execution reaches a slot that has one."""
+    lines = lines or {}
 
     def trace(pc: int, insn: isa.Instruction, before: list[int], after: list[int]) -> None:
+        source = lines.get(pc)
+        if source:
+            out(f"       ; {source.strip()}")
         changed = " ".join(f"r{i}={after[i]:#x}" for i in range(len(after))
                            if after[i] != before[i])
         text = f"{pc:5}: {format_insn(insn)}"
@@ -334,7 +339,8 @@ def run_command(prog: str, prog_type: str | None, section: str | None, prog_name
         options["budget"] = budget
         options["prog_type"] = typed
         if trace:
-            options["trace"] = tracer(lambda line: click.echo(line, err=as_json))
+            options["trace"] = tracer(lambda line: click.echo(line, err=as_json),
+                                      program.lines if program.section else None)
     elif engine == "jit":
         options["budget"] = budget
     result = execute(program, engine, data, repeat, **options)
