@@ -18,7 +18,7 @@ import ctypes
 from typing import Any
 
 from ..errors import MapError
-from .base import (BPF_ANY, BPF_EXIST, BPF_F_INNER_MAP, BPF_F_MMAPABLE, BPF_F_NUMA_NODE,
+from .base import (BPF_ANY, BPF_EXIST, BPF_F_INNER_MAP, BPF_F_LOCK, BPF_F_MMAPABLE, BPF_F_NUMA_NODE,
                    BPF_F_RDONLY, BPF_F_WRONLY,
                    BPF_F_PRESERVE_ELEMS, BPF_NOEXIST, ACCESS_MASK, E2BIG, EEXIST, EINVAL, ENOENT,
                    Map, OneCPU, PerCPUMixin, alloc, current_cpu, fail, possible_cpus, round_up)
@@ -118,7 +118,17 @@ class ArrayMap(Map):
             off = i * self.stride
             self.view[off: off + self.value_size] = value
             return 0
-        return super().program_update(key, value, flags)
+        # array_map_update_elem's order: unknown flags, index, BPF_NOEXIST, then BPF_F_LOCK
+        if flags & ~BPF_F_LOCK > BPF_EXIST:
+            return -EINVAL
+        if i >= self.max_entries:
+            return -E2BIG
+        if flags & BPF_NOEXIST:
+            return -EEXIST
+        if flags & BPF_F_LOCK:
+            return -EINVAL
+        self.update_raw(key, self.program_value(value), flags)
+        return 0
 
     def lookup_percpu_address(self, key: bytes, cpu: int) -> int:
         """bpf_map_lookup_percpu_elem: ``cpu``'s copy, 0 when absent or not a possible CPU."""

@@ -1,0 +1,91 @@
+"""Hypothesis-generated sequences of map operations made *by a program* (bpf_map_lookup_elem,
+bpf_map_update_elem with any flags byte, bpf_map_delete_elem) return the same r0 -- values
+and negative errnos -- and leave the same contents in pybpf as in the kernel."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pybpf.asm import assemble
+from pybpf.maps import create_map
+from pybpf.vm import Interpreter
+
+from .harness import NO_SHRINK, contents, one_cpu
+
+pytestmark = pytest.mark.kernel
+
+PROGRAM = """
+.map m {kind} key=4 value=8 max_entries={entries}
+    r6 = r1
+    r0 = *(u32 *)skb[1]
+    *(u32 *)(r10 - 4) = r0
+    r0 = *(u32 *)skb[5]
+    *(u32 *)(r10 - 16) = r0
+    r0 = *(u32 *)skb[9]
+    *(u32 *)(r10 - 12) = r0
+    r0 = *(u8 *)skb[0]
+    if r0 == 1 goto update
+    if r0 == 2 goto delete
+    r1 = m ll
+    r2 = r10
+    r2 += -4
+    call bpf_map_lookup_elem
+    if r0 == 0 goto miss
+    r0 = *(u32 *)(r0 + 0)
+    exit
+miss:
+    r0 = -1
+    exit
+update:
+    r0 = *(u8 *)skb[13]
+    r4 = r0
+    r1 = m ll
+    r2 = r10
+    r2 += -4
+    r3 = r10
+    r3 += -16
+    call bpf_map_update_elem
+    exit
+delete:
+    r1 = m ll
+    r2 = r10
+    r2 += -4
+    call bpf_map_delete_elem
+    exit
+"""
+
+ETHERNET = b"\xff" * 12 + b"\x08\x00"
+
+
+def packet(op: int, key: int, value: int, flags: int) -> bytes:
+    return ETHERNET + struct.pack("!BIQB", op, key, value, flags) + bytes(16)
+
+
+OPS = st.lists(st.tuples(st.sampled_from([0, 1, 1, 1, 2]), st.integers(0, 6),
+                         st.integers(0, 2**64 - 1),
+                         st.sampled_from([0, 0, 0, 1, 2, 3, 4, 5, 6, 8, 255])),
+               min_size=5, max_size=30)
+
+
+@pytest.mark.parametrize("kind, entries", [("hash", 3), ("array", 4), ("percpu_hash", 3),
+                                           ("percpu_array", 4), ("lru_hash", 32),
+                                           ("lru_percpu_hash", 32)])
+@settings(max_examples=15, deadline=None, phases=NO_SHRINK,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors])
+@given(ops=OPS)
+def test_program_map_operations_match_the_kernel(kind, entries, ops):
+    from pybpf import kernel
+
+    program = assemble(PROGRAM.format(kind=kind, entries=entries))
+    ours = create_map(program.maps[0])
+    vm = Interpreter(program, maps=[ours])
+    with one_cpu(), kernel.KernelMap.create(program.maps[0]) as km, \
+            kernel.load_program(program, maps=[km]) as kp:
+        for op in ops:
+            frame = packet(*op)
+            assert vm.run(frame[14:]) & 0xFFFFFFFF == kp.test_run(frame).retval, op
+        assert contents(ours) == contents(km)
