@@ -40,7 +40,7 @@ def trace_cmd(file, program, command, pid, debug, timeout, as_json):
         from ..trace import parse
 
         compiled = runtime.compile_script(program, name)
-        ir_text = str(compiled.unit.module)
+        ir_text = compiled.unit.ir_text()
         if as_json:
             click.echo(json.dumps({
                 "ir": ir_text,

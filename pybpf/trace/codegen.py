@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import re
+
 import llvmlite.ir as ir
 
 from ..helpers.ids import HELPER_IDS
@@ -126,6 +128,17 @@ class CompileUnit:
     start_index: int = 1
     stack_index: int = 2
     uses_stacks: bool = False
+    retained: list = None  # (DISubprogram ref, parameter DILocalVariable ref) pairs
+
+    def ir_text(self) -> str:
+        """The module's LLVM IR, with each subprogram's ``retainedNodes`` filled in (the
+        subprogram and its parameter refer to each other, which llvmlite cannot build)."""
+        text = str(self.module)
+        for sp, var in self.retained or ():
+            text = re.sub(rf"^({re.escape(sp)} = distinct !DISubprogram\(.*)\)$",
+                          lambda m: f"{m.group(1)}, retainedNodes: !{{{var}}})", text,
+                          count=1, flags=re.M)
+        return text
 
 
 class _Scope:
@@ -139,6 +152,8 @@ class Compiler:
         self.module = ir.Module(name=script.filename)
         self.module.triple = "bpfel"
         self.module.data_layout = "e-m:e-p:64:64-i64:64-i128:128-n32:64-S128"
+        self.retained: list[tuple[str, str]] = []
+        self._debug_info()
         self.maps: dict[str, MapInfo] = {}
         self.formats: list[PrintfFormat] = []
         self.functions: list = []
@@ -152,6 +167,38 @@ class Compiler:
         self._next_map_index = 3
         self.uses_stacks = False
         self.uses_elapsed = False
+
+    def _debug_info(self) -> None:
+        """Debug metadata with the script as its source file: LLVM's BPF backend turns it into
+        BTF line info, so the kernel's log, pybpf's verifier explanations and ``disasm -S``
+        show the script's own lines."""
+        import os
+
+        m = self.module
+        # the name as the user gave it, so LLVM's and the kernel's messages repeat it
+        self._di_file = m.add_debug_info("DIFile", {
+            "filename": self.script.filename, "directory": os.getcwd(),
+            "source": self.script.source})
+        self._di_cu = m.add_debug_info("DICompileUnit", {
+            "language": ir.DIToken("DW_LANG_C99"), "file": self._di_file, "producer": "pybpf",
+            "isOptimized": True, "runtimeVersion": 0,
+            "emissionKind": ir.DIToken("FullDebug")}, is_distinct=True)
+        m.add_named_metadata("llvm.dbg.cu", self._di_cu)
+        for key, name, value in ((2, "Debug Info Version", 3), (7, "Dwarf Version", 5)):
+            m.add_named_metadata("llvm.module.flags", m.add_metadata(
+                [ir.Constant(i32, key), name, ir.Constant(i32, value)]))
+        long_t = m.add_debug_info("DIBasicType", {"name": "long", "size": 64,
+                                                  "encoding": ir.DIToken("DW_ATE_signed")})
+        void_p = m.add_debug_info("DIDerivedType", {"tag": ir.DIToken("DW_TAG_pointer_type"),
+                                                    "baseType": None, "size": 64})
+        self._di_void_p = void_p
+        self._di_fn_type = m.add_debug_info("DISubroutineType", {
+            "types": m.add_metadata([long_t, void_p])})
+
+    def _locate(self, node: ast.Node) -> None:
+        """Instructions emitted from now on belong to ``node``'s script line."""
+        self.b.debug_metadata = self.module.add_debug_info("DILocation", {
+            "line": node.line, "column": node.col, "scope": self._di_sp})
 
     # --- errors ----------------------------------------------------------------------------
     def error(self, message: str, node: ast.Node) -> TraceSyntaxError:
@@ -169,7 +216,7 @@ class Compiler:
             self.functions.append((name, probe, ap, section))
         return CompileUnit(self.module, self.maps, self.formats, self.functions,
                            self.uses_elapsed, self.ringbuf_index, self.start_index,
-                           self.stack_index, self.uses_stacks)
+                           self.stack_index, self.uses_stacks, self.retained)
 
     # --- map inference (a pre-pass, so every probe agrees on a map's layout) ---------------
     def _infer_maps(self) -> None:
@@ -279,6 +326,18 @@ class Compiler:
         fn = ir.Function(self.module, ir.FunctionType(i64, [i8p]), name=name)
         fn.section = section
         fn.args[0].name = "ctx"
+        self._di_sp = self.module.add_debug_info("DISubprogram", {
+            "name": name, "scope": self._di_file, "file": self._di_file, "line": probe.line,
+            "type": self._di_fn_type, "unit": self._di_cu,
+            "spFlags": ir.DIToken("DISPFlagDefinition"), "flags": ir.DIToken("DIFlagPrototyped"),
+        }, is_distinct=True)
+        # the kernel wants BTF parameters named: "ctx" as a DILocalVariable in the
+        # subprogram's retainedNodes (a cycle llvmlite can only close after the fact)
+        ctx_var = self.module.add_debug_info("DILocalVariable", {
+            "name": "ctx", "arg": 1, "scope": self._di_sp, "file": self._di_file,
+            "line": probe.line, "type": self._di_void_p})
+        self.retained.append((self._di_sp.get_reference(), ctx_var.get_reference()))
+        fn.set_metadata("dbg", self._di_sp)
         self.fn = fn
         self.ap = ap
         self.probe = probe
@@ -291,7 +350,9 @@ class Compiler:
         self._pool_used: list = []
         self.loop_stack: list[tuple[ir.Block, ir.Block]] = []
         self.exit_block = fn.append_basic_block("exit")
+        self._locate(probe)
         if probe.predicate is not None:
+            self._locate(probe.predicate)
             cond = self._truth(self._expr(probe.predicate)[0])
             go = fn.append_basic_block("pred_true")
             self.b.cbranch(cond, go, self.exit_block)
@@ -300,7 +361,10 @@ class Compiler:
         if not self.b.block.is_terminated:
             self.b.branch(self.exit_block)
         self.entry_builder.branch(body)
-        ir.IRBuilder(self.exit_block).ret(ir.Constant(i64, 0))
+        done = ir.IRBuilder(self.exit_block)
+        done.debug_metadata = self.module.add_debug_info("DILocation", {
+            "line": probe.line, "column": probe.col, "scope": self._di_sp})
+        done.ret(ir.Constant(i64, 0))
 
     def _alloca(self, ty: ir.Type, name: str = "", *, permanent: bool = False) -> ir.Value:
         """A stack slot in the entry block (so loops do not grow the stack).
@@ -348,6 +412,7 @@ class Compiler:
         for stmt in stmts:
             if self.b.block.is_terminated:
                 return
+            self._locate(stmt)
             self._stmt(stmt)
             # values that outlive a statement live in $variables (permanent slots) or maps;
             # a condition's temporaries are dead once its branch is taken
@@ -1149,27 +1214,77 @@ def _optimize(parsed, machine) -> None:
         pm.run(parsed)
 
 
-def emit_object(module: ir.Module, opt: int = 2) -> bytes:
+def _machine(opt: int):
+    import llvmlite.binding as llvm
+
+    llvm.initialize_all_targets()
+    llvm.initialize_all_asmprinters()
+    return llvm.Target.from_triple("bpfel").create_target_machine(cpu="v3", opt=opt,
+                                                                  reloc="static")
+
+
+_LLVM_ERROR = re.compile(r"^(?:error|Error): (?:(?P<file>[^:\n]*):(?P<line>\d+):(?P<col>\d+): )?"
+                         r"(?:in function \S+ [^:]*: )?(?P<msg>.*)$", re.M)
+
+
+def _emit(module: "ir.Module | str", opt: int, kind: str):
+    """Run LLVM's BPF backend in a forked child.
+
+    The backend reports some errors -- the 512-byte stack limit above all -- on stderr and
+    then *exits the process*; a child keeps that from killing pybpf, and its stderr becomes a
+    :class:`TraceSyntaxError` at the script line LLVM names (the IR carries the script's
+    lines as debug locations)."""
+    import os
+    import tempfile
+
+    text = str(module)
+    with tempfile.TemporaryFile() as result, tempfile.TemporaryFile() as errors:
+        pid = os.fork()
+        if pid == 0:  # the child: compile, write the result, leave without cleanup
+            code = 1
+            try:
+                import llvmlite.binding as llvm
+
+                os.dup2(errors.fileno(), 2)
+                machine = _machine(opt)
+                parsed = llvm.parse_assembly(text)
+                parsed.verify()
+                _optimize(parsed, machine)
+                out = (machine.emit_object(parsed) if kind == "obj"
+                       else machine.emit_assembly(parsed).encode())
+                os.write(result.fileno(), out)
+                code = 0
+            except BaseException as exc:  # noqa: BLE001 - reported through the file
+                os.write(errors.fileno(), f"error: {exc}\n".encode())
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        errors.seek(0)
+        diagnostics = errors.read().decode(errors="replace")
+        result.seek(0)
+        out = result.read()
+    m = _LLVM_ERROR.search(diagnostics)
+    if m or not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
+        if not m:
+            raise TraceSyntaxError(f"LLVM failed to compile the script: "
+                                   f"{diagnostics.strip() or 'status ' + str(status)}")
+        line = int(m.group("line")) if m.group("line") else None
+        col = int(m.group("col")) if m.group("col") else None
+        msg = m.group("msg").split(". Please move")[0]
+        if "stack limit" in msg:
+            msg += (" (BPF programs have 512 bytes of stack: use fewer string variables or "
+                    "split the probe)")
+        raise TraceSyntaxError(msg, m.group("file") or "<script>", line, col)
+    if diagnostics.strip():
+        import sys
+        sys.stderr.write(diagnostics)
+    return out if kind == "obj" else out.decode()
+
+
+def emit_object(module: "ir.Module | str", opt: int = 2) -> bytes:
     """Compile an LLVM module for the BPF target into an ELF relocatable object."""
-    import llvmlite.binding as llvm
-
-    llvm.initialize_all_targets()
-    llvm.initialize_all_asmprinters()
-    target = llvm.Target.from_triple("bpfel")
-    machine = target.create_target_machine(cpu="v3", opt=opt, reloc="static")
-    parsed = llvm.parse_assembly(str(module))
-    parsed.verify()
-    _optimize(parsed, machine)
-    return machine.emit_object(parsed)
+    return _emit(module, opt, "obj")
 
 
-def emit_assembly(module: ir.Module, opt: int = 2) -> str:
-    import llvmlite.binding as llvm
-
-    llvm.initialize_all_targets()
-    llvm.initialize_all_asmprinters()
-    machine = llvm.Target.from_triple("bpfel").create_target_machine(cpu="v3", opt=opt,
-                                                                     reloc="static")
-    parsed = llvm.parse_assembly(str(module))
-    _optimize(parsed, machine)
-    return machine.emit_assembly(parsed)
+def emit_assembly(module: "ir.Module | str", opt: int = 2) -> str:
+    return _emit(module, opt, "asm")

@@ -12,6 +12,7 @@ file descriptor is closed on exit, Ctrl-C included, so nothing stays attached.
 
 from __future__ import annotations
 
+import re
 import signal
 import struct
 import subprocess
@@ -20,7 +21,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, TextIO
 
-from .. import isa
 from ..errors import KernelError
 from ..kernel.ringbuf import RingBuffer
 from ..program import MapSpec, Program
@@ -40,6 +40,48 @@ class CompiledScript:
     programs: list[tuple[str, Program, ast.AttachPoint]]
     map_specs: list[MapSpec]
     object_code: bytes
+    source_name: str = "<script>"
+
+
+def _pybpf_verdict(prog: Program):
+    """pybpf's verifier on one probe's program, before the kernel sees it (None when it
+    cannot say: the kernel stays the judge, this only serves the explanation)."""
+    try:
+        from ..verifier import verify
+        return verify(prog)
+    except Exception:  # noqa: BLE001 - an explanation aid must never stop a trace
+        return None
+
+
+_LOG_INSN = re.compile(r"^(\d+): \(", re.M)
+
+
+def _script_error(filename: str, prog: Program, ap: ast.AttachPoint, exc: KernelError,
+                  verdict) -> TraceSyntaxError:
+    """The kernel refused a probe: say where in the script, why, and pybpf's explanation."""
+    pc = None
+    if verdict is not None and not verdict.accepted and verdict.pc is not None:
+        pc = verdict.pc
+    else:
+        hits = _LOG_INSN.findall(exc.log or "")
+        pc = int(hits[-1]) if hits else None
+    line, col = ap.line, ap.col
+    where = prog.lines.get(pc) if pc is not None else None
+    if where:
+        m = re.match(r".*?:(\d+):", where)
+        if m:
+            line, col = int(m.group(1)), 1
+    reason = (exc.log or exc.message).strip().splitlines()
+    reason = [r for r in reason if not r.startswith("processed ")]
+    message = f"the kernel's verifier refused probe {ap.raw}: {reason[-1] if reason else exc}"
+    if verdict is not None and not verdict.accepted:
+        try:
+            explanation = str(verdict.explain())
+        except Exception:  # noqa: BLE001
+            explanation = verdict.error or ""
+        if explanation:
+            message += f"\n  pybpf: {explanation}"
+    return TraceSyntaxError(message, filename, line, col)
 
 
 def _expand(script: ast.Script):
@@ -123,7 +165,7 @@ def compile_script(source: str, filename: str = "<script>") -> CompiledScript:
             raise TraceSyntaxError(f"{ap.provider} probes are not supported yet", filename,
                                    ap.line, ap.col)
     unit = codegen.Compiler(script, tracepoint_fields=fields).compile(items)
-    obj = codegen.emit_object(unit.module)
+    obj = codegen.emit_object(unit.ir_text())
     specs = [MapSpec("events", "ringbuf", 0, 0, codegen.RINGBUF_SIZE),
              MapSpec("start", "array", 4, 8, 1),
              MapSpec("stacks", "stack_trace", 4, 8 * codegen.MAX_STACK_FRAMES,
@@ -131,32 +173,21 @@ def compile_script(source: str, filename: str = "<script>") -> CompiledScript:
     for info in sorted(unit.maps.values(), key=lambda m: m.index):
         specs.append(MapSpec(info.name[:15] or "_", "hash", info.key_size, info.value_size,
                              MAX_MAP_ENTRIES))
+    from ..elf import load_object
+
+    # pybpf's own object loader reads the programs back, with BTF and the script's lines
+    spec = load_object(obj, name=filename, core_target="local")
     programs = []
-    sections = _text_sections(obj)
     for name, probe, ap, section in unit.functions:
-        code = sections.get(section)
-        if code is None:
-            raise TraceSyntaxError(f"internal: section {section} missing from the object")
-        prog_type = probes.PROG_TYPES[ap.provider]
-        prog = Program(isa.decode(code), name=name, prog_type=prog_type, maps=specs,
-                       section=section)
+        prog = spec.programs.get(name)
+        if prog is None:
+            raise TraceSyntaxError(f"internal: program {name} missing from the object")
+        prog.maps = specs
+        prog.license = "GPL"  # like bpftrace: tracing helpers are GPL-only
+        prog.prog_type = probes.PROG_TYPES[ap.provider]
+        prog.section = section
         programs.append((name, prog, ap))
-    return CompiledScript(unit, programs, specs, obj)
-
-
-def _text_sections(obj: bytes) -> dict[str, bytes]:
-    """Code of each executable section (the object has no relocations: maps are pseudo
-    map-index loads and helpers are called by id)."""
-    import io
-
-    from elftools.elf.elffile import ELFFile
-
-    elf = ELFFile(io.BytesIO(obj))
-    out: dict[str, bytes] = {}
-    for sec in elf.iter_sections():
-        if sec["sh_type"] == "SHT_PROGBITS" and sec["sh_flags"] & 0x4:  # SHF_EXECINSTR
-            out[sec.name] = sec.data()
-    return out
+    return CompiledScript(unit, programs, specs, obj, filename)
 
 
 def _run_once(fd: int) -> None:
@@ -202,8 +233,15 @@ class Session:
             raise
 
     def _load(self, kernel, prog: Program, ap: ast.AttachPoint):
+        verdict = _pybpf_verdict(prog)
         if ap.provider not in ("kfunc", "kretfunc"):
-            return kernel.load_program(prog, maps=self.kernel_maps)
+            try:
+                return kernel.load_program(prog, maps=self.kernel_maps)
+            except KernelError as exc:
+                if exc.log:
+                    raise _script_error(self.compiled.source_name, prog, ap, exc, verdict) \
+                        from None
+                raise
         # fentry/fexit: bound to the function's BTF id at load time
         from ..btf.parser import load_vmlinux
 

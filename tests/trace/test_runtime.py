@@ -210,3 +210,26 @@ def test_in_process_run_releases_every_fd_and_program():
     assert status == 0 and "hi\n" in out.getvalue()
     assert fds() == before_fds
     assert _bpf_objects() == before_progs
+
+
+def test_a_probe_over_the_bpf_stack_is_refused_at_its_script_line(tmp_path):
+    script = tmp_path / "big.bt"
+    script.write_text('BEGIN {\n  $a = "1"; $b = "2"; $c = "3"; $d = "4"; $e = "5"; $f = "6";'
+                      ' $g = "7"; $h = "8"; $i = "9";\n  printf("%s%s%s%s\\n", $a, $b, $c, $d);'
+                      ' printf("%s%s%s%s%s\\n", $e, $f, $g, $h, $i);\n}\n')
+    proc = _pybpf("trace", str(script))
+    assert proc.returncode == 1
+    assert f"{script}:3:" in proc.stderr and "stack" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.kernel
+def test_a_probe_the_kernel_refuses_is_explained_at_its_script_line(tmp_path):
+    script = tmp_path / "loop.bt"
+    script.write_text("BEGIN {\n  $i = 0;\n  while ($i < 100000000) {\n    $i++;\n"
+                      "    @x = $i;\n  }\n  exit();\n}\n")
+    proc = _pybpf("trace", str(script))
+    assert proc.returncode == 1
+    assert f"{script}:3:" in proc.stderr or f"{script}:4:" in proc.stderr
+    assert "refused probe BEGIN" in proc.stderr and "too large" in proc.stderr
+    assert "Traceback" not in proc.stderr
