@@ -133,14 +133,17 @@ def parse_btf_map(btf: T.BTF, name: str, def_type_id: int, where: str,
             value_size = 4
         else:
             value_size = 4
+    # fd-holding maps have 4-byte keys and values unless told otherwise (libbpf does the same)
+    fd_map = map_type in MAP_IN_MAP | {PROG_ARRAY, "perf_event_array"}
     if key_size is None:
-        key_size = attrs.get("key_size", 4 if map_type in MAP_IN_MAP | {PROG_ARRAY} else 0)
+        key_size = attrs.get("key_size", 4 if fd_map else 0)
     if value_size is None:
-        value_size = attrs.get("value_size", 0)
+        value_size = attrs.get("value_size", 4 if fd_map else 0)
     spec = MapSpec(name=name, type=map_type, key_size=key_size, value_size=value_size,
                    max_entries=attrs.get("max_entries", 0), flags=attrs.get("map_flags", 0),
                    inner=inner, pinning=attrs.get("pinning", 0),
-                   btf_key_type_id=key_type, btf_value_type_id=value_type)
+                   btf_key_type_id=key_type, btf_value_type_id=value_type,
+                   map_extra=attrs.get("map_extra", 0))
     return spec
 
 

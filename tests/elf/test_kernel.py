@@ -13,7 +13,8 @@ from pybpf import isa
 from pybpf.elf import load_object
 from pybpf.pytest_plugin import build_packet
 
-from .conftest import BPFTOOL, FIXTURES, NOT_FOR_LIBBPF, bpftool_json, bpftool_loadall, run
+from .conftest import (BPFTOOL, FIXTURES, FIXTURES_DIR, NOT_FOR_LIBBPF, bpftool_json,
+                       bpftool_loadall, run)
 
 pytestmark = pytest.mark.kernel
 
@@ -171,3 +172,38 @@ def test_tail_call_dispatcher_jumps_through_the_initial_prog_array(fixture_objec
     assert run_(build_packet("udp")).retval == 1          # XDP_DROP from handle_ipv4
     assert run_(build_packet("udp", src="::1", dst="::2")).retval == 3   # XDP_TX
     assert run_(build_packet("arp")).retval == 2          # XDP_PASS: no tail call
+
+
+def test_more_map_kinds_are_created_like_libbpf_creates_them(bpf_kernel, tmp_path):
+    """bloom_filter (map_extra), perf_event_array (one slot per CPU), queue, LRU per-CPU."""
+    from pathlib import Path
+
+    from pybpf.pytest_plugin import compile_c, find_clang
+    if find_clang() is None:
+        pytest.skip("clang is not installed")
+    path = compile_c(Path(__file__).parent / "maps_more.c", tmp_path)
+    spec = load_object(path)
+    assert spec.maps["bloom"].map_extra == 3
+    with bpftool_loadall(path) as pin:
+        ref = sorted(map_shape(bpftool_json("map", "show", "pinned", str(p)))
+                     for p in sorted((pin / "maps").glob("*")))
+    coll = bpf_kernel(spec)
+    ours = sorted(map_shape(bpftool_json("map", "show", "id", str(m.id)))
+                  for m in coll.maps.values())
+    assert ours == ref
+
+
+def test_pinning_by_name_is_read_from_the_map_definition(tmp_path):
+    from pybpf.pytest_plugin import compile_c, find_clang
+    if find_clang() is None:
+        pytest.skip("clang is not installed")
+    src = tmp_path / "pin.c"
+    src.write_text('#include "%s"\n'
+                   "struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 1);\n"
+                   "  __type(key, __u32); __type(value, __u32); __uint(pinning, 1); }\n"
+                   'shared SEC(".maps");\n'
+                   "struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 1);\n"
+                   '  __type(key, __u32); __type(value, __u32); } private SEC(".maps");\n'
+                   % (FIXTURES_DIR / "pybpf_fixture.h"))
+    spec = load_object(compile_c(src, tmp_path))
+    assert (spec.maps["shared"].pinning, spec.maps["private"].pinning) == (1, 0)
