@@ -231,6 +231,7 @@ def check_helper_call(env, state, insn, pc: int) -> None:
     regs = state.cur.regs
     meta_map = None
     meta_size = None
+    const_key = None
     release_ref = 0
     last_mem: tuple | None = None   # (regno, reg, write) of a memory arg awaiting its size
     for i, kind in enumerate(args):
@@ -302,6 +303,8 @@ def check_helper_call(env, state, insn, pc: int) -> None:
                 raise Reject("invalid map_ptr to access map->key", "no-map", pc)
             spec = env.maps[meta_map]
             size = spec.key_size if base == "ptr_to_map_key" else spec.value_size
+            if base == "ptr_to_map_key" and env.privileged:
+                const_key = _constant_map_key(state, r, spec.key_size)
             helper_mem_access(env, state, r, regno, size, base == "ptr_to_uninit_map_value",
                               False, pc)
             continue
@@ -335,6 +338,9 @@ def check_helper_call(env, state, insn, pc: int) -> None:
                          f"bpf_{name}#{hid}", "map-helper-mismatch", pc, helper=name,
                          map_type=mtype)
     need = _HELPER_MAPS.get(name)
+    if name == "tail_call" and (meta_map is None or env.maps[meta_map].type != "prog_array"):
+        raise Reject("expected prog array map for tail call", "map-helper-mismatch", pc,
+                     helper=name)
     if need is not None and (meta_map is None or env.maps[meta_map].type not in need):
         mtype = env.maps[meta_map].type if meta_map is not None else "?"
         raise Reject(f"cannot pass map_type {MAP_TYPE_IDS.get(mtype, 0)} into func "
@@ -362,8 +368,15 @@ def check_helper_call(env, state, insn, pc: int) -> None:
     elif base_ret == "ptr_to_map_value_or_null":
         if meta_map is None:
             raise Reject("kernel subsystem misconfigured verifier", "internal", pc)
-        r0 = RegState.pointer(st.MAP_VALUE_OR_NULL, map=meta_map)
-        r0.id = env.new_id()
+        spec = env.maps[meta_map]
+        key = const_key
+        if name == "map_lookup_elem" and spec.type in ("array", "percpu_array") and \
+                key is not None and 0 <= key < spec.max_entries:
+            # a constant in-range key of an array can never miss: not null (kernel >= 6.13)
+            r0 = RegState.pointer(st.MAP_VALUE, map=meta_map)
+        else:
+            r0 = RegState.pointer(st.MAP_VALUE_OR_NULL, map=meta_map)
+            r0.id = env.new_id()
     elif base_ret == "ptr_to_ringbuf_mem_or_null":
         r0 = RegState.pointer(st.RINGBUF_MEM_OR_NULL, mem_size=meta_size or 0)
         r0.id = env.new_id()
@@ -374,6 +387,39 @@ def check_helper_call(env, state, insn, pc: int) -> None:
                      f"pybpf's verifier", "unsupported-helper", pc, helper=name)
     r0.origin = pc
     regs[0] = r0
+
+
+def _constant_map_key(state, key: RegState, key_size: int) -> int | None:
+    """``get_constant_map_key``: the key on the stack is a known constant (zeroed bytes or a
+    spilled constant of exactly the key's size)."""
+    if key.type != st.STACK or key.var_off.mask:
+        return None
+    stack_off = key.off + bd.s64(key.var_off.value)
+    slot_i = -stack_off - 1
+    if slot_i < 0:
+        return None
+    spi, off = divmod(slot_i, 8)
+    slot = state.frames[key.frameno].stack.get(spi)
+    if slot is None:
+        return None
+    types = slot.types
+    zero = 0
+    i = off
+    while i >= 0 and types[i] == st.ZERO:
+        zero += 1
+        i -= 1
+    if zero >= key_size:
+        return 0
+    if not (types[7] == st.SPILL and slot.spilled is not None and slot.spilled.type == st.SCALAR):
+        return None
+    spill = 0
+    i = off
+    while i >= 0 and types[i] == st.SPILL:
+        spill += 1
+        i -= 1
+    if spill != key_size or slot.spilled.var_off.mask:
+        return None
+    return slot.spilled.var_off.value
 
 
 def _invalidate(env, reg: RegState) -> None:

@@ -380,9 +380,6 @@ def _mem_access(env: Env, state: VerifierState, regno: int, off: int, size: int,
         if depth > env.subprog_depth[sp]:
             env.subprog_depth[sp] = depth
     elif t == st.CTX:
-        if is_st:
-            raise Reject(f"BPF_ST stores into R{regno} ctx is not allowed", "ctx-st", pc,
-                         regno=regno)
         if r.off < 0:
             raise Reject(f"negative offset ctx ptr R{regno} off={r.off} disallowed",
                          "modified-ctx", pc, regno=regno, off=r.off)
@@ -486,7 +483,7 @@ def _atomic(env: Env, state: VerifierState, insn, pc: int) -> None:
         _read_reg(regs, 0, pc)
         if regs[0].is_pointer and not env.privileged:
             raise Reject("R0 leaks addr into mem", "pointer-leak", pc)
-    if src.is_pointer:
+    if src.is_pointer and not env.privileged:
         raise Reject(f"R{insn.src} leaks addr into mem", "pointer-leak", pc, regno=insn.src)
     if dst.type in (st.CTX, st.PACKET, st.PACKET_META) or dst.type not in (
             st.STACK, st.MAP_VALUE, st.MEM, st.RINGBUF_MEM):
@@ -775,8 +772,7 @@ def _mark_ptr_or_null(env, state: VerifierState, regno: int, is_null: bool) -> N
                     setattr(r, f, getattr(z, f))
             else:
                 r.type = st.NULLABLE[r.type]
-                if r.type == st.MAP_VALUE:
-                    r.id = 0
+                r.id = 0
 
 
 def _find_good_pkt_pointers(state: VerifierState, dst: RegState, range_right_open: bool) -> None:
@@ -903,7 +899,7 @@ def _cond_jmp(env: Env, state: VerifierState, insn, pc: int):
 
 def _pseudo_call(env: Env, state: VerifierState, insn, pc: int) -> int:
     if len(state.frames) >= MAX_CALL_FRAMES:
-        raise Reject(f"the call stack of {len(state.frames) + 1} frames is too deep !",
+        raise Reject(f"the call stack of {len(state.frames) + 1} frames is too deep",
                      "call-depth", pc)
     target = pc + 1 + insn.imm
     sub = env.layout.subprog_of[target]
@@ -933,7 +929,8 @@ def _exit(env: Env, state: VerifierState, pc: int) -> int | None:
         return callee.callsite + 1
     if state.refs:
         rid, at = next(iter(state.refs.items()))
-        raise Reject(f"Unreleased reference id={rid} alloc_insn={at}", "reference-leak", pc,
+        raise Reject(f"Unreleased reference id={rid} alloc_insn={at}\nBPF_EXIT instruction "
+                     f"in main prog would lead to reference leak", "reference-leak", pc,
                      alloc_pc=at)
     r0 = regs[0]
     if r0.type == st.NOT_INIT:
@@ -1035,6 +1032,11 @@ def _states_equal(env: Env, old: VerifierState, cur: VerifierState, pc: int) -> 
     return True
 
 
+def _fingerprint(state: VerifierState) -> tuple:
+    """A cheap summary of the innermost frame for the infinite-loop check."""
+    return tuple((r.type, r.var_off, r.off) for r in state.cur.regs) + (len(state.frames),)
+
+
 # --- the walk ---------------------------------------------------------------------------------
 
 def initial_state(env: Env) -> VerifierState:
@@ -1057,6 +1059,7 @@ def do_check(env: Env) -> None:
     open_cps: list[Checkpoint] = []
     checkpoints = env.checkpoints
     open_keys = env.open_keys
+    open_at: dict[int, int] = {}
     state: VerifierState | None = initial_state(env)
     pc = 0
     prev_insn = 0
@@ -1069,12 +1072,15 @@ def do_check(env: Env) -> None:
             while open_cps and open_cps[-1].k >= n:
                 cp = open_cps.pop()
                 cp.open = False
-                env.cur_states -= 0
-                cnt = open_keys.get(cp.key, 0) - 1
-                if cnt <= 0:
-                    open_keys.pop(cp.key, None)
-                else:
-                    open_keys[cp.key] = cnt
+                cpc = cp.key[0]
+                same = open_keys[cp.key]
+                same.remove(cp)
+                if not same:
+                    del open_keys[cp.key]
+                open_at[cpc] -= 1
+                done = checkpoints.setdefault(cpc, [])
+                done.append(cp)
+                env.max_states_per_insn = max(env.max_states_per_insn, len(done))
             if not pending:
                 return
             state, pc, from_pc, mark = pending.pop()
@@ -1089,47 +1095,45 @@ def do_check(env: Env) -> None:
         env.last_pc = pc
         insn = insns[pc]
         if prune[pc]:
-            # is_state_visited
-            key = None
-            looping = False
+            # is_state_visited: prune against explored checkpoints, detect loops against the
+            # checkpoints still open on this path, maybe store a new checkpoint
             lst = checkpoints.get(pc)
             if lst:
-                for cp in list(lst):
-                    if cp.open:
-                        looping = True
-                        continue
+                for cp in lst:
                     if _states_equal(env, cp.state, state, pc):
                         cp.hit += 1
                         state = None
                         break
                     cp.miss += 1
-                    if cp.miss > cp.hit * 3 + 3:
-                        lst.remove(cp)
                 if state is None:
                     if log.level >= 2:
                         log.line(f"{pc}: safe")
                     continue
+                if len(lst) > 3:
+                    lst[:] = [cp for cp in lst if cp.miss <= cp.hit * 3 + 3]
+            looping = open_at.get(pc, 0) > 0
+            fpr = None
             if looping:
-                key = (pc, state.exact_key())
-                if key in open_keys:
-                    raise Reject(f"infinite loop detected at insn {pc}", "infinite-loop", pc)
-            add = (jmps - prev_jmps >= 2 and env.insn_processed - prev_insn >= 8)
-            if looping:
+                fpr = (pc, _fingerprint(state))
+                for cp in open_keys.get(fpr, ()):
+                    if cp.state.exact_key() == state.exact_key():
+                        raise Reject(f"infinite loop detected at insn {pc}", "infinite-loop",
+                                     pc)
                 add = jmps - prev_jmps >= 20 or env.insn_processed - prev_insn >= 100
+            else:
+                add = jmps - prev_jmps >= 2 and env.insn_processed - prev_insn >= 8
             if jmps - prev_jmps > 40:
                 add = True
             if add:
-                if key is None:
-                    key = (pc, state.exact_key())
-                cp = Checkpoint(state.copy(), key, len(pending))
-                checkpoints.setdefault(pc, []).append(cp)
+                if fpr is None:
+                    fpr = (pc, _fingerprint(state))
+                cp = Checkpoint(state.copy(), fpr, len(pending))
                 open_cps.append(cp)
-                open_keys[key] = open_keys.get(key, 0) + 1
+                open_keys.setdefault(fpr, []).append(cp)
+                open_at[pc] = open_at.get(pc, 0) + 1
                 env.total_states += 1
                 env.cur_states += 1
                 env.peak_states = max(env.peak_states, env.cur_states)
-                env.max_states_per_insn = max(env.max_states_per_insn,
-                                              len(checkpoints[pc]))
                 prev_insn = env.insn_processed
                 prev_jmps = jmps
         env.insn_processed += 1

@@ -98,11 +98,12 @@ def frame_of(state, r: RegState):
 def _stack_bounds(r: RegState, regno: int, off: int, size: int, kind: str, pc: int
                   ) -> tuple[int, int]:
     """``check_stack_access_within_bounds``; returns [min_off, max_off) relative to fp."""
-    extra = {"read": " read from", "write": " write to", "helper": " indirect access to"}[kind]
+    extra = {"read": " read from", "write": " write to", "helper": " read from",
+             "helper_write": " write to"}[kind]
     if r.var_off.mask == 0:
         lo = bd.s64(r.var_off.value) + off
         hi = lo + size
-        if lo < -STACK_SIZE or hi > 0 or size <= 0 and kind != "helper":
+        if lo < -STACK_SIZE or hi > 0 or size <= 0 and not kind.startswith("helper"):
             raise Reject(f"invalid{extra} stack R{regno} off={off} size={size}",
                          "stack-out-of-bounds", pc, regno=regno, off=lo, size=size)
         if lo < -STACK_SIZE or hi > 0:
@@ -124,7 +125,8 @@ def _stack_bounds(r: RegState, regno: int, off: int, size: int, kind: str, pc: i
 def check_stack_alignment(r: RegState, regno: int, off: int, size: int, pc: int) -> None:
     reg_off = tn.add(r.var_off, tn.const(r.off + off))
     if reg_off.value & (size - 1) or reg_off.mask & (size - 1):
-        raise Reject(f"misaligned stack access off {r.var_off}+{r.off}+{off} size {size}",
+        vo = str(bd.s64(r.var_off.value)) if r.var_off.mask == 0 else str(r.var_off)
+        raise Reject(f"misaligned stack access off {vo}+{r.off}+{off} size {size}",
                      "misaligned-stack", pc, regno=regno, off=r.off + off, size=size)
 
 
@@ -290,7 +292,7 @@ def stack_helper_access(env, state, r: RegState, regno: int, size: int, write: b
     if size == 0 and zero_ok:
         return
     frame = frame_of(state, r)
-    lo, hi = _stack_bounds(r, regno, r.off, size, "helper", pc)
+    lo, hi = _stack_bounds(r, regno, r.off, size, "helper_write" if write else "helper", pc)
     _touch(frame, lo)
     if write:
         for b in range(lo, hi):
