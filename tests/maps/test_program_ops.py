@@ -89,3 +89,71 @@ def test_program_map_operations_match_the_kernel(kind, entries, ops):
             frame = packet(*op)
             assert vm.run(frame[14:]) & 0xFFFFFFFF == kp.test_run(frame).retval, op
         assert contents(ours) == contents(km)
+
+
+QUEUE_PROGRAM = """
+.map q {kind} key=0 value=8 max_entries=3{extra}
+    r6 = r1
+    r1 = 0
+    *(u64 *)(r10 - 8) = r1
+    r0 = *(u32 *)skb[5]
+    *(u32 *)(r10 - 16) = r0
+    r0 = *(u32 *)skb[9]
+    *(u32 *)(r10 - 12) = r0
+    r0 = *(u8 *)skb[0]
+    if r0 == 1 goto push
+    r1 = q ll
+    r2 = r10
+    r2 += -8
+    if r0 == 2 goto peek
+    call bpf_map_{take}_elem
+    goto done
+peek:
+    r2 = r10
+    r2 += {peek_slot}
+    call bpf_map_peek_elem
+done:
+    if r0 != 0 goto out
+    r0 = *(u32 *){peek_read}
+out:
+    exit
+push:
+    r0 = *(u8 *)skb[13]
+    r3 = r0
+    r1 = q ll
+    r2 = r10
+    r2 += -16
+    call bpf_map_push_elem
+    exit
+"""
+
+
+@pytest.mark.parametrize("kind", ["queue", "stack", "bloom_filter"])
+@settings(max_examples=15, deadline=None, phases=NO_SHRINK,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors])
+@given(ops=st.lists(st.tuples(st.sampled_from([0, 1, 1, 2]), st.just(0),
+                              st.integers(0, 5), st.sampled_from([0, 0, 1, 2, 3, 4, 255])),
+                    min_size=5, max_size=30))
+def test_program_queue_stack_and_bloom_operations_match_the_kernel(kind, ops):
+    from pybpf import kernel
+    from pybpf.program import MapSpec
+
+    bloom = kind == "bloom_filter"
+    text = QUEUE_PROGRAM.format(
+        kind=kind, extra=" flags=64" if bloom else "",
+        take="peek" if bloom else "pop",      # the verifier allows only push/peek on a bloom
+        peek_slot=-16 if bloom else -8,       # bloom peek takes the value to look for
+        peek_read="(r10 - 8)")
+    program = assemble(text)
+    ours = create_map(program.maps[0])
+    vm = Interpreter(program, maps=[ours])
+    spec = program.maps[0]
+    with one_cpu(), kernel.KernelMap.create(spec) as km, \
+            kernel.load_program(program, maps=[km]) as kp:
+        for op in ops:
+            frame = packet(*op)
+            assert vm.run(frame[14:]) & 0xFFFFFFFF == kp.test_run(frame).retval, op
+        if not bloom:
+            while len(ours):
+                assert ours.pop() == km.pop()
+            assert isinstance(spec, MapSpec)
