@@ -157,3 +157,72 @@ def test_program_queue_stack_and_bloom_operations_match_the_kernel(kind, ops):
             while len(ours):
                 assert ours.pop() == km.pop()
             assert isinstance(spec, MapSpec)
+
+
+LPM_PROGRAM = """
+.map t lpm_trie key=8 value=4 max_entries=4 flags=1
+    r6 = r1
+    r0 = *(u8 *)skb[1]
+    *(u32 *)(r10 - 8) = r0
+    r0 = *(u32 *)skb[2]
+    r0 = be32 r0
+    *(u32 *)(r10 - 4) = r0
+    r0 = *(u32 *)skb[6]
+    *(u32 *)(r10 - 16) = r0
+    r0 = *(u8 *)skb[0]
+    if r0 == 1 goto update
+    if r0 == 2 goto delete
+    r1 = t ll
+    r2 = r10
+    r2 += -8
+    call bpf_map_lookup_elem
+    if r0 == 0 goto miss
+    r0 = *(u32 *)(r0 + 0)
+    exit
+miss:
+    r0 = -1
+    exit
+update:
+    r0 = *(u8 *)skb[10]
+    r4 = r0
+    r1 = t ll
+    r2 = r10
+    r2 += -8
+    r3 = r10
+    r3 += -16
+    call bpf_map_update_elem
+    exit
+delete:
+    r1 = t ll
+    r2 = r10
+    r2 += -8
+    call bpf_map_delete_elem
+    exit
+"""
+
+
+def lpm_packet(op: int, plen: int, addr: bytes, value: int, flags: int) -> bytes:
+    return ETHERNET + struct.pack("!BB4sIB", op, plen, addr, value, flags) + bytes(20)
+
+
+@settings(max_examples=25, deadline=None, phases=NO_SHRINK,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(ops=st.lists(st.tuples(st.sampled_from([0, 1, 1, 2]),
+                              st.sampled_from([0, 1, 8, 9, 16, 24, 31, 32, 33]),
+                              st.sampled_from([b"\x0a\x00\x00\x00", b"\x0a\x01\x02\x03",
+                                               b"\x0a\x80\x00\x01", b"\xc0\xa8\x01\x01",
+                                               b"\x0b\x00\x00\x00"]),
+                              st.integers(0, 2**32 - 1), st.sampled_from([0, 0, 1, 2, 3, 4])),
+                    min_size=5, max_size=30))
+def test_program_lpm_operations_match_the_kernel(ops):
+    from pybpf import kernel
+
+    program = assemble(LPM_PROGRAM)
+    ours = create_map(program.maps[0])
+    vm = Interpreter(program, maps=[ours])
+    with kernel.KernelMap.create(program.maps[0]) as km, \
+            kernel.load_program(program, maps=[km]) as kp:
+        for op in ops:
+            frame = lpm_packet(*op)
+            assert vm.run(frame[14:]) & 0xFFFFFFFF == kp.test_run(frame).retval, op
+        assert ours.items() == list(km.items())
