@@ -1,0 +1,126 @@
+"""``pybpf verify``: the verifier's verdict on a program, from pybpf or from the kernel.
+
+Exit status 0 when the program is accepted, 1 when it is rejected. Humans get the verdict and,
+for a rejection, the explanation (the instruction, C line when known, the rule, the values, the
+path and a suggested fix); ``--log-level`` prints the kernel-style log; ``--json`` prints
+``{"accepted", "error", "insns_processed", "log"}`` plus the stable ``error_id`` and the
+explanation.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import UsageError
+from ..program import Program
+from . import cli
+
+
+def load_prog(path: str, section: str | None, name: str | None) -> Program:
+    """A Program from a .s file, raw .bin bytecode or an ELF .o (importers loaded lazily)."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if raw[:4] == b"\x7fELF":
+        from ..elf import load_object
+        obj = load_object(raw)
+        progs = obj.programs
+        if name is not None:
+            if name not in progs:
+                raise UsageError(f"{path}: no program named '{name}' "
+                                 f"(programs: {', '.join(progs) or 'none'})")
+            return progs[name]
+        if section is not None:
+            found = [pr for pr in progs.values() if pr.section == section]
+            if len(found) != 1:
+                raise UsageError(f"{path}: section '{section}' holds {len(found)} programs; "
+                                 f"choose one with --program")
+            return found[0]
+        if len(progs) != 1:
+            raise UsageError(f"{path}: {len(progs)} programs ({', '.join(progs)}); choose one "
+                             f"with --program or --section")
+        return next(iter(progs.values()))
+    if p.suffix.lower() == ".bin":
+        return Program.from_bytes(raw)
+    from ..asm import assemble
+    return assemble(raw.decode("utf-8", "replace"), filename=path)
+
+
+def _kernel_verdict(program: Program, prog_type: str, log_level: int) -> dict:
+    from .. import kernel
+    from ..errors import KernelError
+    reason = kernel.features.bpf_unavailable_reason()
+    if reason:
+        raise UsageError(f"the kernel engine is unavailable: {reason}")
+    try:
+        with kernel.load_program(program, prog_type=prog_type, log_level=log_level or 1) as kp:
+            log = kp.log or ""
+        accepted, error = True, None
+    except KernelError as exc:
+        log = exc.log or ""
+        accepted = False
+        lines = [ln for ln in log.splitlines() if ln and not ln.startswith(("processed ",
+                                                                            "verification "))]
+        error = lines[-1] if lines else str(exc)
+    import re
+    m = re.search(r"processed (\d+) insns", log)
+    return {"accepted": accepted, "error": error,
+            "insns_processed": int(m.group(1)) if m else 0, "log": log}
+
+
+@cli.command()
+@click.argument("prog", type=click.Path(dir_okay=False))
+@click.option("--type", "prog_type", help="program type (socket_filter, xdp, sched_cls, ...)")
+@click.option("--section", help="ELF section holding the program")
+@click.option("--program", "prog_name", help="C function name of the program in an ELF object")
+@click.option("--log-level", type=click.IntRange(0, 2), default=0, show_default=True)
+@click.option("--engine", type=click.Choice(["pybpf", "kernel"]), default="pybpf",
+              show_default=True)
+@click.option("--explain/--no-explain", default=None,
+              help="explain a rejection (the default unless --json or --log-level)")
+@click.option("--unprivileged", is_flag=True, help="apply the rules for programs without CAP_BPF")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def verify(prog, prog_type, section, prog_name, log_level, engine, explain, unprivileged,
+           as_json):
+    """Verify PROG (.s, .bin or .o) and say why it is rejected."""
+    program = load_prog(prog, section, prog_name)
+    ptype = prog_type or (program.prog_type if program.section or prog_type is None
+                          else None) or "socket_filter"
+    if engine == "kernel":
+        if unprivileged:
+            raise UsageError("--unprivileged is only supported by the pybpf engine")
+        out = _kernel_verdict(program, ptype, log_level)
+        if as_json:
+            click.echo(json.dumps(out))
+        else:
+            if log_level:
+                click.echo(out["log"], nl=False)
+            click.echo("accepted" if out["accepted"] else f"rejected: {out['error']}",
+                       err=not out["accepted"])
+        sys.exit(0 if out["accepted"] else 1)
+    from ..verifier import verify as run_verifier
+    result = run_verifier(program, prog_type=ptype, unprivileged=unprivileged,
+                          log_level=log_level)
+    if as_json:
+        data = result.to_json()
+        if not result.accepted:
+            data["explanation"] = result.explain().to_json()
+        click.echo(json.dumps(data))
+        sys.exit(0 if result.accepted else 1)
+    if log_level:
+        click.echo(result.log, nl=False)
+    if result.accepted:
+        click.echo(f"accepted ({result.insns_processed} instructions processed)")
+        sys.exit(0)
+    if explain is None:
+        explain = not log_level
+    click.echo(f"rejected: {result.error}", err=True)
+    if explain:
+        click.echo(result.explain().text(), err=True)
+    sys.exit(1)
