@@ -103,7 +103,8 @@ def function_entries(code: list) -> list[int]:
     return sorted(e for e in entries if valid(code, e))
 
 
-def plan_function(code: list, entry: int, map_index: dict[int, int]) -> FunctionPlan:
+def plan_function(code: list, entry: int, map_index: dict[int, int],
+                  inline_maps: frozenset[int] = frozenset()) -> FunctionPlan:
     reach: set[int] = set()
     bad: set[int] = set()
     leaders = {entry}
@@ -128,7 +129,7 @@ def plan_function(code: list, entry: int, map_index: dict[int, int]) -> Function
     plan.calls = any(is_call(code[p]) for p in plan.pcs)
     plan.checkpoints = {entry} | {s for p in plan.pcs for s in successors(code, p)
                                   if s <= p and valid(code, s)}
-    _track(code, plan, map_index)
+    _track(code, plan, map_index, inline_maps)
     return plan
 
 
@@ -198,7 +199,12 @@ def value_reads(insn: isa.Instruction) -> tuple[int, ...]:
     return ()
 
 
-def _track(code: list, plan: FunctionPlan, map_index: dict[int, int]) -> None:
+#: bpf_map_lookup_elem: inlined for array maps, when its key pointer is only read natively
+MAP_LOOKUP = 1
+
+
+def _track(code: list, plan: FunctionPlan, map_index: dict[int, int],
+           inline_maps: frozenset[int] = frozenset()) -> None:
     start: State = tuple([None] * 10 + [(FP, 0)])
     states: dict[int, State] = {plan.entry: start}
     work = [plan.entry]
@@ -217,7 +223,13 @@ def _track(code: list, plan: FunctionPlan, map_index: dict[int, int]) -> None:
     plan.states = states
     for pc in plan.pcs:
         st = states[pc]
-        for reg in value_reads(code[pc]):
+        reads = value_reads(code[pc])
+        insn = code[pc]
+        if insn.opcode == isa.JMP | isa.CALL and insn.src == isa.CALL_HELPER and \
+                insn.imm == MAP_LOOKUP and st[1] is not None and st[1][0] == MAP and \
+                st[1][1] in inline_maps:
+            reads = ()      # an inlined array lookup reads the key like a load from r2
+        for reg in reads:
             v = st[reg]
             if v is not None and v[0] == FP:
                 plan.escapes = True

@@ -220,7 +220,7 @@ class FunctionGen:
         if plan.escapes:
             slot = e(f"getelementptr i64, ptr %ctx, i64 {FRAMES}")
             slot = e(f"getelementptr i64, ptr {slot}, i64 %depth")
-            e.do(f"{self.frame_lo} = load i64, ptr {slot}, align 8")
+            e.do(f"{self.frame_lo} = load i64, ptr {slot}, align 8, !invariant.load !2")
             e.do(f"{self.frame} = inttoptr i64 {self.frame_lo} to ptr")
             fp = e(f"add i64 {self.frame_lo}, {STACK}")
             self.set_reg(10, fp)
@@ -825,14 +825,18 @@ class ModuleGen:
         if idx is None:
             idx = self._const_index[key] = len(self.consts)
             self.consts.append(key)
-        table = g.e(f"inttoptr i64 {g.ctx_load('consts')} to ptr")
+        base = g.e(f"load i64, ptr {g.ctx(C['consts'])}, align 8, !invariant.load !2")
+        table = g.e(f"inttoptr i64 {base} to ptr")
         slot = g.e(f"getelementptr i64, ptr {table}, i64 {idx}")
         return g.e(f"load i64, ptr {slot}, align 8, !invariant.load !2")
 
     def build(self, extra: str = "", *, prelude: bool = True) -> ModuleIR:
         parts = [PRELUDE, SLOW_PATH] if prelude else []
         for entry in self.entries:
-            plan = an.plan_function(self.code, entry, self.map_index)
+            inline = frozenset(i for i, shape in enumerate(self.shapes)
+                               if shape.type == "array" and self.options.native_helpers
+                               and an.MAP_LOOKUP not in self.options.overridden)
+            plan = an.plan_function(self.code, entry, self.map_index, inline)
             parts.extend(FunctionGen(self, plan).emit())
         parts.append(self.call_entry())
         parts.append(extra)
