@@ -143,6 +143,8 @@ def l3_csum_replace(env, ctx, offset, frm, to, flags):
     if flags & ~BPF_F_HDR_FIELD_MASK:
         return neg(EINVAL)
     offset &= 0xFFFFFFFF
+    if offset & 1:
+        return neg(EFAULT)
     check = _checksum_field(c, offset)
     if check is None:
         return neg(EFAULT)

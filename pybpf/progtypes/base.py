@@ -36,6 +36,7 @@ class Field:
     writable: bool = False
     pointer: bool = False        # a packet pointer: 32-bit in the UAPI, rewritten to 64-bit
     narrow_write: bool = False   # stores narrower than the field are allowed (``cb``)
+    narrow_read: bool = True     # loads narrower than the field are allowed
 
     @property
     def end(self) -> int:
@@ -57,6 +58,7 @@ class ProgType:
     packet: bool = False                   # the context points at a packet
     # ctx is a raw record (tracepoint) or raw u64 arguments: any offset within ctx_size reads
     raw_ctx: bool = False
+    raw_start: int = 0                     # first readable offset of a raw context
 
     def __post_init__(self) -> None:
         self._by_offset = sorted(self.fields, key=lambda f: f.offset)
@@ -91,7 +93,12 @@ class ProgType:
         if off % size:
             return f"misaligned {what} of {size} bytes at offset {off} of {self.ctx_name}"
         if self.raw_ctx:
-            return f"{self.ctx_name} is read-only" if write else None
+            if write:
+                return f"{self.ctx_name} is read-only"
+            if off < self.raw_start:
+                return f"the first {self.raw_start} bytes of the {self.ctx_name} are not " \
+                       "readable"
+            return None
         f = self.field_at(off)
         if f is not None and f.pointer and size != 4:
             return f"field '{f.name}' of {self.ctx_name} must be read with a 32-bit load"
@@ -103,6 +110,8 @@ class ProgType:
             return f"field '{f.name}' of {self.ctx_name} is not readable in {self.name} programs"
         if f.pointer and size != 4:
             return f"field '{f.name}' of {self.ctx_name} must be read with a 32-bit load"
+        if not write and size != f.size and not f.narrow_read:
+            return f"field '{f.name}' of {self.ctx_name} must be read whole ({f.size} bytes)"
         if write and size != f.size and not f.narrow_write:
             return f"field '{f.name}' of {self.ctx_name} must be written whole ({f.size} bytes)"
         return None

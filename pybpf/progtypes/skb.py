@@ -33,24 +33,30 @@ LAYOUT = (
     ("priority", 32, 4), ("ingress_ifindex", 36, 4), ("ifindex", 40, 4), ("tc_index", 44, 4),
     ("cb", 48, 20), ("hash", 68, 4), ("tc_classid", 72, 4), ("data", 76, 4),
     ("data_end", 80, 4), ("napi_id", 84, 4), ("family", 88, 4), ("remote_ip4", 92, 4),
-    ("local_ip4", 96, 4), ("remote_ip6", 100, 16), ("local_ip6", 116, 16),
+    ("local_ip4", 96, 4),
+    *((f"remote_ip6[{i}]", 100 + 4 * i, 4) for i in range(4)),
+    *((f"local_ip6[{i}]", 116 + 4 * i, 4) for i in range(4)),
     ("remote_port", 132, 4), ("local_port", 136, 4), ("data_meta", 140, 4),
     ("flow_keys", 144, 8), ("tstamp", 152, 8), ("wire_len", 160, 4), ("gso_segs", 164, 4),
     ("sk", 168, 8), ("gso_size", 176, 4), ("tstamp_type", 180, 1), ("hwtstamp", 184, 8),
 )
 POINTERS = {"data", "data_end", "data_meta"}
-SOCKET_FIELDS = {"family", "remote_ip4", "local_ip4", "remote_ip6", "local_ip6",
-                 "remote_port", "local_port"}
+SOCKET_FIELDS = {"family", "remote_ip4", "local_ip4", "remote_port", "local_port",
+                 *(f"{side}_ip6[{i}]" for side in ("remote", "local") for i in range(4))}
+#: fields read whole only: the 64-bit ones and the socket's (``bpf_skb_is_valid_access``,
+#: ``sk_filter``/``cg_skb`` rules)
+WHOLE_READS = {"tstamp", "sk", "hwtstamp", "flow_keys", "remote_ip4", "local_ip4",
+               *(f"{side}_ip6[{i}]" for side in ("remote", "local") for i in range(4))}
 
 #: per type: fields it may not read, fields it may write
 RULES = {
     "socket_filter": ({"tc_classid", "data", "data_end", "data_meta", "tstamp", "wire_len",
-                       "hwtstamp", "flow_keys", "sk", "tstamp_type"} | SOCKET_FIELDS,
+                       "hwtstamp", "flow_keys", "tstamp_type"} | SOCKET_FIELDS,
                       {"cb"}),
     "sched_cls": ({"flow_keys"} | SOCKET_FIELDS,
                   {"mark", "tc_index", "priority", "tc_classid", "cb", "tstamp",
-                   "queue_mapping", "tstamp_type"}),
-    "cgroup_skb": ({"tc_classid", "data_meta", "flow_keys", "tstamp_type"},
+                   "queue_mapping"}),
+    "cgroup_skb": ({"tc_classid", "data_meta", "flow_keys", "tstamp_type", "wire_len"},
                    {"mark", "priority", "cb", "tstamp"}),
 }
 RULES["sched_act"] = RULES["sched_cls"]
@@ -79,7 +85,7 @@ def fields_for(prog_type: str) -> tuple[Field, ...]:
     unreadable, writable = RULES[prog_type]
     return tuple(Field(name, off, size, readable=name not in unreadable,
                        writable=name in writable, pointer=name in POINTERS,
-                       narrow_write=name == "cb")
+                       narrow_write=name == "cb", narrow_read=name not in WHOLE_READS)
                  for name, off, size in LAYOUT)
 
 

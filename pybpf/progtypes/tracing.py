@@ -24,8 +24,9 @@ PERF_MAX_TRACE_SIZE = 8192
 MAX_RAW_TP_ARGS = 12
 
 
-def _regs(prefix: str = "") -> tuple[Field, ...]:
-    return tuple(Field(prefix + name, 8 * i, 8) for i, name in enumerate(PT_REGS))
+def _regs(prefix: str = "", narrow: bool = True) -> tuple[Field, ...]:
+    return tuple(Field(prefix + name, 8 * i, 8, narrow_read=narrow)
+                 for i, name in enumerate(PT_REGS))
 
 
 class EventContext(Context):
@@ -52,22 +53,23 @@ def pt_regs(**values: int) -> bytes:
 
 
 def _make(name: str, ctx_name: str, size: int, fields: tuple[Field, ...], raw: bool,
-          helpers_from: str) -> ProgType:
+          helpers_from: str, raw_start: int = 0) -> ProgType:
     pt = ProgType(name, ctx_name, size, fields, None,  # type: ignore[arg-type]
                   helpers_of(helpers_from), {}, "0 filters the event out, 1 keeps it",
-                  raw_ctx=raw)
+                  raw_ctx=raw, raw_start=raw_start)
     pt.make_context = lambda memory, data=b"", ctx=None: EventContext(pt, memory, data, ctx)
     return pt
 
 
-PERF_EVENT_FIELDS = _regs("regs.") + (Field("sample_period", PT_REGS_SIZE, 8),
+PERF_EVENT_FIELDS = _regs("regs.", narrow=False) + (Field("sample_period", PT_REGS_SIZE, 8),
                                       Field("addr", PT_REGS_SIZE + 8, 8))
 
 PROG_TYPES = {
     "kprobe": _make("kprobe", "struct pt_regs", PT_REGS_SIZE, _regs(), True, "kprobe"),
     "uprobe": _make("uprobe", "struct pt_regs", PT_REGS_SIZE, _regs(), True, "kprobe"),
+    # the record's 8 bytes of common fields are not the program's (tp_prog_is_valid_access)
     "tracepoint": _make("tracepoint", "tracepoint record", PERF_MAX_TRACE_SIZE, (), True,
-                        "tracepoint"),
+                        "tracepoint", raw_start=8),
     "raw_tracepoint": _make("raw_tracepoint", "raw tracepoint arguments (u64[])",
                             8 * MAX_RAW_TP_ARGS, (), True, "raw_tracepoint"),
     "perf_event": _make("perf_event", "struct bpf_perf_event_data", PT_REGS_SIZE + 16,

@@ -34,12 +34,13 @@ XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT = range(5)
 VERDICTS = {XDP_ABORTED: "XDP_ABORTED", XDP_DROP: "XDP_DROP", XDP_PASS: "XDP_PASS",
             XDP_TX: "XDP_TX", XDP_REDIRECT: "XDP_REDIRECT"}
 
+#: ``xdp_is_valid_access``: every field is read whole (32 bits), none is written
 FIELDS = (
     Field("data", 0, 4, pointer=True),
     Field("data_end", 4, 4, pointer=True),
     Field("data_meta", 8, 4, pointer=True),
-    Field("ingress_ifindex", 12, 4),
-    Field("rx_queue_index", 16, 4),
+    Field("ingress_ifindex", 12, 4, narrow_read=False),
+    Field("rx_queue_index", 16, 4, narrow_read=False),
     Field("egress_ifindex", 20, 4, readable=False),
 )
 

@@ -1,0 +1,63 @@
+"""Context access rules: for every program type, every aligned load and store of 1, 2, 4 and
+8 bytes at the context's offsets is accepted by pybpf at load exactly when the kernel's verifier
+accepts it (BPF_PROG_LOAD), so clang-compiled programs that the kernel takes run unmodified and
+the others are refused with the place named."""
+
+from __future__ import annotations
+
+import pytest
+
+from pybpf import isa, kernel
+from pybpf.errors import BPFError, KernelError
+from pybpf.program import Program
+from pybpf.progtypes import PROG_TYPES
+from pybpf.vm import Interpreter
+
+pytestmark = pytest.mark.kernel
+
+I = isa.Instruction
+SIZES = {1: isa.B, 2: isa.H, 4: isa.W, 8: isa.DW}
+#: uprobe is kprobe to the kernel; sched_act has sched_cls's rules
+TYPES = [t for t in PROG_TYPES if t not in ("uprobe", "sched_act")]
+
+
+def access(off: int, size: int, write: bool) -> Program:
+    if write:
+        body = [I(isa.ALU64 | isa.MOV | isa.K, dst=2, imm=0),
+                I(isa.STX | isa.MEM | SIZES[size], dst=1, src=2, off=off)]
+    else:
+        body = [I(isa.LDX | isa.MEM | SIZES[size], dst=2, src=1, off=off)]
+    return Program(body + [I(isa.ALU64 | isa.MOV | isa.K, dst=0, imm=0), I(isa.JMP | isa.EXIT)])
+
+
+def kernel_accepts(program: Program, prog_type: str) -> bool:
+    try:
+        kernel.load_program(program, prog_type=prog_type).close()
+        return True
+    except KernelError:
+        return False
+
+
+def pybpf_accepts(program: Program, prog_type: str) -> bool:
+    try:
+        Interpreter(program, prog_type=prog_type)
+        return True
+    except BPFError as exc:
+        assert "pc 1" in str(exc) or "pc 0" in str(exc)   # the refusal names the instruction
+        return False
+
+
+@pytest.mark.parametrize("prog_type", TYPES)
+def test_context_accesses_are_accepted_exactly_when_the_kernel_accepts_them(prog_type):
+    limit = min(PROG_TYPES[prog_type].ctx_size + 8, 200)
+    differences = []
+    for off in range(limit):
+        for size in (1, 2, 4, 8):
+            if off % size:
+                continue
+            for write in (False, True):
+                program = access(off, size, write)
+                theirs = kernel_accepts(program, prog_type)
+                if pybpf_accepts(program, prog_type) != theirs:
+                    differences.append((off, size, "write" if write else "read", theirs))
+    assert differences == []
