@@ -233,14 +233,15 @@ class Session:
             raise
 
     def _load(self, kernel, prog: Program, ap: ast.AttachPoint):
-        verdict = _pybpf_verdict(prog)
         if ap.provider not in ("kfunc", "kretfunc"):
             try:
                 return kernel.load_program(prog, maps=self.kernel_maps)
             except KernelError as exc:
                 if exc.log:
-                    raise _script_error(self.compiled.source_name, prog, ap, exc, verdict) \
-                        from None
+                    # only now pybpf's verifier runs: its explanation names the script line
+                    # (verifying every probe up front would double the start-up time)
+                    raise _script_error(self.compiled.source_name, prog, ap, exc,
+                                        _pybpf_verdict(prog)) from None
                 raise
         # fentry/fexit: bound to the function's BTF id at load time
         from ..btf.parser import load_vmlinux
