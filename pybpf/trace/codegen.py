@@ -1237,6 +1237,8 @@ def _emit(module: "ir.Module | str", opt: int, kind: str):
     import os
     import tempfile
 
+    import llvmlite.binding  # noqa: F401 - loaded once here, shared with the child
+
     text = str(module)
     with tempfile.TemporaryFile() as result, tempfile.TemporaryFile() as errors:
         pid = os.fork()
