@@ -12,8 +12,9 @@ space do not count, as in the kernel's ``htab_lru_map_lookup_elem_sys``). It kee
 invariants: the map never holds more than ``max_entries`` elements and recently used elements
 survive.
 
-Iteration (get_next_key) is in insertion order here; the kernel's order is bucket order. Both
-are "some order that visits every key once", and a key not in the map restarts at the first.
+Iteration (get_next_key) is in insertion order here, kept apart from LRU recency so that
+using elements never reorders a walk; the kernel's order is bucket order. Both are "some order
+that visits every key once", and a key not in the map restarts at the first.
 """
 
 from __future__ import annotations
@@ -51,8 +52,13 @@ class HashMap(Map):
         self.base = ctypes.addressof(self._storage)
         self.view = memoryview(self._storage).cast("B")
         self.make_region(self._storage, self.size)
-        #: key -> slot index; insertion (or, for LRU, recency) order
-        self.slots: dict[bytes, int] = OrderedDict() if self.lru else {}
+        #: key -> slot index, in insertion order (the iteration order; stable under use)
+        self.slots: dict[bytes, int] = {}
+        #: LRU maps: keys from least to most recently used
+        self.recency: OrderedDict[bytes, None] = OrderedDict()
+        #: get_next_key's position of each key, rebuilt after inserts and deletes
+        self._order: dict[bytes, int] | None = None
+        self._keys: list[bytes] = []
         #: free slot indices, popped from the end
         self.free: list[int] = list(range(self.max_entries - 1, -1, -1))
 
@@ -103,7 +109,7 @@ class HashMap(Map):
                 raise fail(f"{self.where()}: key {key.hex()} exists (BPF_NOEXIST)", EEXIST)
             self.store(slot, value, False)
             if self.lru:
-                self.slots.move_to_end(key)
+                self.recency.move_to_end(key)
             return
         if op == BPF_EXIST:
             raise fail(f"{self.where()}: key {key.hex()} not found (BPF_EXIST)", ENOENT)
@@ -114,17 +120,23 @@ class HashMap(Map):
         slot = self.free.pop()
         self.store(slot, value, True)
         self.slots[key] = slot
+        if self.lru:
+            self.recency[key] = None
+        self._order = None
 
     def evict(self) -> None:
         """Free the least recently used element's slot."""
-        _, slot = self.slots.popitem(last=False)
-        self.free.append(slot)
+        key, _ = self.recency.popitem(last=False)
+        self.free.append(self.slots.pop(key))
+        self._order = None
 
     def delete_raw(self, key: bytes) -> None:
         slot = self.slots.pop(key, None)
         if slot is None:
             raise fail(f"{self.where()}: key {key.hex()} not found", ENOENT)
         self.free.append(slot)
+        self.recency.pop(key, None)
+        self._order = None
 
     def lookup_and_delete(self, key: Any, flags: int = 0) -> Any:
         self.check_read()
@@ -139,13 +151,15 @@ class HashMap(Map):
     def next_key_raw(self, key: bytes | None) -> bytes:
         if not self.slots:
             raise fail(f"{self.where()}: map is empty", ENOENT)
-        keys = list(self.slots)
-        if key is None or key not in self.slots:
-            return keys[0]
-        i = keys.index(key) + 1
-        if i >= len(keys):
+        if self._order is None:
+            self._keys = list(self.slots)
+            self._order = {k: i for i, k in enumerate(self._keys)}
+        i = self._order.get(key) if key is not None else None
+        if i is None:
+            return self._keys[0]
+        if i + 1 >= len(self._keys):
             raise fail(f"{self.where()}: no key after the last one", ENOENT)
-        return keys[i]
+        return self._keys[i + 1]
 
     def iter_raw_keys(self):
         return iter(list(self.slots))
@@ -222,7 +236,7 @@ class LRUHashMap(HashMap):
         slot = self.slots.get(key)
         if slot is None:
             return 0
-        self.slots.move_to_end(key)  # a program's lookup marks the element used
+        self.recency.move_to_end(key)  # a program's lookup marks the element used
         return self.base + slot * self.stride
 
 
@@ -236,7 +250,7 @@ class LRUPerCPUHashMap(PerCPUHashMap):
         slot = self.slots.get(key)
         if slot is None:
             return 0
-        self.slots.move_to_end(key)
+        self.recency.move_to_end(key)
         return self.base + current_cpu() * self.cpu_stride + slot * self.stride
 
 
