@@ -22,7 +22,7 @@ interfaces that return 32 bits).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hypothesis import strategies as st
 
@@ -58,24 +58,30 @@ class Jump:
     target: int = 0
 
 
-Step = I | Jump
+@dataclass(frozen=True)
+class Call:
+    """A bpf-to-bpf call of subprogram ``number`` (resolved to a slot offset at build time)."""
+
+    number: int
+
+
+Step = I | Jump | Call
 
 
 @dataclass
 class Sketch:
-    """A program body with symbolic jump targets."""
+    """A program body with symbolic jump targets (and the subprograms it calls)."""
 
     steps: list[Step]
+    subprograms: list["Sketch"] = field(default_factory=list)
 
-    def build(self, epilogue: list[I] | None = None, name: str = "generated") -> Program:
-        """Close the body with ``epilogue`` (default ``exit``) and resolve jump offsets."""
-        epilogue = epilogue or [I(isa.JMP | isa.EXIT)]
+    def _resolve(self, base: int, sub_starts: list[int]) -> list[I]:
         slots = []
-        pc = 0
+        pc = base
         for step in self.steps:
             slots.append(pc)
             pc += 2 if isinstance(step, I) and step.opcode == isa.LDDW else 1
-        slots.append(pc)  # the epilogue's first slot
+        slots.append(pc)
         insns: list[I] = []
         for index, step in enumerate(self.steps):
             if isinstance(step, Jump):
@@ -84,9 +90,32 @@ class Sketch:
                     insns.append(I(step.opcode, 0, 0, 0, offset))
                 else:
                     insns.append(I(step.opcode, step.dst, step.src, offset, step.imm))
+            elif isinstance(step, Call):
+                insns.append(I(isa.JMP | isa.CALL, 0, isa.CALL_LOCAL, 0,
+                               sub_starts[step.number] - slots[index] - 1))
             else:
                 insns.append(step)
-        return Program(insns + list(epilogue), name=name, prog_type="socket_filter")
+        return insns
+
+    def build(self, epilogue: list[I] | None = None, name: str = "generated") -> Program:
+        """Close the body with ``epilogue`` (default ``exit``), append the subprograms (each
+        ending in ``exit``) and resolve jump and call offsets."""
+        epilogue = list(epilogue or [I(isa.JMP | isa.EXIT)])
+        exit_ = I(isa.JMP | isa.EXIT)
+
+        def size(sketch: "Sketch") -> int:
+            return sum(2 if isinstance(s, I) and s.opcode == isa.LDDW else 1
+                       for s in sketch.steps)
+
+        sub_starts = []
+        pc = size(self) + sum(i.slots for i in epilogue)
+        for sub in self.subprograms:
+            sub_starts.append(pc)
+            pc += size(sub) + 1
+        insns = self._resolve(0, sub_starts) + epilogue
+        for start, sub in zip(sub_starts, self.subprograms):
+            insns += sub._resolve(start, sub_starts) + [exit_]
+        return Program(insns, name=name, prog_type="socket_filter")
 
     def with_high_half(self) -> Program:
         """The same program returning r0 >> 32 (the high half of r0 through a 32-bit retval)."""
@@ -103,10 +132,11 @@ regs = st.sampled_from(WORK_REGS)
 
 
 @st.composite
-def init_steps(draw) -> list[Step]:
-    """Give r0-r9 values (64-bit loads or sign-extended 32-bit moves) and fill the stack."""
+def init_steps(draw, first_reg: int = 0) -> list[Step]:
+    """Give r<first_reg>-r9 values (64-bit loads or sign-extended 32-bit moves) and fill the
+    stack."""
     steps: list[Step] = []
-    for reg in WORK_REGS:
+    for reg in WORK_REGS[first_reg:]:
         if draw(st.booleans()):
             steps.append(I.lddw(reg, draw(u64s)))
         else:
@@ -205,7 +235,7 @@ def body_insn(*, memory: bool = True, atomics: bool = True) -> st.SearchStrategy
 
 @st.composite
 def _block(draw, budget: int, depth: int, memory: bool, atomics: bool,
-           branches: bool) -> list[tuple]:
+           branches: bool, subprograms: int = 0) -> list[tuple]:
     """Nested structured code: ("insn", I) | ("if", cond, then) | ("ifelse", cond, then, else).
 
     Unconditional jumps only appear closing a then-branch, so no instruction is unreachable
@@ -213,16 +243,21 @@ def _block(draw, budget: int, depth: int, memory: bool, atomics: bool,
     items: list[tuple] = []
     while budget > 0:
         kind = draw(st.integers(3, 9)) if branches and depth < 3 and budget > 2 else 0
-        if kind == 9:
+        if subprograms and draw(st.integers(0, 6)) == 0:
+            items.append(("call", draw(st.integers(0, subprograms - 1)),
+                          [I(isa.ALU64 | isa.MOV | isa.K, r, 0, 0, draw(s32s)) for r in range(1, 6)],
+                          [I(isa.ALU64 | isa.MOV | isa.K, r, 0, 0, draw(s32s)) for r in range(1, 6)]))
+            budget -= 1
+        elif kind == 9:
             then = draw(_block(draw(st.integers(1, min(6, budget - 1))), depth + 1, memory,
-                               atomics, branches))
+                               atomics, branches, subprograms))
             other = draw(_block(draw(st.integers(1, min(6, budget - 1))), depth + 1, memory,
-                                atomics, branches))
+                                atomics, branches, subprograms))
             items.append(("ifelse", _cond(draw), then, other))
             budget -= 2 + _size(then) + _size(other)
         elif kind == 8:
             then = draw(_block(draw(st.integers(1, min(8, budget - 1))), depth + 1, memory,
-                               atomics, branches))
+                               atomics, branches, subprograms))
             items.append(("if", _cond(draw), then))
             budget -= 1 + _size(then)
         else:
@@ -236,6 +271,8 @@ def _size(items: list[tuple]) -> int:
     for item in items:
         if item[0] == "insn":
             total += 1
+        elif item[0] == "call":
+            total += 11
         elif item[0] == "if":
             total += 1 + _size(item[2])
         else:
@@ -248,6 +285,12 @@ def _flatten(items: list[tuple], out: list[Step], draw) -> None:
     for item in items:
         if item[0] == "insn":
             out.append(item[1])
+        elif item[0] == "call":
+            # arguments r1-r5 set before; after the call r1-r5 are clobbered (the verifier
+            # refuses to read them), so they get fresh values
+            out.extend(item[2])
+            out.append(Call(item[1]))
+            out.extend(item[3])
         elif item[0] == "if":
             at = len(out)
             out.append(item[1])
@@ -267,13 +310,27 @@ def _flatten(items: list[tuple], out: list[Step], draw) -> None:
 
 @st.composite
 def sketches(draw, *, min_body: int = 1, max_body: int = 24, branches: bool = True,
-             memory: bool = True, atomics: bool = True) -> Sketch:
+             memory: bool = True, atomics: bool = True, calls: int = 0) -> Sketch:
     """A program body: initialisation, then code with optional forward branches (if and
-    if/else, nested up to three deep)."""
+    if/else, nested up to three deep); with ``calls`` = N, up to N subprograms called with
+    bpf-to-bpf calls (each initialises r0, r6-r9 and its own stack, reads its arguments
+    r1-r5, and has branches of its own)."""
+    subprograms = []
+    for _ in range(draw(st.integers(1, calls)) if calls else 0):
+        sub_steps: list[Step] = list(draw(init_steps(first_reg=6)))
+        sub_steps.insert(0, I(isa.ALU64 | isa.MOV | isa.K, 0, 0, 0, draw(s32s)))
+        _flatten(draw(_block(draw(st.integers(1, 12)), 0, memory, atomics, branches)),
+                 sub_steps, draw)
+        subprograms.append(Sketch(sub_steps))
     steps: list[Step] = list(draw(init_steps()))
     budget = draw(st.integers(min_body, max_body))
-    _flatten(draw(_block(budget, 0, memory, atomics, branches)), steps, draw)
-    return Sketch(steps)
+    _flatten(draw(_block(budget, 0, memory, atomics, branches, len(subprograms))), steps, draw)
+    called = {step.number for step in steps if isinstance(step, Call)}
+    for number in range(len(subprograms)):  # an uncalled subprogram is unreachable code
+        if number not in called:
+            args = [I(isa.ALU64 | isa.MOV | isa.K, r, 0, 0, draw(s32s)) for r in range(1, 6)]
+            _flatten([("call", number, args, args)], steps, draw)
+    return Sketch(steps, subprograms)
 
 
 def programs(**kwargs) -> st.SearchStrategy[Program]:

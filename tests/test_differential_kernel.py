@@ -3,7 +3,8 @@
 Hypothesis generates programs the verifier accepts (see :mod:`tests.strategies`): ALU and ALU64
 with every operation (division and modulo by zero registers, signed division, shifts, byte
 swaps, sign-extending moves), JMP and JMP32 with every condition in nested forward branches,
-stack loads and stores of every width and sign, and every atomic operation in 32 and 64 bits.
+stack loads and stores of every width and sign, every atomic operation in 32 and 64 bits, and
+bpf-to-bpf calls into subprograms with their own stack frames.
 Each program runs in :class:`pybpf.vm.Interpreter` and in the kernel as a socket filter
 (BPF_PROG_TEST_RUN). The kernel reports only the low 32 bits of r0, so each program also runs
 with ``r0 >>= 32`` before ``exit`` and both halves must match the interpreter's 64-bit r0.
@@ -60,4 +61,10 @@ def test_straight_line_programs_with_stack_and_atomics_give_the_kernels_r0(sketc
 @SETTINGS
 @given(sketches(max_body=28))
 def test_branching_programs_give_the_kernels_r0(sketch):
+    check_against_kernel(sketch)
+
+
+@SETTINGS
+@given(sketches(max_body=20, calls=2))
+def test_programs_with_bpf_to_bpf_calls_give_the_kernels_r0(sketch):
     check_against_kernel(sketch)
