@@ -103,8 +103,15 @@ def function_entries(code: list) -> list[int]:
     return sorted(e for e in entries if valid(code, e))
 
 
+def successor_table(code: list) -> list[list[int] | None]:
+    """``successors`` of every slot, computed once per program (None for second slots)."""
+    return [successors(code, pc) if insn is not None else None for pc, insn in enumerate(code)]
+
+
 def plan_function(code: list, entry: int, map_index: dict[int, int],
-                  inline_maps: frozenset[int] = frozenset()) -> FunctionPlan:
+                  inline_maps: frozenset[int] = frozenset(),
+                  succ: list | None = None) -> FunctionPlan:
+    succ_of = succ if succ is not None else successor_table(code)
     reach: set[int] = set()
     bad: set[int] = set()
     leaders = {entry}
@@ -115,7 +122,7 @@ def plan_function(code: list, entry: int, map_index: dict[int, int],
             continue
         reach.add(pc)
         insn = code[pc]
-        succ = successors(code, pc)
+        succ = succ_of[pc]
         if len(succ) == 2 or (insn.is_jump and len(succ) == 1):
             leaders.update(succ)
         if is_call(insn) or insn.cls == isa.LD and insn.opcode != isa.LDDW:
@@ -127,9 +134,9 @@ def plan_function(code: list, entry: int, map_index: dict[int, int],
                 bad.add(s)
     plan = FunctionPlan(entry, sorted(reach), leaders & reach | {entry}, bad)
     plan.calls = any(is_call(code[p]) for p in plan.pcs)
-    plan.checkpoints = {entry} | {s for p in plan.pcs for s in successors(code, p)
+    plan.checkpoints = {entry} | {s for p in plan.pcs for s in succ_of[p]
                                   if s <= p and valid(code, s)}
-    _track(code, plan, map_index, inline_maps)
+    _track(code, plan, map_index, inline_maps, succ_of)
     return plan
 
 
@@ -204,7 +211,9 @@ MAP_LOOKUP = 1
 
 
 def _track(code: list, plan: FunctionPlan, map_index: dict[int, int],
-           inline_maps: frozenset[int] = frozenset()) -> None:
+           inline_maps: frozenset[int] = frozenset(), succ_of: list | None = None) -> None:
+    succ_of = succ_of if succ_of is not None else successor_table(code)
+    n = len(code)
     start: State = tuple([None] * 10 + [(FP, 0)])
     states: dict[int, State] = {plan.entry: start}
     work = [plan.entry]
@@ -212,8 +221,8 @@ def _track(code: list, plan: FunctionPlan, map_index: dict[int, int],
         pc = work.pop()
         insn = code[pc]
         out = transfer(insn, states[pc], pc, map_index)
-        for s in successors(code, pc):
-            if not valid(code, s):
+        for s in succ_of[pc]:
+            if not (0 <= s < n and code[s] is not None):
                 continue
             old = states.get(s)
             new = out if old is None else _join(old, out)

@@ -832,11 +832,12 @@ class ModuleGen:
 
     def build(self, extra: str = "", *, prelude: bool = True) -> ModuleIR:
         parts = [PRELUDE, SLOW_PATH] if prelude else []
+        succ = an.successor_table(self.code)
         for entry in self.entries:
             inline = frozenset(i for i, shape in enumerate(self.shapes)
                                if shape.type == "array" and self.options.native_helpers
                                and an.MAP_LOOKUP not in self.options.overridden)
-            plan = an.plan_function(self.code, entry, self.map_index, inline)
+            plan = an.plan_function(self.code, entry, self.map_index, inline, succ)
             parts.extend(FunctionGen(self, plan).emit())
         parts.append(self.call_entry())
         parts.append(extra)
