@@ -74,7 +74,7 @@ def _typed(env, ptr: int, kind: type, helper_name: str):
     return m
 
 
-# --- element access ---------------------------------------------------------------------------------
+# --- element access ------------------------------------------------------------------------
 
 @helper("bpf_map_lookup_elem", "ptr_to_map_value_or_null", "const_map_ptr", "ptr_to_map_key")
 def map_lookup_elem(env, map_ptr, key_ptr, *_):
@@ -111,7 +111,7 @@ def map_lookup_percpu_elem(env, map_ptr, key_ptr, cpu, *_):
     return m.lookup_percpu_address(env.read(key_ptr, m.key_size), cpu & 0xFFFFFFFF)
 
 
-# --- queue, stack, bloom filter ---------------------------------------------------------------------
+# --- queue, stack, bloom filter ------------------------------------------------------------
 
 @helper("bpf_map_push_elem", "integer", "const_map_ptr", "ptr_to_map_value", "anything")
 def map_push_elem(env, map_ptr, value_ptr, flags, *_):

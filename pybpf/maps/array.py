@@ -20,7 +20,7 @@ from typing import Any
 from ..errors import MapError
 from .base import (BPF_ANY, BPF_EXIST, BPF_F_INNER_MAP, BPF_F_LOCK, BPF_F_MMAPABLE, BPF_F_NUMA_NODE,
                    BPF_F_RDONLY, BPF_F_WRONLY,
-                   BPF_F_PRESERVE_ELEMS, BPF_NOEXIST, ACCESS_MASK, E2BIG, EEXIST, EINVAL, ENOENT,
+                   BPF_NOEXIST, ACCESS_MASK, E2BIG, EEXIST, EINVAL, ENOENT,
                    Map, OneCPU, PerCPUMixin, alloc, current_cpu, fail, possible_cpus, round_up)
 
 
@@ -304,4 +304,4 @@ class ArrayOfMapsMap(FdArrayMap):
 
 
 __all__ = ["ArrayMap", "PerCPUArrayMap", "ProgArrayMap", "ArrayOfMapsMap", "FdArrayMap",
-           "MapError", "BPF_EXIST"]
+           "MapError"]

@@ -19,8 +19,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from .base import (BPF_ANY, BPF_F_NUMA_NODE, BPF_F_RDONLY, BPF_F_WRONLY, BPF_F_PRESERVE_ELEMS, E2BIG, EINVAL,
-                   ENOENT, ENOTSUPP, EOPNOTSUPP, Map, current_cpu, fail, possible_cpus, round_up)
+from .base import (BPF_ANY, BPF_F_NUMA_NODE, BPF_F_PRESERVE_ELEMS, BPF_F_RDONLY, BPF_F_WRONLY,
+                   E2BIG, EINVAL, ENOENT, ENOTSUPP, EOPNOTSUPP, Map, current_cpu, fail, possible_cpus, round_up)
 
 BPF_F_INDEX_MASK = 0xFFFFFFFF
 BPF_F_CURRENT_CPU = BPF_F_INDEX_MASK
@@ -103,7 +103,7 @@ class PerfEventArrayMap(Map):
     def lookup_address(self, key: bytes) -> int:
         return 0
 
-    # --- syscall face: the slots hold perf events, not values --------------------------------------
+    # --- syscall face: the slots hold perf events, not values -------------------------------
     def lookup_raw(self, key: bytes) -> Any:
         raise fail(f"{self.where()}: perf event slots cannot be read back", ENOTSUPP)
 

@@ -26,7 +26,7 @@ import threading
 import time
 from typing import Any, Callable, Iterator
 
-from .base import (ACCESS_MASK, BPF_F_NUMA_NODE, EAGAIN, EINVAL, ENOTSUPP, Map, alloc, fail,
+from .base import (BPF_F_NUMA_NODE, EAGAIN, EINVAL, ENOTSUPP, Map, alloc, fail,
                    round_up)
 
 BPF_RINGBUF_BUSY_BIT = 1 << 31
@@ -120,8 +120,6 @@ class RingBufMap(Map):
         self.view[off: off + 4] = (size | BPF_RINGBUF_BUSY_BIT).to_bytes(4, "little")
         pg_off = (off + 2 * mmap.PAGESIZE) // mmap.PAGESIZE  # the kernel's page offset field
         self.view[off + 4: off + 8] = pg_off.to_bytes(4, "little")
-        if off + BPF_RINGBUF_HDR_SZ >= self.max_entries:  # header at the very end: never split
-            pass
         self.pos.producer_pos = prod + length
         sample = self.data_address + off + BPF_RINGBUF_HDR_SZ
         self.pending[sample] = prod

@@ -62,7 +62,8 @@ def test_bloom_filter_refuses_what_the_kernel_refuses():
     fd = create_raw(spec)
     try:
         cases = [
-            (lambda: bloom.push(1, 1), lambda: raw_elem(fd, Cmd.MAP_UPDATE_ELEM, None, bytes(4), 1)),
+            (lambda: bloom.push(1, 1),
+             lambda: raw_elem(fd, Cmd.MAP_UPDATE_ELEM, None, bytes(4), 1)),
             (lambda: bloom.delete(), lambda: raw_elem(fd, Cmd.MAP_DELETE_ELEM, None, None)),
             (lambda: bloom.get_next_key(), lambda: raw_elem(fd, Cmd.MAP_GET_NEXT_KEY, None, None,
                                                           value_size=4)),

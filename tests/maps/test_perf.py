@@ -7,7 +7,6 @@ import pytest
 
 from pybpf.asm import assemble
 from pybpf.maps import create_map, set_current_cpu
-from pybpf.program import MapSpec
 from pybpf.vm import Interpreter
 
 from .harness import one_cpu
