@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from .base import (BPF_ANY, BPF_F_NUMA_NODE, BPF_F_PRESERVE_ELEMS, BPF_F_RDONLY, BPF_F_WRONLY,
-                   E2BIG, EINVAL, ENOENT, ENOTSUPP, EOPNOTSUPP, Map, current_cpu, fail, possible_cpus, round_up)
+                   E2BIG, EINVAL, ENOENT, ENOTSUPP, EOPNOTSUPP, Map, current_cpu, fail,
+                   possible_cpus, round_up)
 
 BPF_F_INDEX_MASK = 0xFFFFFFFF
 BPF_F_CURRENT_CPU = BPF_F_INDEX_MASK
