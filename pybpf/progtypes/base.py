@@ -117,8 +117,8 @@ class ProgType:
         return None
 
     def allows_helper(self, name: str) -> bool:
-        from .helpers import BASE_HELPERS
-        return name in BASE_HELPERS or name in self.helpers
+        from .helpers import allowed
+        return allowed(self.name, name)
 
     def verdict_name(self, r0: int) -> str:
         return self.verdicts.get(r0 & 0xFFFFFFFF, str(r0 & 0xFFFFFFFF))

@@ -1,5 +1,6 @@
 """Tracing programs: kprobe / uprobe (``struct pt_regs``), tracepoint, raw_tracepoint,
-perf_event (``struct bpf_perf_event_data``).
+perf_event (``struct bpf_perf_event_data``), and the BTF-typed tracing and lsm programs (u64
+arguments).
 
 Their context is an event, not a packet: the saved registers of the probed function (x86-64
 ``struct pt_regs``, 21 u64), the raw tracepoint record (its 8 bytes of common fields first), the
@@ -22,6 +23,8 @@ PT_REGS_SIZE = 8 * len(PT_REGS)
 ARGUMENT_REGS = ("di", "si", "dx", "cx", "r8", "r9")
 PERF_MAX_TRACE_SIZE = 8192
 MAX_RAW_TP_ARGS = 12
+#: types whose context is an array of u64 arguments
+U64_ARGUMENTS = ("raw_tracepoint", "tracing", "lsm")
 
 
 def _regs(prefix: str = "", narrow: bool = True) -> tuple[Field, ...]:
@@ -33,8 +36,8 @@ class EventContext(Context):
     """A read-only event record as the context."""
 
     def __init__(self, prog_type: ProgType, memory, data: bytes, ctx_in: bytes | None):
-        raw = check_ctx_size(prog_type, ctx_in,
-                             multiple=8 if prog_type.name == "raw_tracepoint" else 1)
+        raw = check_ctx_size(prog_type, ctx_in, multiple=8 if prog_type.name in U64_ARGUMENTS
+                             else 1)
         super().__init__(prog_type, memory, raw)
         self.region.writable = False
         self.packet = None
@@ -72,6 +75,11 @@ PROG_TYPES = {
                         "tracepoint", raw_start=8),
     "raw_tracepoint": _make("raw_tracepoint", "raw tracepoint arguments (u64[])",
                             8 * MAX_RAW_TP_ARGS, (), True, "raw_tracepoint"),
+    # BTF-typed programs (fentry/fexit/tp_btf/iter, lsm): the context is the u64 arguments
+    "tracing": _make("tracing", "function arguments (u64[])", 8 * MAX_RAW_TP_ARGS, (), True,
+                     "raw_tracepoint"),
+    "lsm": _make("lsm", "hook arguments (u64[])", 8 * MAX_RAW_TP_ARGS, (), True,
+                 "raw_tracepoint"),
     "perf_event": _make("perf_event", "struct bpf_perf_event_data", PT_REGS_SIZE + 16,
                         PERF_EVENT_FIELDS, False, "perf_event"),
 }
