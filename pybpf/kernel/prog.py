@@ -226,21 +226,27 @@ def load_program(program: Program, *, prog_type: str | None = None, log_level: i
     With ``capture_r0`` the program is rewritten to keep its full 64-bit r0 (see
     :mod:`pybpf.kernel.r0`); ``test_run`` then fills ``TestRunResult.r0``.
     """
+    if maps is not None and len(maps) != len(program.maps):
+        raise UsageError(f"program '{program.name}' declares {len(program.maps)} map(s) but "
+                         f"{len(maps)} were given")
     if capture_r0:
         from .r0 import capture_r0 as rewrite
-        given = maps
-        prog = load_program(rewrite(program), prog_type=prog_type, log_level=log_level,
-                            maps=None if given is None else list(given) + [
-                                KernelMap.create(MapSpec("pybpf_r0", "array", 4, 8, 1))],
-                            expected_attach_type=expected_attach_type, prog_flags=prog_flags,
-                            license=license, kern_version=kern_version, btf_fd=btf_fd,
-                            func_info=func_info, func_info_rec_size=func_info_rec_size,
-                            line_info=line_info, line_info_rec_size=line_info_rec_size,
-                            attach_btf_id=attach_btf_id, attach_prog_fd=attach_prog_fd,
-                            ifindex=ifindex, btf_maps=btf_maps, use_btf=use_btf)
+        extra = None if maps is None else KernelMap.create(MapSpec("pybpf_r0", "array", 4, 8, 1))
+        try:
+            prog = load_program(
+                rewrite(program), prog_type=prog_type, log_level=log_level,
+                maps=None if extra is None else list(maps) + [extra],
+                expected_attach_type=expected_attach_type, prog_flags=prog_flags,
+                license=license, kern_version=kern_version, btf_fd=btf_fd,
+                attach_btf_id=attach_btf_id, attach_prog_fd=attach_prog_fd, ifindex=ifindex,
+                btf_maps=btf_maps, use_btf=use_btf)  # func/line info re-derived after the rewrite
+        except BaseException:
+            if extra is not None:
+                extra.close()
+            raise
         prog.r0_map = prog.maps.pop()
-        if given is not None:
-            prog._owned.append(prog.r0_map)
+        if extra is not None:
+            prog._owned.append(extra)
         prog.program = program
         return prog
     ptype_name = prog_type or program.prog_type or "socket_filter"
@@ -270,9 +276,6 @@ def load_program(program: Program, *, prog_type: str | None = None, log_level: i
                 btf.close()
             raise
         maps = owned
-    elif len(maps) != len(program.maps):
-        raise UsageError(f"program '{program.name}' declares {len(program.maps)} map(s) but "
-                         f"{len(maps)} were given")
     try:
         insns = patch_map_refs(program.insns, [m.fd for m in maps])
         code = isa.encode(insns)
