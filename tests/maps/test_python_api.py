@@ -182,3 +182,18 @@ def test_inner_maps_must_match_the_template_like_the_kernel(outer_kind, template
             except MapError as exc:
                 got = exc.errno
             assert got == want, spec
+
+
+@pytest.mark.kernel
+def test_per_cpu_values_also_accept_the_syscall_layout_of_8_byte_slots():
+    from pybpf.kernel import KernelMap
+
+    n = possible_cpus()
+    spec = MapSpec("p", "percpu_array", 4, 5, 2)
+    values = [bytes([c + 1]) * 5 for c in range(n)]
+    packed = b"".join(v + bytes(3) for v in values)   # round_up(5, 8) bytes per CPU
+    ours = create_map(spec)
+    ours.update(1, packed)
+    with KernelMap.create(spec) as km:
+        km.update(1, values)
+        assert ours[1] == km[1] == values

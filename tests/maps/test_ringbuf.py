@@ -109,3 +109,32 @@ def test_ring_buffer_size_must_be_a_power_of_two_page_multiple():
         with pytest.raises(MapError) as info:
             create_map(MapSpec("rb", "ringbuf", 0, 0, size))
         assert info.value.errno == 22
+
+
+def test_poll_wakes_up_when_another_thread_submits():
+    import threading
+    import time
+
+    rb = create_map(MapSpec("rb", "ringbuf", 0, 0, 4096))
+    got = []
+
+    def produce():
+        time.sleep(0.05)
+        rb.output(b"late record")
+
+    thread = threading.Thread(target=produce)
+    thread.start()
+    start = time.monotonic()
+    assert rb.consumer(got.append).poll(5.0) == 1
+    thread.join()
+    assert got == [b"late record"] and time.monotonic() - start < 4.0
+
+
+def test_a_record_that_wraps_the_end_reads_back_whole():
+    rb = create_map(MapSpec("rb", "ringbuf", 0, 0, 4096))
+    assert rb.output(bytes(4000)) == 0
+    assert list(rb) == [bytes(4000)]
+    record = bytes(range(256)) * 2
+    assert rb.output(record) == 0           # starts 4008 bytes in: runs past the end
+    assert rb.query(3) - rb.query(2) == 520
+    assert list(rb) == [record]
