@@ -140,7 +140,7 @@ def bpf_vm():
     """Factory: load an ObjectSpec into pybpf's interpreter."""
     try:
         from .elf.collection import VMCollection
-        import pybpf.vm  # noqa: F401
+        import pybpf.vm  # noqa: F401  (the interpreter must be importable)
     except ImportError as exc:
         pytest.skip(f"pybpf.vm unavailable: {exc}")
     return lambda spec, **options: VMCollection(spec, **options)

@@ -6,6 +6,9 @@
 as libbpf does; ``values`` turns raw map keys and values into typed Python objects.
 """
 
-from .parser import (BTFExt, CoreRelo, FuncInfo, LineInfo, load_vmlinux, parse_btf,  # noqa: F401
+from .parser import (BTFExt, CoreRelo, FuncInfo, LineInfo, load_vmlinux, parse_btf,
                      parse_btf_ext)
-from .types import BTF  # noqa: F401
+from .types import BTF
+
+__all__ = ["BTF", "BTFExt", "CoreRelo", "FuncInfo", "LineInfo", "load_vmlinux", "parse_btf",
+           "parse_btf_ext"]

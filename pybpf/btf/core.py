@@ -195,7 +195,6 @@ def match_spec(local: Spec, tb: T.BTF, target_id: int) -> Spec | None:
     spec.bit_offset = first.index * tb.sizeof(target_id) * 8
     spec.access.append(Accessor(target_id, first.index, None))
     type_id = target_id
-    local_type_id = local.root_type_id
     for acc in local.access[1:]:
         if acc.name is not None:
             found = _find_member(tb, type_id, acc.name)
@@ -208,7 +207,7 @@ def match_spec(local: Spec, tb: T.BTF, target_id: int) -> Spec | None:
             spec.bit_offset += bit_off
             spec.bitfield_size = m.bitfield_size
             spec.access.append(Accessor(type_id, 0, acc.name))
-            type_id, local_type_id = m.type_id, local_m.type_id
+            type_id = m.type_id
         else:
             t = tb.skip_modifiers(type_id)
             if not isinstance(t, T.Array):
@@ -220,7 +219,6 @@ def match_spec(local: Spec, tb: T.BTF, target_id: int) -> Spec | None:
             spec.bitfield_size = 0
             spec.access.append(Accessor(t.id, acc.index, None))
             type_id = t.type_id
-            local_type_id = lb.skip_modifiers(acc.type_id).type_id
     spec.field_type_id = type_id
     return spec
 

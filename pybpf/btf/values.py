@@ -153,7 +153,6 @@ def encode(btf: T.BTF, type_id: int, value: Any) -> bytes:
     if isinstance(t, T.Float):
         return struct.pack("<f" if size == 4 else "<d", float(value))
     if isinstance(t, T.Array):
-        elem_size = btf.sizeof(t.type_id)
         if isinstance(value, str):
             value = value.encode()
         if isinstance(value, (bytes, bytearray)):
@@ -163,9 +162,7 @@ def encode(btf: T.BTF, type_id: int, value: Any) -> bytes:
         items = list(value)
         if len(items) > t.nelems:
             raise BTFError(f"BTF: {len(items)} elements do not fit in {t.nelems}")
-        return b"".join(encode(btf, t.type_id, v) for v in items).ljust(size, b"\0") \
-            if items else bytes(size)
-        del elem_size
+        return b"".join(encode(btf, t.type_id, v) for v in items).ljust(size, b"\0")
     if isinstance(t, T.Struct):
         fields = value._asdict() if isinstance(value, Struct) else dict(value)
         out = bytearray(size)

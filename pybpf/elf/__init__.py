@@ -6,5 +6,8 @@ code sections with their symbols, relocations and source lines, for ``pybpf disa
 object in ``llvm-objdump -d -r -S`` form.
 """
 
-from .loader import ObjectSpec, Variable, load_object  # noqa: F401
-from .text import TextSection, text_sections  # noqa: F401
+from .loader import ObjectSpec, Variable, load_object
+from .text import TextSection, objdump_listing, text_sections
+
+__all__ = ["ObjectSpec", "Variable", "load_object", "TextSection", "objdump_listing",
+           "text_sections"]

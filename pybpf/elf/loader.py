@@ -20,7 +20,6 @@ import os
 import struct
 from dataclasses import dataclass, field
 
-from .. import isa
 from ..btf import core as C
 from ..btf import types as T
 from ..btf.parser import BTFExt, VMLINUX, load_vmlinux, parse_btf, parse_btf_ext
@@ -391,7 +390,6 @@ class _Loader:
         if btf is None:
             return
         raw = bytearray(btf.raw)
-        hdr_len = struct.unpack_from("<I", raw, 4)[0]
         offsets = btf.type_offsets
         symbols: dict[tuple[int, str], int] = {}
         for s in self.obj.symbols:
@@ -425,7 +423,6 @@ class _Loader:
                         struct.pack_into("<I", raw, at + 12 + 12 * i + 4, value & 0xFFFFFFFF)
         except BTFError as exc:
             raise BTFError(f"{self.name}: {exc}") from None
-        del hdr_len
         self.kernel_btf = bytes(raw)
         if self.kernel_btf != btf.raw:
             # like libbpf after open: the object's BTF with DATASEC sizes and offsets filled in
@@ -555,4 +552,4 @@ class _Loader:
         prog.line_info.sort()
 
 
-__all__ = ["ObjectSpec", "Variable", "load_object", "isa"]
+__all__ = ["ObjectSpec", "Variable", "load_object"]

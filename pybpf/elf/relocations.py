@@ -27,7 +27,6 @@ from .. import isa
 from ..btf import core as C
 from ..btf.parser import CoreRelo
 from ..errors import BTFError, DecodeError, ObjectFileError
-from ..program import MapRef
 from .reader import R_BPF_64_32, R_BPF_64_64, ElfObject, Relocation, Section
 
 _CALL = isa.JMP | isa.CALL
@@ -297,5 +296,5 @@ def slot_to_index(insns: list[isa.Instruction]) -> dict[int, int]:
     return {slot: i for i, slot in enumerate(isa.slot_starts(insns))}
 
 
-__all__ = ["Function", "Linker", "Linked", "MapTarget", "MapRef", "decode_slots",
-           "patch_insn", "slot_to_index"]
+__all__ = ["Function", "Linker", "Linked", "MapTarget", "decode_slots", "patch_insn",
+           "slot_to_index"]

@@ -139,8 +139,8 @@ def annotate(listing: str, *, lines: dict[int, str] | None = None,
     for text in listing.splitlines():
         m = _INSN_LINE.match(text)
         if m is None:
-            if not text.strip():
-                last = None if text == "" and out and out[-1].endswith(">:") else last
+            if text.endswith(">:"):
+                last = None      # a new function: llvm-objdump starts its source afresh
             out.append(text)
             continue
         slot = int(m.group(1)) + base
