@@ -42,8 +42,8 @@ def driver_ir(prefix: str = "") -> str:
     means run ``n`` stopped on a fault (``ctx.status`` says which).
     """
     return f"""
-define i64 @{prefix}pybpf_run(ptr %ctx, i64 %n, ptr %descs, i64 %dstride, ptr %results, i64 %rstride,
-                      i64 %budget) {{
+define i64 @{prefix}pybpf_run(ptr %ctx, i64 %n, ptr %descs, i64 %dstride, ptr %results,
+                      i64 %rstride, i64 %budget) {{
 entry:
   br label %loop
 loop:

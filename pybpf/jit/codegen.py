@@ -22,7 +22,7 @@ Calls into Python go through one trampoline ``u64 helper(ctx, mode, id, pc, r1..
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from .. import isa
@@ -475,7 +475,6 @@ def _tail_return(g: FunctionGen) -> None:
 
 
 def emit_call(g: FunctionGen, insn: isa.Instruction, pc: int) -> bool:
-    e = g.e
     g.budget_check(pc)
     g.save_budget()
     if insn.opcode == isa.CALLX:
