@@ -43,6 +43,9 @@ BPF_RB_RING_SIZE = 1
 BPF_RB_CONS_POS = 2
 BPF_RB_PROD_POS = 3
 
+#: pages before the data in the kernel's ``struct bpf_ringbuf`` (what a header's pg_off counts)
+RINGBUF_META_PAGES = 3
+
 #: a record's largest length: the length field minus the BUSY and DISCARD bits
 RINGBUF_MAX_RECORD_SZ = (1 << 30) - 1
 
@@ -118,9 +121,14 @@ class RingBufMap(Map):
             return 0
         off = prod & self.mask
         self.view[off: off + 4] = (size | BPF_RINGBUF_BUSY_BIT).to_bytes(4, "little")
-        pg_off = (off + 2 * mmap.PAGESIZE) // mmap.PAGESIZE  # the kernel's page offset field
+        # the kernel's page offset from its ring structure: one page of bookkeeping, the
+        # consumer and producer pages, then the data pages
+        pg_off = RINGBUF_META_PAGES + off // mmap.PAGESIZE
         self.view[off + 4: off + 8] = pg_off.to_bytes(4, "little")
         self.pos.producer_pos = prod + length
+        end = off + BPF_RINGBUF_HDR_SZ + size
+        if end > self.max_entries:  # the mirror half must show what the start holds
+            self.view[self.max_entries: end] = self.view[: end - self.max_entries]
         sample = self.data_address + off + BPF_RINGBUF_HDR_SZ
         self.pending[sample] = prod
         return sample

@@ -5,6 +5,8 @@ including when the buffer fills up and when records wrap around its end."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pybpf.asm import assemble
 from pybpf.errors import MapError
@@ -12,7 +14,7 @@ from pybpf.maps import create_map
 from pybpf.program import MapSpec
 from pybpf.vm import Interpreter
 
-from .harness import KernelRingReader, kernel_map
+from .harness import NO_SHRINK, KernelRingReader, kernel_map
 
 EMITTER = """
 .map events ringbuf key=0 value=0 max_entries=4096
@@ -138,3 +140,43 @@ def test_a_record_that_wraps_the_end_reads_back_whole():
     assert rb.output(record) == 0           # starts 4008 bytes in: runs past the end
     assert rb.query(3) - rb.query(2) == 520
     assert list(rb) == [record]
+
+
+def emitter(sizes: list[int], discard_every: int) -> str:
+    """A program that reserves records of the given sizes, fills them with a pattern, and
+    submits (or discards every ``discard_every``-th); r0 = how many reservations failed."""
+    lines = [".map events ringbuf key=0 value=0 max_entries=4096", "    r7 = 0"]
+    for i, size in enumerate(sizes):
+        lines += ["    r1 = events ll", f"    r2 = {size}", "    r3 = 0",
+                  "    call bpf_ringbuf_reserve", f"    if r0 != 0 goto got{i}",
+                  "    r7 += 1", f"    goto next{i}", f"got{i}:",
+                  f"    r1 = {0x1000 + i}"]
+        lines += [f"    *(u8 *)(r0 + {off}) = w1" for off in range(0, size, max(size // 4, 1))]
+        commit = "discard" if discard_every and i % discard_every == 0 else "submit"
+        lines += ["    r1 = r0", "    r2 = 0", f"    call bpf_ringbuf_{commit}", f"next{i}:"]
+    lines += ["    r0 = r7", "    exit"]
+    return "\n".join(lines)
+
+
+@pytest.mark.kernel
+@settings(max_examples=12, deadline=None, phases=NO_SHRINK,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(sizes=st.lists(st.integers(1, 1500), min_size=1, max_size=5),
+       discard_every=st.sampled_from([0, 2, 3]),
+       schedule=st.lists(st.integers(0, 4), min_size=2, max_size=6))
+def test_random_record_sizes_fill_and_wrap_like_the_kernel(sizes, discard_every, schedule):
+    from pybpf import kernel
+
+    program = assemble(emitter(sizes, discard_every))
+    spec = program.maps[0]
+    ours = create_map(spec)
+    vm = Interpreter(program, maps=[ours])
+    with kernel_map(spec) as km, kernel.load_program(program, maps=[km]) as kp:
+        reader = KernelRingReader(km.fd, spec.max_entries)
+        try:
+            for runs in schedule:          # run a few times, then drain
+                for _ in range(runs):
+                    assert vm.run(PACKET) & 0xFFFFFFFF == kp.test_run(PACKET).retval
+                assert list(ours) == list(reader)
+        finally:
+            reader.close()
