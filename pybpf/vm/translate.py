@@ -327,16 +327,28 @@ def _set(narrow: set[int], reg: int, is_narrow: bool) -> None:
 
 # --- functions and the module -------------------------------------------------------------------
 
-def _goto(code: list, target: int, start: int, ind: str) -> list[str]:
+#: a loop region: the first and last block starts of a single-entry loop laid out contiguously
+Span = tuple[int, int]
+
+
+def _inside(span: Span | None, target: int) -> bool:
+    return span is None or span[0] <= target <= span[1]
+
+
+def _goto(code: list, target: int, start: int, ind: str, span: Span | None = None) -> list[str]:
+    """Transfer to the block at ``target``: fall down the chain (forward), restart the
+    dispatch (backward), or leave the loop region ``span`` (break)."""
     if not _valid(code, target):
         return [f"{ind}OUT({target})"]
     lines = [f"{ind}b = {target}"]
-    if target <= start:
+    if not _inside(span, target):
+        lines.append(f"{ind}break")
+    elif target <= start:
         lines.append(f"{ind}continue")
     return lines
 
 
-def _block_source(code: list, block: Block) -> list[str]:
+def _block_source(code: list, block: Block, span: Span | None = None) -> list[str]:
     """Lines (indented relative to the ``if b == start:`` body) for one block."""
     start = block.start
     n = len(block.pcs)
@@ -357,15 +369,15 @@ def _block_source(code: list, block: Block) -> list[str]:
         if op == isa.JA:
             return loop
         loop.append(f"    if not ({_condition(last, narrow)}): break")
-        return loop + _goto(code, fall, start, "")
+        return loop + _goto(code, fall, start, "", span)
     lines = header + body
     if not is_jump:
         lines += translate_insn(last, last_pc, narrow)
-        return lines + _goto(code, fall, start, "")
+        return lines + _goto(code, fall, start, "", span)
     if op == isa.EXIT:
         return lines + ["return r0, cnt"]
     if op == isa.JA:
-        return lines + _goto(code, last.jump_target(last_pc), start, "")
+        return lines + _goto(code, last.jump_target(last_pc), start, "", span)
     if op == isa.CALL:
         if last.opcode & isa.X:
             lines.append(f"r0, cnt = CALLX(r{last.dst}, {last_pc}, r1, r2, r3, r4, r5, cnt, "
@@ -377,44 +389,81 @@ def _block_source(code: list, block: Block) -> list[str]:
         else:
             lines.append(f"r0, cnt = HELPER({last.imm}, {last_pc}, r1, r2, r3, r4, r5, cnt, "
                          "depth)")
-        return lines + _goto(code, fall, start, "")
+        return lines + _goto(code, fall, start, "", span)
     target = last.jump_target(last_pc)
     cond = _condition(last, narrow)
-    if _valid(code, target) and target > start and _valid(code, fall):
+    if _valid(code, target) and target > start and _valid(code, fall) and \
+            _inside(span, target) and _inside(span, fall):
         return lines + [f"b = {target} if {cond} else {fall}"]
     lines.append(f"if {cond}:")
-    lines += _goto(code, target, start, "    ")
-    return lines + _goto(code, fall, start, "")
+    lines += _goto(code, target, start, "    ", span)
+    return lines + _goto(code, fall, start, "", span)
 
 
 def function_source(code: list, entry: int, leaders: set[int]) -> list[str]:
     blocks = function_blocks(code, entry, leaders)
-    starts = sorted(blocks)
+    spans = loop_spans(blocks, entry)
+    inside = {s for lo, hi in spans for s in blocks if lo <= s <= hi}
+    items = sorted([(s, s) for s in blocks if s not in inside] + spans)
     out = [f"def F{entry}(r1, r2, r3, r4, r5, cnt, depth):",
            "    r0 = r6 = r7 = r8 = r9 = _b = 0",
            "    r10 = FP[depth]",
            "    stk = STK[depth]",
            f"    b = {entry}",
            "    while True:"]
-    out += _dispatch(code, blocks, starts, "        ")
+    out += _dispatch(code, blocks, items, "        ")
     # every block ends in a transfer; reaching here means b named no block (cannot happen)
     out.append("        OUT(b)")
     return out
 
 
-def _dispatch(code: list, blocks: dict[int, Block], starts: list[int], ind: str) -> list[str]:
-    """Blocks in order, under a binary tree of ``if b <= last`` guards with up to CHUNK blocks
-    per leaf: falling through costs one test, reaching any block O(log n) tests."""
+def loop_spans(blocks: dict[int, Block], entry: int) -> list[Span]:
+    """Loops whose blocks are contiguous in the layout and entered only at their first block
+    (what compilers emit for bounded loops). Each becomes an inner ``while`` whose back edges
+    dispatch among the loop's own blocks only."""
+    spans: list[Span] = []
+    for start, block in blocks.items():
+        for target in block.successors:
+            if target in blocks and target < start:
+                spans.append((target, start))
+    spans.sort()
+    merged: list[Span] = []
+    for lo, hi in spans:
+        if merged and lo <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    single_entry = []
+    for lo, hi in merged:
+        if lo < entry <= hi:
+            continue
+        if all(not lo < t <= hi for s, blk in blocks.items() if not lo <= s <= hi
+               for t in blk.successors):
+            single_entry.append((lo, hi))
+    return single_entry
+
+
+def _dispatch(code: list, blocks: dict[int, Block], items: list[Span], ind: str,
+              span: Span | None = None) -> list[str]:
+    """Blocks (and loop regions) in order, under a binary tree of ``if b <= last`` guards with
+    up to CHUNK items per leaf: falling through costs one test, reaching any block O(log n)."""
     out: list[str] = []
-    if len(starts) <= CHUNK:
-        for start in starts:
-            out.append(f"{ind}if b == {start}:")
-            out += [f"{ind}    {line}" for line in _block_source(code, blocks[start])]
+    if len(items) <= CHUNK:
+        for lo, hi in items:
+            out.append(f"{ind}if b == {lo}:")
+            if lo == hi:
+                out += [f"{ind}    {line}" for line in _block_source(code, blocks[lo], span)]
+                continue
+            inner = [(s, s) for s in sorted(blocks) if lo <= s <= hi]
+            out.append(f"{ind}    while True:")
+            out += _dispatch(code, blocks, inner, ind + "        ", (lo, hi))
+            out.append(f"{ind}    if b < {lo}:")
+            out.append(f"{ind}        continue")
         return out
-    half = (len(starts) + 1) // 2
-    for group in (starts[:half], starts[half:]):
-        out.append(f"{ind}if b <= {group[-1]}:")
-        out += _dispatch(code, blocks, group, ind + "    ")
+    half = (len(items) + 1) // 2
+    for group in (items[:half], items[half:]):
+        out.append(f"{ind}if b <= {group[-1][1]}:")
+        out += _dispatch(code, blocks, group, ind + "    ", span)
     return out
 
 
