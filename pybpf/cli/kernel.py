@@ -148,12 +148,25 @@ def prog_dump(ident: str | None, pinned: str | None, as_json: bool) -> None:
 
 # --- maps -------------------------------------------------------------------------------------
 
-def _map(ident: str | None, pinned: str | None):
+def _map(ident: str | None, pinned: str | None, name: str | None = None):
     kernel = _k()
     if pinned:
         return kernel.KernelMap.from_pin(pinned)
+    if name is not None:
+        from ..kernel.maps import iter_map_ids, map_info
+        for mid in iter_map_ids():
+            try:
+                kmap = kernel.KernelMap.from_id(mid)
+            except KernelUnsupported:
+                raise
+            except KernelError:
+                continue
+            if map_info(kmap.fd).name == name:
+                return kmap
+            kmap.close()
+        raise UsageError(f"no map named '{name}'")
     if ident is None:
-        raise UsageError("say which map: an id or --pinned PATH")
+        raise UsageError("say which map: an id, --name NAME or --pinned PATH")
     try:
         return kernel.KernelMap.from_id(int(ident))
     except ValueError:
@@ -210,9 +223,10 @@ def map_list(as_json: bool) -> None:
 @map_group.command("show")
 @click.argument("ident", required=False)
 @click.option("--pinned", metavar="PATH")
+@click.option("--name", metavar="NAME", help="the first map with this name")
 @click.option("--json", "as_json", is_flag=True)
-def map_show(ident, pinned, as_json) -> None:
-    with _map(ident, pinned) as kmap:
+def map_show(ident, pinned, name, as_json) -> None:
+    with _map(ident, pinned, name) as kmap:
         record = _map_record(kmap.info())
     click.echo(json.dumps(record) if as_json else _map_text(record))
 
@@ -220,10 +234,11 @@ def map_show(ident, pinned, as_json) -> None:
 @map_group.command("dump")
 @click.argument("ident", required=False)
 @click.option("--pinned", metavar="PATH")
+@click.option("--name", metavar="NAME", help="the first map with this name")
 @click.option("--json", "as_json", is_flag=True)
-def map_dump(ident, pinned, as_json) -> None:
+def map_dump(ident, pinned, name, as_json) -> None:
     """Every element, as hex bytes (per-CPU values show each CPU)."""
-    with _map(ident, pinned) as kmap:
+    with _map(ident, pinned, name) as kmap:
         rows = []
         for key, value in kmap.items():
             values = value if isinstance(value, list) else [value]

@@ -45,6 +45,7 @@ def test_map_update_and_dump_change_and_show_a_live_map():
         assert sorted((r["key"], r["value"]) for r in rows) == \
             [("01000000", "2a000000"), ("02000000", "07000000")]
         text = pybpf("map", "dump", mid).stdout
+        assert pybpf("map", "dump", "--name", "climap").stdout == text
         assert "key: 01 00 00 00  value: 2a 00 00 00" in text and "Found 2 elements" in text
         failed = pybpf("map", "update", mid, "01000000", "00000000", "--flags", "noexist",
                        check=False)
