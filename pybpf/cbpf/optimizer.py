@@ -233,22 +233,82 @@ def _pure(atom) -> bool:
     return "('anc', 56)" not in repr(atom)
 
 
+def _vs_decide(atom, valsets) -> bool | None:
+    """Decide ``atom`` from the set of values its operand may have ("in", S) or may not have
+    ("notin", E) on every path here."""
+    if atom[0] != "test":
+        return None
+    _, jop, v, k = atom
+    vs = valsets.get(v)
+    if vs is None:
+        return None
+    kind, vals = vs
+    if kind == "in":
+        outcomes = {_EVAL[jop](x, k) for x in vals}
+        return outcomes.pop() if len(outcomes) == 1 else None
+    if jop == "jeq" and k in vals:
+        return False
+    return None
+
+
+def _vs_after(atom, side: bool, valsets):
+    """The value-set facts after ``atom`` went to ``side``."""
+    if atom[0] != "test":
+        return valsets
+    _, jop, v, k = atom
+    vs = valsets.get(v)
+    out = dict(valsets)
+    if vs is not None and vs[0] == "in":
+        out[v] = ("in", frozenset(x for x in vs[1] if _EVAL[jop](x, k) == side))
+    elif jop == "jeq":
+        if side:
+            out[v] = ("in", frozenset([k]))
+        else:
+            out[v] = ("notin", (vs[1] if vs else frozenset()) | {k})
+    return out
+
+
+def _vs_meet(a, b):
+    """Facts true on both incoming paths: union of possible sets, intersection of excluded."""
+    out = {}
+    for v, (ka, sa) in a.items():
+        if v not in b:
+            continue
+        kb, sb = b[v]
+        if ka == kb == "in":
+            out[v] = ("in", sa | sb)
+        elif ka == kb == "notin":
+            if sa & sb:
+                out[v] = ("notin", sa & sb)
+        else:
+            e, i = (sa, sb) if ka == "notin" else (sb, sa)
+            if e - i:
+                out[v] = ("notin", e - i)
+    return out
+
+
 def thread_jumps(root):
-    """Bypass tests decided by the facts that hold on every path into an edge."""
+    """Bypass tests decided by the facts that hold on every path into an edge: outcomes of
+    dominating tests, and for each value the set of constants it can (or cannot) equal."""
     order = _topo(root)
-    infacts = {id(root): {}} if isinstance(root, DNode) else {}
+    infacts = {id(root): ({}, {})} if isinstance(root, DNode) else {}
     changed = False
     for n in order:
-        facts = infacts.get(id(n))
-        if facts is None:
+        got = infacts.get(id(n))
+        if got is None:
             continue
+        facts, valsets = got
         for side in (True, False):
             ef = dict(facts)
+            ev = valsets
             if _pure(n.atom):
                 ef[n.atom] = side
+                ev = _vs_after(n.atom, side, valsets)
             c = n.t if side else n.f
             while isinstance(c, DNode) and _pure(c.atom):
                 d = decide(c.atom, ef)
+                if d is None:
+                    d = _vs_decide(c.atom, ev)
                 if d is None:
                     break
                 c = c.t if d else c.f
@@ -260,9 +320,10 @@ def thread_jumps(root):
             if isinstance(c, DNode):
                 prev = infacts.get(id(c))
                 if prev is None:
-                    infacts[id(c)] = ef
+                    infacts[id(c)] = (ef, ev)
                 else:
-                    infacts[id(c)] = {a: r for a, r in prev.items() if ef.get(a) == r}
+                    infacts[id(c)] = ({a: r for a, r in prev[0].items() if ef.get(a) == r},
+                                      _vs_meet(prev[1], ev))
     return changed
 
 
