@@ -463,6 +463,21 @@ class Interpreter:
             return self._run_fast(r1, r2)
         except ProgramExit as exc:
             return exc.value
+        except VMError as exc:
+            line = self.source_line(exc.pc)
+            if line is None or exc.source is not None:
+                raise
+            raise type(exc)(exc.message, pc=exc.pc, address=exc.address,
+                            source=line) from None
+
+    def source_line(self, pc: int | None) -> str | None:
+        """The source line (C from BTF line info, or assembly) of the instruction at slot
+        ``pc``: the nearest line recorded at or before it."""
+        lines = self.program.lines
+        if pc is None or not lines:
+            return None
+        best = max((slot for slot in lines if slot <= pc), default=None)
+        return lines[best].strip() if best is not None else None
 
     def _prepare_context(self, data: bytes, ctx: bytes | None) -> int:
         """Build this run's context (and packet) in memory; returns its address for r1."""

@@ -247,3 +247,16 @@ def test_a_smaller_input_on_the_next_run_faults_where_the_larger_one_did_not(ste
             bytes(range(8, 16)), "little")
         with pytest.raises(VMError):
             vm.run(bytes(4), stepping=stepping)
+
+
+@PATHS
+def test_a_fault_names_the_source_line_of_the_faulting_instruction(stepping):
+    asm = pytest.importorskip("pybpf.asm")
+    program = asm.assemble("r1 = 8\nr2 = 1\nr0 = *(u64 *)(r1 + 0)\nexit\n", filename="f.s")
+    if not program.lines:
+        pytest.skip("the assembler records no source lines")
+    with pytest.raises(VMError) as info:
+        Interpreter(program).run(stepping=stepping)
+    assert info.value.pc == 2
+    assert info.value.source == program.lines[2].strip()
+    assert "*(u64 *)(r1 + 0)" in str(info.value)
