@@ -5,7 +5,7 @@
 execution paths.
 """
 
-from . import translate
+from . import translate  # noqa: F401  (the translator, for callers and tests)
 from .interpreter import DEFAULT_BUDGET, Env, Interpreter, ProgramExit
 
 __all__ = ["DEFAULT_BUDGET", "Env", "Interpreter", "ProgramExit"]

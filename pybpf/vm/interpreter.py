@@ -27,7 +27,6 @@ from ..errors import BPFError, HelperError, VMError
 from ..helpers import HELPER_NAMES, get_helper
 from ..memory import Memory, Region
 from ..program import Program
-from . import semantics as sem
 
 DEFAULT_BUDGET = 1_000_000
 _ZERO_FRAME = bytes(isa.STACK_SIZE)
