@@ -23,8 +23,8 @@ becomes an inner ``while`` loop, and so does a loop whose blocks are contiguous 
 at the top (what compilers emit): its back edges dispatch among its own blocks only.
 bpf-to-bpf calls are Python calls that return ``(r0, cnt)``; r6-r9 are preserved for free
 because they are the caller's locals. Stack accesses relative to r10 with a constant in-frame
-offset skip the region lookup (r10 is read-only, so the frame is known statically); every other access goes through the
-checked :class:`pybpf.memory.Memory`.
+offset skip the region lookup (r10 is read-only, so the frame is known statically); every
+other access goes through the checked :class:`pybpf.memory.Memory`.
 
 The generated source depends only on the bytecode (instance data such as map addresses is
 looked up in tables bound per interpreter), so it is cached by bytecode.
