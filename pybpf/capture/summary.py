@@ -111,11 +111,17 @@ class Summarizer:
             return f"{name}, length {length}"
         sha = data[8:8 + hln]
         spa = data[8 + hln:12 + hln]
-        tpa = data[18 + hln:22 + hln] if hln == 6 else data[12 + 2 * hln:16 + 2 * hln]
+        tha = data[12 + hln:12 + 2 * hln]
+        tpa = data[12 + 2 * hln:16 + 2 * hln]
         if op == 1:
-            return f"{name}, Request who-has {ip4(tpa)} tell {ip4(spa)}, length {length}"
+            known = f" ({mac(tha)})" if any(tha) else ""
+            return f"{name}, Request who-has {ip4(tpa)}{known} tell {ip4(spa)}, length {length}"
         if op == 2:
             return f"{name}, Reply {ip4(spa)} is-at {mac(sha)}, length {length}"
+        if op == 3:
+            return f"{name}, Reverse Request who-is {mac(tha)} tell {mac(sha)}, length {length}"
+        if op == 4:
+            return f"{name}, Reverse Reply {mac(tha)} at {ip4(tpa)}, length {length}"
         return f"{name}, op {op}, length {length}"
 
     # --- IP ----------------------------------------------------------------------------------
@@ -245,7 +251,8 @@ class Summarizer:
             dport = struct.unpack_from(">H", inner, ihl + 2)[0]
             return f"ICMP {idst} {iproto} port {dport} unreachable, length {plen}"
         if t == 11:
-            return f"ICMP time exceeded in-transit, length {plen}"
+            what = "ip reassembly time exceeded" if code == 1 else "time exceeded in-transit"
+            return f"ICMP {what}, length {plen}"
         return f"ICMP type-#{t}, length {plen}"
 
     def icmp6(self, p: bytes, plen: int) -> str:
