@@ -29,7 +29,9 @@ from . import kconfig as K
 from .maps import (BPF_F_MMAPABLE, BPF_F_RDONLY_PROG, MAP_IN_MAP, PROG_ARRAY,
                    parse_btf_map, parse_legacy_maps)
 from .reader import R_BPF_64_ABS64, ElfObject, Relocation, read_elf
-from .relocations import Function, Linker, MapTarget, decode_slots, slot_to_index
+from .ksyms import POISON_KFUNC_BASE, Ksym, resolve_ksyms
+from .relocations import (Function, KernelSymbol, Linker, MapTarget, decode_slots,
+                          slot_to_index)
 from .sections import ProgramSection, match_section
 
 KCONFIG_MAP = ".kconfig"
@@ -60,6 +62,7 @@ class ObjectSpec:
     kern_version: int = 0
     variables: dict[str, Variable] = field(default_factory=dict)
     kconfig: dict[str, Variable] = field(default_factory=dict)
+    ksyms: dict[str, Ksym] = field(default_factory=dict)       # __ksym externs, resolved
     sections: dict[str, ProgramSection | None] = field(default_factory=dict)  # by program
 
     def program(self, name: str | None = None, section: str | None = None) -> Program:
@@ -150,7 +153,8 @@ class _Loader:
     #: the steps of loading and the section each one reads (named in unexpected errors)
     STEPS = [("_license", "license"), ("_btf", ".BTF"), ("_btf_maps", ".maps"),
              ("_legacy_maps", "maps"), ("_data_maps", "data sections"),
-             ("_kconfig", ".kconfig"), ("_map_initial_values", ".rel.maps"),
+             ("_kconfig", ".kconfig"), ("_ksyms", ".ksyms"),
+             ("_map_initial_values", ".rel.maps"),
              ("_kernel_btf", ".BTF"), ("_programs", "code sections")]
 
     def load(self) -> ObjectSpec:
@@ -335,6 +339,24 @@ class _Loader:
         spec.contents = [(bytes(4), bytes(value).ljust(spec.value_size, b"\0"))]
         self._add_map(spec, f"{self.name}: section '.kconfig'")
 
+    def _ksyms(self) -> None:
+        datasec = self._datasec(".ksyms")
+        if datasec is None:
+            return
+        weak = {s.name: s.bind == "STB_WEAK" for s in self.obj.symbols
+                if s.shndx == "SHN_UNDEF" and s.name}
+        try:
+            self.spec.ksyms = resolve_ksyms(self.spec.btf, datasec, weak, self._kernel_btf_for,
+                                            self.name)
+        except BTFError as exc:
+            raise BTFError(f"{self.name}: .ksyms: {exc}") from None
+
+    def _kernel_btf_for(self) -> T.BTF:
+        target = self.core_target
+        if isinstance(target, T.BTF):
+            return target
+        return load_vmlinux()
+
     def _map_initial_values(self) -> None:
         """prog_array / map-in-map slots filled by relocations in ``.rel.maps``."""
         sec = self.obj.section(".maps")
@@ -412,6 +434,9 @@ class _Loader:
                         if isinstance(var, T.Var):
                             struct.pack_into("<I", raw, offsets[var.id] + 12, 1)
                     continue
+                if t.name == ".ksyms":
+                    self._kernel_btf_ksyms(btf, raw, t)
+                    continue
                 sec = self.obj.section(t.name)
                 if sec is None:
                     continue
@@ -430,6 +455,37 @@ class _Loader:
             self.spec.btf = fixed
             if self.spec.btf_ext is not None:
                 self.spec.btf_ext = parse_btf_ext(self.obj.section(".BTF.ext").data, fixed)
+
+    @staticmethod
+    def _kernel_btf_ksyms(btf: T.BTF, raw: bytearray, datasec: T.Datasec) -> None:
+        """Make ``.ksyms`` acceptable to BPF_BTF_LOAD, in place and without changing sizes:
+        the kernel refuses extern linkage and FUNCs inside a DATASEC. Like libbpf, externs
+        become global and typed variables become ints; the DATASEC itself becomes an anonymous
+        union of ints (its entries are 12-byte records exactly like union members)."""
+        offsets = btf.type_offsets
+        int_id = next((t.id for t in btf if isinstance(t, T.Int) and t.size == 4), 0)
+        if not int_id:
+            return
+        for i, info in enumerate(datasec.vars):
+            t = btf[info.type_id]
+            at = offsets[t.id]
+            if isinstance(t, T.Func):
+                info_word = struct.unpack_from("<I", raw, at + 4)[0]
+                struct.pack_into("<I", raw, at + 4, (info_word & ~0xFFFF) | 1)  # global
+                proto = btf[t.type_id]
+                if isinstance(proto, T.FuncProto):
+                    name_off = btf._name_offsets[t.id]
+                    for j, param in enumerate(proto.params):
+                        p_at = offsets[proto.id] + 12 + 8 * j
+                        if param.type_id and not struct.unpack_from("<I", raw, p_at)[0]:
+                            struct.pack_into("<I", raw, p_at, name_off)
+            elif isinstance(t, T.Var):
+                struct.pack_into("<I", raw, at + 8, int_id)
+                struct.pack_into("<I", raw, at + 12, 1)     # global allocated
+            member_at = offsets[datasec.id] + 12 + 12 * i
+            struct.pack_into("<III", raw, member_at, btf._name_offsets[t.id], int_id, 0)
+        at = offsets[datasec.id]
+        struct.pack_into("<III", raw, at, 0, (5 << 24) | len(datasec.vars), 4)  # union
 
     # --- programs ------------------------------------------------------------------------------
     def _functions(self) -> list[Function]:
@@ -480,15 +536,20 @@ class _Loader:
                 target_btf = parse_btf(f.read())
         return lambda relo: C.resolve(relo, local, target_btf)
 
-    def _resolve_symbol(self, rel: Relocation, addend: int, where: str) -> MapTarget:
+    def _resolve_symbol(self, rel: Relocation, addend: int, where: str
+                        ) -> MapTarget | KernelSymbol:
         sym = rel.symbol
         obj = self.obj
         if sym.shndx == "SHN_UNDEF":
+            ksym = self.spec.ksyms.get(sym.name)
+            if ksym is not None:
+                index = list(self.spec.ksyms).index(sym.name)
+                return KernelSymbol(ksym.kind, ksym.btf_id, ksym.address,
+                                    POISON_KFUNC_BASE + index)
             var = self.spec.kconfig.get(sym.name)
             if var is None:
-                raise ObjectFileError(f"{where}: extern '{sym.name}' is not a __kconfig "
-                                      f"variable (typed and untyped __ksym externs are not "
-                                      f"supported)")
+                raise ObjectFileError(f"{where}: extern '{sym.name}' is neither a __kconfig "
+                                      f"variable nor a __ksym")
             return MapTarget(KCONFIG_MAP, var.offset + addend)
         if not isinstance(sym.shndx, int) or not 0 < sym.shndx < len(obj.sections):
             raise ObjectFileError(f"{where}: relocation against symbol '{sym.name}' with "

@@ -60,6 +60,16 @@ class MapTarget:
 
 
 @dataclass
+class KernelSymbol:
+    """A ``__ksym`` extern: ``kind`` "kfunc" / "var" (by kernel BTF id) or "addr"."""
+
+    kind: str
+    btf_id: int = 0
+    address: int = 0
+    poison: int = 0     # helper id to call instead of an unresolved weak kfunc
+
+
+@dataclass
 class Linked:
     """A linked program in raw slots, before decoding."""
 
@@ -73,7 +83,7 @@ class Linker:
     """Builds linked programs of one object (functions are shared between programs)."""
 
     def __init__(self, obj: ElfObject, functions: list[Function],
-                 resolve_symbol: Callable[[Relocation, int, str], MapTarget],
+                 resolve_symbol: Callable[[Relocation, int, str], "MapTarget | KernelSymbol"],
                  core_relos: dict[str, list[CoreRelo]],
                  core_resolver: Callable[[CoreRelo], C.CoreResult] | None):
         self.obj = obj
@@ -138,7 +148,10 @@ class Linker:
                     self._relocate_lddw(rel, func, start + i, out, where, place, placed)
                 i += 2
                 continue
-            if opcode == _CALL and src == isa.CALL_LOCAL:
+            if opcode == _CALL and rel is not None and rel.symbol.shndx == "SHN_UNDEF":
+                self._check_type(rel, R_BPF_64_32, where)
+                self._call_kfunc(rel, out.slots[start + i], where)
+            elif opcode == _CALL and src == isa.CALL_LOCAL:
                 if rel is not None:
                     self._check_type(rel, R_BPF_64_32, where)
                     sym = rel.symbol
@@ -156,6 +169,18 @@ class Linker:
                                       f"'{rel.symbol.name}' on a {isa.Instruction(opcode).name} "
                                       f"instruction (only lddw and call are relocated)")
             i += 1
+
+    def _call_kfunc(self, rel: Relocation, insn: list[int], where: str) -> None:
+        target = self.resolve_symbol(rel, 0, where)
+        if not isinstance(target, KernelSymbol) or target.kind != "kfunc":
+            raise ObjectFileError(f"{where}: call to extern '{rel.symbol.name}', which is not a "
+                                  f"__ksym kernel function")
+        if target.btf_id:
+            insn[1] = (isa.CALL_KFUNC << 4) | (insn[1] & 0x0F)
+            insn[2], insn[3] = 0, target.btf_id
+        else:   # an unresolved __weak kfunc: poisoned like libbpf does
+            insn[1] = insn[1] & 0x0F
+            insn[2], insn[3] = 0, _s32(target.poison)
 
     def _point_at(self, tsec: Section, target_off: int, slot: int, out: Linked, where: str,
                   place, placed) -> None:
@@ -199,6 +224,18 @@ class Linker:
             out.slots[slot + 1][3] = 0
             return
         target = self.resolve_symbol(rel, insn[3], where)
+        if isinstance(target, KernelSymbol):
+            if target.kind == "kfunc":
+                raise ObjectFileError(f"{where}: the address of kfunc '{sym.name}' cannot be "
+                                      f"taken")
+            if target.kind == "var" and target.btf_id:
+                insn[1] = (isa.PSEUDO_BTF_ID << 4) | (insn[1] & 0x0F)
+                insn[3], out.slots[slot + 1][3] = target.btf_id, 0
+            else:   # an untyped ksym (or an unresolved weak one): its address, or 0
+                insn[1] = insn[1] & 0x0F
+                insn[3] = _s32(target.address & 0xFFFFFFFF)
+                out.slots[slot + 1][3] = _s32(target.address >> 32)
+            return
         if target.map_name not in out.maps:
             out.maps.append(target.map_name)
         index = out.maps.index(target.map_name)
@@ -296,5 +333,5 @@ def slot_to_index(insns: list[isa.Instruction]) -> dict[int, int]:
     return {slot: i for i, slot in enumerate(isa.slot_starts(insns))}
 
 
-__all__ = ["Function", "Linker", "Linked", "MapTarget", "decode_slots", "patch_insn",
-           "slot_to_index"]
+__all__ = ["Function", "KernelSymbol", "Linker", "Linked", "MapTarget", "decode_slots",
+           "patch_insn", "slot_to_index"]

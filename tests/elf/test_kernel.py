@@ -5,6 +5,7 @@ and map contents when run (``bpftool prog run``) on the same packets."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import pytest
@@ -207,3 +208,58 @@ def test_pinning_by_name_is_read_from_the_map_definition(tmp_path):
                    % (FIXTURES_DIR / "pybpf_fixture.h"))
     spec = load_object(compile_c(src, tmp_path))
     assert (spec.maps["shared"].pinning, spec.maps["private"].pinning) == (1, 0)
+
+
+def test_kfuncs_resolve_like_libbpf(bpf_kernel, tmp_path):
+    """bpf_task_from_pid/bpf_task_release (kfuncs, called by kernel BTF id) find this
+    process: the same translated code as libbpf's, and the program sees our pid."""
+    import os
+    from pathlib import Path
+
+    from pybpf.pytest_plugin import compile_c, find_clang
+    if find_clang() is None:
+        pytest.skip("clang is not installed")
+    path = compile_c(Path(__file__).parent / "ksyms.c", tmp_path)
+    spec = load_object(path)
+    assert {n: k.kind for n, k in spec.ksyms.items()} == {
+        "bpf_task_from_pid": "kfunc", "bpf_task_release": "kfunc"}
+    with bpftool_loadall(path) as pin:
+        out = tmp_path / "xlated"
+        run([BPFTOOL, "prog", "dump", "xlated", "pinned", str(pin / "ksyms"), "file", str(out)])
+        coll = bpf_kernel(spec)
+        assert comparable(coll.programs["ksyms"].xlated()) == comparable(out.read_bytes())
+    spec.set_variable("target", os.getpid())
+    assert bpf_kernel(spec).programs["ksyms"].test_run(build_packet("udp")).retval == 1
+
+
+def test_typed_and_untyped_ksyms_become_btf_ids_and_addresses(tmp_path):
+    """A typed ksym loads as PSEUDO_BTF_ID with the kernel's BTF id of the variable; a weak
+    kfunc missing from the kernel is poisoned; an unknown strong one is an error."""
+    from pybpf.btf import load_vmlinux
+    from pybpf.btf.parser import VMLINUX
+    from pybpf.pytest_plugin import compile_c, find_clang
+    if find_clang() is None or not os.access(VMLINUX, os.R_OK):
+        pytest.skip("needs clang and the kernel's BTF")
+    kernel = load_vmlinux()
+    var = next(t for t in kernel.find("cpu_hw_events", "var"))
+    src = tmp_path / "typed.c"
+    header = FIXTURES_DIR / "pybpf_fixture.h"
+    src.write_text(f'#include "{header}"\n'
+                   "struct cpu_hw_events { int n_events; };\n"
+                   "extern const struct cpu_hw_events cpu_hw_events __ksym;\n"
+                   "extern void pybpf_no_such_kfunc(void) __ksym __weak;\n"
+                   'SEC("xdp") int f(struct xdp_md *c) {\n'
+                   "  if (c->data == 7) pybpf_no_such_kfunc();\n"
+                   "  return bpf_per_cpu_ptr(&cpu_hw_events, 0) != 0; }\n"
+                   'char LICENSE[] SEC("license") = "GPL";\n')
+    spec = load_object(compile_c(src, tmp_path))
+    insns = spec.programs["f"].insns
+    loads = [i for i in insns if i.opcode == isa.LDDW]
+    assert [(i.src, i.imm) for i in loads] == [(isa.PSEUDO_BTF_ID, var.id)]
+    calls = [i for i in insns if i.opcode == isa.JMP | isa.CALL and i.imm >= 2_002_000_000]
+    assert len(calls) == 1 and calls[0].src == 0   # the poisoned weak kfunc
+    src.write_text(src.read_text().replace(" __ksym __weak;", " __ksym;"))
+    from pybpf.errors import ObjectFileError
+    with pytest.raises(ObjectFileError, match="kfunc.*'pybpf_no_such_kfunc' is not in the "
+                                              "running kernel"):
+        load_object(compile_c(src, tmp_path))
