@@ -29,14 +29,32 @@ NO_SHRINK = (Phase.explicit, Phase.reuse, Phase.generate)
 
 @contextlib.contextmanager
 def one_cpu() -> Iterator[None]:
-    """Keep this thread on CPU 0: the kernel's LRU lists and per-CPU values then behave as on
-    a single-threaded producer (no free nodes stranded on another CPU's local list)."""
+    """Keep this thread on the CPU it runs on: the kernel's LRU lists and per-CPU values then
+    behave as for a single producer (no free nodes stranded on another CPU's local list), and
+    pybpf's per-CPU helpers are told to use that CPU too."""
+    from pybpf.maps import current_cpu, set_current_cpu
+
     old = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {min(old)})
+    cpu = running_cpu()
+    if cpu not in old:
+        cpu = min(old)
+    os.sched_setaffinity(0, {cpu})
+    saved = current_cpu()
+    set_current_cpu(cpu)   # pybpf's per-CPU helpers then use the same CPU's copies
     try:
         yield
     finally:
+        set_current_cpu(saved)
         os.sched_setaffinity(0, old)
+
+
+def running_cpu() -> int:
+    """The CPU this thread is on now (field 39 of /proc/thread-self/stat), -1 if unknown."""
+    try:
+        with open("/proc/thread-self/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[36])
+    except (OSError, IndexError, ValueError):
+        return -1
 
 
 @contextlib.contextmanager

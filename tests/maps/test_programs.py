@@ -87,7 +87,9 @@ def test_packet_counter_per_protocol_matches_the_kernel(kind):
     packets = [ipv4_packet(p) for p in (6, 17, 6, 1, 6, 47, 17, 255, 0, 6)]
     for ours, kmaps in run_on_both([program], program.maps, packets):
         assert dict(ours[0].items()) == dict(kmaps[0].items())
-        assert ours[0][6] in ((4).to_bytes(8, "little"), [(4).to_bytes(8, "little"), bytes(8)])
+        tcp = ours[0][6]
+        tcp = tcp if isinstance(tcp, list) else [tcp]
+        assert sum(int.from_bytes(v, "little") for v in tcp) == 4   # on whichever CPU ran it
 
 
 ROUTER = """
