@@ -105,7 +105,8 @@ class QueueMap(Map):
         return (from_bytes(v, self.value_type) for v in list(order))
 
     def items(self) -> list:
-        return [(None, v) for v in self]
+        """(b"", value) per element in pop order: the key of a keyless map is empty."""
+        return [(b"", v) for v in self]
 
     def raw_items(self) -> list[tuple[bytes, Any]]:
         order = reversed(self.elements) if self.lifo else iter(self.elements)
