@@ -62,6 +62,7 @@ class ProgType:
 
     def __post_init__(self) -> None:
         self._by_offset = sorted(self.fields, key=lambda f: f.offset)
+        self._by_name = {f.name: f for f in self.fields}
         self.pointer_slots = {f.offset: self.ctx_size + 8 * i
                               for i, f in enumerate(f for f in self._by_offset if f.pointer)}
 
@@ -77,10 +78,7 @@ class ProgType:
         return None
 
     def field(self, name: str) -> Field:
-        for f in self.fields:
-            if f.name == name:
-                return f
-        raise KeyError(name)
+        return self._by_name[name]
 
     def check_access(self, off: int, size: int, write: bool) -> str | None:
         """Why a context access is invalid (None when it is valid), following the kernel's

@@ -126,10 +126,12 @@ class SkbContext(Context):
 
     @staticmethod
     def _check_ctx_in(prog_type: ProgType, raw: bytes) -> None:
-        allowed = bytearray(len(raw))
+        if not any(raw):
+            return
+        allowed = bytearray(SKB_SIZE)
         for name in CTX_IN_FIELDS:
             f = prog_type.field(name)
-            allowed[f.offset: f.end] = b"\1" * max(0, min(f.end, len(raw)) - f.offset)
+            allowed[f.offset: f.end] = b"\1" * f.size
         for off, byte in enumerate(raw):
             if byte and not allowed[off]:
                 f = prog_type.field_at(off)
@@ -139,10 +141,12 @@ class SkbContext(Context):
 
     def _fill(self, frame: bytes, raw: bytes) -> None:
         pt = self.prog_type
-        for name in CTX_IN_FIELDS:
-            f = pt.field(name)
-            if f.offset < len(raw):
-                self.region.view[f.offset: f.end] = raw[f.offset: f.end].ljust(f.size, b"\0")
+        if any(raw):
+            for name in CTX_IN_FIELDS:
+                f = pt.field(name)
+                if f.offset < len(raw):
+                    self.region.view[f.offset: f.end] = raw[f.offset: f.end].ljust(f.size,
+                                                                                     b"\0")
         if not self.get("ifindex"):
             self.set_u32("ifindex", LOOPBACK_IFINDEX)
         length = self.packet.size
