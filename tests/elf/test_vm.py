@@ -3,9 +3,12 @@ packets and map contents in pybpf's interpreter as in the kernel, on the same in
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pybpf.elf import load_object
+from pybpf.errors import VMError
 from pybpf.pytest_plugin import build_packet
 
 from .test_kernel import PACKETS, RUNNABLE
@@ -54,3 +57,20 @@ def test_const_volatile_knobs_apply_in_the_vm(fixture_objects, bpf_vm):
     assert vm.programs["xdp_globals"].test_run(packet).retval == 3
     data = vm.maps[".data"].lookup(bytes(4))
     assert int.from_bytes(data, "little") == 100 + len(packet)
+
+
+def test_vm_faults_name_the_c_file_and_line(bpf_compile, bpf_vm, tmp_path):
+    src = tmp_path / "fault.c"
+    src.write_text('#include "%s"\n' % (Path(__file__).parent.parent / "fixtures" /
+                                        "pybpf_fixture.h") +
+                   'SEC("xdp")\n'
+                   "int oob(struct xdp_md *ctx)\n"
+                   "{\n"
+                   "    unsigned char *data = (void *)(long)ctx->data;\n"
+                   "    return data[4000];\n"
+                   "}\n"
+                   'char LICENSE[] SEC("license") = "GPL";\n')
+    vm = bpf_vm(bpf_compile(src))
+    with pytest.raises(VMError) as exc:
+        vm.programs["oob"].test_run(build_packet("udp"))
+    assert exc.value.source == f"{src}:6: return data[4000];"
