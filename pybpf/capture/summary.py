@@ -105,7 +105,7 @@ class Summarizer:
 
     # --- ARP -------------------------------------------------------------------------------
     def arp(self, data: bytes, length: int, etype: int) -> str:
-        name = "ARP" if etype == 0x0806 else "RARP"
+        name = "ARP"   # tcpdump names RARP frames ARP too; the operation tells them apart
         hrd, pro, hln, pln, op = struct.unpack_from(">HHBBH", data, 0)
         if pro != 0x0800 or pln != 4:
             return f"{name}, length {length}"
@@ -200,8 +200,6 @@ class Summarizer:
             body = p[doff:doff + length]
             if body.startswith(_HTTP_STARTS):
                 out += ": HTTP: " + body.split(b"\r\n", 1)[0].decode("latin-1")
-            elif sport in _HTTP_PORTS or dport in _HTTP_PORTS:
-                out += ": HTTP"
         return out
 
     @staticmethod
