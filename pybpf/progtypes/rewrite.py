@@ -38,8 +38,10 @@ def _transfer(insn: isa.Instruction, state: State) -> State:
     cls, op = insn.cls, insn.opcode
     if cls == isa.ALU64 and op == isa.ALU64 | isa.MOV | isa.X and insn.off == 0:
         return (regs | {insn.dst} if insn.src in regs else regs - {insn.dst}), stack
-    if cls in (isa.ALU, isa.ALU64) or op == isa.LDDW or (cls == isa.LD):
-        return regs - {insn.dst if cls != isa.LD or op == isa.LDDW else 0}, stack
+    if cls in (isa.ALU, isa.ALU64) or op == isa.LDDW:
+        return regs - {insn.dst}, stack
+    if cls == isa.LD:   # legacy packet loads scratch r0-r5
+        return regs - _CALLER_SAVED, stack
     if cls == isa.LDX:
         if insn.src == isa.FRAME_POINTER and op & 0x18 == isa.DW and insn.off in stack:
             return regs | {insn.dst}, stack
