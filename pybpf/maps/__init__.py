@@ -70,7 +70,11 @@ def create_map(spec: MapSpec) -> Map:
     """A live map for ``spec`` (its ``contents`` are written in, inner maps created)."""
     live = map_class(spec.type)(spec)
     for key, value in spec.contents:
-        live.update(key, value)
+        # initial contents are written even into maps read-only for user space (.rodata)
+        if isinstance(live, QueueMap):
+            live.push_raw(live.value_bytes(value), BPF_ANY)
+        else:
+            live.update_raw(live.key_bytes(key), live.encode_value(value), BPF_ANY)
     return live
 
 

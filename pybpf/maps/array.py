@@ -287,6 +287,7 @@ class ArrayOfMapsMap(FdArrayMap):
     """BPF_MAP_TYPE_ARRAY_OF_MAPS: entries are live maps matching ``spec.inner``."""
 
     type_names = ("array_of_maps",)
+    batch_ops = frozenset({"lookup"})
 
     def check_spec(self) -> None:
         super().check_spec()

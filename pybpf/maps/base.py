@@ -331,7 +331,11 @@ class Map:
                     raise
                 key = None
                 break
-            pairs.append((key, self.lookup_raw(key)))
+            try:
+                pairs.append((key, self.lookup_raw(key)))
+            except MapError as exc:  # an empty slot (fd arrays): skipped, as the kernel does
+                if exc.errno != ENOENT:
+                    raise
         if delete:
             for k, _ in pairs:
                 self.delete_raw(k)

@@ -197,3 +197,26 @@ def test_per_cpu_values_also_accept_the_syscall_layout_of_8_byte_slots():
     with KernelMap.create(spec) as km:
         km.update(1, values)
         assert ours[1] == km[1] == values
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("kind", ["hash_of_maps", "array_of_maps", "prog_array"])
+def test_fd_maps_answer_user_space_like_the_kernel_when_empty(kind):
+    from pybpf.kernel import KernelMap
+
+    from .harness import kernel_outcome, outcome
+
+    inner = MapSpec("i", "array", 4, 4, 2)
+    spec = MapSpec("o", kind, 4, 4, 4, inner=inner if "maps" in kind else None)
+    ours = create_map(spec)
+    with KernelMap.create(spec) as km:
+        for op in (lambda m: m.lookup_batch(), lambda m: m.delete_batch([1]),
+                   lambda m: m.lookup_and_delete(1), lambda m: m.lookup(1),
+                   lambda m: m.get_next_key(None), lambda m: m.delete(1)):
+            want = kernel_outcome(lambda: op(km))
+            if want == ("ok", None):
+                want = ("err", 2)   # KernelMap's None for ENOENT
+            got = outcome(lambda: op(ours))
+            if got[0] == "ok" and isinstance(got[1], tuple):
+                got = ("ok", (got[1][0], got[1][1]))
+            assert got == want
