@@ -17,8 +17,9 @@ pytestmark = pytest.mark.kernel
 
 I = isa.Instruction
 SIZES = {1: isa.B, 2: isa.H, 4: isa.W, 8: isa.DW}
-#: uprobe is kprobe to the kernel; sched_act has sched_cls's rules
-TYPES = [t for t in PROG_TYPES if t not in ("uprobe", "sched_act")]
+#: uprobe is kprobe to the kernel; sched_act has sched_cls's rules; tracing and lsm programs
+#: load only against a BTF attach target
+TYPES = [t for t in PROG_TYPES if t not in ("uprobe", "sched_act", "tracing", "lsm")]
 
 
 def access(off: int, size: int, write: bool) -> Program:
