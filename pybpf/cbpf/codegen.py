@@ -783,8 +783,11 @@ def compile_expression(expression: str, linktype: str | int = "EN10MB", *, snapl
                        netmask: int = 0) -> list[isa.Instruction]:
     """Compile ``expression`` to classic BPF, returning ``snaplen`` for accepted packets."""
     from .optimizer import build_program
-    f = formula(expression, linktype, linux_ext=linux_ext, netmask=netmask)
-    insns = build_program(f, snaplen, optimize=optimize)
+    try:
+        f = formula(expression, linktype, linux_ext=linux_ext, netmask=netmask)
+        insns = build_program(f, snaplen, optimize=optimize)
+    except RecursionError:
+        raise FilterError("expression nested too deeply", expression, 0) from None
     if optimize and len(insns) == 1 and insns[0].k == 0 and expression.strip():
         raise FilterError("expression rejects all packets", expression, 0)
     return insns
