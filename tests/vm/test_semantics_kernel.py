@@ -195,3 +195,46 @@ def test_generated_programs_with_a_bpf_to_bpf_call_give_the_kernels_r0(main, sub
     expected = (high << 32) | low
     assert vm.run(PACKET) == expected, describe(low_prog)
     assert vm.run(PACKET, stepping=True) == expected
+
+
+# --- loops on generated programs ---------------------------------------------------------------------
+# A bounded loop (the counter lives in a stack slot, so the verifier knows it exactly) around a
+# generated straight-line body: the back edge exercises the fast path's loop regions.
+
+from hypothesis import strategies as st  # noqa: E402
+
+from tests.strategies import body_insn, u64s  # noqa: E402
+
+COUNTER, SAVED_R0 = -72, -80
+
+
+def _loop_program(inits: list[int], stack: list[int], body: list, n: int, high: bool) -> Program:
+    insns = [I.lddw(reg, value) for reg, value in enumerate(inits)]
+    insns += [I(isa.ST | isa.MEM | isa.DW, 10, 0, -8 * (i + 1), v) for i, v in enumerate(stack)]
+    insns.append(I(isa.ST | isa.MEM | isa.DW, 10, 0, COUNTER, n))
+    body_slots = sum(i.slots for i in body)
+    tail = [I(isa.STX | isa.MEM | isa.DW, 10, 0, SAVED_R0),
+            I(isa.LDX | isa.MEM | isa.DW, 0, 10, COUNTER),
+            I(isa.ALU64 | isa.SUB, 0, imm=1),
+            I(isa.STX | isa.MEM | isa.DW, 10, 0, COUNTER),
+            I(isa.JMP | isa.JEQ, 0, off=2),
+            I(isa.LDX | isa.MEM | isa.DW, 0, 10, SAVED_R0)]
+    back = -(body_slots + len(tail) + 1)                  # to the first body instruction
+    tail += [I(isa.JMP | isa.JA, off=back), I(isa.LDX | isa.MEM | isa.DW, 0, 10, SAVED_R0)]
+    tail += [I(isa.ALU64 | isa.RSH, 0, imm=32)] if high else []
+    return Program(insns + list(body) + tail + [I(isa.JMP | isa.EXIT)])
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(inits=st.lists(u64s, min_size=10, max_size=10),
+       stack=st.lists(st.integers(-(1 << 31), (1 << 31) - 1), min_size=8, max_size=8),
+       body=st.lists(body_insn(), min_size=1, max_size=12), n=st.integers(1, 5))
+def test_generated_loops_give_the_kernels_r0(inits, stack, body, n):
+    low_prog = _loop_program(inits, stack, body, n, False)
+    low = kernel.test_run(low_prog, PACKET).retval & 0xFFFFFFFF
+    high = kernel.test_run(_loop_program(inits, stack, body, n, True), PACKET).retval
+    expected = ((high & 0xFFFFFFFF) << 32) | low
+    vm = Interpreter(low_prog)
+    assert vm.run(PACKET) == expected, describe(low_prog)
+    assert vm.run(PACKET, stepping=True) == expected
