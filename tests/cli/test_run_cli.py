@@ -208,3 +208,25 @@ def test_bad_data_hex_gets_one_line(write):
     proc = pybpf("run", prog, "--data", "zz")
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "hex" in proc.stderr
+
+
+def test_trace_with_json_keeps_stdout_machine_readable(capsys, write):
+    prog = write("tj.s", "r0 = 5\nexit\n")
+    code, out, err = run_inprocess(capsys, "run", prog, "--trace", "--json")
+    assert code == 0
+    assert json.loads(out)["retval"] == 5
+    assert "r0=0x5" in err
+
+
+def test_trace_needs_the_interpreter(capsys, write):
+    prog = write("tk.s", "r0 = 5\nexit\n")
+    code, _, err = run_inprocess(capsys, "run", prog, "--trace", "--engine", "kernel")
+    assert code != 0 and "interpreter" in err
+
+
+def test_plugin_refuses_an_unknown_option_in_one_line():
+    proc = subprocess.run([sys.executable, "-m", "pybpf", "plugin", "aa", "--bogus"],
+                          input="9500000000000000", capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "--bogus" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
