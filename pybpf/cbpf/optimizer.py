@@ -516,23 +516,45 @@ def _layout(root, reuse: bool = True):
             reachable.add(id(canon(n.t)))
             reachable.add(id(canon(n.f)))
     leaves.sort(key=lambda l: l.k == 0)
-    code: list[isa.Instruction] = []
-    start: dict[int, int] = {}
-    jumps = []
-    for n in kept:
-        start[id(n)] = len(code)
-        code.extend(blocks[id(n)])
-        jumps.append((len(code) - 1, n))
-    for leaf in leaves:
-        if id(leaf) in reachable:
-            start[id(leaf)] = len(code)
-            code.append(isa.stmt(RET | isa.K, leaf.k))
-    for j, n in jumps:
-        jt = start[id(canon(n.t))] - j - 1
-        jf = start[id(canon(n.f))] - j - 1
-        if jt > 255 or jf > 255:
-            raise FilterError("expression too complex (a jump longer than 255 instructions)")
-        code[j] = isa.Instruction(code[j].code, jt, jf, code[j].k)
+    # conditional jumps reach at most 255 instructions; a farther target goes through a
+    # ``ja`` trampoline placed right after the jump (libpcap does the same)
+    far: dict[int, set[str]] = {}
+    for _ in range(64):
+        code: list[isa.Instruction] = []
+        start: dict[int, int] = {}
+        jumps = []
+        for n in kept:
+            start[id(n)] = len(code)
+            code.extend(blocks[id(n)])
+            j = len(code) - 1
+            tramp = {}
+            for side in ("t", "f"):
+                if side in far.get(id(n), ()):
+                    tramp[side] = len(code)
+                    code.append(isa.stmt(JMP | isa.JA, 0))
+            jumps.append((j, n, tramp))
+        for leaf in leaves:
+            if id(leaf) in reachable:
+                start[id(leaf)] = len(code)
+                code.append(isa.stmt(RET | isa.K, leaf.k))
+        again = False
+        for j, n, tramp in jumps:
+            offs = {}
+            for side, child in (("t", n.t), ("f", n.f)):
+                target = start[id(canon(child))]
+                if side in tramp:
+                    code[tramp[side]] = isa.stmt(JMP | isa.JA, target - tramp[side] - 1)
+                    target = tramp[side]
+                offs[side] = target - j - 1
+                if offs[side] > 255:
+                    far.setdefault(id(n), set()).add(side)
+                    again = True
+            code[j] = isa.Instruction(code[j].code, min(offs["t"], 255), min(offs["f"], 255),
+                                      code[j].k)
+        if not again:
+            break
+    else:
+        raise FilterError("expression too complex (jumps do not fit)")
     return code, entry
 
 

@@ -145,3 +145,25 @@ def test_always_false_expression_is_refused_like_tcpdump():
 
 def test_empty_expression_accepts_everything_like_tcpdump():
     assert tuple(compile_filter("")) == tcpdump_program("")
+
+
+def test_long_expressions_get_jump_trampolines_and_still_match_tcpdump():
+    import ipaddress
+    import random
+    import struct
+    from pybpf.cbpf import check
+    hosts = [f"10.9.{i // 200}.{i % 200 + 1}" for i in range(120)]
+    expr = " or ".join(f"host {h}" for h in hosts)
+    ours = compile_filter(expr)
+    check(ours)
+    assert any(i.code == 0x05 for i in ours)          # some ja trampolines were needed
+    ref = tcpdump_program(expr)
+    rnd = random.Random(2)
+    frames = []
+    for _ in range(300):
+        src = ipaddress.IPv4Address(rnd.choice(hosts + ["10.9.9.9"])).packed
+        dst = ipaddress.IPv4Address(rnd.choice(hosts + ["10.9.9.8"])).packed
+        ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20, 0, 0, 64, 6, 0, src, dst)
+        frames.append(b"\0" * 12 + rnd.choice([b"\x08\x00", b"\x08\x06"]) + ip + b"\0" * 20)
+    assert [run(ours, f) for f in frames] == [run(ref, f) for f in frames]
+    assert any(run(ours, f) for f in frames)
