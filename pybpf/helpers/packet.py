@@ -290,3 +290,46 @@ def redirect_map(env, map_ptr, key, flags, *_):
     if ctx is not None:
         ctx.redirect = ("map", key, flags)
     return XDP_REDIRECT
+
+
+# --- XDP buffer access -------------------------------------------------------------------------
+
+@helper("xdp_get_buff_len", "integer", "ptr_to_ctx")
+def xdp_get_buff_len(env, ctx, *_):
+    """The packet length from ``data`` (pybpf frames have no fragments)."""
+    c = _context(env, "xdp_get_buff_len", "adjust_head")
+    return c.data_end - c.data
+
+
+def _xdp_range(c, offset: int, length: int) -> int:
+    """Start of ``[offset, offset + length)`` in the packet region, or a -errno: EFAULT beyond
+    64 KiB, EINVAL past the end (``__bpf_xdp_load_bytes``)."""
+    offset &= 0xFFFFFFFF
+    length &= 0xFFFFFFFF
+    if offset > 0xFFFF or length > 0xFFFF:
+        return -EFAULT
+    if offset + length > c.data_end - c.data:
+        return -EINVAL
+    return c.data - c.meta + offset
+
+
+@helper("xdp_load_bytes", "integer", "ptr_to_ctx", "anything", "ptr_to_uninit_mem",
+        "const_size")
+def xdp_load_bytes(env, ctx, offset, buf, length, *_):
+    c = _context(env, "xdp_load_bytes", "adjust_head")
+    start = _xdp_range(c, offset, length)
+    if start < 0:
+        return start & M64
+    env.write(buf, bytes(c.packet.view[start: start + (length & 0xFFFFFFFF)]))
+    return 0
+
+
+@helper("xdp_store_bytes", "integer", "ptr_to_ctx", "anything", "ptr_to_mem", "const_size")
+def xdp_store_bytes(env, ctx, offset, buf, length, *_):
+    c = _context(env, "xdp_store_bytes", "adjust_head")
+    start = _xdp_range(c, offset, length)
+    if start < 0:
+        return start & M64
+    length &= 0xFFFFFFFF
+    c.packet.view[start: start + length] = env.read(buf, length)
+    return 0

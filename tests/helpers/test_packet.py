@@ -167,3 +167,37 @@ def test_csum_diff_over_a_large_map_value_matches_the_kernel(from_size, to_size)
         exit
     """
     same(source, "xdp")
+
+
+@pytest.mark.parametrize("offset,length", [(0, 8), (52, 8), (53, 8), (0, 1), (59, 1),
+                                           (60, 1), (1 << 31, 4)])
+def test_xdp_load_and_store_bytes_reach_what_the_kernel_reaches(offset, length):
+    source = f"""
+        r6 = r1
+        r2 = 0x1122334455667788 ll
+        *(u64 *)(r10 - 8) = r2
+        r2 = {offset}
+        r3 = r10
+        r3 += -8
+        r4 = {length}
+        call bpf_xdp_store_bytes
+        r7 = r0
+        r1 = r6
+        r2 = {max(offset - 2, 0)}
+        r3 = r10
+        r3 += -16
+        r4 = {length}
+        call bpf_xdp_load_bytes
+        r7 <<= 8
+        r7 ^= r0
+        r0 = *(u8 *)(r10 - 16)
+        r0 <<= 16
+        r0 ^= r7
+        r1 = r6
+        call bpf_xdp_get_buff_len
+        r0 <<= 40
+        r0 ^= r7
+        exit
+    """
+    same(source.replace("*(u64 *)(r10 - 8) = r2", "*(u64 *)(r10 - 8) = r2\n"
+                        "        r5 = 0\n        *(u64 *)(r10 - 16) = r5"), "xdp")
