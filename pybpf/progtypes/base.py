@@ -219,8 +219,8 @@ def check_ctx_size(prog_type: ProgType, ctx_in: bytes | None, *, exact: bool = F
     if size > prog_type.ctx_size or (exact and size != prog_type.ctx_size) or size % multiple:
         need = f"exactly {prog_type.ctx_size}" if exact else f"at most {prog_type.ctx_size}"
         extra = f", a multiple of {multiple}" if multiple > 1 else ""
-        raise UsageError(f"a {prog_type.name} context is {prog_type.ctx_name}: {need} "
-                         f"bytes{extra}, got {size}")
+        raise UsageError(f"the context of {prog_type.name} programs is {prog_type.ctx_name}: "
+                         f"{need} bytes{extra}, got {size}")
     return bytes(ctx_in)
 
 

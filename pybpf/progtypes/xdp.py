@@ -62,6 +62,10 @@ class XdpContext(Context):
                                  "the metadata in front of the packet (a multiple of 4); the "
                                  "kernel answers EINVAL")
             metalen = c_data
+        if len(data) - metalen < ETH_HLEN:
+            raise UsageError(f"an xdp program runs on an Ethernet frame: {len(data) - metalen} "
+                             "bytes is shorter than its 14-byte header (the kernel answers "
+                             "EINVAL)")
         super().__init__(prog_type, memory, b"")
         if ctx_in is not None:
             self.set_u32("ingress_ifindex", ingress)

@@ -146,3 +146,14 @@ def test_a_32_bit_load_of_data_is_rewritten_but_other_reads_are_refused():
 def test_redirect_gives_the_kernels_verdict(flags):
     kernel, ours = both(f"r1 = 1\nr2 = {flags}\ncall bpf_redirect\nexit", "xdp", PACKET)
     assert ours.retval == kernel.retval
+
+
+def test_a_frame_shorter_than_an_ethernet_header_is_refused_like_the_kernel():
+    from pybpf.errors import KernelError
+
+    from .compare import in_kernel
+
+    with pytest.raises(KernelError):
+        in_kernel(LENGTHS, "xdp", b"\0" * 13)
+    with pytest.raises(UsageError, match="14-byte"):
+        in_pybpf(LENGTHS, "xdp", b"\0" * 13)
