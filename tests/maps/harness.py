@@ -176,3 +176,50 @@ class KernelRingReader:
             struct.pack_into("<Q", self.cons, 0, cons + ((size + 8 + 7) & ~7))
             if not length & (1 << 30):
                 yield data
+
+
+class KernelPerfBuffer:
+    """One CPU's ``PERF_COUNT_SW_BPF_OUTPUT`` event and its mmap'd sample ring, read the way
+    libbpf's perf_buffer does: PERF_RECORD_SAMPLE records carrying PERF_SAMPLE_RAW data."""
+
+    PAGES = 8
+
+    def __init__(self, cpu: int):
+        import mmap
+        import struct
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        # struct perf_event_attr, PERF_ATTR_SIZE_VER0 (64 bytes): software BPF output events,
+        # sampled every event, raw sample data, wake up on every event
+        attr = struct.pack("<IIQQQQQII8x", 1, 64, 10, 1, 1 << 10, 0, 0, 1, 0)
+        buf = ctypes.create_string_buffer(attr, 64)
+        fd = libc.syscall(298, buf, -1, cpu, -1, 8)   # perf_event_open, PERF_FLAG_FD_CLOEXEC
+        if fd < 0:
+            raise OSError(ctypes.get_errno(), "perf_event_open")
+        self.fd = fd
+        self.page = mmap.PAGESIZE
+        self.ring = mmap.mmap(fd, (1 + self.PAGES) * self.page, mmap.MAP_SHARED,
+                              mmap.PROT_READ | mmap.PROT_WRITE)
+
+    def close(self) -> None:
+        self.ring.close()
+        os.close(self.fd)
+
+    def samples(self) -> list[bytes]:
+        import struct
+
+        head, tail = struct.unpack_from("<QQ", self.ring, 1024)
+        size = self.PAGES * self.page
+        out = []
+        while tail < head:
+            off = self.page + tail % size
+            rtype, _misc, rsize = struct.unpack_from("<IHH", self.ring, off)
+            record = bytes(self.ring[off: off + rsize]) if off + rsize <= len(self.ring) else \
+                bytes(self.ring[off:]) + bytes(self.ring[self.page: self.page + rsize -
+                                                          (len(self.ring) - off)])
+            if rtype == 9:   # PERF_RECORD_SAMPLE: u32 size, then the raw bytes
+                raw = struct.unpack_from("<I", record, 8)[0]
+                out.append(record[12: 12 + raw])
+            tail += rsize
+        struct.pack_into("<Q", self.ring, 1032, tail)
+        return out

@@ -62,3 +62,32 @@ def test_samples_reach_the_reader_with_perf_padding():
     # raw size padded so that 4 + size is a multiple of 8: 5 bytes -> 12; slot order
     assert samples == [(0, bytes.fromhex("0807060504") + bytes(7)),
                        (1, bytes.fromhex("0807060504") + bytes(7))]
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("size", [1, 4, 5, 7, 8])
+def test_samples_match_what_the_kernel_delivers_to_a_perf_ring(size):
+    from pybpf import kernel
+    from pybpf.maps import current_cpu
+
+    from .harness import KernelPerfBuffer
+
+    text = OUTPUT.format(flags=0xFFFFFFFF).replace("r5 = 5", f"r5 = {size}")
+    prog = assemble(text)
+    perf = create_map(prog.maps[0])
+    vm = Interpreter(prog, maps=[perf])
+    reader = perf.reader()
+    with one_cpu():
+        cpu = current_cpu()
+        event = KernelPerfBuffer(cpu)
+        try:
+            with kernel.KernelMap.create(prog.maps[0]) as km, \
+                    kernel.load_program(prog, maps=[km]) as kp:
+                km.update(cpu, event.fd)
+                for _ in range(3):
+                    assert vm.run(b"x" * 50) & 0xFFFFFFFF == kp.test_run(bytes(64)).retval == 0
+                want = event.samples()
+        finally:
+            event.close()
+    assert [data for _, data in reader] == want
+    assert len(want) == 3
