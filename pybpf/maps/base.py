@@ -62,6 +62,7 @@ EPERM = _errno.EPERM
 EBUSY = _errno.EBUSY
 EAGAIN = _errno.EAGAIN
 EOPNOTSUPP = _errno.EOPNOTSUPP
+ENOMEM = _errno.ENOMEM
 #: the kernel-internal ENOTSUPP (not EOPNOTSUPP); bpf(2) leaks it to user space for some maps
 ENOTSUPP = 524
 
@@ -153,9 +154,18 @@ def map_from_handle(handle: int) -> "Map | None":
     return _BY_HANDLE.get(handle)
 
 
+#: the most value storage one map may preallocate here (the kernel would say ENOMEM)
+MAX_STORAGE = 1 << 32
+
+
 def alloc(size: int) -> ctypes.Array:
-    """Zeroed, 8-byte aligned native memory that never moves."""
-    return (ctypes.c_uint64 * max((size + 7) // 8, 1))()
+    """Zeroed, 8-byte aligned native memory that never moves (MapError ENOMEM if too big)."""
+    if size > MAX_STORAGE:
+        raise fail(f"cannot preallocate {size} bytes of map storage", ENOMEM)
+    try:
+        return (ctypes.c_uint64 * max((size + 7) // 8, 1))()
+    except (MemoryError, OverflowError):
+        raise fail(f"cannot preallocate {size} bytes of map storage", ENOMEM) from None
 
 
 class Map:

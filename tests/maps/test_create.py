@@ -56,3 +56,14 @@ def test_every_map_type_the_design_names_is_implemented():
                  "lpm_trie", "ringbuf", "perf_event_array", "prog_array", "array_of_maps",
                  "hash_of_maps", "queue", "stack", "bloom_filter"]:
         assert name in MAP_TYPES
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("kind", ["array_of_maps", "hash_of_maps"])
+@pytest.mark.parametrize("key, value, entries, flags", [
+    (4, 4, 4, 0), (4, 8, 4, 0), (8, 4, 4, 0), (3, 4, 4, 0), (4, 4, 0, 0), (4, 4, 4, 1),
+    (4, 4, 4, 128), (4, 4, 4, 4096), (4, 4, 4, 8),
+])
+def test_map_in_map_creation_succeeds_or_fails_like_the_kernel(kind, key, value, entries, flags):
+    spec = MapSpec("mim", kind, key, value, entries, flags, inner=MapSpec("i", "hash", 4, 4, 4))
+    assert creation(create_map, spec) == creation(kernel_create, spec), spec
