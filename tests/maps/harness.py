@@ -28,16 +28,17 @@ NO_SHRINK = (Phase.explicit, Phase.reuse, Phase.generate)
 
 
 @contextlib.contextmanager
-def one_cpu() -> Iterator[None]:
+def one_cpu(cpu: int | None = None) -> Iterator[None]:
     """Keep this thread on the CPU it runs on: the kernel's LRU lists and per-CPU values then
     behave as for a single producer (no free nodes stranded on another CPU's local list), and
     pybpf's per-CPU helpers are told to use that CPU too."""
     from pybpf.maps import current_cpu, set_current_cpu
 
     old = os.sched_getaffinity(0)
-    cpu = running_cpu()
-    if cpu not in old:
-        cpu = min(old)
+    if cpu is None:
+        cpu = running_cpu()
+        if cpu not in old:
+            cpu = min(old)
     os.sched_setaffinity(0, {cpu})
     saved = current_cpu()
     set_current_cpu(cpu)   # pybpf's per-CPU helpers then use the same CPU's copies

@@ -226,3 +226,20 @@ def test_program_lpm_operations_match_the_kernel(ops):
             frame = lpm_packet(*op)
             assert vm.run(frame[14:]) & 0xFFFFFFFF == kp.test_run(frame).retval, op
         assert ours.items() == list(km.items())
+
+
+@pytest.mark.parametrize("cpu", sorted(__import__("os").sched_getaffinity(0))[:4])
+@pytest.mark.parametrize("kind", ["percpu_hash", "percpu_array", "lru_percpu_hash"])
+def test_per_cpu_writes_from_a_program_land_in_that_cpus_copy_like_the_kernel(kind, cpu):
+    from pybpf import kernel
+
+    program = assemble(PROGRAM.format(kind=kind, entries=4))
+    ours = create_map(program.maps[0])
+    vm = Interpreter(program, maps=[ours])
+    ops = [(1, 1, 5, 0), (1, 2, 6, 0), (0, 1, 0, 0), (1, 1, 7, 2), (2, 2, 0, 0), (1, 3, 8, 1)]
+    with one_cpu(cpu), kernel.KernelMap.create(program.maps[0]) as km, \
+            kernel.load_program(program, maps=[km]) as kp:
+        for op in ops:
+            frame = packet(*op)
+            assert vm.run(frame[14:]) & 0xFFFFFFFF == kp.test_run(frame).retval, op
+        assert contents(ours) == contents(km)
