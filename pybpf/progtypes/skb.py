@@ -76,6 +76,7 @@ CGROUP_VERDICTS = {0: "drop", 1: "allow"}
 
 PACKET_HOST, PACKET_MULTICAST, PACKET_OTHERHOST = 0, 2, 3
 LOOPBACK_IFINDEX = 1
+AF_INET, AF_INET6 = 2, 10
 #: BPF_PROG_TEST_RUN reads the addresses of IPv4 and IPv6 frames into its socket: it wants
 #: the whole network header
 NETWORK_HEADERS = {b"\x08\x00": ("IPv4", 20), b"\x86\xdd": ("IPv6", 40)}
@@ -159,7 +160,24 @@ class SkbContext(Context):
         self.set_u32("len", length)
         self.set_u32("pkt_type", pkt_type(frame))
         self.set_u32("protocol", int.from_bytes(frame[12:14], "little"))
+        self._fill_socket(frame)
         self.update_pointers()
+
+    def _fill_socket(self, frame: bytes) -> None:
+        """The socket BPF_PROG_TEST_RUN attaches: its family and addresses come from the IPv4
+        or IPv6 header (destination = remote, source = local); ports stay 0."""
+        view = self.region.view
+        network = NETWORK_HEADERS.get(frame[12:14])
+        if network is None:
+            return
+        if network[0] == "IPv4":
+            self.set_u32("family", AF_INET)
+            view[92:96] = frame[14 + 16: 14 + 20]     # remote_ip4 = daddr
+            view[96:100] = frame[14 + 12: 14 + 16]    # local_ip4 = saddr
+        else:
+            self.set_u32("family", AF_INET6)
+            view[100:116] = frame[14 + 24: 14 + 40]   # remote_ip6 = daddr
+            view[116:132] = frame[14 + 8: 14 + 24]    # local_ip6 = saddr
 
     def update_pointers(self) -> None:
         start = self.packet.address
