@@ -160,7 +160,181 @@ def bound_offset(r) -> None:
 
 
 def sync(r) -> None:
-    """The kernel's ``reg_bounds_sync``."""
+    """The kernel's ``reg_bounds_sync``: update from the tnum, deduce between the four
+    intervals twice, tighten the tnum from the bounds, update again. Written with locals
+    (this is the verifier's hottest function); the step functions above are the reference."""
+    v, m = r.var_off
+    if m == 0:
+        # a constant: every interval collapses to it
+        r.umin = r.umax = v
+        r.smin = r.smax = v - (1 << 64) if v >> 63 else v
+        w = v & U32
+        r.u32min = r.u32max = w
+        r.s32min = r.s32max = w - (1 << 32) if w >> 31 else w
+        return
+    smin, smax, umin, umax = r.smin, r.smax, r.umin, r.umax
+    s32min, s32max, u32min, u32max = r.s32min, r.s32max, r.u32min, r.u32max
+    # __update_reg_bounds
+    v32, m32 = v & U32, m & U32
+    t = v32 | (m32 & 0x80000000)
+    t = t - (1 << 32) if t >> 31 else t
+    if t > s32min:
+        s32min = t
+    t = v32 | (m32 & 0x7FFFFFFF)
+    t = t - (1 << 32) if t >> 31 else t
+    if t < s32max:
+        s32max = t
+    if v32 > u32min:
+        u32min = v32
+    if v32 | m32 < u32max:
+        u32max = v32 | m32
+    t = v | (m & 0x8000000000000000)
+    t = t - (1 << 64) if t >> 63 else t
+    if t > smin:
+        smin = t
+    t = v | (m & S64_MAX)
+    if t < smax:
+        smax = t
+    if v > umin:
+        umin = v
+    if v | m < umax:
+        umax = v | m
+    for _ in (0, 1):
+        # __reg32_deduce_bounds
+        if umin >> 32 == umax >> 32:
+            a, b = umin & U32, umax & U32
+            if a > u32min:
+                u32min = a
+            if b < u32max:
+                u32max = b
+            sa = a - (1 << 32) if a >> 31 else a
+            sb = b - (1 << 32) if b >> 31 else b
+            if sa <= sb:
+                if sa > s32min:
+                    s32min = sa
+                if sb < s32max:
+                    s32max = sb
+        if smin >> 32 == smax >> 32:
+            a, b = smin & U32, smax & U32
+            if a > u32min:
+                u32min = a
+            if b < u32max:
+                u32max = b
+            sa = a - (1 << 32) if a >> 31 else a
+            sb = b - (1 << 32) if b >> 31 else b
+            if sa <= sb:
+                if sa > s32min:
+                    s32min = sa
+                if sb < s32max:
+                    s32max = sb
+        if ((umin >> 32) + 1) & U32 == (umax >> 32) & U32:
+            a, b = umin & U32, umax & U32
+            sa = a - (1 << 32) if a >> 31 else a
+            sb = b - (1 << 32) if b >> 31 else b
+            if sa < 0 <= sb:
+                if sa > s32min:
+                    s32min = sa
+                if sb < s32max:
+                    s32max = sb
+        if ((((smin & U64) >> 32) + 1) & U32) == ((smax & U64) >> 32) & U32:
+            a, b = smin & U32, smax & U32
+            sa = a - (1 << 32) if a >> 31 else a
+            sb = b - (1 << 32) if b >> 31 else b
+            if sa < 0 <= sb:
+                if sa > s32min:
+                    s32min = sa
+                if sb < s32max:
+                    s32max = sb
+        sa = u32min - (1 << 32) if u32min >> 31 else u32min
+        sb = u32max - (1 << 32) if u32max >> 31 else u32max
+        if sa <= sb:
+            if sa > s32min:
+                s32min = sa
+            if sb < s32max:
+                s32max = sb
+        if s32min & U32 <= s32max & U32:
+            if s32min & U32 > u32min:
+                u32min = s32min & U32
+            if s32max & U32 < u32max:
+                u32max = s32max & U32
+        # __reg64_deduce_bounds
+        sa = umin - (1 << 64) if umin >> 63 else umin
+        sb = umax - (1 << 64) if umax >> 63 else umax
+        if sa <= sb:
+            if sa > smin:
+                smin = sa
+            if sb < smax:
+                smax = sb
+        if smin & U64 <= smax & U64:
+            if smin & U64 > umin:
+                umin = smin & U64
+            if smax & U64 < umax:
+                umax = smax & U64
+        elif umax < smin & U64:
+            smin = sa
+            if sb < smax:
+                smax = sb
+        elif smax & U64 < umin:
+            if sa > smin:
+                smin = sa
+            smax = sb
+        # __reg_deduce_mixed_bounds
+        t = (umin & 0xFFFFFFFF00000000) | u32min
+        if t > umin:
+            umin = t
+        t = (umax & 0xFFFFFFFF00000000) | u32max
+        if t < umax:
+            umax = t
+        t = (smin & 0xFFFFFFFF00000000) | u32min
+        t = t - (1 << 64) if t >> 63 else t
+        if t > smin:
+            smin = t
+        t = (smax & 0xFFFFFFFF00000000) | u32max
+        t = t - (1 << 64) if t >> 63 else t
+        if t < smax:
+            smax = t
+        if s32min >= 0 and smin >= S32_MIN and smax <= S32_MAX:
+            smin, smax = s32min, s32max
+            umin, umax = s32min, s32max
+            v, m = tn.intersect(Tnum(v, m), tn.trange(smin & U64, smax & U64))
+    # __reg_bound_offset
+    var64 = tn.intersect(Tnum(v, m), tn.trange(umin, umax)) if umin <= umax else Tnum(v, m)
+    var32 = tn.intersect(tn.subreg(var64), tn.trange(u32min, u32max)) \
+        if u32min <= u32max else tn.subreg(var64)
+    v = (var64.value & 0xFFFFFFFF00000000) | var32.value
+    m = ((var64.mask & 0xFFFFFFFF00000000) | var32.mask) & ~v & U64
+    r.var_off = Tnum(v, m)
+    # __update_reg_bounds again
+    v32, m32 = v & U32, m & U32
+    t = v32 | (m32 & 0x80000000)
+    t = t - (1 << 32) if t >> 31 else t
+    if t > s32min:
+        s32min = t
+    t = v32 | (m32 & 0x7FFFFFFF)
+    t = t - (1 << 32) if t >> 31 else t
+    if t < s32max:
+        s32max = t
+    if v32 > u32min:
+        u32min = v32
+    if v32 | m32 < u32max:
+        u32max = v32 | m32
+    t = v | (m & 0x8000000000000000)
+    t = t - (1 << 64) if t >> 63 else t
+    if t > smin:
+        smin = t
+    t = v | (m & S64_MAX)
+    if t < smax:
+        smax = t
+    if v > umin:
+        umin = v
+    if v | m < umax:
+        umax = v | m
+    r.smin, r.smax, r.umin, r.umax = smin, smax, umin, umax
+    r.s32min, r.s32max, r.u32min, r.u32max = s32min, s32max, u32min, u32max
+
+
+def sync_reference(r) -> None:
+    """``sync`` step by step, as the kernel writes it (used to test the fast version)."""
     update_bounds(r)
     deduce_bounds(r)
     deduce_bounds(r)
@@ -401,8 +575,25 @@ def safe_to_compute(op: int, s, alu32: bool) -> bool:
     return False
 
 
+_CONST_OPS = {
+    0x00: lambda a, b, w: a + b, 0x10: lambda a, b, w: a - b, 0x20: lambda a, b, w: a * b,
+    0x40: lambda a, b, w: a | b, 0x50: lambda a, b, w: a & b, 0xA0: lambda a, b, w: a ^ b,
+    0x60: lambda a, b, w: a << b, 0x70: lambda a, b, w: a >> b,
+    0xC0: lambda a, b, w: (a - (1 << w) if a >> (w - 1) else a) >> b,
+    0x80: lambda a, b, w: -a,
+}
+
+
 def alu(d, s, op: int, alu32: bool) -> None:
     """``d = d <op> s`` on scalars (``adjust_scalar_min_max_vals``); ``s`` is not modified."""
+    if d.var_off.mask == 0 and s.var_off.mask == 0 and op in _CONST_OPS:
+        # both operands known: the kernel's transfer functions yield the exact result
+        w = 32 if alu32 else 64
+        a = d.var_off.value & ((1 << w) - 1)
+        b = s.var_off.value & ((1 << w) - 1)
+        if op not in (0x60, 0x70, 0xC0) or b < w:
+            mark_known(d, _CONST_OPS[op](a, b, w) & ((1 << w) - 1))
+            return
     if not safe_to_compute(op, s, alu32):
         mark_unknown(d)
         return

@@ -323,6 +323,29 @@ def _alu(env: Env, state: VerifierState, insn, pc: int) -> None:
             bd.alu(out, out, isa.NEG, alu32)
         regs[d] = out
         return
+    dst = regs[d]
+    if dst.type == st.SCALAR and dst.var_off.mask == 0 and op in bd._CONST_OPS and d != 10:
+        # fast path: constant <op> constant is exact in the kernel too
+        if insn.opcode & isa.X:
+            src = regs[insn.src]
+            b = src.var_off.value if src.type == st.SCALAR and src.var_off.mask == 0 else None
+        else:
+            b = insn.imm & bd.U64
+        if b is not None:
+            w = 32 if alu32 else 64
+            mask = bd.U32 if alu32 else bd.U64
+            b &= mask
+            if op not in (isa.LSH, isa.RSH, isa.ARSH) or b < w:
+                v = bd._CONST_OPS[op](dst.var_off.value & mask, b, w) & mask
+                dst.var_off = tn.Tnum(v, 0)
+                dst.umin = dst.umax = v
+                dst.smin = dst.smax = v - (1 << 64) if v >> 63 else v
+                v32 = v & bd.U32
+                dst.u32min = dst.u32max = v32
+                dst.s32min = dst.s32max = v32 - (1 << 32) if v32 >> 31 else v32
+                dst.id = 0
+                dst.origin = pc
+                return
     if insn.opcode & isa.X:
         src = _read_reg(regs, insn.src, pc)
     else:
@@ -348,7 +371,7 @@ def _alu(env: Env, state: VerifierState, insn, pc: int) -> None:
         else:
             _ptr_alu(env, regs, insn, pc, src, dst, False)
         return
-    out = dst.copy()
+    out = dst.copy() if dst is src else dst
     out.id = 0
     out.origin = pc
     bd.alu(out, src, op, alu32)
@@ -390,6 +413,8 @@ def _mem_access(env: Env, state: VerifierState, regno: int, off: int, size: int,
             raise Reject(f"variable ctx access var_off={r.var_off} disallowed", "modified-ctx",
                          pc, regno=regno)
         ok, kind = env.ptype.access(off, size, write)
+        if sign_extend and kind is not None:
+            ok = False   # a sign-extending load cannot produce a pointer
         if not ok:
             raise Reject(f"invalid bpf_context access off={off} size={size}", "ctx-access", pc,
                          regno=regno, off=off, size=size, write=write,
@@ -613,6 +638,10 @@ def _scalar_branch_taken(r1: RegState, r2: RegState, op: int, is32: bool) -> int
     return 1 if yes else 0 if no else -1
 
 
+#: pointer types the kernel knows are never NULL (``reg_not_null``)
+_NOT_NULL = {st.MAP_VALUE, st.MAP_KEY, st.MEM, st.RINGBUF_MEM, st.MAP_PTR}
+
+
 def _branch_taken(r1: RegState, r2: RegState, op: int, is32: bool) -> int:
     p1, p2 = r1.is_pointer, r2.is_pointer
     if p1 and p2:
@@ -623,7 +652,7 @@ def _branch_taken(r1: RegState, r2: RegState, op: int, is32: bool) -> int:
             r1, r2 = r2, r1
         if not _is_const(r2, is32):
             return -1
-        if r1.type in st.NULLABLE or r1.type in (st.SCALAR,):
+        if r1.type not in _NOT_NULL:
             return -1
         if _const_val(r2, is32) != 0:
             return -1
@@ -833,11 +862,39 @@ def _pkt_compare(this: VerifierState, other: VerifierState, insn, op: int) -> bo
     return True
 
 
+def _const_branch(a: int, imm: int, op: int, is32: bool) -> int:
+    if is32:
+        a &= bd.U32
+        b = imm & bd.U32
+        sa, sb = bd.s32(a), bd.s32(b)
+    else:
+        b = imm & bd.U64
+        sa, sb = bd.s64(a), bd.s64(b)
+    return int(_CONST_CMP[op](a, b, sa, sb))
+
+
+_CONST_CMP = {
+    isa.JEQ: lambda a, b, sa, sb: a == b, isa.JNE: lambda a, b, sa, sb: a != b,
+    isa.JGT: lambda a, b, sa, sb: a > b, isa.JGE: lambda a, b, sa, sb: a >= b,
+    isa.JLT: lambda a, b, sa, sb: a < b, isa.JLE: lambda a, b, sa, sb: a <= b,
+    isa.JSET: lambda a, b, sa, sb: bool(a & b), isa.JSGT: lambda a, b, sa, sb: sa > sb,
+    isa.JSGE: lambda a, b, sa, sb: sa >= sb, isa.JSLT: lambda a, b, sa, sb: sa < sb,
+    isa.JSLE: lambda a, b, sa, sb: sa <= sb,
+}
+
+
 def _cond_jmp(env: Env, state: VerifierState, insn, pc: int):
     """Returns the list of (state, next_pc) successors; ``state`` continues as the first."""
-    regs = state.cur.regs
+    regs = state.frames[-1].regs
     op = insn.opcode & 0xF0
     is32 = insn.cls == isa.JMP32
+    dst = regs[insn.dst]
+    if dst.type == st.SCALAR and dst.var_off.mask == 0 and not insn.opcode & isa.X:
+        # fast path: constant compared with an immediate decides the branch
+        pred = _const_branch(dst.var_off.value, insn.imm, op, is32)
+        nxt = pc + 1 if pred == 0 else insn.jump_target(pc)
+        state.history = (pc, nxt, state.history)
+        return [(state, nxt)]
     dst = _read_reg(regs, insn.dst, pc)
     if insn.opcode & isa.X:
         src = _read_reg(regs, insn.src, pc)
@@ -918,7 +975,7 @@ def _exit(env: Env, state: VerifierState, pc: int) -> int | None:
     """Returns the pc to continue at after a subprogram exit, or None at program exit."""
     regs = state.cur.regs
     if len(state.frames) > 1:
-        r0 = _read_reg(regs, 0, pc)
+        r0 = regs[0]
         if r0.type == st.STACK:
             raise Reject("cannot return stack pointer to the caller", "return-stack-ptr", pc)
         callee = state.frames.pop()
@@ -1034,7 +1091,7 @@ def _states_equal(env: Env, old: VerifierState, cur: VerifierState, pc: int) -> 
 
 def _fingerprint(state: VerifierState) -> tuple:
     """A cheap summary of the innermost frame for the infinite-loop check."""
-    return tuple((r.type, r.var_off, r.off) for r in state.cur.regs) + (len(state.frames),)
+    return tuple([r.var_off for r in state.frames[-1].regs])
 
 
 # --- the walk ---------------------------------------------------------------------------------
@@ -1051,6 +1108,17 @@ def initial_state(env: Env) -> VerifierState:
 
 def do_check(env: Env) -> None:
     """Walk every path; raise :class:`Reject` on the first unsafe instruction."""
+    import gc
+    enabled = gc.isenabled()
+    gc.disable()   # states hold no reference cycles; collection passes only cost time
+    try:
+        _do_check(env)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _do_check(env: Env) -> None:
     layout = env.layout
     insns = layout.insns
     prune = layout.prune

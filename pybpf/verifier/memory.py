@@ -149,9 +149,10 @@ def _set_byte(frame, byte_off: int, kind: str) -> None:
     spi, idx = divmod(k, 8)
     slot = _get_slot(frame, spi)
     types = list(slot.types)
-    if slot.spilled is not None and kind != st.SPILL:
-        # a regular write into a spill slot destroys the spilled register; its remaining
-        # bytes stay "spilled" and can no longer be read (as the kernel's NOT_INIT spill)
+    if types[7] == st.SPILL and kind != st.SPILL:
+        # a regular write into a spill slot destroys the spilled register and scrubs the
+        # slot: every initialised byte becomes misc (the kernel's scrub_spilled_slot)
+        types = [t if t == st.INVALID else st.MISC for t in types]
         slot.spilled = None
     types[idx] = kind
     slot.types = "".join(types)
