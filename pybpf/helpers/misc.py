@@ -18,7 +18,8 @@ MAX_BPF_FUNC_VARARGS = 12
 
 #: one conversion as bpf_bprintf_prepare accepts it: flags, width, then an integer (with l/ll),
 #: a character, a string or a pointer (%p with its suffix)
-_CONVERSION = re.compile(rb"%(?:(%)|([-+ 0]*)([1-9]\d*)?(?:(ll|l)?([diuxX])|([cs])|p([a-zA-Z0-9]*)))")
+_CONVERSION = re.compile(rb"%(?:(%)|([-+ 0]*)([1-9]\d*)?"
+                         rb"(?:(ll|l)?([diuxX])|([cs])|p([a-zA-Z0-9]*)))")
 
 
 def _count_conversions(fmt: bytes) -> int | None:

@@ -198,9 +198,10 @@ def l4_csum_replace(env, ctx, offset, frm, to, flags):
         "ptr_to_mem_or_null", "const_size_or_zero", "anything")
 def csum_diff(env, frm, from_size, to, to_size, seed):
     """The one's-complement difference ``to - from`` added to ``seed``, computed as this kernel
-    does (no size checks; the verifier bounds the memory): ``csum_sub(csum_partial(to, seed), csum_partial(from, 0))``, with the
-    one-sided cases ``csum_partial(to, seed)`` and ``~csum_partial(from, ~seed)``, folded to
-    16 bits; the choice matters for which of 0 and 0xffff comes back."""
+    does (no size checks; the verifier bounds the memory):
+    ``csum_sub(csum_partial(to, seed), csum_partial(from, 0))``, with the one-sided cases
+    ``csum_partial(to, seed)`` and ``~csum_partial(from, ~seed)``, folded to 16 bits; the
+    choice matters for which of 0 and 0xffff comes back."""
     from_size &= 0xFFFFFFFF
     to_size &= 0xFFFFFFFF
     seed &= 0xFFFFFFFF

@@ -7,6 +7,15 @@ packet or an event the way BPF_PROG_TEST_RUN builds it, allowed helpers and verd
 
 Engines call :func:`prepare` once at load (checks helper calls and context accesses, rewrites
 pointer-field loads, :mod:`.rewrite`) and ``prog_type.make_context(memory, data, ctx)`` per run.
+The interpreter does both when given a type::
+
+    vm = Interpreter(program, prog_type="xdp")
+    r0 = vm.run(frame, ctx=None)          # r1 = the xdp_md built around a copy of frame
+    vm.data_out(), vm.ctx_out()           # what BPF_PROG_TEST_RUN would hand back
+
+:mod:`.packets` runs a program over a pcap (``pybpf run --pcap``). Every behaviour here is
+compared with the running kernel in tests/progtypes (field values, access rules, allowed
+helpers, bounds of the XDP helpers, clang fixtures, tail calls).
 """
 
 from __future__ import annotations
