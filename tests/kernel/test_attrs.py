@@ -58,16 +58,16 @@ def flatten(struct, prefix: str, base: int = 0):
             yield f"{prefix}{name}", offset
 
 
-def c_offsets(items: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+def c_offsets(items: list[tuple[str, str]], binary: str) -> dict[tuple[str, str], int]:
     """offsetof() of every (C type, member) per clang; members the header lacks are dropped."""
     pending = list(items)
     for _ in range(8):
         body = "\n".join(f'printf("%zu\\n", __builtin_offsetof({t}, {m}));' for t, m in pending)
         src = f"#include <stdio.h>\n#include <linux/bpf.h>\nint main(void){{\n{body}\nreturn 0;}}\n"
-        proc = subprocess.run([CLANG, "-x", "c", "-", "-o", "/tmp/pybpf_attrs_check"], input=src,
+        proc = subprocess.run([CLANG, "-x", "c", "-", "-o", binary], input=src,
                               capture_output=True, text=True)
         if proc.returncode == 0:
-            out = subprocess.run(["/tmp/pybpf_attrs_check"], capture_output=True, text=True)
+            out = subprocess.run([binary], capture_output=True, text=True)
             return dict(zip(pending, map(int, out.stdout.split())))
         bad_lines = {int(n) - 4 for n in re.findall(r"<stdin>:(\d+):\d+: error", proc.stderr)}
         if not bad_lines:
@@ -77,12 +77,12 @@ def c_offsets(items: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
 
 
 @pytest.mark.skipif(CLANG is None, reason="clang not installed")
-def test_every_attribute_field_sits_at_the_offset_clang_gives_for_linux_bpf_h():
+def test_every_attribute_field_sits_at_the_offset_clang_gives_for_linux_bpf_h(tmp_path):
     ours = {}
     for struct, (ctype, prefix) in LAYOUTS.items():
         for member, offset in flatten(struct, prefix):
             ours[(ctype, member)] = (struct.__name__, offset)
-    theirs = c_offsets(list(ours))
+    theirs = c_offsets(list(ours), str(tmp_path / "offsets"))
     assert len(theirs) > 150, "too few fields found in the header to be a meaningful check"
     wrong = {key: (ours[key], theirs[key]) for key in theirs if ours[key][1] != theirs[key]}
     assert not wrong, wrong
