@@ -108,6 +108,28 @@ def skb_load_bytes(env, ctx, offset, to, length, *_):
     return 0
 
 
+BPF_HDR_START_MAC, BPF_HDR_START_NET = 0, 1
+
+
+@helper("skb_load_bytes_relative", "integer", "ptr_to_ctx", "anything", "ptr_to_uninit_mem",
+        "const_size", "anything")
+def skb_load_bytes_relative(env, ctx, offset, to, length, start_header):
+    """Like skb_load_bytes, from the Ethernet (MAC) or the network header; the test run's
+    frame has its network header 14 bytes in, whatever part of it the program sees."""
+    c = _context(env, "skb_load_bytes_relative", "l2")
+    offset &= 0xFFFFFFFF
+    length &= 0xFFFFFFFF
+    starts = {BPF_HDR_START_MAC: 0, BPF_HDR_START_NET: 14}
+    start = starts.get(start_header & M64)
+    frame_end = c.head + c.packet.size
+    if offset > 0xFFFF or start is None or start + offset + length > frame_end:
+        env.write(to, bytes(length))
+        return neg(EFAULT)
+    frame = bytes(c.frame_buffer[: frame_end])
+    env.write(to, frame[start + offset: start + offset + length])
+    return 0
+
+
 @helper("skb_store_bytes", "integer", "ptr_to_ctx", "anything", "ptr_to_mem", "const_size",
         "anything")
 def skb_store_bytes(env, ctx, offset, frm, length, flags):

@@ -201,3 +201,16 @@ def test_xdp_load_and_store_bytes_reach_what_the_kernel_reaches(offset, length):
     """
     same(source.replace("*(u64 *)(r10 - 8) = r2", "*(u64 *)(r10 - 8) = r2\n"
                         "        r5 = 0\n        *(u64 *)(r10 - 16) = r5"), "xdp")
+
+
+@pytest.mark.parametrize("prog_type", ["socket_filter", "sched_cls"])
+@pytest.mark.parametrize("offset,length,start", [(0, 8, 0), (0, 8, 1), (12, 2, 0), (9, 1, 1),
+                                                 (len(PACKET) - 8, 8, 0),
+                                                 (len(PACKET) - 14 - 8, 8, 1),
+                                                 (len(PACKET) - 14 - 7, 8, 1), (0, 4, 2),
+                                                 (0x10000, 1, 0)])
+def test_skb_load_bytes_relative_reads_from_the_header_asked_like_the_kernel(prog_type, offset,
+                                                                          length, start):
+    source = load_bytes(offset, length).replace(
+        "call bpf_skb_load_bytes", f"r5 = {start}\ncall bpf_skb_load_bytes_relative")
+    same(source, prog_type)
