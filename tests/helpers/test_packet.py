@@ -214,3 +214,9 @@ def test_skb_load_bytes_relative_reads_from_the_header_asked_like_the_kernel(pro
     source = load_bytes(offset, length).replace(
         "call bpf_skb_load_bytes", f"r5 = {start}\ncall bpf_skb_load_bytes_relative")
     same(source, prog_type)
+
+
+@pytest.mark.parametrize("prog_type", ["sched_cls", "xdp"])
+@pytest.mark.parametrize("flags", [0, 1, 2, 8])
+def test_redirect_answers_with_the_kernels_verdict(prog_type, flags):
+    same(f"r1 = 1\nr2 = {flags}\ncall bpf_redirect\nexit", prog_type)
