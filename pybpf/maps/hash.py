@@ -5,7 +5,9 @@ are allocated when the map is created and handed out from a free list, so a valu
 while it is in the map (the address a program got from ``bpf_map_lookup_elem`` stays valid)
 and an insert into a full map fails with E2BIG instead of allocating.
 
-LRU maps evict instead of failing. The kernel's LRU is approximate (per-CPU free lists,
+LRU maps evict instead of failing. With BPF_F_NO_COMMON_LRU each CPU has its own list and an
+equal share of the nodes (``max_entries`` rounded up to a multiple of the CPUs, as the kernel
+does), and an insert on a CPU whose share is used up evicts from that CPU's list. The kernel's LRU is approximate (per-CPU free lists,
 active/inactive lists with reference bits); this one is exact -- it evicts the least recently
 *used* element, where "use" is an insert/update or a lookup from a program (lookups from user
 space do not count, as in the kernel's ``htab_lru_map_lookup_elem_sys``). It keeps the kernel's
@@ -43,6 +45,14 @@ class HashMap(Map):
 
     def __init__(self, spec):
         super().__init__(spec)
+        ncpus = possible_cpus()
+        #: BPF_F_NO_COMMON_LRU: every CPU has its own LRU list and its own share of the nodes
+        self.percpu_lru = bool(self.lru and self.flags & BPF_F_NO_COMMON_LRU)
+        if self.percpu_lru:
+            # like htab_map_alloc: the same number of nodes per CPU, at least one each
+            rounded = -(-self.max_entries // ncpus) * ncpus
+            self.max_entries = rounded if rounded < 1 << 32 else \
+                self.max_entries // ncpus * ncpus
         self.stride = round_up(self.value_size)
         self.copies = possible_cpus() if self.percpu else 1
         #: bytes between one CPU's copy of a slot and the next CPU's
@@ -61,6 +71,18 @@ class HashMap(Map):
         self._keys: list[bytes] = []
         #: free slot indices, popped from the end
         self.free: list[int] = list(range(self.max_entries - 1, -1, -1))
+        if self.percpu_lru:
+            self.per_cpu = self.max_entries // ncpus
+            self.cpu_free = [list(range((c + 1) * self.per_cpu - 1, c * self.per_cpu - 1, -1))
+                             for c in range(ncpus)]
+            self.cpu_recency: list[OrderedDict[bytes, None]] = [OrderedDict()
+                                                                for _ in range(ncpus)]
+
+    def _free_for(self, slot: int) -> list[int]:
+        return self.cpu_free[slot // self.per_cpu] if self.percpu_lru else self.free
+
+    def _recency_for(self, slot: int) -> "OrderedDict[bytes, None]":
+        return self.cpu_recency[slot // self.per_cpu] if self.percpu_lru else self.recency
 
     def check_flags(self) -> None:
         """Checked in :meth:`check_spec`, in the order of ``htab_map_alloc_check``."""
@@ -109,33 +131,38 @@ class HashMap(Map):
                 raise fail(f"{self.where()}: key {key.hex()} exists (BPF_NOEXIST)", EEXIST)
             self.store(slot, value, False)
             if self.lru:
-                self.recency.move_to_end(key)
+                self._recency_for(slot).move_to_end(key)
             return
         if op == BPF_EXIST:
             raise fail(f"{self.where()}: key {key.hex()} not found (BPF_EXIST)", ENOENT)
-        if not self.free:
+        cpu = current_cpu() if self.percpu_lru else 0
+        free = self.cpu_free[cpu] if self.percpu_lru else self.free
+        if not free:
             if not self.lru:
                 raise fail(f"{self.where()}: map is full ({self.max_entries} entries)", E2BIG)
-            self.evict()
-        slot = self.free.pop()
+            self.evict(cpu)
+        slot = free.pop()
         self.store(slot, value, True)
         self.slots[key] = slot
         if self.lru:
-            self.recency[key] = None
+            self._recency_for(slot)[key] = None
         self._order = None
 
-    def evict(self) -> None:
-        """Free the least recently used element's slot."""
-        key, _ = self.recency.popitem(last=False)
-        self.free.append(self.slots.pop(key))
+    def evict(self, cpu: int = 0) -> None:
+        """Free the least recently used element's slot (of ``cpu``'s list for per-CPU lists)."""
+        recency = self.cpu_recency[cpu] if self.percpu_lru else self.recency
+        key, _ = recency.popitem(last=False)
+        slot = self.slots.pop(key)
+        self._free_for(slot).append(slot)
         self._order = None
 
     def delete_raw(self, key: bytes) -> None:
         slot = self.slots.pop(key, None)
         if slot is None:
             raise fail(f"{self.where()}: key {key.hex()} not found", ENOENT)
-        self.free.append(slot)
-        self.recency.pop(key, None)
+        self._free_for(slot).append(slot)
+        if self.lru:
+            self._recency_for(slot).pop(key, None)
         self._order = None
 
     def lookup_and_delete(self, key: Any, flags: int = 0) -> Any:
@@ -236,7 +263,7 @@ class LRUHashMap(HashMap):
         slot = self.slots.get(key)
         if slot is None:
             return 0
-        self.recency.move_to_end(key)  # a program's lookup marks the element used
+        self._recency_for(slot).move_to_end(key)  # a program's lookup marks the element used
         return self.base + slot * self.stride
 
 
@@ -250,7 +277,7 @@ class LRUPerCPUHashMap(PerCPUHashMap):
         slot = self.slots.get(key)
         if slot is None:
             return 0
-        self.recency.move_to_end(key)
+        self._recency_for(slot).move_to_end(key)
         return self.base + current_cpu() * self.cpu_stride + slot * self.stride
 
 

@@ -73,3 +73,20 @@ def test_lookups_from_python_do_not_count_as_use():
     assert lru[1] == (1).to_bytes(4, "little")  # a user-space lookup: not a use
     lru[3] = 3
     assert 1 not in lru and 2 in lru and 3 in lru
+
+
+@pytest.mark.parametrize("kind", ["lru_hash", "lru_percpu_hash"])
+def test_per_cpu_lru_lists_hold_each_cpus_share_like_the_kernel(kind):
+    from pybpf.maps import possible_cpus
+
+    spec = MapSpec("lru", kind, 4, 8, 33, flags=2)        # BPF_F_NO_COMMON_LRU
+    ours = create_map(spec)
+    with one_cpu(), kernel_map(spec) as km:
+        assert ours.max_entries == km.info().max_entries   # rounded up to a CPU multiple
+        share = ours.max_entries // possible_cpus()
+        for i in range(100):
+            for m in (ours, km):
+                m.update(i, i)
+                assert m.get(i) is not None
+        assert len(ours) == share
+        assert share - 4 <= len(km) <= share               # the kernel evicts 4 at a time
