@@ -5,14 +5,14 @@ are allocated when the map is created and handed out from a free list, so a valu
 while it is in the map (the address a program got from ``bpf_map_lookup_elem`` stays valid)
 and an insert into a full map fails with E2BIG instead of allocating.
 
-LRU maps evict instead of failing. With BPF_F_NO_COMMON_LRU each CPU has its own list and an
+LRU maps evict instead of failing. The kernel's LRU is approximate (per-CPU free lists,
+active/inactive lists with reference bits, eviction in batches); this one is exact -- it evicts
+the least recently *used* element, where "use" is an insert/update or a lookup from a program
+(lookups from user space do not count, as in the kernel's ``htab_lru_map_lookup_elem_sys``).
+It keeps the kernel's invariants: the map never holds more than ``max_entries`` elements and
+recently used elements survive. With BPF_F_NO_COMMON_LRU each CPU has its own list and an
 equal share of the nodes (``max_entries`` rounded up to a multiple of the CPUs, as the kernel
-does), and an insert on a CPU whose share is used up evicts from that CPU's list. The kernel's LRU is approximate (per-CPU free lists,
-active/inactive lists with reference bits); this one is exact -- it evicts the least recently
-*used* element, where "use" is an insert/update or a lookup from a program (lookups from user
-space do not count, as in the kernel's ``htab_lru_map_lookup_elem_sys``). It keeps the kernel's
-invariants: the map never holds more than ``max_entries`` elements and recently used elements
-survive.
+does), and an insert on a CPU whose share is used up evicts from that CPU's list.
 
 Iteration (get_next_key) is in insertion order here, kept apart from LRU recency so that
 using elements never reorders a walk; the kernel's order is bucket order. Both are "some order
