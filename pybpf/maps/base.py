@@ -237,6 +237,9 @@ class Map:
         return to_bytes(value, self.value_size, f"{self.where()}: value")
 
     def check_update_flags(self, flags: int) -> None:
+        if not isinstance(flags, int):
+            raise fail(f"{self.where()}: update flags must be an int, not "
+                       f"{type(flags).__name__}", EINVAL)
         if flags & ~BPF_F_LOCK > BPF_EXIST or flags < 0:
             raise fail(f"{self.where()}: bad update flags {flags:#x}", EINVAL)
         if flags & BPF_F_LOCK:

@@ -126,7 +126,7 @@ class BloomFilterMap(Map):
         return h & self.bitset_mask
 
     def push_raw(self, value: bytes, flags: int) -> None:
-        if flags != BPF_ANY:
+        if not isinstance(flags, int) or flags != BPF_ANY:
             raise fail(f"{self.where()}: push takes only BPF_ANY", EINVAL)
         for i in range(self.nr_hash_funcs):
             h = self._hash(value, i)

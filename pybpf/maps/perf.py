@@ -126,6 +126,9 @@ class PerfEventArrayMap(Map):
             raise fail(f"{self.where()}: slot {i} is empty", ENOENT)
         self.buffers[i] = None
 
+    def index(self, key: bytes) -> int:
+        return int.from_bytes(key, "little")
+
     def next_key_raw(self, key: bytes | None) -> bytes:
         from .array import ArrayMap
         return ArrayMap.next_key_raw(self, key)  # type: ignore[arg-type]

@@ -43,7 +43,7 @@ class QueueMap(Map):
 
     # --- the three operations, shared by both faces -----------------------------------------------
     def push_raw(self, value: bytes, flags: int) -> None:
-        if flags & BPF_NOEXIST or flags > BPF_EXIST or flags < 0:
+        if not isinstance(flags, int) or flags & BPF_NOEXIST or flags > BPF_EXIST or flags < 0:
             raise fail(f"{self.where()}: push flags must be BPF_ANY or BPF_EXIST", EINVAL)
         if len(self.elements) >= self.max_entries:
             if not flags & BPF_EXIST:

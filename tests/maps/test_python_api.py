@@ -250,3 +250,30 @@ def test_a_frozen_map_is_still_writable_by_programs():
     assert m.program_update((1).to_bytes(4, "little"), (7).to_bytes(8, "little"), 0) == 0
     assert m[1] == (7).to_bytes(8, "little")
     assert all(r.writable for r in m.regions())
+
+
+BAD_INPUTS = [None, "x", 1.5, [1], b"", object(), -1, 1 << 70]
+EVERY_KIND = [MapSpec("h", "hash", 4, 4, 4), MapSpec("a", "array", 4, 4, 4),
+              MapSpec("p", "percpu_hash", 4, 4, 4), MapSpec("l", "lpm_trie", 8, 4, 4, flags=1),
+              MapSpec("q", "queue", 0, 4, 4), MapSpec("b", "bloom_filter", 0, 4, 4),
+              MapSpec("r", "ringbuf", 0, 0, 4096), MapSpec("pa", "prog_array", 4, 4, 4),
+              MapSpec("pe", "perf_event_array", 4, 4, 4),
+              MapSpec("am", "array_of_maps", 4, 4, 4, inner=MapSpec("i", "array", 4, 4, 4))]
+
+
+@pytest.mark.parametrize("spec", EVERY_KIND, ids=lambda s: s.type)
+def test_any_bad_argument_is_a_map_error_never_a_raw_exception(spec):
+    m = create_map(spec)
+    for x in BAD_INPUTS:
+        calls = [lambda: m.update(x, 1), lambda: m.update(1, x), lambda: m.update(1, 1, x),
+                 lambda: m.lookup(x), lambda: m.delete(x), lambda: m.get_next_key(x),
+                 lambda: m[x], lambda: x in m, lambda: m.lookup_batch(x),
+                 lambda: m.update_batch([(x, x)]), lambda: m.delete_batch([x]),
+                 lambda: m.lookup_and_delete(x)]
+        if hasattr(m, "push"):
+            calls += [lambda: m.push(x), lambda: m.push(1, x)]
+        for call in calls:
+            try:
+                call()
+            except (MapError, KeyError):
+                pass
