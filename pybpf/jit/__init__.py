@@ -161,8 +161,20 @@ class JITProgram:
         done = self._driver(rt.address, repeat, ctypes.addressof(self._desc), 0,
                             ctypes.addressof(self._result), 0, self._native_budget)
         if done != repeat:
-            rt.raise_fault(self.budget)
+            self._raise_fault()
         return self._result[0]
+
+    def _raise_fault(self) -> None:
+        """Raise what stopped native code, naming the source line as the interpreter does."""
+        try:
+            self.runtime.raise_fault(self.budget)
+        except VMError as exc:
+            source_line = getattr(self.vm, "source_line", None)
+            line = source_line(exc.pc) if source_line is not None else None
+            if line is None or exc.source is not None:
+                raise
+            raise type(exc)(exc.message, pc=exc.pc, address=exc.address,
+                            source=line) from None
 
     def run(self, data: bytes = b"", *, repeat: int | None = None,
             ctx: bytes | None = None) -> Any:
@@ -236,7 +248,7 @@ class JITProgram:
             done = self._driver(rt.address, n, ctypes.addressof(descs), 4,
                                 ctypes.addressof(results), 1, self._native_budget)
             if done != n:
-                rt.raise_fault(self.budget)
+                self._raise_fault()
         self.last_ns = (time.thread_time_ns() - start) / (rounds * n)
         return list(results)
 

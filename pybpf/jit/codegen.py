@@ -100,6 +100,7 @@ class FunctionGen:
         self.e = Emitter()
         self.frame = "%frame"       # ptr to the lowest byte of the frame
         self.temps: list[tuple[str, str]] = []  # extra slots (allocated in the entry block)
+        self.known: dict[int, str] = {}     # register -> SSA value valid in the current block
         self.alloca_at = 0
         self.frame_lo = "%frame.lo"
 
@@ -121,10 +122,16 @@ class FunctionGen:
         self.e.do(f"store i64 {value}, ptr {self.ctx(C[name])}, align 8")
 
     def reg(self, r: int) -> str:
-        return self.e(f"load i64, ptr %r{r}, align 8")
+        """Register ``r``'s value: loaded once per block, then reused (less IR to parse and
+        promote; every label a jump can reach starts a new block and forgets the values)."""
+        value = self.known.get(r)
+        if value is None:
+            value = self.known[r] = self.e(f"load i64, ptr %r{r}, align 8")
+        return value
 
     def set_reg(self, r: int, value: str) -> None:
         self.e.do(f"store i64 {value}, ptr %r{r}, align 8")
+        self.known[r] = value
 
     def trunc32(self, v: str) -> str:
         return self.e(f"trunc i64 {v} to i32")
@@ -243,6 +250,7 @@ class FunctionGen:
             self.emit_block(leader)
         for target in sorted(plan.bad_targets):
             e.label(f"pc{target}")
+            self.known = {}
             if 0 <= target < len(self.code):
                 self.fault(Fault.MIDDLE, target)
             else:
@@ -262,6 +270,7 @@ class FunctionGen:
         e = self.e
         block = self.plan.block_of(leader)
         e.label(f"pc{leader}")
+        self.known = {}
         if self.checked:
             b = e("load i64, ptr %budget, align 8")
             nb = e(f"sub i64 {b}, {len(block)}")
