@@ -9,8 +9,18 @@ verifier accepted, as the kernel runs them). ``run_batch(packets)`` runs over ma
 native call; ``emit_llvm()`` / ``emit_asm()`` show the optimised IR and the machine code.
 
 Modules: :mod:`.analysis` (functions, blocks, frame-pointer tracking), :mod:`.codegen` (IR per
-opcode family), :mod:`.batch` (native driver loops), :mod:`.engine` (LLVM, caches),
+opcode family), :mod:`.batch` (native driver loop), :mod:`.engine` (LLVM, caches),
 :mod:`.runtime` (context, region table, helper trampoline, faults).
+
+Where the JIT knowingly differs from the interpreter (only unverified programs can tell):
+
+* the budget is charged per block but tested at loop heads, calls and exits, so a program over
+  budget may run a few forward instructions more and the error names the test's pc;
+* a frame whose address never escapes lives in an ``alloca`` zeroed on every call (the
+  interpreter keeps one stack per depth for the whole run); escaping frames are the
+  interpreter's own stacks, at the same addresses;
+* ``bpf_tail_call`` targets run in the interpreter (its chain semantics and contexts), and
+  helpers without a native path (hash maps, ring buffers, ...) cost a Python call each.
 """
 
 from __future__ import annotations
