@@ -1,0 +1,1 @@
+"""Tests of pybpf.kernel against the running kernel."""
