@@ -8,6 +8,7 @@ import struct
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from pybpf.elf import load_object
 from pybpf.elf.collection import KernelCollection, VMCollection
@@ -82,3 +83,50 @@ def test_fixture_programs_give_the_kernels_results_on_every_packet(objects, name
                 assert ours.retval == theirs.retval, (prog, i)
                 assert ours.data_out == theirs.data_out, (prog, i)
         assert map_contents(vc.maps, spec) == map_contents(kc.maps, spec)
+
+
+@st.composite
+def frames(draw):
+    kind = draw(st.sampled_from(["ipv4", "ipv6", "arp", "other"]))
+    payload = draw(st.binary(max_size=80))
+    if kind == "ipv4":
+        dst = bytes(draw(st.lists(st.integers(0, 255), min_size=4, max_size=4)))
+        return frame(payload=ipv4(draw(st.sampled_from([1, 6, 17, 47])), dst=dst,
+                                  payload=payload))
+    if kind == "ipv6":
+        return frame(ethertype=0x86DD, payload=ipv6(draw(st.sampled_from([6, 17, 58])),
+                                                    payload))
+    if kind == "arp":
+        return frame(ethertype=0x0806, payload=payload)
+    return frame(ethertype=draw(st.integers(0x0600, 0xFFFF).filter(
+        lambda t: t not in (0x0800, 0x86DD))), payload=payload)
+
+
+@pytest.fixture(scope="module")
+def loaded(objects):
+    names = ["xdp_drop_proto", "tc_edit", "lpm_firewall", "packet_counter", "tail_call"]
+    pairs = {}
+    kcs = []
+    try:
+        for name in names:
+            kc = KernelCollection(load_object(str(objects[name])))
+            kcs.append(kc)
+            pairs[name] = (kc, VMCollection(load_object(str(objects[name]))))
+        yield pairs
+    finally:
+        for kc in kcs:
+            kc.close()
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(frames(), min_size=1, max_size=4))
+def test_fixture_programs_match_the_kernel_on_generated_frames(loaded, packets):
+    for name, (kc, vc) in loaded.items():
+        for prog, program in vc.spec.programs.items():
+            if program.prog_type not in PACKET_TYPES:
+                continue
+            for packet in packets:
+                theirs = kc.programs[prog].test_run(packet)
+                ours = vc.programs[prog].test_run(packet)
+                assert (ours.retval, ours.data_out) == (theirs.retval, theirs.data_out), name
+        assert map_contents(vc.maps, vc.spec) == map_contents(kc.maps, vc.spec), name
