@@ -127,3 +127,31 @@ def test_legacy_packet_loads_outside_the_data_end_the_program_with_zero():
     assert jit.run(data) == jit.vm.run(data) == 0
     src = "r6 = r1\nr0 = *(u32 *)skb[2]\nexit"
     assert JITProgram(assemble(src)).run(data) == 0x02030405
+
+
+def test_callx_calls_a_subprogram_a_helper_id_or_fails_like_the_interpreter():
+    from pybpf import isa
+    from pybpf.program import Program
+
+    I = isa.Instruction
+    func = Program([I(isa.ALU64 | isa.MOV | isa.K, 1, 0, 0, 37),
+                    I(isa.LDDW, 8, isa.PSEUDO_FUNC, 0, 4, 0),   # slots 1-2: the function at 6
+                    I(isa.CALLX, 8),
+                    I(isa.ALU64 | isa.ADD | isa.K, 0, 0, 0, 100),
+                    I(isa.JMP | isa.EXIT),
+                    I(isa.ALU64 | isa.MOV | isa.X, 0, 1),
+                    I(isa.ALU64 | isa.ADD | isa.K, 0, 0, 0, 5),
+                    I(isa.JMP | isa.EXIT)])
+    helper = Program([I(isa.ALU64 | isa.MOV | isa.K, 7, 0, 0, 15),   # get_current_uid_gid
+                      I(isa.CALLX, 7), I(isa.JMP | isa.EXIT)])
+    bad = Program([I(isa.LDDW, 7, 0, 0, 0, 1), I(isa.CALLX, 7), I(isa.JMP | isa.EXIT)])
+    for prog in (func, helper):
+        jit = JITProgram(prog)
+        assert jit.run() == jit.vm.run()
+    assert JITProgram(func).run() == 142
+    jit = JITProgram(bad)
+    with pytest.raises(VMError) as a:
+        jit.vm.run()
+    with pytest.raises(VMError) as b:
+        jit.run()
+    assert (a.value.message, a.value.pc) == (b.value.message, b.value.pc)
