@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..errors import CaptureError, UsageError
+from ..errors import CaptureError, UsageError, VMError
 
 LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2 = 1, 113, 276
 
@@ -92,6 +92,9 @@ def run_capture(vm: Any, path: str, *, out_path: str | None = None,
                     r0 = vm.run(frame, ctx=ctx)
                 except UsageError as exc:    # a frame the kernel's test run would refuse
                     result.skipped.append((number, str(exc)))
+                except VMError as exc:       # a fault: say on which packet
+                    raise type(exc)(f"packet {number} of {path}: {exc.message}", pc=exc.pc,
+                                    address=exc.address, source=exc.source) from None
                 else:
                     result.verdicts[prog_type.verdict_name(r0)] += 1
                     out = vm.context.frame_out()

@@ -153,3 +153,14 @@ def test_cooked_captures_are_run_as_ethernet_frames(tmp_path, capsys):
                            "--json")
     assert code == 0, err
     assert json.loads(out)["verdicts"] == {"XDP_DROP": 4, "XDP_TX": 4, "XDP_PASS": 5}
+
+
+def test_a_fault_names_the_packet_it_happened_on(tmp_path, capsys):
+    src = tmp_path / "fault.s"
+    src.write_text("r2 = *(u32 *)(r1 + 0)\nr0 = *(u8 *)(r2 + 59)\nexit\n")
+    packets = capture_packets()
+    packets[3] = packets[3][:59]
+    write_pcap(tmp_path / "in.pcap", packets)
+    code, out, err = pybpf(capsys, "run", src, "--type", "xdp", "--pcap", tmp_path / "in.pcap")
+    assert code != 0
+    assert "packet 4 of" in err and "pc 1" in err
