@@ -157,3 +157,37 @@ def test_a_frame_shorter_than_an_ethernet_header_is_refused_like_the_kernel():
         in_kernel(LENGTHS, "xdp", b"\0" * 13)
     with pytest.raises(UsageError, match="14-byte"):
         in_pybpf(LENGTHS, "xdp", b"\0" * 13)
+
+
+def test_a_context_passed_to_a_subprogram_is_rewritten_there_too():
+    source = """
+        r6 = r1
+        r1 = 5
+        r2 = r6
+        call length
+        r7 = r0
+        r1 = r6
+        call meta_gap
+        r0 <<= 16
+        r0 |= r7
+        exit
+    length:
+        r3 = *(u32 *)(r2 + 0)
+        r4 = *(u32 *)(r2 + 4)
+        r0 = r4
+        r0 -= r3
+        r0 += r1
+        exit
+    meta_gap:
+        *(u64 *)(r10 - 8) = r1
+        r1 = 0
+        r9 = *(u64 *)(r10 - 8)
+        r3 = *(u32 *)(r9 + 8)
+        r4 = *(u32 *)(r9 + 0)
+        r0 = r4
+        r0 -= r3
+        r0 += 1
+        exit
+    """
+    kernel, ours = both(source, "xdp", PACKET)
+    assert ours.retval == kernel.retval == (1 << 16) | (len(PACKET) + 5)
