@@ -26,7 +26,7 @@ Interpreter = vm_module.Interpreter
 
 #: every skb test run needs an Ethernet header's worth of data; the programs ignore it
 PACKET = bytes(14)
-SETTINGS = settings(max_examples=80, deadline=None, derandomize=False,
+SETTINGS = settings(max_examples=60, deadline=None, derandomize=False,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 

@@ -19,7 +19,7 @@ PACKET = bytes(14)
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sketches(max_body=24))
 def test_one_run_gives_the_r0_two_runs_give(sketch):
     program = sketch.build()
