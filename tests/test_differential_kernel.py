@@ -12,6 +12,8 @@ with ``r0 >>= 32`` before ``exit`` and both halves must match the interpreter's 
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 
@@ -26,7 +28,8 @@ Interpreter = vm_module.Interpreter
 
 #: every skb test run needs an Ethernet header's worth of data; the programs ignore it
 PACKET = bytes(14)
-SETTINGS = settings(max_examples=60, deadline=None, derandomize=False,
+#: examples per test; PYBPF_DIFF_EXAMPLES=2000 for a deep run
+SETTINGS = settings(max_examples=int(os.environ.get("PYBPF_DIFF_EXAMPLES", "60")), deadline=None, derandomize=False,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
