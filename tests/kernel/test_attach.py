@@ -470,3 +470,35 @@ print("attached", flush=True)
         assert out.stdout.strip() == "attached", out.stderr
         tx.sendto(b"z" * 200, rx.getsockname())          # the filter would drop this
         assert rx.recv(1000) == b"z" * 200
+
+
+# --- bad targets --------------------------------------------------------------------------------
+
+def test_bad_attach_targets_are_refused_with_what_is_wrong(ticker):
+    from pybpf.errors import UsageError
+
+    with kernel.load_program(assemble(COUNT_ALL), prog_type="tracepoint") as tp:
+        with pytest.raises(UsageError, match="no tracepoint syscalls:sys_enter_nothing"):
+            tp.attach("syscalls:sys_enter_nothing")
+    with kernel.load_program(assemble("r0 = 2\nexit\n"), prog_type="xdp") as xdp:
+        with pytest.raises(UsageError, match="no network interface 'nosuch0'"):
+            xdp.attach("nosuch0")
+    with kernel.load_program(assemble("r0 = 0\nexit\n"), prog_type="sched_cls") as tc:
+        with pytest.raises(UsageError, match="ingress or egress"):
+            att.attach_tcx(tc, "lo", "sideways")
+    with kernel.load_program(assemble(COUNT_ALL), prog_type="kprobe") as up:
+        with pytest.raises(UsageError, match="no function symbol 'nothing_here'"):
+            att.attach_uprobe(up, ticker, "nothing_here")
+    with kernel.load_program(assemble("r0 = 0\nexit\n")) as sf:
+        with pytest.raises(UsageError, match="socket filters attach to a socket"):
+            att.attach(sf, "lo")
+
+
+def test_attach_picks_the_hook_by_program_type():
+    prog = kernel.load_program(assemble(count_calls_of(os.getpid())), prog_type="tracepoint")
+    with prog:
+        with prog.attach("syscalls:sys_enter_getppid") as link:
+            assert link.kind == "tracepoint"
+            for _ in range(5):
+                os.getppid()
+        assert u64(prog.map("counts")[0]) == 5
