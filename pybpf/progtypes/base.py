@@ -192,6 +192,11 @@ class Context:
         for region in self.regions:
             memory.remove(region)
 
+    def reset(self, data: bytes, ctx_in: bytes | None) -> bool:
+        """Make this context the next run's, built from ``data`` and ``ctx_in``, reusing its
+        memory; False when it cannot (the engine then builds a new one)."""
+        return False
+
     def release(self) -> None:
         """Take the context's regions out of the memory (the run is over)."""
         for region in list(self.regions):

@@ -103,6 +103,33 @@ class SkbContext(Context):
     ``skb->data``; the Ethernet header is in front of it for socket filters)."""
 
     def __init__(self, prog_type: ProgType, memory, data: bytes, ctx_in: bytes | None):
+        data, raw = self._check(prog_type, data, ctx_in)
+        super().__init__(prog_type, memory, b"")
+        self.l2 = prog_type.name in ("sched_cls", "sched_act")
+        self.frame_buffer = native_buffer(len(data), data)
+        self.head = 0 if self.l2 else ETH_HLEN
+        base = ctypes.addressof(self.frame_buffer)
+        self.packet = self.add_region(Region("packet", base + self.head, len(data) - self.head,
+                                             True, None))
+        self.redirect: tuple[str, int, int] | None = None
+        self.given_ctx = ctx_in is not None
+        self._fill(data, raw)
+
+    def reset(self, data: bytes, ctx_in: bytes | None) -> bool:
+        """Reuse the context and packet buffer for a frame of the same length."""
+        if len(data) != len(self.frame_buffer):
+            return False
+        data, raw = self._check(self.prog_type, data, ctx_in)
+        ctypes.memset(self.buffer, 0, self.prog_type.real_ctx_size)
+        ctypes.memmove(self.frame_buffer, data, len(data))
+        self.redirect = None
+        self.given_ctx = ctx_in is not None
+        self._fill(data, raw)
+        return True
+
+    @classmethod
+    def _check(cls, prog_type: ProgType, data: bytes, ctx_in: bytes | None):
+        """What BPF_PROG_TEST_RUN refuses with EINVAL; returns (data, context bytes)."""
         data = bytes(data)
         if len(data) < ETH_HLEN:
             raise UsageError(f"a {prog_type.name} program runs on an Ethernet frame: "
@@ -112,18 +139,8 @@ class SkbContext(Context):
             raise UsageError(f"an {network[0]} frame needs its {network[1]}-byte header: "
                              f"{len(data)} bytes is too short (the kernel answers EINVAL)")
         raw = check_ctx_size(prog_type, ctx_in)
-        self.given_ctx = ctx_in is not None
-        self._check_ctx_in(prog_type, raw)
-        super().__init__(prog_type, memory, b"")
-        self.l2 = prog_type.name in ("sched_cls", "sched_act")
-        self.frame_buffer = native_buffer(len(data), data)
-        self.head = 0 if self.l2 else ETH_HLEN
-        base = ctypes.addressof(self.frame_buffer)
-        self.packet = self.add_region(Region("packet", base + self.head, len(data) - self.head,
-                                             True, None))
-        self.packet_owner = self.frame_buffer
-        self.redirect: tuple[str, int, int] | None = None
-        self._fill(data, raw)
+        cls._check_ctx_in(prog_type, raw)
+        return data, raw
 
     @staticmethod
     def _check_ctx_in(prog_type: ProgType, raw: bytes) -> None:

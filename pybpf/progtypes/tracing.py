@@ -42,6 +42,14 @@ class EventContext(Context):
         self.region.writable = False
         self.packet = None
 
+    def reset(self, data: bytes, ctx_in: bytes | None) -> bool:
+        raw = check_ctx_size(self.prog_type, ctx_in, multiple=8 if self.prog_type.name in
+                             U64_ARGUMENTS else 1)
+        view = self.region.view
+        view[: self.region.size] = bytes(self.region.size)
+        view[: len(raw)] = raw
+        return True
+
     def ctx_out(self) -> bytes | None:
         return None
 

@@ -49,9 +49,23 @@ class XdpContext(Context):
     """An ``xdp_md`` over a frame; offsets below are from the frame's hard start."""
 
     def __init__(self, prog_type: ProgType, memory, data: bytes, ctx_in: bytes | None):
+        data, metalen, ingress, rxq = self._parse(prog_type, data, ctx_in)
+        super().__init__(prog_type, memory, b"")
+        size = len(data) - metalen
+        self.frame_size = self._frame_size(size)
+        self.frame = native_buffer(self.frame_size)
+        self.base = ctypes.addressof(self.frame)
+        self.packet = None
+        self.redirect: tuple[str, int, int] | None = None
+        self._load(data, metalen, ingress, rxq, ctx_in is not None)
+
+    @staticmethod
+    def _parse(prog_type: ProgType, data: bytes, ctx_in: bytes | None):
+        """Check the data and context as BPF_PROG_TEST_RUN does; (data, metadata length,
+        ingress_ifindex, rx_queue_index)."""
         data = bytes(data)
         raw = check_ctx_size(prog_type, ctx_in)
-        metalen = 0
+        metalen = ingress = rxq = 0
         if ctx_in is not None:
             md = raw.ljust(XDP_MD_SIZE, b"\0")
             c_data, c_end, c_meta, ingress, rxq, egress = struct.unpack("<6I", md)
@@ -66,22 +80,34 @@ class XdpContext(Context):
             raise UsageError(f"an xdp program runs on an Ethernet frame: {len(data) - metalen} "
                              "bytes is shorter than its 14-byte header (the kernel answers "
                              "EINVAL)")
-        super().__init__(prog_type, memory, b"")
-        if ctx_in is not None:
-            self.set_u32("ingress_ifindex", ingress)
-            self.set_u32("rx_queue_index", rxq)
+        return data, metalen, ingress, rxq
+
+    @staticmethod
+    def _frame_size(size: int) -> int:
+        return max(PAGE_SIZE, XDP_PACKET_HEADROOM + size + TAILROOM)
+
+    def _load(self, data: bytes, metalen: int, ingress: int, rxq: int, given: bool) -> None:
+        """Lay the packet out in the (zeroed) frame and point the context at it."""
         size = len(data) - metalen
-        self.frame_size = max(PAGE_SIZE, XDP_PACKET_HEADROOM + size + TAILROOM)
-        self.frame = native_buffer(self.frame_size)
-        self.base = ctypes.addressof(self.frame)
+        self.set_u32("ingress_ifindex", ingress)
+        self.set_u32("rx_queue_index", rxq)
         self.data = XDP_PACKET_HEADROOM
         self.meta = self.data - metalen
         ctypes.memmove(self.base + self.meta, data, len(data))
         self.data_end = self.data + size
-        self.packet = None
-        self.redirect: tuple[str, int, int] | None = None
-        self.given_ctx = ctx_in is not None
+        self.given_ctx = given
         self._sync()
+
+    def reset(self, data: bytes, ctx_in: bytes | None) -> bool:
+        """Reuse this context (frame, regions) for the next run when the frame fits."""
+        data, metalen, ingress, rxq = self._parse(self.prog_type, data, ctx_in)
+        if self._frame_size(len(data) - metalen) != self.frame_size:
+            return False
+        ctypes.memset(self.buffer, 0, self.prog_type.real_ctx_size)
+        ctypes.memset(self.frame, 0, self.frame_size)
+        self.redirect = None
+        self._load(data, metalen, ingress, rxq, ctx_in is not None)
+        return True
 
     @property
     def hard_end(self) -> int:
@@ -90,10 +116,18 @@ class XdpContext(Context):
 
     def _sync(self) -> None:
         """Rebuild the packet region and the context's pointers after a bound moved."""
-        if self.packet is not None:
-            self.remove_region(self.packet)
+        packet = self.packet
+        if packet is not None:
+            if packet.address == self.base + self.meta and \
+                    packet.size == self.data_end - self.meta:
+                self._set_pointers()
+                return
+            self.remove_region(packet)
         self.packet = self.add_region(Region("packet", self.base + self.meta,
                                              self.data_end - self.meta, True, None))
+        self._set_pointers()
+
+    def _set_pointers(self) -> None:
         self.set_pointer("data", self.base + self.data)
         self.set_pointer("data_meta", self.base + self.meta)
         self.set_pointer("data_end", self.base + self.data_end)

@@ -482,10 +482,12 @@ class Interpreter:
         """Build this run's context (and packet) in memory; returns its address for r1."""
         for stack in self.stacks:
             stack.view[:] = _ZERO_FRAME
-        if self.context is not None:
-            self.context.release()
-            self.context = None
-        self.context = self.prog_type.make_context(self.memory, data, ctx)
+        context = self.context
+        if context is None or context.memories != [self.memory] or not context.reset(data, ctx):
+            if context is not None:
+                context.release()
+                self.context = None
+            self.context = self.prog_type.make_context(self.memory, data, ctx)
         packet = self.context.packet
         if packet is None:
             packet = self._empty_packet()
