@@ -35,7 +35,6 @@ from ..errors import VMError
 from ..program import Program
 from ..vm import DEFAULT_BUDGET, Interpreter
 from . import engine
-from .batch import driver_ir
 from .codegen import MapShape, ModuleGen, Options
 from .layout import CTX_FIELDS
 from .runtime import Runtime
@@ -43,8 +42,9 @@ from .runtime import Runtime
 __all__ = ["JITProgram", "compile_many"]
 
 _CALL = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, *([ctypes.c_uint64] * 7))
-_DRIVER = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_void_p,
-                           ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64)
+_DRIVER = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64,
+                           ctypes.c_void_p, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64,
+                           ctypes.c_uint64)
 
 
 def _shape(m: Any) -> MapShape:
@@ -99,8 +99,8 @@ def compile_units(units: list[_Unit], *, checked: bool, opt: int, native_helpers
                   cache_dir: Any = None) -> engine.Compiled:
     """Machine code for one or more programs in one module (cached by bytecode and options).
 
-    Program k's driver is ``p<k>.pybpf_run``; ``Compiled.meta`` lists each program's table of
-    run-time constants.
+    Program k's entry is ``p<k>.f0`` (run by the shared driver ``pybpf.run``, see
+    :mod:`.batch`); ``Compiled.meta`` lists each program's table of run-time constants.
     """
     key = units[0].key if len(units) == 1 else engine.cache_key(*(u.key for u in units))
 
@@ -112,12 +112,12 @@ def compile_units(units: list[_Unit], *, checked: bool, opt: int, native_helpers
             prefix = f"p{k}."
             gen = ModuleGen(u.vm.code, options=options, shapes=u.shapes,
                             map_index=_map_indexes(u.vm), prefix=prefix)
-            module = gen.build(driver_ir(prefix), prelude=k == 0)
+            module = gen.build(prelude=k == 0)
             parts.append(module.text)
             consts.append(module.consts)
         return "\n".join(parts), consts
 
-    symbols = [f"p{k}.{name}" for k in range(len(units)) for name in ("pybpf_run", "pybpf_call")]
+    symbols = [f"p{k}.{name}" for k in range(len(units)) for name in ("f0", "pybpf_call")]
     # -O2's cost grows with the program; past LIGHT_THRESHOLD instructions per program the
     # short pipeline keeps compile time near the budget (explicit opt=3 always gets -O3)
     light = opt == 2 and max(len(u.vm.program.insns) for u in units) > LIGHT_THRESHOLD
@@ -149,7 +149,8 @@ class JITProgram:
         self.compiled, index = _compiled
         self.compile_seconds = time.perf_counter() - start
         self.runtime = Runtime(self.vm, self.compiled.meta[index])
-        self._driver = _DRIVER(self.compiled.addresses[f"p{index}.pybpf_run"])
+        self._run_native = _DRIVER(self.compiled.addresses["pybpf.run"])
+        self._entry = self.compiled.addresses[f"p{index}.f0"]
         self.runtime.install(_CALL(self.compiled.addresses[f"p{index}.pybpf_call"]), self)
         self._desc = (ctypes.c_uint64 * 4)()
         self._result = (ctypes.c_uint64 * 1)()
@@ -168,8 +169,8 @@ class JITProgram:
         rt.clear()
         w = rt.words
         self._desc[:] = [r1, r2, w[CTX_FIELDS["data_lo"]], w[CTX_FIELDS["data_len"]]]
-        done = self._driver(rt.address, repeat, ctypes.addressof(self._desc), 0,
-                            ctypes.addressof(self._result), 0, self._native_budget)
+        done = self._run_native(rt.address, self._entry, repeat, ctypes.addressof(self._desc),
+                                0, ctypes.addressof(self._result), 0, self._native_budget)
         if done != repeat:
             self._raise_fault()
         return self._result[0]
@@ -255,8 +256,8 @@ class JITProgram:
         start = time.thread_time_ns()
         for _ in range(rounds):
             rt.clear()
-            done = self._driver(rt.address, n, ctypes.addressof(descs), 4,
-                                ctypes.addressof(results), 1, self._native_budget)
+            done = self._run_native(rt.address, self._entry, n, ctypes.addressof(descs), 4,
+                                    ctypes.addressof(results), 1, self._native_budget)
             if done != n:
                 self._raise_fault()
         self.last_ns = (time.thread_time_ns() - start) / (rounds * n)

@@ -1,6 +1,6 @@
-"""The native driver loop compiled into every program's module.
+"""The native driver loop, compiled once per engine into the shared runtime module.
 
-``pybpf_run`` runs the program ``n`` times -- on one input (``--repeat N``) or on one input
+``pybpf.run`` runs a program ``n`` times -- on one input (``--repeat N``) or on one input
 each (a batch of packets) -- in a single ctypes call, so ``pybpf run --repeat``, packet
 batches and the benchmarks pay no Python round trip per run. Before each run the driver resets
 the budget and points the input-data region (entry 0 of the region table) and the LD_ABS window
@@ -33,17 +33,17 @@ def _prepare_run(lo: str, length: str) -> str:
     ])
 
 
-def driver_ir(prefix: str = "") -> str:
-    """IR of ``pybpf_run(ctx, n, descs, dstride, results, rstride, budget)``: run ``@f0`` (the
-    program's entry) ``n`` times; run i gets ``descs[i * dstride]`` -- {r1, r2, data address,
-    data length}: r1/r2 are the input's address and length, or a context's address and 0 --
-    and leaves r0 in ``results[i * rstride]``. Stride 0 repeats one input (``--repeat``) or
+def driver_ir() -> str:
+    """IR of ``pybpf.run(ctx, program, n, descs, dstride, results, rstride, budget)``: run
+    ``program`` (a program's ``f0``) ``n`` times; run i gets ``descs[i * dstride]`` -- {r1,
+    r2, data address, data length}: r1/r2 are the input's address and length, or a context's
+    address and 0 -- and leaves r0 in ``results[i * rstride]``. Stride 0 repeats one input (``--repeat``) or
     keeps only the last result. Returns the number of runs that completed: less than ``n``
     means run ``n`` stopped on a fault (``ctx.status`` says which).
     """
     return f"""
-define i64 @{prefix}pybpf_run(ptr %ctx, i64 %n, ptr %descs, i64 %dstride, ptr %results,
-                      i64 %rstride, i64 %budget) {{
+define i64 @pybpf.run(ptr %ctx, ptr %program, i64 %n, ptr %descs, i64 %dstride,
+                     ptr %results, i64 %rstride, i64 %budget) {{
 entry:
   br label %loop
 loop:
@@ -63,7 +63,7 @@ run:
   %plen = getelementptr i64, ptr %pr1, i64 3
   %len = load i64, ptr %plen, align 8
 {_prepare_run("%lo", "%len")}
-  %raw = call i64 @{prefix}f0(ptr %ctx, i64 %r1, i64 %r2, i64 0, i64 0, i64 0, i64 0)
+  %raw = call i64 %program(ptr %ctx, i64 %r1, i64 %r2, i64 0, i64 0, i64 0, i64 0)
   %pst = getelementptr i64, ptr %ctx, i64 {C['status']}
   %st = load i64, ptr %pst, align 8
   %isexit = icmp eq i64 %st, {int(Fault.EXIT)}

@@ -261,9 +261,10 @@ class FunctionGen:
         e.lines[self.alloca_at:self.alloca_at] = [f"  {t} = alloca {ty}, align 8"
                                                   for t, ty in self.temps]
         args = ", ".join(f"i64 %a{i}" for i in range(1, 6))
-        attrs = "noinline nounwind" if plan.entry == 0 else "nounwind"
-        head = (f"define internal i64 @{self.mod.prefix}f{plan.entry}(ptr noalias nocapture "
-                f"%ctx, {args}, i64 %depth) {attrs} {{")
+        # the entry is exported: the shared driver (RUNTIME_IR) calls it through a pointer
+        linkage = "" if plan.entry == 0 else "internal "
+        head = (f"define {linkage}i64 @{self.mod.prefix}f{plan.entry}(ptr noalias nocapture "
+                f"%ctx, {args}, i64 %depth) nounwind {{")
         return [head] + e.lines + ["}", ""]
 
     def emit_block(self, leader: int) -> None:
@@ -740,7 +741,7 @@ NATIVE_HELPERS: dict[int, Callable[[FunctionGen, isa.Instruction, int], str | No
 # --- the module ----------------------------------------------------------------------------------
 
 SLOW_PATH = f"""
-define internal {{i64, i64}} @pybpf.slow(ptr noalias nocapture %ctx, i64 %addr, i64 %size,
+define {{i64, i64}} @pybpf.slow(ptr noalias nocapture %ctx, i64 %addr, i64 %size,
                                        i64 %write, i64 %pc) noinline cold nounwind {{
 entry:
   %tp = getelementptr i64, ptr %ctx, i64 {C['regions']}
@@ -786,7 +787,7 @@ miss:
   ret {{i64, i64}} zeroinitializer
 }}
 
-define internal void @pybpf.fault(ptr noalias nocapture %ctx, i64 %kind, i64 %pc, i64 %addr,
+define void @pybpf.fault(ptr noalias nocapture %ctx, i64 %kind, i64 %pc, i64 %addr,
                                   i64 %size) noinline cold nounwind {{
   %p0 = getelementptr i64, ptr %ctx, i64 {C['status']}
   store i64 %kind, ptr %p0, align 8
@@ -800,8 +801,17 @@ define internal void @pybpf.fault(ptr noalias nocapture %ctx, i64 %kind, i64 %pc
 }}
 """
 
+#: what every program module declares: the shared routines live in RUNTIME_IR, compiled once
+#: per engine (they would otherwise cost most of a small program's compile time)
+RUNTIME_IR = """
+@pybpf.guard = global [8 x i64] zeroinitializer, align 8
+declare void @llvm.memset.p0.i64(ptr, i8, i64, i1)
+""" + SLOW_PATH
+
 PRELUDE = """
-@pybpf.guard = internal global [8 x i64] zeroinitializer, align 8
+@pybpf.guard = external global [8 x i64], align 8
+declare {i64, i64} @pybpf.slow(ptr noalias nocapture, i64, i64, i64, i64) cold nounwind
+declare void @pybpf.fault(ptr noalias nocapture, i64, i64, i64, i64) cold nounwind
 declare i32 @clock_gettime(i32, ptr) nounwind
 declare void @llvm.memset.p0.i64(ptr, i8, i64, i1)
 declare i16 @llvm.bswap.i16(i16)
@@ -839,7 +849,7 @@ class ModuleGen:
         return g.e(f"load i64, ptr {slot}, align 8, !invariant.load !2")
 
     def build(self, extra: str = "", *, prelude: bool = True) -> ModuleIR:
-        parts = [PRELUDE, SLOW_PATH] if prelude else []
+        parts = [PRELUDE] if prelude else []
         succ = an.successor_table(self.code)
         for entry in self.entries:
             inline = frozenset(i for i, shape in enumerate(self.shapes)

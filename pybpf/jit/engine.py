@@ -141,10 +141,18 @@ class _SharedEngine:
     """
 
     def __init__(self, opt: int):
-        self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""),
-                                                 new_target_machine(opt))
+        from .batch import driver_ir
+        from .codegen import RUNTIME_IR
+
+        runtime = llvm.parse_assembly(RUNTIME_IR + driver_ir())
+        runtime.name = "pybpf.runtime"
+        optimise(runtime, opt)
+        self.engine = llvm.create_mcjit_compiler(runtime, new_target_machine(opt))
         self.paths: dict[str, Path] = {}
         self.engine.set_object_cache(self._notify, self._getbuffer)
+        self.engine.finalize_object()
+        #: the shared driver loop (batch.driver_ir)
+        self.run_address = self.engine.get_function_address("pybpf.run")
 
     def _notify(self, module, buffer: bytes) -> None:
         path = self.paths.get(module.name)
@@ -197,6 +205,7 @@ def compile_module(key: str, build: Callable[[], tuple[str, Any]], symbols: list
         shared.engine.finalize_object()
         addresses = {name: shared.engine.get_function_address(f"{name}.{key[:24]}")
                      for name in symbols}
+        addresses["pybpf.run"] = shared.run_address
         ir = str(mod) if optimised else None
         compiled = Compiled(shared.engine, addresses, ir, module_ref=mod, source_ir=ir_text,
                             opt=opt, meta=meta, light=light)

@@ -41,7 +41,7 @@ def test_emitted_assembly_is_accepted_by_llvm_mc_and_defines_the_program(tmp_pat
                  "-o", str(obj)])
     assert res.returncode == 0, res.stderr
     syms = _tool(["llvm-objdump-19", "-t", str(obj)]).stdout
-    assert "p0.f0" in syms and "p0.pybpf_run" in syms
+    assert "p0.f0" in syms and "p0.pybpf_call" in syms
 
 
 def test_generated_ir_is_accepted_by_llvm_as(tmp_path):
