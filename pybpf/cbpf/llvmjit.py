@@ -219,7 +219,7 @@ class BatchFilter:
 
     OPT = 1     # -O1 already promotes A, X, M[] to registers; -O2 costs compile time only
 
-    _PROTO = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_char_p, ctypes.c_int64, ctypes.c_int64,
+    _PROTO = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
                               ctypes.c_void_p)
 
     def __init__(self, insns: Sequence[isa.Instruction]):
@@ -247,15 +247,38 @@ class BatchFilter:
     def scan(self, buf: bytes, start: int = 24, end: int | None = None) -> list[int]:
         """Indexes of the accepted records of a classic pcap image ``buf``."""
         end = len(buf) if end is None else end
-        # a bytearray is zero-filled by calloc: much faster than a ctypes array constructor
-        raw = bytearray(4 * max(1, (end - start) // 16))
-        out = (ctypes.c_uint32 * (len(raw) // 4)).from_buffer(raw)
-        n = self._fn(buf, start, end, ctypes.addressof(out))
-        del out
-        if n < 0:
-            from ..errors import CaptureError
-            raise CaptureError(f"truncated record {-n} (its header or data runs past the end)")
-        return memoryview(raw).cast("I")[:n].tolist()
+        return self._run(ctypes.cast(ctypes.c_char_p(buf), ctypes.c_void_p).value, start, end)
+
+    def scan_file(self, path: str) -> list[int]:
+        """Like :meth:`scan` on a classic little-endian pcap file, mapped rather than read:
+        the records are filtered straight from the page cache."""
+        import mmap
+        import os
+        size = os.path.getsize(path)
+        if size <= 24:
+            return []
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY) as mm:
+            anchor = ctypes.c_char.from_buffer(mm)
+            try:
+                return self._run(ctypes.addressof(anchor), 24, size)
+            finally:
+                del anchor
+
+    def _run(self, address: int, start: int, end: int) -> list[int]:
+        import mmap
+        slots = max(1, (end - start) // 16)
+        # anonymous memory: zero pages arrive lazily, only the ones written cost anything
+        with mmap.mmap(-1, 4 * slots) as outmem:
+            out = ctypes.c_char.from_buffer(outmem)
+            try:
+                n = self._fn(address, start, end, ctypes.addressof(out))
+            finally:
+                del out
+            if n < 0:
+                from ..errors import CaptureError
+                raise CaptureError(f"truncated record {-n} (its header or data runs past the "
+                                   "end)")
+            return memoryview(outmem).cast("I")[:n].tolist()
 
 
 def compile_batch(insns: Sequence[isa.Instruction]) -> BatchFilter | None:

@@ -68,3 +68,12 @@ def test_llvm_batch_scanner_reports_a_truncated_record():
     buf = pcap_bytes(POOL[:5])
     with pytest.raises(CaptureError, match="truncated record 5"):
         compile_batch(compile_filter("ip")).scan(buf[:-3])
+
+
+def test_llvm_batch_scanner_reads_a_mapped_file(tmp_path):
+    from pybpf.cbpf.llvmjit import compile_batch
+    path = tmp_path / "pool.pcap"
+    path.write_bytes(pcap_bytes(POOL))
+    insns = compile_filter("tcp or icmp")
+    assert compile_batch(insns).scan_file(str(path)) == [i for i, p in enumerate(POOL)
+                                                         if run(insns, p)]
