@@ -183,10 +183,12 @@ def run_kernel(program: Program, data: bytes, repeat: int = 1, *,
         from .. import kernel
     except ImportError as exc:
         raise UsageError(f"engine 'kernel' is not available ({exc})") from None
-    with kernel.load_program(program) as kp:
+    # BPF_PROG_TEST_RUN reports 32 bits; capture_r0 keeps the full 64-bit r0 the contract asks
+    with kernel.load_program(program, capture_r0=True) as kp:
         res = kp.test_run(data, ctx=ctx, repeat=max(repeat, 1))
         maps = _dump_maps(getattr(kp, "maps", []), program.maps)
-    return RunResult(res.retval, float(res.duration_ns), "kernel", maps)
+    r0 = res.r0 if res.r0 is not None else res.retval
+    return RunResult(r0, float(res.duration_ns), "kernel", maps)
 
 
 def execute(program: Program, engine: str, data: bytes, repeat: int = 1, **options) -> RunResult:
