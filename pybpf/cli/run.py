@@ -153,7 +153,11 @@ def run_interpreter(program: Program, data: bytes, repeat: int = 1, *,
 
 
 def run_jit(program: Program, data: bytes, repeat: int = 1, *,
-            budget: int | None = None, helpers: dict | None = None) -> RunResult:
+            budget: int | None = None, helpers: dict | None = None,
+            prog_type: str | None = None, ctx: bytes | None = None,
+            emit: Callable[[str], None] | None = None, emit_kind: str | None = None) -> RunResult:
+    """Like :func:`run_interpreter` on the LLVM JIT; ``emit_kind`` ("llvm" or "asm") hands the
+    generated IR or machine code to ``emit`` before running."""
     try:
         from ..jit import JITProgram  # type: ignore[attr-defined]
     except ImportError:
@@ -163,9 +167,14 @@ def run_jit(program: Program, data: bytes, repeat: int = 1, *,
         options["budget"] = budget
     if helpers:
         options["helpers"] = helpers
+    if prog_type:
+        options["prog_type"] = prog_type
     jp = JITProgram(program, **options)
+    if emit is not None and emit_kind is not None:
+        emit(jp.emit_llvm() if emit_kind == "llvm" else jp.emit_asm())
+    run_options = {"ctx": ctx} if ctx is not None else {}
     if hasattr(jp, "time_runs"):
-        r0, ns = jp.time_runs(data, repeat)
+        r0, ns = jp.time_runs(data, repeat, **run_options)
     else:
         import time
 
@@ -301,11 +310,14 @@ def run_pcap(prog: str, prog_type: str | None, section: str | None, prog_name: s
                    "verdict counts")
 @click.option("-w", "--write", "write_file", type=click.Path(dir_okay=False),
               help="with --pcap: write the packets as the program left them to a pcap file")
+@click.option("--emit-llvm", is_flag=True, help="with --engine jit: print the LLVM IR")
+@click.option("--emit-asm", is_flag=True, help="with --engine jit: print the machine code")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def run_command(prog: str, prog_type: str | None, section: str | None, prog_name: str | None,
                 data_hex: str | None, data_file: str | None, ctx_file: str | None, engine: str,
                 repeat: int, budget: int | None, trace: bool, pcap_file: str | None,
-                write_file: str | None, as_json: bool) -> None:
+                write_file: str | None, emit_llvm: bool, emit_asm: bool,
+                as_json: bool) -> None:
     """Run PROG (.s, .bin or .o) once (or --repeat N times) and print r0."""
     if pcap_file is not None or write_file is not None:
         run_pcap(prog, prog_type, section, prog_name, ctx_file, engine, budget, pcap_file,
@@ -315,6 +327,10 @@ def run_command(prog: str, prog_type: str | None, section: str | None, prog_name
         raise UsageError("give --data or --data-file, not both")
     if trace and engine != "interpreter":
         raise UsageError("--trace needs the interpreter engine")
+    if (emit_llvm or emit_asm) and engine != "jit":
+        raise UsageError("--emit-llvm and --emit-asm need --engine jit")
+    if emit_llvm and emit_asm:
+        raise UsageError("give --emit-llvm or --emit-asm, not both")
     data = b""
     if data_hex is not None:
         data = parse_hex(data_hex, "--data")
@@ -327,9 +343,9 @@ def run_command(prog: str, prog_type: str | None, section: str | None, prog_name
     # the interpreter builds a program type's context when one is named (or comes from an
     # object file's section); otherwise r1 = data, r2 = length
     typed = prog_type or (program.prog_type if program.section else None)
-    if ctx_file is not None and (engine == "jit" or (engine == "interpreter" and not typed)):
-        raise UsageError("--ctx-file needs --type (or an object file) with the interpreter, or "
-                         "--engine kernel")
+    if ctx_file is not None and engine in ("interpreter", "jit") and not typed:
+        raise UsageError("--ctx-file needs --type (or an object file) with the interpreter or "
+                         "the JIT, or --engine kernel")
     options: dict[str, Any] = {}
     if ctx_file is not None:
         try:
@@ -344,6 +360,10 @@ def run_command(prog: str, prog_type: str | None, section: str | None, prog_name
                                       program.lines if program.section else None)
     elif engine == "jit":
         options["budget"] = budget
+        options["prog_type"] = typed
+        if emit_llvm or emit_asm:
+            options["emit_kind"] = "llvm" if emit_llvm else "asm"
+            options["emit"] = lambda text: click.echo(text, err=as_json)
     result = execute(program, engine, data, repeat, **options)
     for line in result.trace_pipe:
         click.echo(f"trace_printk: {line}", err=True)
