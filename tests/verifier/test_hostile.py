@@ -1,0 +1,63 @@
+"""Hostile inputs end in a verdict within the complexity limit: no hang, no RecursionError."""
+
+from __future__ import annotations
+
+import time
+
+from pybpf import isa
+from pybpf.asm import assemble
+from pybpf.isa import Instruction as I
+from pybpf.program import Program
+from pybpf.verifier import verify
+
+
+def test_a_program_over_the_size_limit_is_refused_before_the_walk():
+    insns = [I(0xB7, 0, 0, 0, 0)] * 1_000_001 + [I(0x95)]
+    t = time.perf_counter()
+    result = verify(Program(insns))
+    assert not result.accepted and result.error_id == "too-large"
+    assert time.perf_counter() - t < 10
+
+
+def test_a_long_straight_line_program_verifies():
+    insns = [I(0xB7, 0, 0, 0, 0)] + [I(0x07, 0, 0, 0, 1)] * 50_000 + [I(0x95)]
+    result = verify(Program(insns))
+    assert result.accepted
+    assert result.insns_processed == 50_002
+
+
+def test_path_explosion_ends_at_the_complexity_limit_with_a_verdict():
+    # 24 diamonds, each giving r6 a different constant: 2^24 paths that never prune
+    lines = ["r7 = *(u32 *)(r1 + 0)", "r6 = 0"]
+    for i in range(24):
+        lines += [f"if r7 & {1 << (i % 31)} goto a{i}", f"r6 += {i + 1}", f"goto b{i}",
+                  f"a{i}:", f"r6 += {(i + 1) * 1000}", f"b{i}:"]
+    lines += ["r0 = 0", "exit"]
+    t = time.perf_counter()
+    result = verify(assemble("\n".join(lines)))
+    elapsed = time.perf_counter() - t
+    assert not result.accepted
+    assert result.error_id == "too-complex"
+    assert "BPF program is too large. Processed 1000001 insn" == result.error
+    assert elapsed < 180
+
+
+def test_deeply_nested_branches_do_not_recurse():
+    # 3,000 nested forward branches on an unknown value: the pending-branch stack grows, the
+    # walk stays iterative
+    n = 3000
+    lines = ["r7 = *(u32 *)(r1 + 0)", "r0 = 0"]
+    lines += [f"if r7 == {i} goto end" for i in range(n)]
+    lines += ["end:", "exit"]
+    result = verify(assemble("\n".join(lines)))
+    assert result.accepted
+
+
+def test_an_infinite_loop_is_detected_quickly():
+    result = verify(assemble("r0 = 0\nl:\nif r0 == 0 goto l\nexit"))
+    assert not result.accepted and result.error_id == "infinite-loop"
+
+
+def test_recursion_through_bpf_calls_stops_at_eight_frames():
+    result = verify(assemble("call f\nexit\nf:\ncall f\nr0 = 0\nexit"))
+    assert not result.accepted and result.error == "the call stack of 9 frames is too deep"
