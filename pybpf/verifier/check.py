@@ -688,7 +688,7 @@ def _refine(r1: RegState, r2: RegState, op: int, is32: bool) -> None:
         if not _is_const(r2, is32):
             r1, r2 = r2, r1
         if not _is_const(r2, is32):
-            return
+            return False
         val = _const_val(r2, is32)
         if is32:
             if r1.u32min == val:
@@ -712,10 +712,10 @@ def _refine(r1: RegState, r2: RegState, op: int, is32: bool) -> None:
         if not _is_const(r2, is32):
             r1, r2 = r2, r1
         if not _is_const(r2, is32):
-            return
+            return False
         val = _const_val(r2, is32)
         if not val or val & (val - 1):
-            return
+            return False
         if is32:
             t = tn.or_(tn.subreg(r1.var_off), tn.const(val))
             r1.var_off = tn.with_subreg(r1.var_off, t)
@@ -725,7 +725,7 @@ def _refine(r1: RegState, r2: RegState, op: int, is32: bool) -> None:
         if not _is_const(r2, is32):
             r1, r2 = r2, r1
         if not _is_const(r2, is32):
-            return
+            return False
         val = _const_val(r2, is32)
         bd.mark_unbounded64(r1)
         bd.mark_unbounded32(r1)
@@ -765,17 +765,23 @@ def _refine(r1: RegState, r2: RegState, op: int, is32: bool) -> None:
 
 
 def _set_min_max(t1: RegState, t2: RegState, f1: RegState, f2: RegState, op: int,
-                 is32: bool) -> tuple[bool, bool]:
-    """Refine both sides; returns whether each side (true, false) is still possible."""
+                 is32: bool, fake_src: bool) -> tuple[bool, bool]:
+    """Refine both sides; returns whether each side (true, false) is still possible.
+    ``fake_src``: the second operand is an immediate, nothing to keep of it."""
     if f1.type != st.SCALAR or f2.type != st.SCALAR:
         return True, True
-    _refine(f1, f2, _REV[op], is32)
-    bd.sync(f1)
-    bd.sync(f2)
-    _refine(t1, t2, op, is32)
-    bd.sync(t1)
-    bd.sync(t2)
-    return bd.is_valid(t1) and bd.is_valid(t2), bd.is_valid(f1) and bd.is_valid(f2)
+    ok = [True, True]
+    for i, (a, b, o) in enumerate(((f1, f2, _REV[op]), (t1, t2, op))):
+        if _refine(a, b, o, is32) is False:
+            continue
+        bd.sync(a)
+        if not bd.is_valid(a):
+            ok[i] = False
+        if not fake_src:
+            bd.sync(b)
+            if not bd.is_valid(b):
+                ok[i] = False
+    return ok[1], ok[0]
 
 
 def _sync_linked(state: VerifierState, reg: RegState) -> None:
@@ -927,7 +933,8 @@ def _cond_jmp(env: Env, state: VerifierState, insn, pc: int):
         osrc = src.copy()
     odst = oregs[insn.dst]
     if dst.type == st.SCALAR and src.type == st.SCALAR:
-        t_ok, f_ok = _set_min_max(odst, osrc, dst, src, op, is32)
+        t_ok, f_ok = _set_min_max(odst, osrc, dst, src, op, is32,
+                                  not insn.opcode & isa.X)
     else:
         t_ok = f_ok = True
     if insn.opcode & isa.X and src.type == st.SCALAR and src.id:
@@ -1277,16 +1284,16 @@ def _do_check(env: Env) -> None:
 
 
 def check_stack_depth(env: Env) -> None:
-    """``check_max_stack_depth``: the deepest call chain's frames (each rounded up to 32
-    bytes) fit in 512 bytes."""
+    """``check_max_stack_depth``: the deepest call chain's frames (each rounded up to 16
+    bytes, as with the JIT) fit in 512 bytes."""
     layout = env.layout
     insns = layout.insns
     callees: dict[int, set[int]] = {i: set() for i in range(len(layout.subprog_starts))}
     for pc, insn in enumerate(insns):
         if insn is not None and insn.opcode == isa.JMP | isa.CALL and insn.src == isa.CALL_LOCAL:
             callees[layout.subprog_of[pc]].add(layout.subprog_of[pc + 1 + insn.imm])
-    depth_of = [max(32, (d + 31) // 32 * 32) if d else 32 for d in env.subprog_depth]
-    depth_of = [((max(d, 1) + 31) // 32) * 32 for d in env.subprog_depth]
+    # the JIT is on (x86-64 default): frames round up to 16 bytes (round_up_stack_depth)
+    depth_of = [(d + 15) // 16 * 16 for d in env.subprog_depth]
     # iterative DFS over the call graph
     stack = [(0, depth_of[0], 1, (0,))]
     while stack:

@@ -44,6 +44,9 @@ PACKET_TYPES = (PACKET, PACKET_META)
 INVALID, MISC, ZERO, SPILL = "?", "m", "0", "r"
 
 
+_new = object.__new__
+
+
 class RegState:
     """One register's abstract value."""
 
@@ -73,20 +76,13 @@ class RegState:
         self.origin = None     # pc that produced the value (for explanations)
 
     def copy(self) -> "RegState":
-        r = RegState.__new__(RegState)
-        r.type = self.type
-        r.off = self.off
-        r.var_off = self.var_off
-        r.smin, r.smax, r.umin, r.umax = self.smin, self.smax, self.umin, self.umax
-        r.s32min, r.s32max, r.u32min, r.u32max = self.s32min, self.s32max, self.u32min, self.u32max
-        r.id = self.id
-        r.ref_obj_id = self.ref_obj_id
-        r.map = self.map
-        r.mem_size = self.mem_size
-        r.range = self.range
-        r.frameno = self.frameno
-        r.subprog = self.subprog
-        r.origin = self.origin
+        r = _new(RegState)
+        (r.type, r.off, r.var_off, r.smin, r.smax, r.umin, r.umax, r.s32min, r.s32max,
+         r.u32min, r.u32max, r.id, r.ref_obj_id, r.map, r.mem_size, r.range, r.frameno,
+         r.subprog, r.origin) = (
+            self.type, self.off, self.var_off, self.smin, self.smax, self.umin, self.umax,
+            self.s32min, self.s32max, self.u32min, self.u32max, self.id, self.ref_obj_id,
+            self.map, self.mem_size, self.range, self.frameno, self.subprog, self.origin)
         return r
 
     def key(self) -> tuple:
