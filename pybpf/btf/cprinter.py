@@ -27,6 +27,8 @@ from . import types as T
 
 PTR_SIZE = 8
 _PADS = (("long", PTR_SIZE * 8), ("int", 32), ("short", 16), ("char", 8))
+#: holes beyond this (16 MiB) only occur in damaged BTF; printing them would never end
+MAX_PADDING_BITS = 8 << 24
 _NOT_ORDERED, _ORDERING, _ORDERED = 0, 1, 2
 _NOT_EMITTED, _EMITTING, _EMITTED = 0, 1, 2
 
@@ -490,12 +492,14 @@ def _bit_padding(cur: int, nxt: int, next_align: int, in_bitfield: bool, lvl: in
                 or (new_off != nxt and nxt - new_off <= new_off - cur)):
             out.append(f"\n{_pfx(lvl)}{pad_type}: {new_off - cur if in_bitfield else 0};")
         cur = new_off
+    if nxt - cur > MAX_PADDING_BITS:
+        raise BTFError(f"BTF: a {(nxt - cur) // 8}-byte hole is too large to print as C")
+    whole = (nxt - cur) // pad_bits
+    if whole:
+        out.append(f"\n{_pfx(lvl)}{pad_type}: {pad_bits};" * whole)
+        cur += whole * pad_bits
     while cur != nxt:
         bits = min(nxt - cur, pad_bits)
-        if bits == pad_bits:
-            out.append(f"\n{_pfx(lvl)}{pad_type}: {pad_bits};")
-            cur += bits
-            continue
         for name, size in reversed(_PADS):
             if size < bits:
                 continue
@@ -527,15 +531,21 @@ def format_c(btf: T.BTF, type_ids=None, *, header: bool = True,
     libbpf >= 1.2 does (bpftool built on libbpf 1.1 does not).
     """
     p = CPrinter(btf, enum_size_attrs=enum_size_attrs)
-    for type_id in (type_ids if type_ids is not None else range(1, len(btf))):
-        p.dump_type(type_id)
+    try:
+        for type_id in (type_ids if type_ids is not None else range(1, len(btf))):
+            p.dump_type(type_id)
+    except RecursionError:
+        raise BTFError("BTF: the type graph is cyclic or too deep to print as C") from None
     body = p.text()
     return HEADER + body + FOOTER if header else body
 
 
 def type_name(btf: T.BTF, type_id: int) -> str:
     """A type as it is written in C (``struct task_struct *``, ``__u32``, ``char[16]``)."""
-    return CPrinter(btf).type_decl(type_id, "", 0)
+    try:
+        return CPrinter(btf).type_decl(type_id, "", 0)
+    except RecursionError:
+        raise BTFError(f"BTF: type {type_id} is cyclic or too deep to print") from None
 
 
 # --- raw format ---------------------------------------------------------------------------------

@@ -272,8 +272,10 @@ class BTF:
                 raise BTFError(f"BTF: modifier loop at type {type_id}")
         return t
 
-    def sizeof(self, type_id: int) -> int:
+    def sizeof(self, type_id: int, _depth: int = 0) -> int:
         """Size in bytes of a type, as the kernel's btf_type_size resolves it."""
+        if _depth > 64:
+            raise BTFError(f"BTF: type {type_id} refers to itself")
         t = self.skip_modifiers(type_id)
         depth = 0
         mult = 1
@@ -286,7 +288,7 @@ class BTF:
         if isinstance(t, Pointer):
             return 8 * mult
         if isinstance(t, Var):
-            return self.sizeof(t.type_id) * mult
+            return self.sizeof(t.type_id, _depth + 1) * mult
         size = getattr(t, "size", None)
         if size is None:
             raise BTFError(f"BTF: type {type_id} ({t.kind} '{t.name}') has no size")

@@ -118,3 +118,38 @@ def test_a_hand_built_blob_parses():
     btf = parse_btf(_minimal_btf())
     t = btf[1]
     assert isinstance(t, T.Int) and (t.name, t.size, t.bits, t.signed) == ("int", 4, 32, True)
+
+
+def test_fuzzed_btf_raises_only_btf_errors(fixture_objects):
+    """Bit flips in the type and string sections of fixture BTF: parsing, decoding every
+    type, printing (raw and C) and sizing either work or raise BTFError, in bounded time."""
+    import random
+
+    from pybpf.btf.cprinter import format_c
+    from pybpf.errors import BTFError
+
+    rng = random.Random(0xB7F)
+    blobs = [read_elf(fixture_objects[n].read_bytes(), n).section(".BTF").data
+             for n in FIXTURES]
+    deadline = time.monotonic() + 3.0
+    cases = 0
+    while time.monotonic() < deadline:
+        data = bytearray(rng.choice(blobs))
+        for _ in range(rng.randint(1, 6)):
+            at = rng.randrange(24, len(data))
+            data[at] ^= 1 << rng.randrange(8)
+        try:
+            btf = parse_btf(bytes(data))
+            for _t in btf:
+                pass
+            format_raw(btf)
+            format_c(btf)
+            for type_id in range(1, len(btf)):
+                try:
+                    btf.sizeof(type_id)
+                except BTFError:
+                    pass
+        except BTFError:
+            pass
+        cases += 1
+    assert cases > 20
