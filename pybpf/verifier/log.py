@@ -98,17 +98,17 @@ def insn_text(insn: isa.Instruction, pc: int = 0) -> str:
 
 
 def _snum(v: int) -> str:
-    return str(v) if -0x8000 <= v < 0x10000 and (v >= 0 or v >= -512) or -512 <= v <= 512 \
-        else hex(v & bd.U64) if v >= 0 else f"{hex(v & bd.U64)}"
+    """Signed numbers in decimal when small (-32768..32767), else 64-bit hex (kernel log.c)."""
+    return str(v) if -0x8000 <= v <= 0x7FFF else hex(v & bd.U64)
 
 
 def _unum(v: int) -> str:
-    return str(v) if v < 0x10000 else hex(v)
+    return str(v) if v <= 0x7FFF else hex(v)
 
 
 def _scalar_ranges(r: RegState) -> list[str]:
     def s32_val(v):
-        return v if -512 <= v <= 512 or (0 <= v < 0x10000) else v & bd.U32
+        return v if -0x8000 <= v <= 0x7FFF else v & bd.U32
     items = [["smin", r.smin, r.smin == bd.S64_MIN], ["smax", r.smax, r.smax == bd.S64_MAX],
              ["umin", r.umin, r.umin == 0], ["umax", r.umax, r.umax == bd.U64],
              ["smin32", s32_val(r.s32min), r.s32min == bd.S32_MIN],

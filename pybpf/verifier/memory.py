@@ -257,7 +257,7 @@ def stack_read(env, state, r: RegState, regno: int, off: int, size: int, pc: int
         if zero_cnt == size:
             return RegState.scalar_const(0)
         return RegState.scalar_unknown()
-    return _stack_range_value(env, frame, regno, lo, hi, off, pc, "read")
+    return _stack_range_value(env, frame, regno, lo, hi, off, pc, "direct")
 
 
 def _stack_range_value(env, frame, regno: int, lo: int, hi: int, off: int, pc: int,
@@ -282,7 +282,8 @@ def _stack_range_value(env, frame, regno: int, lo: int, hi: int, off: int, pc: i
                          regno=regno)
         if t == st.INVALID and env.privileged:
             continue
-        raise Reject(f"invalid read from stack R{regno} off {lo}+{b - lo} size {hi - lo}",
+        who = "" if kind == "direct" else f"R{regno} "
+        raise Reject(f"invalid read from stack {who}off {lo}+{b - lo} size {hi - lo}",
                      "uninit-stack", pc, regno=regno, off=lo, size=hi - lo)
     return RegState.scalar_const(0) if all_zero else RegState.scalar_unknown()
 
