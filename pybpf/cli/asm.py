@@ -176,8 +176,11 @@ def _objdump_sections(path: str) -> str:
 @click.option("--objdump", "objdump", is_flag=True,
               help="print exactly what llvm-objdump -d --mcpu=v4 prints (for an object: its "
                    "unrelocated sections; no map or subprogram names)")
+@click.option("--source/--no-source", default=True, show_default=True,
+              help="for an object with BTF line info: interleave the C source lines, like "
+                   "llvm-objdump -S")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-def disasm_command(path: str, objdump: bool, as_json: bool) -> None:
+def disasm_command(path: str, objdump: bool, source: bool, as_json: bool) -> None:
     """Disassemble raw bytecode or an ELF object into LLVM syntax, like llvm-objdump -d."""
     if objdump and not as_json and Path(path).is_file() and \
             Path(path).read_bytes()[:4] == b"\x7fELF":
@@ -195,7 +198,12 @@ def disasm_command(path: str, objdump: bool, as_json: bool) -> None:
     for program in programs:
         section = program.section or ".text"
         labels = program.labels or {0: program.name}
-        blocks.append(f"Disassembly of section {section}:\n\n"
-                      + disassemble(program, labels=labels, section=section,
-                                    symbolic=not objdump))
+        listing = disassemble(program, labels=labels, section=section, symbolic=not objdump)
+        if source and program.lines:
+            from ..elf.text import annotate
+
+            # lines hold "file:line: text"; -S shows the text
+            listing = annotate(listing, lines={slot: text.split(": ", 1)[-1]
+                                               for slot, text in program.lines.items()})
+        blocks.append(f"Disassembly of section {section}:\n\n" + listing)
     click.echo("\n".join(blocks), nl=False)
