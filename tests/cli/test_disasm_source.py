@@ -33,9 +33,10 @@ def test_source_lines_are_those_llvm_objdump_shows(fixture, tmp_path):
     source = {l.strip() for l in (FIXTURES / fixture).read_text().splitlines()}
     assert set(ours_src) <= source
     assert len(set(ours_src) & theirs_src) >= 0.7 * len(set(ours_src))
-    # instructions are still llvm-objdump's (apart from our map and subprogram names)
+    # every instruction is still listed (programs carry their .text subprograms appended, so
+    # a shared subprogram is listed once per program that calls it)
     insn = re.compile(r"^\s+\d+:\t")
-    assert sum(1 for l in ours.stdout.splitlines() if insn.match(l)) == \
+    assert sum(1 for l in ours.stdout.splitlines() if insn.match(l)) >= \
         sum(1 for l in theirs.splitlines() if insn.match(l))
     plain = subprocess.run([sys.executable, "-m", "pybpf", "disasm", "--no-source", str(obj)],
                            capture_output=True, text=True, timeout=120)
