@@ -128,6 +128,11 @@ def _hex(value: Any, size: int) -> str:
         return (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little").hex()
     if isinstance(value, (list, tuple)):
         return "".join(_hex(v, size // max(len(value), 1)) for v in value)
+    # prog_array and map-in-map slots hold live programs and maps: show them by name (the
+    # kernel engine shows their ids)
+    name = getattr(value, "name", None)
+    if isinstance(name, str):
+        return f"<{name}>"
     return str(value)
 
 
@@ -198,6 +203,50 @@ def run_kernel(program: Program, data: bytes, repeat: int = 1, *,
         maps = _dump_maps(getattr(kp, "maps", []), program.maps)
     r0 = res.r0 if res.r0 is not None else res.retval
     return RunResult(r0, float(res.duration_ns), "kernel", maps)
+
+
+def needs_collection(path: str):
+    """The object's spec when some map must be filled with the object's other programs or
+    maps (prog_array tail-call tables, map-in-map): then a program only runs right inside its
+    whole object, as libbpf loads it. None otherwise."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError:
+        return None
+    if raw[:4] != b"\x7fELF":
+        return None
+    from ..elf import load_object
+
+    spec = load_object(raw, name=path)
+    return spec if any(m.init_refs for m in spec.maps.values()) else None
+
+
+def run_in_collection(spec, program: Program, engine: str, data: bytes, repeat: int = 1, *,
+                      ctx: bytes | None = None, budget: int | None = None,
+                      prog_type: str | None = None, **_ignored) -> RunResult:
+    """Run ``program`` of object ``spec`` with every map and program of the object live
+    (pybpf.elf.collection), on the interpreter or in the kernel."""
+    from ..elf.collection import KernelCollection, VMCollection
+
+    name = program.name
+    if engine == "kernel":
+        with KernelCollection(spec) as coll:
+            res = coll.programs[name].test_run(data, ctx=ctx, repeat=max(repeat, 1))
+            maps = _dump_maps([coll.maps[m.name] for m in program.maps], program.maps)
+        return RunResult(res.retval, float(res.duration_ns), "kernel", maps)
+    if engine != "interpreter":
+        raise UsageError(f"{program.name} tail-calls or uses map-in-map: run it with "
+                         "--engine interpreter or --engine kernel")
+    from ..vm import DEFAULT_BUDGET
+
+    coll = VMCollection(spec, budget=budget or DEFAULT_BUDGET)
+    vm = coll.programs[name].vm
+    if ctx is not None:
+        r0, ns = vm.run(data, ctx=ctx), None
+    else:
+        r0, ns = vm.time_runs(data, max(repeat, 1))
+    maps = _dump_maps([coll.maps[m.name] for m in program.maps], program.maps)
+    return RunResult(r0, ns, "interpreter", maps, vm.trace_pipe)
 
 
 def execute(program: Program, engine: str, data: bytes, repeat: int = 1, **options) -> RunResult:
@@ -364,7 +413,11 @@ def run_command(prog: str, prog_type: str | None, section: str | None, prog_name
         if emit_llvm or emit_asm:
             options["emit_kind"] = "llvm" if emit_llvm else "asm"
             options["emit"] = lambda text: click.echo(text, err=as_json)
-    result = execute(program, engine, data, repeat, **options)
+    spec = needs_collection(prog) if not trace else None
+    if spec is not None:
+        result = run_in_collection(spec, program, engine, data, repeat, **options)
+    else:
+        result = execute(program, engine, data, repeat, **options)
     for line in result.trace_pipe:
         click.echo(f"trace_printk: {line}", err=True)
     if as_json:
