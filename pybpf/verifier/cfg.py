@@ -207,12 +207,11 @@ def build_layout(insns: list, *, unprivileged: bool = False) -> Layout:
     for pc, insn in enumerate(slots):
         if insn is None:
             continue
-        # the kernel's prune points: conditional jumps themselves, targets of unconditional
-        # jumps, instructions after calls and bpf-to-bpf call sites
+        # the kernel's prune points: conditional jumps themselves, every jump target,
+        # instructions after calls and bpf-to-bpf call sites
         if insn.is_jump:
-            if insn.opcode & 0xF0 == isa.JA:
-                prune[insn.jump_target(pc)] = True
-            else:
+            prune[insn.jump_target(pc)] = True
+            if insn.opcode & 0xF0 != isa.JA:
                 prune[pc] = True
         elif insn.opcode & 0xF7 == isa.JMP | isa.CALL:
             if pc + 1 < n:

@@ -146,8 +146,12 @@ def _mov(env: Env, regs, insn, pc: int) -> None:
                                  pc, regno=insn.src)
                 out = RegState.scalar_unknown()
             else:
+                no_sext = src.umax < (1 << (insn.off - 1))
+                if no_sext and not src.id and src.var_off.mask:
+                    src.id = env.new_id()
                 out = src.copy()
-                out.id = 0
+                if not no_sext:
+                    out.id = 0
                 if alu32:
                     bd.sign_extend32(out, insn.off // 8)
                 else:

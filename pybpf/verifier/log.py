@@ -103,7 +103,7 @@ def _snum(v: int) -> str:
 
 
 def _unum(v: int) -> str:
-    return str(v) if v <= 0x7FFF else hex(v)
+    return str(v) if v <= 0xFFFF else hex(v)
 
 
 def _scalar_ranges(r: RegState) -> list[str]:
