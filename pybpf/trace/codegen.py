@@ -13,8 +13,6 @@ Values: every integer is 64-bit (bpftrace's default); strings are fixed-size byt
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import re
 
 import llvmlite.ir as ir
@@ -25,120 +23,15 @@ from . import ast
 from .parser import TraceSyntaxError
 from .probes import PT_REGS_ARGS, PT_REGS_RET, TracepointField
 
-STRLEN = 64
-COMM_LEN = 16
-RINGBUF_SIZE = 1 << 20
+from .types import (AGGREGATIONS, BPF_F_USER_STACK, COMM_LEN, EV_CLEAR, EV_EXIT,  # noqa: F401
+                    EV_PRINT, EV_PRINTF, EV_TIME, EV_ZERO, INT, MAX_STACK_FRAMES, NONE,
+                    RINGBUF_SIZE, STRLEN, UINT, CompileUnit, MapInfo, PrintfFormat, SType,
+                    _frames_arg, _STACK_TYPES)
 
 i8 = ir.IntType(8)
 i32 = ir.IntType(32)
 i64 = ir.IntType(64)
 i8p = i8.as_pointer()
-
-# event kinds sent through the ring buffer
-EV_PRINTF, EV_EXIT, EV_PRINT, EV_CLEAR, EV_ZERO, EV_TIME = 1, 2, 3, 4, 5, 6
-
-
-@dataclass(frozen=True)
-class SType:
-    """A value's type: ``int`` (64-bit, signed or not), ``str`` (N bytes), ``buf`` (N raw
-    bytes) or ``none``. ``display`` names how user space prints it: ``ksym``/``kstack`` are
-    ints (an address, a stack id), ``usym``/``ustack`` are 16-byte bufs (value and pid);
-    ``frames`` limits a stack's depth (``kstack(5)``)."""
-
-    kind: str
-    size: int = 8
-    signed: bool = True
-    display: str = ""
-    frames: int = 0
-
-    def __str__(self) -> str:
-        if self.display:
-            return self.display
-        return {"int": "int64" if self.signed else "uint64",
-                "str": f"string[{self.size}]"}.get(self.kind, self.kind)
-
-
-INT = SType("int")
-UINT = SType("int", signed=False)
-NONE = SType("none", 0)
-
-AGGREGATIONS = {"count", "sum", "avg", "min", "max", "stats", "hist", "lhist"}
-
-#: symbol and stack types (printed by user space, see ``output``)
-_STACK_TYPES = {
-    "kstack": SType("int", 8, False, "kstack"), "ustack": SType("buf", 16, False, "ustack"),
-    "ksym": SType("int", 8, False, "ksym"), "usym": SType("buf", 16, False, "usym"),
-}
-MAX_STACK_FRAMES = 127  # the kernel's default perf_event_max_stack, as bpftrace uses
-BPF_F_USER_STACK = 1 << 8
-
-
-def _frames_arg(call) -> int:
-    """``kstack(N)``: the frame limit, 0 (all) when not given."""
-    if isinstance(call, ast.Call) and call.args and isinstance(call.args[0], ast.Integer):
-        return call.args[0].value
-    return 0
-
-
-@dataclass
-class MapInfo:
-    """A script map: how its keys and values are laid out in the BPF hash map."""
-
-    name: str
-    index: int
-    key_types: list[SType]
-    value: str                  # "int", "str", or an aggregation name
-    value_type: SType = INT
-    lhist: tuple[int, int, int] | None = None  # min, max, step
-
-    @property
-    def key_size(self) -> int:
-        size = sum(t.size for t in self.key_types) or 8
-        if self.value in ("hist", "lhist"):
-            size += 8  # bucket index appended to the user's key
-        return size
-
-    @property
-    def value_size(self) -> int:
-        if self.value in ("avg", "stats"):
-            return 16  # count, total
-        if self.value == "str":
-            return self.value_type.size
-        return 8
-
-
-@dataclass
-class PrintfFormat:
-    id: int
-    fmt: str
-    arg_types: list[SType]
-    kind: int = EV_PRINTF
-
-
-@dataclass
-class CompileUnit:
-    """What the compiler hands the runtime: the LLVM module and the metadata to decode events."""
-
-    module: ir.Module
-    maps: dict[str, MapInfo]
-    formats: list[PrintfFormat]
-    functions: list[tuple[str, "ast.Probe", "ast.AttachPoint", str]]  # name, probe, ap, section
-    uses_elapsed: bool = False
-    ringbuf_index: int = 0
-    start_index: int = 1
-    stack_index: int = 2
-    uses_stacks: bool = False
-    retained: list = None  # (DISubprogram ref, parameter DILocalVariable ref) pairs
-
-    def ir_text(self) -> str:
-        """The module's LLVM IR, with each subprogram's ``retainedNodes`` filled in (the
-        subprogram and its parameter refer to each other, which llvmlite cannot build)."""
-        text = str(self.module)
-        for sp, var in self.retained or ():
-            text = re.sub(rf"^({re.escape(sp)} = distinct !DISubprogram\(.*)\)$",
-                          lambda m: f"{m.group(1)}, retainedNodes: !{{{var}}})", text,
-                          count=1, flags=re.M)
-        return text
 
 
 class _Scope:

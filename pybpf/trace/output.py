@@ -12,7 +12,7 @@ import re
 import struct
 import time as _time
 
-from .codegen import MapInfo, SType
+from .types import MapInfo, SType
 
 _SPEC = re.compile(r"%(?P<flags>[-+ #0]*)(?P<width>\d+|\*)?(?:\.(?P<prec>\d+))?"
                    r"(?P<len>hh|h|ll|l|z|j|t)?(?P<conv>[diouxXcsp%])")

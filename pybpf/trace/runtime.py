@@ -24,7 +24,7 @@ from typing import Callable, TextIO
 from ..errors import KernelError
 from ..kernel.ringbuf import RingBuffer
 from ..program import MapSpec, Program
-from . import ast, codegen, output, probes
+from . import ast, output, probes, types
 from .parser import TraceSyntaxError, parse
 
 MAX_MAP_ENTRIES = 4096  # bpftrace's default map size
@@ -36,7 +36,7 @@ _SOFTWARE_ALIASES = {"cpu": "cpu-clock", "faults": "page-faults", "cs": "context
 
 @dataclass
 class CompiledScript:
-    unit: codegen.CompileUnit
+    unit: types.CompileUnit
     programs: list[tuple[str, Program, ast.AttachPoint]]
     map_specs: list[MapSpec]
     object_code: bytes
@@ -164,11 +164,13 @@ def compile_script(source: str, filename: str = "<script>") -> CompiledScript:
         if ap.provider in ("usdt", "watchpoint", "hardware"):
             raise TraceSyntaxError(f"{ap.provider} probes are not supported yet", filename,
                                    ap.line, ap.col)
+    from . import codegen  # LLVM: imported only when a script is compiled
+
     unit = codegen.Compiler(script, tracepoint_fields=fields).compile(items)
     obj = codegen.emit_object(unit.ir_text())
-    specs = [MapSpec("events", "ringbuf", 0, 0, codegen.RINGBUF_SIZE),
+    specs = [MapSpec("events", "ringbuf", 0, 0, types.RINGBUF_SIZE),
              MapSpec("start", "array", 4, 8, 1),
-             MapSpec("stacks", "stack_trace", 4, 8 * codegen.MAX_STACK_FRAMES,
+             MapSpec("stacks", "stack_trace", 4, 8 * types.MAX_STACK_FRAMES,
                      MAX_MAP_ENTRIES if unit.uses_stacks else 1)]
     for info in sorted(unit.maps.values(), key=lambda m: m.index):
         specs.append(MapSpec(info.name[:15] or "_", "hash", info.key_size, info.value_size,
@@ -188,6 +190,77 @@ def compile_script(source: str, filename: str = "<script>") -> CompiledScript:
         prog.section = section
         programs.append((name, prog, ap))
     return CompiledScript(unit, programs, specs, obj, filename)
+
+
+CACHE_ENV = "PYBPF_TRACE_CACHE"
+
+
+def _cache_dir() -> str | None:
+    """Where compiled scripts are kept: $PYBPF_TRACE_CACHE, else ~/.cache/pybpf/trace;
+    PYBPF_TRACE_CACHE=0 turns the cache off."""
+    import os
+
+    where = os.environ.get(CACHE_ENV)
+    if where == "0":
+        return None
+    if not where:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"),
+                                                                ".cache")
+        where = os.path.join(base, "pybpf", "trace")
+    return where
+
+
+def _cache_key(source: str, filename: str) -> str:
+    """Everything a compilation depends on: the script, its name (it is in the line info),
+    the kernel (tracepoint layouts, BTF) and pybpf's own code."""
+    import hashlib
+    import os
+    from pathlib import Path
+
+    from .. import __version__
+
+    h = hashlib.sha256()
+    for part in (source, filename, __version__, os.uname().release):
+        h.update(part.encode() + b"\0")
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        st = path.stat()
+        h.update(f"{path.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()
+
+
+def cached_compile(source: str, filename: str = "<script>") -> CompiledScript:
+    """:func:`compile_script`, remembered on disk: a script run again starts without LLVM.
+
+    Only whole successful compilations are stored (written to a temporary file and renamed,
+    so a concurrent reader never sees half a file); anything unreadable is compiled again."""
+    import os
+    import pickle
+    import tempfile
+
+    where = _cache_dir()
+    if where is None:
+        return compile_script(source, filename)
+    path = os.path.join(where, _cache_key(source, filename) + ".pickle")
+    try:
+        with open(path, "rb") as fh:
+            compiled = pickle.load(fh)
+        if isinstance(compiled, CompiledScript):
+            return compiled
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError,
+            IndexError, TypeError, ValueError):
+        pass
+    compiled = compile_script(source, filename)
+    module, compiled.unit.module = compiled.unit.module, None  # llvmlite IR does not pickle
+    try:
+        os.makedirs(where, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=where, suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            pickle.dump(compiled, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only home: run without caching
+    compiled.unit.module = module
+    return compiled
 
 
 def _run_once(fd: int) -> None:
@@ -319,21 +392,21 @@ class Session:
     def _event(self, record: bytes) -> None:
         kind, ident = struct.unpack_from("<QQ", record)
         unit = self.compiled.unit
-        if kind == codegen.EV_PRINTF:
+        if kind == types.EV_PRINTF:
             fmt = unit.formats[ident]
             args = output.decode_args(record[16:], fmt.arg_types, self.symbols)
             self.out.write(output.format_printf(fmt.fmt, args))
-        elif kind == codegen.EV_TIME:
+        elif kind == types.EV_TIME:
             self.out.write(output.format_time(unit.formats[ident].fmt))
-        elif kind == codegen.EV_EXIT:
+        elif kind == types.EV_EXIT:
             self.exited = True
-        elif kind == codegen.EV_PRINT:
+        elif kind == types.EV_PRINT:
             self._print_map(ident)
-        elif kind in (codegen.EV_CLEAR, codegen.EV_ZERO):
+        elif kind in (types.EV_CLEAR, types.EV_ZERO):
             km = self.kernel_maps[ident]
             keys = list(km.keys())
             for k in keys:
-                if kind == codegen.EV_CLEAR:
+                if kind == types.EV_CLEAR:
                     km.delete(k)
                 else:
                     km.update(k, bytes(km.value_size))
@@ -347,7 +420,7 @@ class Session:
             return []
         return list(struct.unpack(f"<{len(raw) // 8}Q", bytes(raw)))
 
-    def _info_by_index(self, index: int) -> codegen.MapInfo:
+    def _info_by_index(self, index: int) -> types.MapInfo:
         for info in self.compiled.unit.maps.values():
             if info.index == index:
                 return info
@@ -391,7 +464,7 @@ def run(source: str, filename: str = "<script>", *, command: list[str] | None = 
     """Compile, load and run a script until exit(), Ctrl-C, ``command`` ending or ``timeout``.
 
     Returns the exit status (the command's, when one is run)."""
-    compiled = compile_script(source, filename)
+    compiled = cached_compile(source, filename)
     session = Session(compiled, out=out)
     session.start()
     status = 0
@@ -420,7 +493,7 @@ def run(source: str, filename: str = "<script>", *, command: list[str] | None = 
                 break
             if deadline is not None and time.monotonic() >= deadline:
                 break
-            session.ringbuf.poll(0.05)
+            session.ringbuf.poll(0.01 if child is not None else 0.05)
         session.detach()
         session.poll()
         session._run_special("END")
