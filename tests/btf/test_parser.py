@@ -131,9 +131,9 @@ def test_fuzzed_btf_raises_only_btf_errors(fixture_objects):
     rng = random.Random(0xB7F)
     blobs = [read_elf(fixture_objects[n].read_bytes(), n).section(".BTF").data
              for n in FIXTURES]
-    deadline = time.monotonic() + 3.0
-    cases = 0
-    while time.monotonic() < deadline:
+    # a fixed number of cases (not a time budget: a loaded machine must not change what is
+    # tested); a hang would show as this test never finishing
+    for _case in range(150):
         data = bytearray(rng.choice(blobs))
         for _ in range(rng.randint(1, 6)):
             at = rng.randrange(24, len(data))
@@ -151,5 +151,3 @@ def test_fuzzed_btf_raises_only_btf_errors(fixture_objects):
                     pass
         except BTFError:
             pass
-        cases += 1
-    assert cases > 20
