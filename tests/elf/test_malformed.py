@@ -7,7 +7,6 @@ import random
 import signal
 import struct
 import subprocess
-import time
 
 import pytest
 
@@ -161,8 +160,8 @@ def _mutate(rng: random.Random, data: bytes) -> bytes:
 
 
 def test_fuzzed_fixtures_raise_only_pybpf_errors_and_never_hang(fixture_objects):
-    """A bounded fuzzer: random byte flips and truncations of every fixture for a few seconds;
-    each load must succeed or raise a pybpf error within a second."""
+    """A bounded fuzzer: 300 random byte flips and truncations of the fixtures; each load must
+    succeed or raise a pybpf error, and never hang."""
     rng = random.Random(0x5EED)
     corpus = [fixture_objects[name].read_bytes() for name in FIXTURES]
 
@@ -170,19 +169,20 @@ def test_fuzzed_fixtures_raise_only_pybpf_errors_and_never_hang(fixture_objects)
         raise _Timeout()
 
     old = signal.signal(signal.SIGALRM, alarm)
-    deadline = time.monotonic() + 4.0
     cases = 0
     try:
-        while time.monotonic() < deadline:
+        # a fixed number of cases, so a loaded machine does not change what is tested; the
+        # alarm only catches a hang (it is generous: loads take milliseconds)
+        for _ in range(300):
             data = _mutate(rng, rng.choice(corpus))
-            signal.setitimer(signal.ITIMER_REAL, 1.0)
+            signal.setitimer(signal.ITIMER_REAL, 10.0)
             try:
                 load_object(data, name="fuzz.o", core_target="local")
                 text_sections(data, name="fuzz.o")
             except BPFError:
                 pass
             except _Timeout:
-                pytest.fail(f"loading a mutated object took more than a second (case {cases})")
+                pytest.fail(f"loading a mutated object took more than 10 s (case {cases})")
             except Exception as exc:  # noqa: BLE001 - exactly what the test is about
                 pytest.fail(f"case {cases}: raw {type(exc).__name__}: {exc}")
             finally:
@@ -190,7 +190,7 @@ def test_fuzzed_fixtures_raise_only_pybpf_errors_and_never_hang(fixture_objects)
             cases += 1
     finally:
         signal.signal(signal.SIGALRM, old)
-    assert cases > 100
+    assert cases == 300
 
 
 def test_fixture_sources_are_all_in_the_corpus():
