@@ -1173,6 +1173,11 @@ def _do_check(env: Env) -> None:
         env.last_state = state
         env.last_pc = pc
         insn = insns[pc]
+        # like the kernel, count the instruction before the prune check
+        env.insn_processed += 1
+        if env.insn_processed > COMPLEXITY_LIMIT:
+            raise Reject(f"BPF program is too large. Processed {env.insn_processed} insn",
+                         "too-complex", pc, processed=env.insn_processed)
         if prune[pc]:
             # is_state_visited: prune against explored checkpoints, detect loops against the
             # checkpoints still open on this path, maybe store a new checkpoint
@@ -1215,10 +1220,6 @@ def _do_check(env: Env) -> None:
                 env.peak_states = max(env.peak_states, env.cur_states)
                 prev_insn = env.insn_processed
                 prev_jmps = jmps
-        env.insn_processed += 1
-        if env.insn_processed > COMPLEXITY_LIMIT:
-            raise Reject(f"BPF program is too large. Processed {env.insn_processed} insn",
-                         "too-complex", pc, processed=env.insn_processed)
         cls = insn.cls
         nxt = pc + insn.slots
         if cls in (isa.ALU, isa.ALU64):
@@ -1252,6 +1253,7 @@ def _do_check(env: Env) -> None:
                     raise Reject("calls to kernel functions (kfuncs) are not supported by "
                                  "pybpf's verifier", "unsupported", pc)
                 else:
+                    jmps += 1
                     calls.check_helper_call(env, state, insn, pc)
             elif op == isa.EXIT:
                 jmps += 1

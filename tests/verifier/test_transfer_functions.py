@@ -52,6 +52,7 @@ def _states(log: str) -> list[tuple[str, str]]:
         if m and not m.group(2).startswith("if "):
             # ids are numbered differently; compare the ranges and the tnum
             state = re.sub(r"id=\d+,?", "", m.group(3).strip()).replace("()", "")
+            state = re.sub(r"scalar\([+-]\d+,?", "scalar(", state)   # linked-offset marks
             out.append((m.group(1) + ": " + m.group(2), state))
     return out
 

@@ -19,6 +19,8 @@ def test_verdict_matches_the_kernel(name, prog_type, text):
         assert not ours.accepted
         return
     assert ours.accepted == kernel.accepted, (ours.error, kernel.log[-400:])
+    # the walk visits the same instructions: the processed counts agree
+    assert ours.insns_processed == kernel.insns_processed
     if not kernel.accepted:
         # the reason is the kernel's own words (its log holds our message as a line)
         assert ours.error in kernel.log, (ours.error, kernel.log[-400:])
