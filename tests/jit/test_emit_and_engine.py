@@ -112,9 +112,9 @@ def thousand_instructions(seed: int = 1000) -> Program:
     return Program(insns)
 
 
-def test_a_thousand_instruction_program_compiles_within_budget():
-    """Target: 50 ms (see the report in benchmarks/jit.py). The assertion leaves room for a
-    loaded CI machine; the measured time is printed."""
+def test_a_thousand_instruction_program_compiles_and_runs_like_the_interpreter():
+    """The compile-time target (50 ms) is measured by benchmarks/jit.py; tests assert no
+    timings. The measured time is printed."""
     prog = thousand_instructions()
     assert len(prog.insns) == 1000
     best = float("inf")
@@ -124,6 +124,5 @@ def test_a_thousand_instruction_program_compiles_within_budget():
         jit = JITProgram(prog, checked=False)
         best = min(best, time.process_time() - start)
     print(f"compile time of 1000 instructions: {best * 1e3:.1f} ms CPU")
-    assert best < 0.5
     from pybpf.vm import Interpreter
     assert jit.run() == Interpreter(prog).run()
