@@ -122,7 +122,10 @@ class LinkState:
     off_linktype: int
     off_nl: int
     encap: str = "link"        # 'link', 'mpls' (label stack), 'ppp' (inside PPPoE)
-    geneve: bool = False
+    #: after ``geneve``: the inner packet's offsets are not constants but values kept in
+    #: scratch words (libpcap's registers for off_linkhdr/off_linktype/off_linkpl):
+    #: {"ll": link header, "lt": type field, "nl": network header} -> ("mem", name)
+    vars: dict | None = None
 
 
 def _initial_state(name: str) -> LinkState:
@@ -142,7 +145,8 @@ class CodeGen:
     linux_ext: bool = False
     netmask: int = 0
     pos: int = 0
-    uses_geneve: bool = False
+    geneve_seen: bool = False
+    geneve_used: bool = False      # did a primitive after 'geneve' look at the inner packet?
     extra: dict = field(default_factory=dict)
 
     def error(self, message: str, pos: int | None = None) -> FilterError:
@@ -156,8 +160,10 @@ class CodeGen:
     def linktype(self, proto: int):
         """The packet's network protocol is ``proto`` (an ethertype)."""
         link = self.link
-        if link.geneve:
-            raise self.error("primitives after 'geneve' are not supported")
+        if link.vars is not None:
+            # geneve's protocol type, or the inner Ethernet type when it is 0x6558
+            self.geneve_used = True
+            return eq(("ind", isa.H, 0, link.vars["lt"]), proto)
         if link.encap == "mpls":
             nibble = {0x0800: 0x40, 0x86DD: 0x60}.get(proto)
             if nibble is None:
@@ -186,16 +192,53 @@ class CodeGen:
     def ip(self):
         return self.linktype(0x0800)
 
+    # --- loads relative to the current layers (constant offsets, or geneve's inner ones) ---
+    def nload(self, size: int, off: int):
+        """A load ``off`` bytes into the network header."""
+        if self.link.vars is not None:
+            self.geneve_used = True
+            return ("ind", size, off, self.link.vars["nl"])
+        return ld(size, self.nl + off)
+
+    def ip_payload(self):
+        """(constant, X value) locating the IPv4 payload: ``nl + 4*(ip[0]&0xf)``."""
+        if self.link.vars is not None:
+            self.geneve_used = True
+            nl = self.link.vars["nl"]
+            hl = ("alu", "lsh", ("alu", "and", ("ind", isa.B, 0, nl), ("k", 0xF)), ("k", 2))
+            return 0, ("alu", "add", hl, nl)
+        return self.nl, ("msh", self.nl)
+
+    def tload(self, size: int, off: int):
+        """A load ``off`` bytes into an IPv4 packet's payload."""
+        base, xv = self.ip_payload()
+        return ("ind", size, base + off, xv)
+
+    def lload(self, size: int, off: int):
+        """A load ``off`` bytes into the link-layer (Ethernet) header."""
+        if self.link.vars is not None:
+            self.geneve_used = True
+            return ("ind", size, off, self.link.vars["ll"])
+        return ld(size, off)
+
+    def inner_ether(self):
+        """After ``geneve``, link-layer tests need an Ethernet payload (protocol 0x6558):
+        libpcap checks that the link header and the network header differ."""
+        if self.link.vars is None:
+            return TRUE
+        self.geneve_used = True
+        return b_not(("atom", ("testx", "jeq", self.link.vars["ll"], self.link.vars["nl"])))
+
     def ip6(self):
         return self.linktype(0x86DD)
 
     # --- protocols ---------------------------------------------------------------------
     def ip_proto(self, p: int):
-        return b_and(self.ip(), eq(ld(isa.B, self.nl + 9), p))
+        return b_and(self.ip(), eq(self.nload(isa.B, 9), p))
 
     def ip6_proto(self, p: int):
-        nh = ld(isa.B, self.nl + 6)
-        return b_and(self.ip6(), b_or(eq(nh, p), b_and(eq(nh, 44), eq(ld(isa.B, self.nl + 40), p))))
+        nh = self.nload(isa.B, 6)
+        return b_and(self.ip6(), b_or(eq(nh, p), b_and(eq(nh, 44), eq(self.nload(isa.B, 40), p))))
 
     def proto_abbrev(self, name: str, pos: int):
         if name in ("ip", "ip6", "arp", "rarp"):
@@ -211,7 +254,7 @@ class CodeGen:
         raise self.error(f"'{name}' on its own is not a filter", pos)
 
     def not_fragment(self):
-        return b_not(test("jset", ld(isa.H, self.nl + 6), 0x1FFF))
+        return b_not(test("jset", self.nload(isa.H, 6), 0x1FFF))
 
     # --- primitives ------------------------------------------------------------------------
     def gen(self, node: Node):
@@ -243,7 +286,7 @@ class CodeGen:
         if proto in ("ether", "link"):
             return self.mac_cmp(0, b"\xff" * 6)
         if proto == "ip":
-            dst = ld(isa.W, self.nl + 16)
+            dst = self.nload(isa.W, 16)
             mask = self.netmask
             return b_and(self.ip(), b_or(masked_eq(dst, ~mask, 0), masked_eq(dst, ~mask, ~mask)))
         raise self.error(f"'{proto} broadcast' is not supported")
@@ -252,11 +295,11 @@ class CodeGen:
         proto = node.quals.proto or "ether"
         if proto in ("ether", "link"):
             self.require_ether()
-            return test("jset", ld(isa.B, 0), 1)
+            return b_and(self.inner_ether(), test("jset", self.lload(isa.B, 0), 1))
         if proto == "ip":
-            return b_and(self.ip(), test("jge", ld(isa.B, self.nl + 16), 224))
+            return b_and(self.ip(), test("jge", self.nload(isa.B, 16), 224))
         if proto == "ip6":
-            return b_and(self.ip6(), eq(ld(isa.B, self.nl + 24), 0xFF))
+            return b_and(self.ip6(), eq(self.nload(isa.B, 24), 0xFF))
         raise self.error(f"'{proto} multicast' is not supported")
 
     def prim_inbound(self, node):
@@ -278,6 +321,7 @@ class CodeGen:
         return t if outbound else b_not(t)
 
     def prim_vlan(self, node: Primitive):
+        self.not_after_geneve("vlan")
         link = self.link
         if link.name != "EN10MB" or link.encap != "link":
             raise self.error("'vlan' is supported on Ethernet only")
@@ -302,6 +346,7 @@ class CodeGen:
         return cond
 
     def prim_mpls(self, node: Primitive):
+        self.not_after_geneve("mpls")
         link = self.link
         label = node.token.value if node.token is not None else None
         if label is not None and label > 0xFFFFF:
@@ -313,17 +358,19 @@ class CodeGen:
         else:
             raise self.error("'mpls' is not supported on this link type")
         if label is not None:
-            cond = b_and(cond, eq(("alu", "and", ld(isa.W, self.nl), ("k", 0xFFFFF000)),
+            cond = b_and(cond, eq(("alu", "and", self.nload(isa.W, 0), ("k", 0xFFFFF000)),
                                   label << 12))
         link.encap = "mpls"
         link.off_nl += 4
         return cond
 
     def prim_pppoed(self, node):
+        self.not_after_geneve("pppoed")
         self.require_ether()
         return eq(ld(isa.H, self.link.off_linktype), 0x8863)
 
     def prim_pppoes(self, node: Primitive):
+        self.not_after_geneve("pppoes")
         link = self.link
         if link.name != "EN10MB" or link.encap != "link":
             raise self.error("'pppoes' is supported on Ethernet only")
@@ -333,13 +380,23 @@ class CodeGen:
             if sid > 0xFFFF:
                 raise self.error(f"PPPoE session number {sid} greater than maximum 65535",
                                  node.token.pos)
-            cond = b_and(cond, eq(("alu", "and", ld(isa.W, self.nl), ("k", 0xFFFF)), sid))
+            cond = b_and(cond, eq(("alu", "and", self.nload(isa.W, 0), ("k", 0xFFFF)), sid))
         link.encap = "ppp"
         link.off_linktype = self.nl + 6
         link.off_nl += 8
         return cond
 
     def prim_geneve(self, node: Primitive):
+        """UDP port 6081 with a Geneve version 0 header (and the VNI when given). Later
+        primitives apply to the encapsulated packet, as in libpcap: its offsets depend on the
+        outer IP header length and on the Geneve options length, so they are computed once
+        into scratch words (``set`` atoms) and later loads index from them. When the packet
+        type is 0x6558 (Ethernet bridging) the inner packet has an Ethernet header; else the
+        Geneve protocol type field itself is the inner packet's ethertype. The stores are
+        dropped again when no later primitive uses them (see :func:`_resolve_geneve`)."""
+        if self.link.vars is not None or self.geneve_seen:
+            raise self.error("'geneve' after 'geneve' is not supported")
+        self.geneve_seen = True
         vni = node.token.value if node.token is not None else None
         if vni is not None and vni > 0xFFFFFF:
             raise self.error(f"Geneve VNI {vni} greater than maximum 16777215", node.token.pos)
@@ -348,24 +405,40 @@ class CodeGen:
         def at4(size, off):
             return ("ind", size, self.nl + off, hl)
 
+        g = ("mem", "geneve.g")
+        ll, lt, nl = ("mem", "geneve.ll"), ("mem", "geneve.lt"), ("mem", "geneve.nl")
+
         def v4():
-            conds = [self.ip(), eq(ld(isa.B, self.nl + 9), 17), self.not_fragment(),
+            conds = [self.ip(), eq(self.nload(isa.B, 9), 17), self.not_fragment(),
                      eq(at4(isa.H, 2), 6081), masked_eq(at4(isa.B, 8), 0xC0, 0)]
             if vni is not None:
                 conds.append(eq(("alu", "and", at4(isa.W, 12), ("k", 0xFFFFFF00)), vni << 8))
-            return b_and(*conds)
+            return b_and(*conds), _set("geneve.g", ("alu", "add", hl, ("k", self.nl + 8)))
 
         def v6():
             u = self.nl + 40
-            conds = [self.ip6(), eq(ld(isa.B, self.nl + 6), 17), eq(ld(isa.H, u + 2), 6081),
+            conds = [self.ip6(), eq(self.nload(isa.B, 6), 17), eq(ld(isa.H, u + 2), 6081),
                      masked_eq(ld(isa.B, u + 8), 0xC0, 0)]
             if vni is not None:
                 conds.append(eq(("alu", "and", ld(isa.W, u + 12), ("k", 0xFFFFFF00)), vni << 8))
-            return b_and(*conds)
+            return b_and(*conds), _set("geneve.g", ("k", u + 8))
 
-        cond = b_or(v4(), v6())
-        self.link.geneve = True
-        return cond
+        (c4, s4), (c6, s6) = v4(), v6()
+        opts = ("alu", "lsh", ("alu", "and", ("ind", isa.B, 0, g), ("k", 0x3F)), ("k", 2))
+        tail = b_and(
+            _set("geneve.ll", ("alu", "add", ("alu", "add", opts, g), ("k", 8))),
+            b_or(b_and(eq(("ind", isa.H, 2, g), 0x6558),
+                       _set("geneve.lt", ("alu", "add", ll, ("k", 12))),
+                       _set("geneve.nl", ("alu", "add", lt, ("k", 2)))),
+                 b_and(_set("geneve.lt", ("alu", "add", g, ("k", 2))),
+                       _set("geneve.nl", ll))))
+        with_inner = b_and(b_or(b_and(c4, s4), b_and(c6, s6)), tail)
+        self.link.vars = {"ll": ll, "lt": lt, "nl": nl}
+        return ("geneve", with_inner, b_or(c4, c6))
+
+    def not_after_geneve(self, what: str):
+        if self.link.vars is not None:
+            raise self.error(f"'{what}' after 'geneve' is not supported")
 
     def require_ether(self):
         if self.link.name != "EN10MB":
@@ -375,7 +448,8 @@ class CodeGen:
         self.require_ether()
         low = int.from_bytes(mac[2:], "big")
         high = int.from_bytes(mac[:2], "big")
-        return b_and(eq(ld(isa.W, off + 2), low), eq(ld(isa.H, off), high))
+        return b_and(self.inner_ether(), eq(self.lload(isa.W, off + 2), low),
+                     eq(self.lload(isa.H, off), high))
 
     # --- qualified ids -------------------------------------------------------------------
     def prim_id(self, node: Primitive):
@@ -467,7 +541,7 @@ class CodeGen:
         if proto in (None, "ip", "arp", "rarp"):
             def for_proto(name, src_off, dst_off):
                 return b_and(self.linktype(ETHERTYPE[name]), self.directions(
-                    q.dir, lambda d: masked_eq(ld(isa.W, self.nl + (src_off if d == "src" else dst_off)),
+                    q.dir, lambda d: masked_eq(self.nload(isa.W, (src_off if d == "src" else dst_off)),
                                                mask, addr)))
             parts_ = []
             if proto in (None, "ip"):
@@ -508,7 +582,7 @@ class CodeGen:
                 if m == 0:
                     continue
                 a = (addr >> (96 - 32 * i)) & isa.U32
-                tests.append(masked_eq(ld(isa.W, self.nl + base + 4 * i), m, a))
+                tests.append(masked_eq(self.nload(isa.W, base + 4 * i), m, a))
             return b_and(*tests)
 
         # libpcap compares the last word first
@@ -519,7 +593,7 @@ class CodeGen:
                 if m == 0:
                     continue
                 a = (addr >> (96 - 32 * i)) & isa.U32
-                tests.append(masked_eq(ld(isa.W, self.nl + base + 4 * i), m, a))
+                tests.append(masked_eq(self.nload(isa.W, base + 4 * i), m, a))
             return b_and(*tests)
 
         return b_and(self.ip6(), self.directions(q.dir, lambda d: cmp(8 if d == "src" else 24)))
@@ -584,16 +658,15 @@ class CodeGen:
             return b_and(test("jge", value, lo), b_not(test("jgt", value, hi)))
 
         def v4():
-            hl = ("msh", self.nl)
-            return b_and(self.ip(), b_or(*(eq(ld(isa.B, self.nl + 9), p) for p in protos)),
+            return b_and(self.ip(), b_or(*(eq(self.nload(isa.B, 9), p) for p in protos)),
                          self.not_fragment(),
                          self.directions(q.dir, lambda d: port_cmp(
-                             ("ind", isa.H, self.nl + (0 if d == "src" else 2), hl))))
+                             self.tload(isa.H, 0 if d == "src" else 2))))
 
         def v6():
-            return b_and(self.ip6(), b_or(*(eq(ld(isa.B, self.nl + 6), p) for p in protos)),
+            return b_and(self.ip6(), b_or(*(eq(self.nload(isa.B, 6), p) for p in protos)),
                          self.directions(q.dir, lambda d: port_cmp(
-                             ld(isa.H, self.nl + 40 + (0 if d == "src" else 2)))))
+                             self.nload(isa.H, 40 + (0 if d == "src" else 2)))))
 
         if v == "ip":
             return v4()
@@ -704,18 +777,25 @@ class CodeGen:
         proto = node.proto
         size = {1: isa.B, 2: isa.H, 4: isa.W}[node.size]
         off = self.arith(node.offset, guards)
+        inner = self.link.vars
         if proto in ("ether", "link"):
             guard, base, xbase = None, 0, None
+            if inner is not None:
+                guard, xbase = self.inner_ether(), self.lload(isa.B, 0)[3]
         elif proto in ("ip", "arp", "rarp", "ip6"):
             guard, base, xbase = self.linktype(ETHERTYPE[proto]), self.nl, None
+            if inner is not None:
+                base, xbase = 0, self.nload(isa.B, 0)[3]
         elif proto in ("tcp", "udp", "sctp", "icmp", "igmp", "igrp", "pim", "vrrp", "carp",
                        "ah", "esp"):
             self.pos = node.pos
             guard = b_and(self.ip(), self.proto_abbrev(proto, node.pos), self.not_fragment())
-            base, xbase = self.nl, ("msh", self.nl)
+            base, xbase = self.ip_payload()
         elif proto == "icmp6":
             guard = self.ip6_proto_simple(58)
             base, xbase = self.nl + 40, None
+            if inner is not None:
+                base, xbase = 40, self.nload(isa.B, 0)[3]
         else:
             raise self.error(f"'{proto}[...]' is not supported", node.pos)
         if guard is not None:
@@ -729,7 +809,7 @@ class CodeGen:
         return ("ind", size, base, ("alu", "add", off, xbase))
 
     def ip6_proto_simple(self, p):
-        return b_and(self.ip6(), eq(ld(isa.B, self.nl + 6), p))
+        return b_and(self.ip6(), eq(self.nload(isa.B, 6), p))
 
 
 _BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "%": "mod", "&": "and", "|": "or",
@@ -740,6 +820,24 @@ _FOLD = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, 
          "lsh": lambda a, b: a << b if b < 32 else 0, "rsh": lambda a, b: a >> b if b < 32 else 0}
 _JUDGE = {"jeq": lambda a, b: a == b, "jgt": lambda a, b: a > b, "jge": lambda a, b: a >= b,
           "jset": lambda a, b: bool(a & b)}
+
+
+def _set(name: str, value):
+    """Store ``value`` into the scratch word of ``("mem", name)`` (always true)."""
+    return ("atom", ("set", name, value))
+
+
+def _resolve_geneve(f, used: bool):
+    """Choose, for the ``geneve`` marker, the form that computes the inner offsets (when a
+    later primitive uses them) or the plain test."""
+    kind = f[0]
+    if kind == "geneve":
+        return f[1] if used else f[2]
+    if kind in ("and", "or"):
+        return (kind, _resolve_geneve(f[1], used), _resolve_geneve(f[2], used))
+    if kind == "not":
+        return ("not", _resolve_geneve(f[1], used))
+    return f
 
 
 def _bswap32(v: int) -> int:
@@ -762,10 +860,14 @@ def formula(expression: str, linktype: str | int = "EN10MB", *, linux_ext: bool 
         for world in ("meta", "band"):
             g = CodeGen(expression, _initial_state(name), linux_ext=True, netmask=netmask)
             g.extra["vlan_world"] = world
-            worlds.append(g.gen(tree))
+            w = g.gen(tree)
+            worlds.append(_resolve_geneve(w, g.geneve_used) if g.geneve_seen else w)
         present = eq(("anc", isa.SKF_AD["vlan_tag_present"]), 1)
         return b_or(b_and(present, worlds[0]), b_and(b_not(present), worlds[1]))
-    return gen.gen(tree)
+    f = gen.gen(tree)
+    if gen.geneve_seen:
+        f = _resolve_geneve(f, gen.geneve_used)
+    return f
 
 
 def _mentions_vlan(node) -> bool:

@@ -67,6 +67,10 @@ def build_graph(formula, accept: Leaf, reject: Leaf, interner: _Interner | None 
     def go(f, t, e):
         kind = f[0]
         if kind == "atom":
+            if f[1][0] == "set":
+                # a store into a scratch word always continues on its true side; the false
+                # edge is never taken (it goes to reject so it adds no facts anywhere)
+                return it.node(f[1], t, reject) if t is not reject else t
             return it.node(f[1], t, e)
         if kind == "and":
             return go(f[1], go(f[2], t, e), e)
@@ -229,8 +233,9 @@ _EVAL = {"jeq": lambda a, b: a == b, "jgt": lambda a, b: a > b, "jge": lambda a,
 
 
 def _pure(atom) -> bool:
-    """Atoms over values that do not change between reads (not SKF_AD_RANDOM)."""
-    return "('anc', 56)" not in repr(atom)
+    """Atoms over values that do not change between reads (not SKF_AD_RANDOM), and not the
+    stores into scratch words that give ``("mem", name)`` values (geneve's inner offsets)."""
+    return atom[0] != "set" and "('anc', 56)" not in repr(atom)
 
 
 def _vs_decide(atom, valsets) -> bool | None:
@@ -370,12 +375,14 @@ def _clobbers_x(v) -> bool:
 
 
 class _Emitter:
-    def __init__(self, reuse: bool):
+    def __init__(self, reuse: bool, slots: dict | None = None):
         self.reuse = reuse
         self.code: list[isa.Instruction] = []
         self.a = None
         self.x = None
-        self.scratch = 0
+        #: scratch words of named ``("mem", name)`` values; temporaries come after them
+        self.slots = slots or {}
+        self.scratch = len(self.slots)
 
     def put(self, code, k=0):
         self.code.append(isa.stmt(code, k))
@@ -390,6 +397,8 @@ class _Emitter:
             self.put(LDX | isa.W | IMM, v[1])
         elif kind == "len":
             self.put(LDX | isa.W | LEN)
+        elif kind == "mem":
+            self.put(LDX | MEM, self.slots[v[1]])
         else:
             self.to_a(v)
             self.put(MISC | TAX)
@@ -407,6 +416,8 @@ class _Emitter:
             self.put(LD | v[1] | ABS, v[2])
         elif kind == "anc":
             self.put(LD | isa.W | ABS, isa.SKF_AD_OFF + v[1])
+        elif kind == "mem":
+            self.put(LD | MEM, self.slots[v[1]])
         elif kind == "ind":
             self.to_x(v[3])
             self.put(LD | v[1] | IND, v[2])
@@ -450,6 +461,13 @@ class _Emitter:
 
     def test(self, atom) -> int:
         """Emit the loads of ``atom`` and return the index of its jump."""
+        if atom[0] == "set":
+            _, name, v = atom
+            self.to_a(v)
+            self.put(ST, self.slots[name])
+            self.a = ("mem", name)        # the next computation more often starts from it
+            self.code.append(isa.stmt(JMP | isa.JA, 0))
+            return len(self.code) - 1
         if atom[0] == "test":
             _, jop, v, k = atom
             self.to_a(v)
@@ -473,7 +491,7 @@ def _layout(root, reuse: bool = True):
     if isinstance(root, Leaf):
         return [isa.stmt(RET | isa.K, root.k)], {}
     order = _topo(root)
-    em = _Emitter(reuse)
+    em = _Emitter(reuse, _slots(order))
     entry: dict[int, tuple] = {id(root): (None, None)}
     blocks: dict[int, list[isa.Instruction]] = {}
     leaves: list[Leaf] = []
@@ -523,9 +541,12 @@ def _layout(root, reuse: bool = True):
         code: list[isa.Instruction] = []
         start: dict[int, int] = {}
         jumps = []
-        for n in kept:
+        for i, n in enumerate(kept):
             start[id(n)] = len(code)
             code.extend(blocks[id(n)])
+            if n.atom[0] == "set" and _next_is(kept, i, canon(n.t), leaves, reachable):
+                code.pop()          # the stored value's successor follows: no ``ja``
+                continue
             j = len(code) - 1
             tramp = {}
             for side in ("t", "f"):
@@ -539,6 +560,10 @@ def _layout(root, reuse: bool = True):
                 code.append(isa.stmt(RET | isa.K, leaf.k))
         again = False
         for j, n, tramp in jumps:
+            if n.atom[0] == "set":
+                target = start[id(canon(n.t))]
+                code[j] = isa.stmt(JMP | isa.JA, target - j - 1)
+                continue
             offs = {}
             for side, child in (("t", n.t), ("f", n.f)):
                 target = start[id(canon(child))]
@@ -556,6 +581,25 @@ def _layout(root, reuse: bool = True):
     else:
         raise FilterError("expression too complex (jumps do not fit)")
     return code, entry
+
+
+def _slots(order) -> dict:
+    """Scratch words for the named values stored by ``set`` atoms, in order of appearance."""
+    slots: dict = {}
+    for n in order:
+        if n.atom[0] == "set":
+            slots.setdefault(n.atom[1], len(slots))
+    if len(slots) > isa.MEMWORDS:
+        raise FilterError("expression too complex (more than 16 scratch memory words)")
+    return slots
+
+
+def _next_is(kept, i, target, leaves, reachable) -> bool:
+    """Is ``target`` laid out right after ``kept[i]``?"""
+    if i + 1 < len(kept):
+        return kept[i + 1] is target
+    first = next((l for l in leaves if id(l) in reachable), None)
+    return first is target
 
 
 def _value(atom):
@@ -584,6 +628,8 @@ def reorder_tests(root, reuse: bool = True):
                 if not isinstance(m, DNode) or preds.get(id(m)) != 1:
                     continue
                 chain = (m is n.t and n.f is m.f) or (m is n.f and n.t is m.t)
+                if "set" in (n.atom[0], m.atom[0]):
+                    continue
                 if not chain or _value(m.atom) != a_in or _value(n.atom) == a_in:
                     continue
                 n.atom, m.atom = m.atom, n.atom

@@ -44,11 +44,9 @@ def transport(rnd: random.Random, proto: int, v6: bool) -> bytes:
         return bytes(t)
     if proto == 17:
         sport, dport = rnd.choice(PORTS), rnd.choice(PORTS)
-        if rnd.random() < 0.15:   # geneve
+        if rnd.random() < 0.2:   # geneve: options of 0..5 words, then a frame or a packet
             dport = 6081
-            hdr = struct.pack(">BBHI", rnd.choice([0, 0, 0x40]), 0, 0x6558,
-                              (rnd.choice([77, 78, 1]) << 8))
-            payload = hdr + payload
+            payload = geneve(rnd) + payload
         if rnd.random() < 0.1:
             payload = struct.pack(">I", 0x12345678) + payload
         return bytes(dpkt.udp.UDP(sport=sport, dport=dport, data=payload))
@@ -61,6 +59,32 @@ def transport(rnd: random.Random, proto: int, v6: bool) -> bytes:
     if proto == 132:
         return struct.pack(">HHII", rnd.choice(PORTS), rnd.choice(PORTS), 1, 0) + payload
     return payload
+
+
+_NESTED = [False]
+
+
+def geneve(rnd: random.Random) -> bytes:
+    """A Geneve header (version 0, or 1 now and then), options of random length, and an
+    inner Ethernet frame (type 0x6558), IPv4 or IPv6 packet, or unknown payload."""
+    words = rnd.choice([0, 0, 1, 2, 5])
+    kind = rnd.choice([0x6558, 0x6558, 0x0800, 0x86DD, 0x1234])
+    hdr = struct.pack(">BBHI", words | rnd.choice([0, 0, 0, 0x40]), 0, kind,
+                      rnd.choice([77, 78, 5, 1]) << 8)
+    hdr += bytes(rnd.getrandbits(8) for _ in range(4 * words))
+    if _NESTED[0]:
+        return hdr
+    _NESTED[0] = True
+    try:
+        if kind == 0x6558:
+            inner = ethernet_frame(rnd)
+        elif kind in (0x0800, 0x86DD):
+            inner = network(rnd, kind)
+        else:
+            inner = bytes(rnd.getrandbits(8) for _ in range(20))
+    finally:
+        _NESTED[0] = False
+    return hdr + inner
 
 
 def network(rnd: random.Random, ethertype: int) -> bytes:
@@ -96,7 +120,30 @@ def network(rnd: random.Random, ethertype: int) -> bytes:
     return bytes(rnd.getrandbits(8) for _ in range(rnd.choice([4, 20, 46])))
 
 
+def geneve_frame(rnd: random.Random) -> bytes:
+    """Ethernet / IPv4 (with or without options) or IPv6 / UDP port 6081 / Geneve / inner."""
+    udp = bytes(dpkt.udp.UDP(sport=rnd.choice(PORTS), dport=6081, data=geneve(rnd)))
+    if rnd.random() < 0.6:
+        ip = dpkt.ip.IP(src=ipaddress.IPv4Address(rnd.choice(IP4)).packed,
+                        dst=ipaddress.IPv4Address(rnd.choice(IP4)).packed, p=17, data=udp)
+        if rnd.random() < 0.3:
+            ip.opts = b"\x01\x01\x01\x00" * rnd.choice([1, 2])
+            ip.hl = 5 + len(ip.opts) // 4
+        body, etype = bytes(ip), 0x0800
+    else:
+        ip6 = dpkt.ip6.IP6(src=ipaddress.IPv6Address(rnd.choice(IP6)).packed,
+                           dst=ipaddress.IPv6Address(rnd.choice(IP6)).packed, nxt=17,
+                           hlim=64, plen=len(udp), data=b"")
+        body, etype = bytes(ip6)[:40] + udp, 0x86DD
+    frame = mac(rnd.choice(MACS)) + mac(rnd.choice(MACS)) + struct.pack(">H", etype) + body
+    if rnd.random() < 0.08:
+        frame = frame[:rnd.randrange(0, len(frame) + 1)]
+    return frame
+
+
 def ethernet_frame(rnd: random.Random) -> bytes:
+    if not _NESTED[0] and rnd.random() < 0.15:
+        return geneve_frame(rnd)
     inner_type = rnd.choice([0x0800, 0x0800, 0x86DD, 0x86DD, 0x0806, 0x8035, 0x1234])
     body = network(rnd, inner_type)
     encaps = rnd.choice(["none"] * 6 + ["vlan", "vlan2", "mpls", "mpls2", "pppoes", "pppoed"])
