@@ -102,7 +102,16 @@ ETHERTYPE = {"ip": 0x0800, "ip6": 0x86DD, "arp": 0x0806, "rarp": 0x8035}
 ETHERTYPE_NAMES = {"ip": 0x0800, "ip6": 0x86DD, "arp": 0x0806, "rarp": 0x8035,
                    "atalk": 0x809B, "aarp": 0x80F3, "ipx": 0x8137, "decnet": 0x6003,
                    "lat": 0x6004, "sca": 0x6007, "moprc": 0x6002, "mopdl": 0x6001,
-                   "loopback": 0x9000, "vlan": 0x8100, "mpls": 0x8847}
+                   "loopback": 0x9000, "vlan": 0x8100, "mpls": 0x8847,
+                   # names libpcap finds in its LLC SAP table (pcap_nametollc)
+                   "iso": 0xFE, "stp": 0x42, "netbeui": 0xF0}
+ETHERTYPE_NAMES["ipx"] = 0xE0      # LLCSAP_IPX: libpcap has no ethertype named "ipx"
+#: protocols usable alone that are an ethertype or an 802.2 SAP (libpcap's gen_linktype)
+LINK_PROTOCOLS = {"decnet": 0x6003, "lat": 0x6004, "sca": 0x6007, "moprc": 0x6002,
+                  "mopdl": 0x6001, "atalk": 0x809B, "aarp": 0x80F3, "iso": 0xFE, "stp": 0x42,
+                  "ipx": 0xE0, "netbeui": 0xF0}
+#: ethertypes that also travel in 802.2 SNAP frames: (OUI, type) (libpcap's gen_linktype)
+LLC_SNAP = {0x809B: (0x080007, 0x809B), 0x80F3: (0, 0x80F3)}
 IPPROTO = {"icmp": 1, "igmp": 2, "ipip": 4, "tcp": 6, "egp": 8, "igrp": 9, "udp": 17,
            "ipv6": 41, "rsvp": 46, "gre": 47, "esp": 50, "ah": 51, "icmp6": 58, "ipv6-icmp": 58,
            "ospf": 89, "pim": 103, "vrrp": 112, "carp": 112, "sctp": 132}
@@ -251,6 +260,9 @@ class CodeGen:
             return b_or(self.ip_proto(IPPROTO[name]), self.ip6_proto(IPPROTO[name]))
         if name == "icmp6":
             return self.ip6_proto(58)
+        if name in LINK_PROTOCOLS:
+            p = LINK_PROTOCOLS[name]
+            return self.ether_llc(p, pos) if p <= 1500 or p in LLC_SNAP else self.linktype(p)
         raise self.error(f"'{name}' on its own is not a filter", pos)
 
     def not_fragment(self):
@@ -301,6 +313,22 @@ class CodeGen:
         if proto == "ip6":
             return b_and(self.ip6(), eq(self.nload(isa.B, 24), 0xFF))
         raise self.error(f"'{proto} multicast' is not supported")
+
+    def prim_llc(self, node: Primitive):
+        """802.2 LLC frames: a length in the type field and not Novell's raw 802.3 (0xffff),
+        and for ``llc KIND`` the control byte's frame kind (libpcap's gen_llc)."""
+        link = self.link
+        if link.name != "EN10MB" or link.encap != "link" or link.vars is not None:
+            raise self.error("'llc' is supported on Ethernet only (not after mpls, pppoes "
+                             "or geneve)")
+        from .parser import LLC_KINDS
+        tfield = ld(isa.H, link.off_linktype)
+        llc = link.off_linktype + 2
+        cond = b_and(b_not(test("jgt", tfield, 1500)), b_not(eq(ld(isa.H, llc), 0xFFFF)))
+        if node.token is not None:
+            mask, value = LLC_KINDS[node.token.text]
+            cond = b_and(cond, masked_eq(ld(isa.B, llc + 2), mask, value))
+        return cond
 
     def prim_inbound(self, node):
         return self.direction(node, 4)
@@ -458,6 +486,10 @@ class CodeGen:
         kind = q.type
         if kind is None:
             kind = "host"
+        if q.proto in LINK_PROTOCOLS:
+            raise self.error(f"'{q.proto}' takes no address, port or protocol in pybpf "
+                             f"(DECnet addresses and ISO/LLC sub-protocols are not supported)",
+                             node.pos)
         if kind in ("proto", "protochain"):
             return self.gen_proto_qual(node)
         if kind in ("port", "portrange"):
@@ -612,9 +644,10 @@ class CodeGen:
         else:
             raise self.error(f"'{tok.text}' is not a protocol number or name", tok.pos)
         if q.proto in ("ether", "link"):
-            if p <= 1500:
-                raise self.error("802.3 length-field protocols (<= 1500) are not supported",
-                                 tok.pos)
+            if p > 0xFFFF:
+                raise self.error(f"ethernet protocol {p} greater than maximum 65535", tok.pos)
+            if p <= 1500 or p in LLC_SNAP:
+                return self.ether_llc(p, tok.pos)
             return self.linktype(p)
         if p > 255:
             raise self.error(f"IP protocol {p} greater than maximum 255", tok.pos)
@@ -625,6 +658,45 @@ class CodeGen:
         if q.proto is None:
             return b_or(self.ip_proto(p), self.ip6_proto(p))
         raise self.error(f"'{q.proto} proto' is not supported", node.pos)
+
+    def ether_llc(self, p: int, pos: int):
+        """``ether proto P`` where 802.3 framing matters, as libpcap's gen_linktype does:
+        a value <= 1500 is an 802.2 LLC SAP (a frame whose type field is a length, then the
+        DSAP, or DSAP and SSAP for ISO/IP/NetBEUI); IPX also matches Novell's raw 802.3 and
+        SNAP; AppleTalk and AARP also match their SNAP encapsulation."""
+        link = self.link
+        if link.vars is not None or link.encap != "link" or link.name in ("RAW", "NULL"):
+            if p <= 1500 and link.name in ("RAW", "NULL"):
+                return FALSE
+            if p > 1500:
+                return self.linktype(p)
+            raise self.error("802.3 protocols (ether proto <= 1500) are not supported after "
+                             "mpls, pppoes or geneve", pos)
+        if link.name == "LINUX_SLL2":
+            return self.linktype(p)          # libpcap compares the protocol field as is
+        tfield = ld(isa.H, link.off_linktype)
+        llc = link.off_linktype + 2
+        if link.name == "LINUX_SLL":
+            is_8023 = eq(tfield, 4)          # LINUX_SLL_P_802_2
+        else:
+            is_8023 = b_not(test("jgt", tfield, 1500))
+
+        def snap(oui: int, etype: int):
+            return b_and(eq(ld(isa.W, llc + 4), ((oui & 0xFFFF) << 16) | etype),
+                         eq(ld(isa.W, llc), 0xAAAA0300 | (oui >> 16)))
+
+        if p in LLC_SNAP:
+            return b_or(eq(tfield, p), b_and(is_8023, snap(*LLC_SNAP[p])))
+        if p == 0xE0:                        # IPX
+            dsap = eq(ld(isa.B, llc), 0xE0)
+            if link.name == "LINUX_SLL":     # LINUX_SLL_P_802_3 is Novell's raw 802.3
+                return b_or(eq(tfield, 0x8137), eq(tfield, 1),
+                            b_and(is_8023, b_or(dsap, snap(0, 0x8137))))
+            return b_or(eq(tfield, 0x8137), b_and(is_8023, b_or(
+                snap(0, 0x8137), dsap, eq(ld(isa.H, llc), 0xFFFF))))
+        if p in (0xFE, 0x06, 0xF0):          # ISO, IP, NetBEUI: DSAP and SSAP
+            return b_and(is_8023, eq(ld(isa.H, llc), p * 0x101))
+        return b_and(is_8023, eq(ld(isa.B, llc), p))
 
     def gen_port(self, node: Primitive):
         tok, q = node.token, node.quals

@@ -21,6 +21,8 @@ KEYWORDS = {
     "ether", "link", "ppp", "slip", "fddi", "tr", "wlan", "ip", "ip6", "arp", "rarp", "tcp",
     "udp", "icmp", "icmp6", "igmp", "igrp", "pim", "vrrp", "carp", "sctp", "ah", "esp", "len",
     "inbound", "outbound", "vlan", "mpls", "pppoed", "pppoes", "geneve",
+    "decnet", "lat", "sca", "moprc", "mopdl", "atalk", "aarp", "iso", "stp", "ipx", "netbeui",
+    "llc", "clnp", "esis", "isis", "l1", "l2", "iih", "lsp", "snp", "csnp", "psnp",
 }
 
 @dataclass(frozen=True)

@@ -18,7 +18,19 @@ from .lexer import Token, tokenize
 
 PROTOCOLS = {"ether", "link", "ppp", "slip", "fddi", "tr", "wlan", "ip", "ip6", "arp", "rarp",
              "tcp", "udp", "icmp", "icmp6", "igmp", "igrp", "pim", "vrrp", "carp", "sctp", "ah",
-             "esp"}
+             "esp", "decnet", "lat", "sca", "moprc", "mopdl", "atalk", "aarp", "iso", "stp",
+             "ipx", "netbeui"}
+#: link-layer protocol names usable alone (``decnet``, ``ipx``...): an ethertype or LLC SAP test
+LINK_PROTOCOLS = {"decnet", "lat", "sca", "moprc", "mopdl", "atalk", "aarp", "iso", "stp", "ipx",
+                  "netbeui"}
+#: ISO protocols libpcap knows that pybpf does not compile (a clear error instead)
+ISO_PROTOCOLS = {"clnp", "esis", "isis", "l1", "l2", "iih", "lsp", "snp", "csnp", "psnp"}
+#: ``llc`` frame kinds: (mask of the control byte, value), after libpcap's gen_llc_*
+LLC_KINDS = {"i": (0x01, 0x00), "s": (0x03, 0x01), "u": (0x03, 0x03),
+             "rr": (0x0F, 0x01), "rnr": (0x0F, 0x05), "rej": (0x0F, 0x09),
+             "ui": (0xEF, 0x03), "ua": (0xEF, 0x63), "disc": (0xEF, 0x43), "dm": (0xEF, 0x0F),
+             "sabme": (0xEF, 0x6F), "test": (0xEF, 0xE3), "xid": (0xEF, 0xAF),
+             "frmr": (0xEF, 0x87)}
 DIRECTIONS = {"src", "dst"}
 ADDR_TYPES = {"host", "net", "port", "portrange", "gateway", "proto", "protochain"}
 
@@ -257,6 +269,14 @@ class Parser:
             if self.tok.kind == "num":
                 num = self.advance()
             return Primitive(tok.text, token=num, pos=tok.pos), None
+        if tok.kind == "kw" and tok.text == "llc":
+            self.advance()
+            kind = None
+            if self.tok.kind == "id" and self.tok.text in LLC_KINDS:
+                kind = self.advance()
+            return Primitive("llc", token=kind, pos=tok.pos), None
+        if tok.kind == "kw" and tok.text in ISO_PROTOCOLS:
+            raise self.error(f"'{tok.text}' (ISO protocols over 802.2 LLC) is not supported", tok)
         if tok.kind == "kw" and tok.text in ("pppoed", "inbound", "outbound", "broadcast",
                                               "multicast"):
             self.advance()

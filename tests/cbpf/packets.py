@@ -141,9 +141,34 @@ def geneve_frame(rnd: random.Random) -> bytes:
     return frame
 
 
+LLC_SAPS = [0x42, 0xFE, 0xE0, 0x06, 0xF0, 0x01, 0x00, 0x05]
+LLC_CONTROLS = [0x03, 0x00, 0x01, 0x05, 0x09, 0x63, 0xAF, 0xE3, 0x02, 0x13, 0x43, 0x0F]
+SNAPS = [(0, 0x8137), (0x080007, 0x809B), (0, 0x80F3), (0, 0x0800), (0x080007, 0x80F3)]
+
+
+def llc_frame(rnd: random.Random) -> bytes:
+    """IEEE 802.3: a length in the type field, then 802.2 LLC (a SAP, or SNAP with an OUI
+    and an ethertype) or Novell's raw 802.3 (0xffff)."""
+    kind = rnd.choice(["sap", "sap", "snap", "raw"])
+    if kind == "sap":
+        dsap = rnd.choice(LLC_SAPS)
+        ssap = dsap if rnd.random() < 0.8 else rnd.choice(LLC_SAPS)
+        body = bytes([dsap, ssap, rnd.choice(LLC_CONTROLS)])
+    elif kind == "snap":
+        oui, etype = rnd.choice(SNAPS)
+        body = b"\xaa\xaa\x03" + oui.to_bytes(3, "big") + struct.pack(">H", etype)
+    else:
+        body = b"\xff\xff"
+    body += bytes(rnd.getrandbits(8) for _ in range(rnd.choice([0, 4, 30])))
+    length = rnd.choice([len(body), 46, 1500])
+    return mac(rnd.choice(MACS)) + mac(rnd.choice(MACS)) + struct.pack(">H", length) + body
+
+
 def ethernet_frame(rnd: random.Random) -> bytes:
     if not _NESTED[0] and rnd.random() < 0.15:
         return geneve_frame(rnd)
+    if rnd.random() < 0.1:
+        return llc_frame(rnd)
     inner_type = rnd.choice([0x0800, 0x0800, 0x86DD, 0x86DD, 0x0806, 0x8035, 0x1234])
     body = network(rnd, inner_type)
     encaps = rnd.choice(["none"] * 6 + ["vlan", "vlan2", "mpls", "mpls2", "pppoes", "pppoed"])
@@ -181,6 +206,9 @@ def reframe(frame: bytes, linktype: str) -> bytes:
         return frame
     if linktype == "RAW":
         return payload
+    if etype <= 1500 and linktype in ("LINUX_SLL", "LINUX_SLL2"):
+        # Linux reports 802.3 frames as LINUX_SLL_P_802_2, or _802_3 for Novell's raw frames
+        etype = 1 if payload[:2] == b"\xff\xff" else 4
     if linktype == "LINUX_SLL":
         return struct.pack(">HHH", 0, 1, 6) + frame[6:12] + b"\0\0" + struct.pack(">H", etype) + payload
     if linktype == "LINUX_SLL2":
