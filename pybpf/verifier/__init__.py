@@ -53,7 +53,8 @@ def verify(program: Program, *, prog_type: str | None = None, unprivileged: bool
     ptype = get_prog_type(ptype_name)
     log = VerifierLog(log_level, program.maps)
     try:
-        layout = cfg.build_layout(program.insns, unprivileged=unprivileged)
+        layout = cfg.build_layout(program.insns, unprivileged=unprivileged,
+                                  has_func_info=bool(getattr(program, "func_info", None)))
     except cfg.StructuralError as exc:
         text = exc.message + "\n" if log_level else ""
         return VerifierResult(False, exc.message, 0, text + "processed 0 insns (limit 1000000) "

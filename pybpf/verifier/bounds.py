@@ -118,6 +118,12 @@ def _deduce32(r) -> None:
     if r.s32min & U32 <= r.s32max & U32:
         r.u32min = max(r.u32min, r.s32min & U32)
         r.u32max = min(r.u32max, r.s32max & U32)
+    elif r.u32max < r.s32min & U32:
+        r.s32min = s32(r.u32min)
+        r.s32max = min(r.s32max, r.u32max)
+    elif r.s32max & U32 < r.u32min:
+        r.s32min = s32(max(r.u32min, r.s32min & U32))
+        r.s32max = s32(r.u32max)
 
 
 def _deduce64(r) -> None:
@@ -130,9 +136,9 @@ def _deduce64(r) -> None:
     else:
         if r.umax < r.smin & U64:
             r.smin = s64(r.umin)
-            r.smax = min(r.smax, s64(r.umax))
+            r.smax = min(r.smax, r.umax)
         elif r.smax & U64 < r.umin:
-            r.smin = max(r.smin, s64(r.umin))
+            r.smin = s64(max(r.umin, r.smin & U64))
             r.smax = s64(r.umax)
 
 
@@ -141,10 +147,10 @@ def _deduce_mixed(r) -> None:
     r.umax = min(r.umax, (r.umax & ~U32 & U64) | r.u32max)
     r.smin = max(r.smin, s64((r.smin & ~U32 & U64) | r.u32min))
     r.smax = min(r.smax, s64((r.smax & ~U32 & U64) | r.u32max))
-    if r.s32min >= 0 and r.smin >= S32_MIN and r.smax <= S32_MAX:
+    if r.smin >= S32_MIN and r.smax <= S32_MAX and (r.s32min >= 0 or r.s32max < 0):
         r.smin, r.smax = r.s32min, r.s32max
-        r.umin, r.umax = r.s32min, r.s32max
-        r.var_off = tn.intersect(r.var_off, tn.trange(r.smin & U64, r.smax & U64))
+        r.umin, r.umax = r.s32min & U64, r.s32max & U64
+        r.var_off = tn.intersect(r.var_off, tn.trange(r.umin, r.umax))
 
 
 def deduce_bounds(r) -> None:
@@ -257,6 +263,15 @@ def sync(r) -> None:
                 u32min = s32min & U32
             if s32max & U32 < u32max:
                 u32max = s32max & U32
+        elif u32max < s32min & U32:
+            # the signed range crosses zero; the unsigned range lies below its negative part
+            s32min = u32min - (1 << 32) if u32min >> 31 else u32min
+            if u32max < s32max:
+                s32max = u32max
+        elif s32max & U32 < u32min:
+            t = u32min if u32min > s32min & U32 else s32min & U32
+            s32min = t - (1 << 32) if t >> 31 else t
+            s32max = u32max - (1 << 32) if u32max >> 31 else u32max
         # __reg64_deduce_bounds
         sa = umin - (1 << 64) if umin >> 63 else umin
         sb = umax - (1 << 64) if umax >> 63 else umax
@@ -271,12 +286,15 @@ def sync(r) -> None:
             if smax & U64 < umax:
                 umax = smax & U64
         elif umax < smin & U64:
+            # the unsigned range lies below the negative part: only [umin, smax] remains
             smin = sa
-            if sb < smax:
-                smax = sb
+            if umax < smax:
+                smax = umax
         elif smax & U64 < umin:
-            if sa > smin:
-                smin = sa
+            # the unsigned range lies above the non-negative part: only the negative part
+            # of the signed range remains
+            t = umin if umin > smin & U64 else smin & U64
+            smin = t - (1 << 64) if t >> 63 else t
             smax = sb
         # __reg_deduce_mixed_bounds
         t = (umin & 0xFFFFFFFF00000000) | u32min
@@ -293,10 +311,11 @@ def sync(r) -> None:
         t = t - (1 << 64) if t >> 63 else t
         if t < smax:
             smax = t
-        if s32min >= 0 and smin >= S32_MIN and smax <= S32_MAX:
+        if smin >= S32_MIN and smax <= S32_MAX and (s32min >= 0 or s32max < 0):
+            # a sign-extended 32-bit value: the 64-bit value is its low half's s32 value
             smin, smax = s32min, s32max
-            umin, umax = s32min, s32max
-            v, m = tn.intersect(Tnum(v, m), tn.trange(smin & U64, smax & U64))
+            umin, umax = s32min & U64, s32max & U64
+            v, m = tn.intersect(Tnum(v, m), tn.trange(umin, umax))
     # __reg_bound_offset
     var64 = tn.intersect(Tnum(v, m), tn.trange(umin, umax)) if umin <= umax else Tnum(v, m)
     var32 = tn.intersect(tn.subreg(var64), tn.trange(u32min, u32max)) \

@@ -105,7 +105,8 @@ def _kernel_decode_error(exc: DecodeError, insn) -> str:
     return exc.message
 
 
-def build_layout(insns: list, *, unprivileged: bool = False) -> Layout:
+def build_layout(insns: list, *, unprivileged: bool = False,
+                 has_func_info: bool = False) -> Layout:
     """Check structure and return the slot layout; raise :class:`StructuralError`."""
     if not insns:
         raise StructuralError("empty program", None, "empty")
@@ -154,6 +155,12 @@ def build_layout(insns: list, *, unprivileged: bool = False) -> Layout:
         end = starts_l[i + 1] if i + 1 < len(starts_l) else n
         for pc in range(s, end):
             subprog_of[pc] = i
+            insn = slots[pc]
+            if i and not has_func_info and insn is not None and \
+                    insn.opcode == isa.JMP | isa.CALL and insn.src == isa.CALL_HELPER and \
+                    insn.imm == 12:
+                raise StructuralError("tail_call is not allowed in subprogs without BTF", pc,
+                                      "tail-call-subprog")
     # jumps stay inside their subprogram; each subprogram ends with exit or ja
     targets: set[int] = set()
     for i, s in enumerate(starts_l):

@@ -1300,6 +1300,9 @@ def check_stack_depth(env: Env) -> None:
             callees[layout.subprog_of[pc]].add(layout.subprog_of[pc + 1 + insn.imm])
     # the JIT is on (x86-64 default): frames round up to 16 bytes (round_up_stack_depth)
     depth_of = [(d + 15) // 16 * 16 for d in env.subprog_depth]
+    tail_calls = {layout.subprog_of[pc] for pc, insn in enumerate(insns)
+                  if insn is not None and insn.opcode == isa.JMP | isa.CALL
+                  and insn.src == isa.CALL_HELPER and insn.imm == 12}
     # iterative DFS over the call graph
     stack = [(0, depth_of[0], 1, (0,))]
     while stack:
@@ -1307,6 +1310,9 @@ def check_stack_depth(env: Env) -> None:
         if total > mem.STACK_SIZE:
             raise Reject(f"combined stack size of {frames} calls is {total}. Too large",
                          "stack-too-large", None, total=total)
+        if sub and sub in tail_calls and total >= 256:
+            raise Reject(f"tail_calls are not allowed when call stack of previous frames is "
+                         f"{total} bytes. Too large", "tail-call-stack", None, total=total)
         for c in callees[sub]:
             if c in chain:
                 continue

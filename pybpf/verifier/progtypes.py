@@ -116,7 +116,8 @@ def kprobe_access(off: int, size: int, write: bool) -> tuple[bool, str | None]:
 
 
 def tracepoint_access(off: int, size: int, write: bool) -> tuple[bool, str | None]:
-    ok = 8 <= off < PERF_MAX_TRACE_SIZE and not write and off % size == 0
+    # the kernel compares ``off < sizeof(void *)`` unsigned: negative offsets pass it
+    ok = not (0 <= off < 8) and off < PERF_MAX_TRACE_SIZE and not write and off % size == 0
     return ok, None
 
 

@@ -97,6 +97,7 @@ CASES: list[tuple[str, str, str]] = [
     ("kprobe_write", "kprobe", "r2 = 0\n*(u64 *)(r1 + 0) = r2\nr0 = 0\nexit"),
     ("tracepoint_read_header", "tracepoint", "r0 = *(u64 *)(r1 + 0)\nr0 = 0\nexit"),
     ("tracepoint_read_field", "tracepoint", "r0 = *(u64 *)(r1 + 8)\nr0 = 0\nexit"),
+    ("tracepoint_negative_offset", "tracepoint", "r0 = *(u8 *)(r1 - 1)\nr0 = 0\nexit"),
     # --- packet ---
     ("xdp_packet_no_check", "xdp", "r2 = *(u32 *)(r1 + 0)\nr0 = *(u8 *)(r2 + 0)\nexit"),
     ("xdp_packet_checked", "xdp",
@@ -293,6 +294,12 @@ CASES: list[tuple[str, str, str]] = [
     ("subprog_chain_8", "socket_filter",
      "call f1\nexit\nf1:\ncall f2\nexit\nf2:\ncall f3\nexit\nf3:\ncall f4\nexit\n"
      "f4:\ncall f5\nexit\nf5:\ncall f6\nexit\nf6:\ncall f7\nexit\nf7:\nr0 = 0\nexit"),
+    ("tail_call_in_subprog_small_stack", "socket_filter",
+     PROGS + "*(u64 *)(r10 - 64) = 0\ncall f\nr0 = 0\nexit\n"
+     "f:\nr2 = jt ll\nr3 = 0\ncall bpf_tail_call\nr0 = 0\nexit"),
+    ("tail_call_in_subprog_big_stack", "socket_filter",
+     PROGS + "*(u64 *)(r10 - 256) = 0\ncall f\nr0 = 0\nexit\n"
+     "f:\nr2 = jt ll\nr3 = 0\ncall bpf_tail_call\nr0 = 0\nexit"),
     # --- atomics ---
     ("atomic_add_stack", "socket_filter",
      "*(u64 *)(r10 - 8) = 0\nr1 = 1\nlock *(u64 *)(r10 - 8) += r1\nr0 = 0\nexit"),
