@@ -125,8 +125,8 @@ def plan_function(code: list, entry: int, map_index: dict[int, int],
         succ = succ_of[pc]
         if len(succ) == 2 or (insn.is_jump and len(succ) == 1):
             leaders.update(succ)
-        if is_call(insn) or insn.cls == isa.LD and insn.opcode != isa.LDDW:
-            leaders.update(succ)    # a call (or a packet load that may end the run) ends a block
+        if is_call(insn):
+            leaders.update(succ)    # a call ends a block (it runs other blocks in between)
         for s in succ:
             if valid(code, s):
                 work.append(s)

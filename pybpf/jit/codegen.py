@@ -101,8 +101,13 @@ class FunctionGen:
         self.frame = "%frame"       # ptr to the lowest byte of the frame
         self.temps: list[tuple[str, str]] = []  # extra slots (allocated in the entry block)
         self.known: dict[int, str] = {}     # register -> SSA value valid in the current block
+        self.dirty: set[int] = set()        # registers of ``known`` not yet stored to slots
         self.alloca_at = 0
         self.frame_lo = "%frame.lo"
+        # LD_ABS / LD_IND in the function: it keeps the data window in %pkt.lo / %pkt.len
+        self.packet_used = any(self.code[p].cls == isa.LD and self.code[p].opcode != isa.LDDW
+                               for p in plan.pcs)
+        self.packet_miss = False    # the shared %pktmiss block is needed
 
     # --- small pieces --------------------------------------------------------------------------
     def temp(self, ty: str = "i64") -> str:
@@ -118,6 +123,18 @@ class FunctionGen:
     def ctx_load(self, name: str) -> str:
         return self.e(f"load i64, ptr {self.ctx(C[name])}, align 8")
 
+    def packet(self, which: str) -> str:
+        """The input data's address (``lo``) or length (``len``) for LD_ABS / LD_IND: read
+        from the context once per function and again after each call (a helper may move
+        the data), through a slot LLVM promotes -- not once per load."""
+        return self.e(f"load i64, ptr %pkt.{which}, align 8")
+
+    def reload_packet(self) -> None:
+        if not self.packet_used:
+            return
+        self.e.do(f"store i64 {self.ctx_load('data_lo')}, ptr %pkt.lo, align 8")
+        self.e.do(f"store i64 {self.ctx_load('data_len')}, ptr %pkt.len, align 8")
+
     def ctx_store(self, name: str, value: str) -> None:
         self.e.do(f"store i64 {value}, ptr {self.ctx(C[name])}, align 8")
 
@@ -130,8 +147,18 @@ class FunctionGen:
         return value
 
     def set_reg(self, r: int, value: str) -> None:
-        self.e.do(f"store i64 {value}, ptr %r{r}, align 8")
+        """Give ``r`` a new value. The slot is written once, when the block ends
+        (:meth:`flush`): nothing inside a block reads the slots behind ``known``, and the
+        paths that leave it early (faults, unwinding, exits) never read registers -- so a
+        register written several times in a block costs one store."""
         self.known[r] = value
+        self.dirty.add(r)
+
+    def flush(self) -> None:
+        """Store the registers the block changed (before it branches to another block)."""
+        for r in sorted(self.dirty):
+            self.e.do(f"store i64 {self.known[r]}, ptr %r{r}, align 8")
+        self.dirty.clear()
 
     def trunc32(self, v: str) -> str:
         return self.e(f"trunc i64 {v} to i32")
@@ -245,21 +272,34 @@ class FunctionGen:
         self.load_budget()
         self.reset_caches()
         self.alloca_at = len(e.lines)
+        self.flush()
         e.do(f"br label %pc{plan.entry}")
         for leader in sorted(plan.leaders):
             self.emit_block(leader)
         for target in sorted(plan.bad_targets):
             e.label(f"pc{target}")
             self.known = {}
+            self.dirty = set()
             if 0 <= target < len(self.code):
                 self.fault(Fault.MIDDLE, target)
             else:
                 self.fault(Fault.LEFT, target)
+        if self.packet_miss:    # LD_ABS / LD_IND outside the data: the program returns 0
+            e.label("pktmiss")
+            self.ctx_store("exit_value", "0")
+            self.ctx_store("status", str(int(Fault.EXIT)))
+            e.do("br label %unwind")
         e.label("unwind")
         self.save_budget()
         e.do("ret i64 0")
-        e.lines[self.alloca_at:self.alloca_at] = [f"  {t} = alloca {ty}, align 8"
-                                                  for t, ty in self.temps]
+        entry = [f"  {t} = alloca {ty}, align 8" for t, ty in self.temps]
+        if self.packet_used:
+            entry += ["  %pkt.lo = alloca i64, align 8", "  %pkt.len = alloca i64, align 8"]
+            saved, e.lines = e.lines, []
+            self.reload_packet()
+            entry += e.lines
+            e.lines = saved
+        e.lines[self.alloca_at:self.alloca_at] = entry
         args = ", ".join(f"i64 %a{i}" for i in range(1, 6))
         # the entry is exported: the shared driver (RUNTIME_IR) calls it through a pointer
         linkage = "" if plan.entry == 0 else "internal "
@@ -272,6 +312,7 @@ class FunctionGen:
         block = self.plan.block_of(leader)
         e.label(f"pc{leader}")
         self.known = {}
+        self.dirty = set()
         if self.checked:
             b = e("load i64, ptr %budget, align 8")
             nb = e(f"sub i64 {b}, {len(block)}")
@@ -285,6 +326,7 @@ class FunctionGen:
                 return
         last = block[-1]
         nxt = last + self.code[last].slots
+        self.flush()
         e.do(f"br label %pc{nxt}")
 
     def budget_check(self, pc: int) -> None:
@@ -386,6 +428,7 @@ def emit_jump(g: FunctionGen, insn: isa.Instruction, pc: int) -> bool:
     kind = insn.opcode & 0xF0
     target = insn.jump_target(pc)
     if kind == isa.JA:
+        g.flush()
         e.do(f"br label %pc{target}")
         return True
     bits = 64 if insn.cls == isa.JMP else 32
@@ -399,6 +442,7 @@ def emit_jump(g: FunctionGen, insn: isa.Instruction, pc: int) -> bool:
         cond = e(f"icmp ne {t} {m}, 0")
     else:
         cond = e(f"icmp {CONDITIONS[kind]} {t} {a}, {b}")
+    g.flush()
     e.do(f"br i1 {cond}, label %pc{target}, label %pc{pc + 1}")
     return True
 
@@ -429,6 +473,7 @@ def _local_call(g: FunctionGen, entry: int, pc: int, args: str) -> str:
 
 def _after_call(g: FunctionGen, r0: str) -> None:
     g.check_status()
+    g.reload_packet()
     g.load_budget()
     g.reset_caches()
     g.set_reg(0, r0)
@@ -588,19 +633,20 @@ def emit_packet(g: FunctionGen, insn: isa.Instruction, pc: int) -> bool:
         off = e(f"sext i32 {s} to i64")
     else:
         off = str(insn.imm)
-    length = g.ctx_load("data_len")
-    neg = e(f"icmp slt i64 {off}, 0")
-    end = e(f"add i64 {off}, {size}")
-    past = e(f"icmp sgt i64 {end}, {length}")
-    bad = e(f"or i1 {neg}, {past}")
-    ok, miss = e.fresh("pkt")[1:], e.fresh("pktmiss")[1:]
-    e.do(f"br i1 {bad}, label %{miss}, label %{ok}, !prof !0")
-    e.label(miss)
-    g.ctx_store("exit_value", "0")
-    g.ctx_store("status", str(int(Fault.EXIT)))
-    e.do("br label %unwind")
+    length = g.packet("len")
+    if off.startswith("%"):
+        neg = e(f"icmp slt i64 {off}, 0")
+        end = e(f"add i64 {off}, {size}")
+        past = e(f"icmp sgt i64 {end}, {length}")
+        bad = e(f"or i1 {neg}, {past}")
+    else:               # LD_ABS: one comparison (a negative offset always misses)
+        bad = e(f"icmp slt i64 {length}, {int(off) + size}") if int(off) >= 0 else "true"
+    ok = e.fresh("pkt")[1:]
+    # every miss of the function shares one cold block (fewer blocks for LLVM to lay out)
+    g.packet_miss = True
+    e.do(f"br i1 {bad}, label %pktmiss, label %{ok}, !prof !0")
     e.label(ok)
-    base = g.ctx_load("data_lo")
+    base = g.packet("lo")
     addr = e(f"add i64 {base}, {off}")
     p = e(f"inttoptr i64 {addr} to ptr")
     v = e(f"load i{bits}, ptr {p}, align 1")

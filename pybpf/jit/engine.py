@@ -11,8 +11,10 @@ bytecode, the map *shapes* it names, the codegen options, and the LLVM / CPU ide
 * optionally on disk (``PYBPF_JIT_CACHE=/some/dir`` or ``cache_dir=``) through MCJIT's object
   cache, so a new process skips LLVM's optimiser and code generator.
 
-The pipeline is LLVM's standard ``-O2`` (``-O3`` on request) from the new pass manager; its cost
-is measured by ``tests/jit/test_engine.py`` against the 50 ms budget for 1,000 instructions.
+The pipeline is LLVM's standard ``-O2`` (``-O3`` on request) from the new pass manager. Large
+programs (``pybpf.jit.LIGHT_THRESHOLD``) get :data:`LIGHT_PASSES` and an engine generating code
+at :data:`LIGHT_CODEGEN` instead, for the 50 ms budget per 1,000 instructions (measured by
+``benchmarks/jit.py``; tests assert no timings).
 """
 
 from __future__ import annotations
@@ -63,10 +65,19 @@ def host_identity() -> str:
                      llvm.get_host_cpu_features().flatten()))
 
 
-#: the short pipeline for large programs: registers and stack slots to SSA values, local
-#: simplification, CFG clean-up -- most of what makes native code fast for eBPF, at a
-#: fraction of -O2's cost (which grows with the program; the kernel's JIT does none of it)
-LIGHT_PASSES = ("sroa", "instruction_combine", "simplify_cfg")
+#: the short pipeline for large programs: registers and stack slots to SSA values and CFG
+#: clean-up (which also turns short forward branches into selects). Measured on the two
+#: 1,000-instruction programs of ``benchmarks/jit.py``: -O2 costs 20-40 ms there and
+#: ``instruction_combine`` another 10-25 ms, most of the 50 ms budget.
+LIGHT_PASSES = ("sroa", "simplify_cfg")
+
+#: code-generation level of the engine for large programs. At -O0 LLVM selects instructions
+#: with FastISel and allocates registers locally: 4-8x cheaper than -O2's SelectionDAG and
+#: greedy allocator, whose cost is most of a big program's compile time. The code is slower
+#: than -O2's (values live across blocks go through the stack) but still beats the kernel's
+#: JIT on the branchy 1,000-instruction packet parser of the benchmark (its packet loads are
+#: calls in the kernel, inline loads here).
+LIGHT_CODEGEN = 0
 
 
 def optimise(module: llvm.ModuleRef, opt: int, *, light: bool = False) -> None:
@@ -94,13 +105,14 @@ class Compiled:
 
     engine: Any
     addresses: dict[str, int]
-    ir: str | None          # optimised IR text (None until asked for, after a disk-cache hit)
+    ir: str | None          # optimised IR text (None until asked for)
     asm: str | None = None  # filled lazily by emit_asm
     module_ref: Any = field(default=None, repr=False)
     source_ir: str = field(default="", repr=False)
     opt: int = 2
     meta: Any = None        # what the code generator said about the module (constants table)
     light: bool = False     # compiled with LIGHT_PASSES instead of -O<opt>
+    optimised_here: bool = True   # False: the machine code came from the disk cache
 
     def optimised_ir(self) -> str:
         if self.ir is None:
@@ -171,7 +183,8 @@ class _SharedEngine:
             return None
 
 
-_engines: dict[int, _SharedEngine] = {}
+#: shared engines by (opt, light): light programs get an engine generating at LIGHT_CODEGEN
+_engines: dict[tuple[int, bool], _SharedEngine] = {}
 
 
 def compile_module(key: str, build: Callable[[], tuple[str, Any]], symbols: list[str], *,
@@ -196,9 +209,9 @@ def compile_module(key: str, build: Callable[[], tuple[str, Any]], symbols: list
         optimised = not (obj_path is not None and obj_path.exists())
         if optimised:   # a cached object makes LLVM's optimiser and code generator unnecessary
             optimise(mod, opt, light=light)
-        shared = _engines.get(opt)
+        shared = _engines.get((opt, light))
         if shared is None:
-            shared = _engines[opt] = _SharedEngine(opt)
+            shared = _engines[(opt, light)] = _SharedEngine(LIGHT_CODEGEN if light else opt)
         if obj_path is not None:
             shared.paths[key] = obj_path
         shared.engine.add_module(mod)
@@ -206,9 +219,10 @@ def compile_module(key: str, build: Callable[[], tuple[str, Any]], symbols: list
         addresses = {name: shared.engine.get_function_address(f"{name}.{key[:24]}")
                      for name in symbols}
         addresses["pybpf.run"] = shared.run_address
-        ir = str(mod) if optimised else None
-        compiled = Compiled(shared.engine, addresses, ir, module_ref=mod, source_ir=ir_text,
-                            opt=opt, meta=meta, light=light)
+        # the optimised IR's text is made only when asked for (printing a big module costs
+        # several milliseconds of the compile budget)
+        compiled = Compiled(shared.engine, addresses, None, module_ref=mod, source_ir=ir_text,
+                            opt=opt, meta=meta, light=light, optimised_here=optimised)
         _memory_cache[key] = compiled
         return compiled
 
@@ -217,7 +231,8 @@ def emit_asm(compiled: Compiled, opt: int = 2) -> str:
     """Host assembly of the optimised module (what the engine runs)."""
     if compiled.asm is None:
         mod = llvm.parse_assembly(compiled.optimised_ir())
-        compiled.asm = target_machine(opt).emit_assembly(mod)
+        level = LIGHT_CODEGEN if compiled.light else opt
+        compiled.asm = target_machine(level).emit_assembly(mod)
     return compiled.asm
 
 
