@@ -110,6 +110,11 @@ ETHERTYPE_NAMES["ipx"] = 0xE0      # LLCSAP_IPX: libpcap has no ethertype named 
 LINK_PROTOCOLS = {"decnet": 0x6003, "lat": 0x6004, "sca": 0x6007, "moprc": 0x6002,
                   "mopdl": 0x6001, "atalk": 0x809B, "aarp": 0x80F3, "iso": 0xFE, "stp": 0x42,
                   "ipx": 0xE0, "netbeui": 0xF0}
+#: IPv6 extension headers protochain steps over (hop-by-hop, destination options, routing,
+#: fragment); AH (51) is followed too, with its own length unit
+IP6_EXTENSION_HEADERS = (0, 60, 43, 44)
+#: how many headers ``protochain`` follows (libpcap loops without a bound)
+PROTOCHAIN_DEPTH = 5
 #: ethertypes that also travel in 802.2 SNAP frames: (OUI, type) (libpcap's gen_linktype)
 LLC_SNAP = {0x809B: (0x080007, 0x809B), 0x80F3: (0, 0x80F3)}
 IPPROTO = {"icmp": 1, "igmp": 2, "ipip": 4, "tcp": 6, "egp": 8, "igrp": 9, "udp": 17,
@@ -154,6 +159,7 @@ class CodeGen:
     linux_ext: bool = False
     netmask: int = 0
     pos: int = 0
+    chains: int = 0                # protochain walks so far (names their scratch words)
     geneve_seen: bool = False
     geneve_used: bool = False      # did a primitive after 'geneve' look at the inner packet?
     extra: dict = field(default_factory=dict)
@@ -632,8 +638,6 @@ class CodeGen:
 
     def gen_proto_qual(self, node: Primitive):
         tok, q = node.token, node.quals
-        if q.type == "protochain":
-            raise self.error("'protochain' is not supported", node.pos)
         if tok.kind == "num":
             p = tok.value
         elif tok.kind == "id":
@@ -651,6 +655,18 @@ class CodeGen:
             return self.linktype(p)
         if p > 255:
             raise self.error(f"IP protocol {p} greater than maximum 255", tok.pos)
+        if q.type == "protochain":
+            if q.proto not in (None, "ip", "ip6"):
+                raise self.error(f"'{q.proto} protochain' is not supported", node.pos)
+            if self.link.vars is not None:
+                raise self.error("'protochain' after 'geneve' is not supported", node.pos)
+            chains = []
+            if q.proto in (None, "ip"):
+                chains.append(b_and(self.ip(), self.protochain(p, v6=False)))
+            if q.proto in (None, "ip6"):
+                chains.append(b_and(self.ip6(), self.protochain(p, v6=True)))
+            self.chains += 1
+            return b_or(*chains)
         if q.proto == "ip":
             return self.ip_proto(p)
         if q.proto == "ip6":
@@ -658,6 +674,40 @@ class CodeGen:
         if q.proto is None:
             return b_or(self.ip_proto(p), self.ip6_proto(p))
         raise self.error(f"'{q.proto} proto' is not supported", node.pos)
+
+    def protochain(self, p: int, v6: bool):
+        """Follow the header chain to protocol ``p`` (libpcap's gen_protochain). libpcap emits
+        a loop with a backward jump, which neither the kernel's checker nor pybpf's accepts;
+        this walk is unrolled for PROTOCHAIN_DEPTH headers (a longer chain is rejected), and
+        the offset of each header is kept in a scratch word so that the IPv6 extension-header
+        and AH branches join again. Offsets follow libpcap exactly, including that after an
+        AH header the next offset is ``(len+2)*4`` from the network header, not added to the
+        previous one."""
+        nl = self.nl
+        a = self.nload(isa.B, 6 if v6 else 9)
+        x = ("k", 40) if v6 else ("msh", nl)
+        ext = IP6_EXTENSION_HEADERS if v6 else ()
+        steps = []
+        for depth in range(PROTOCHAIN_DEPTH + 1):
+            found = eq(a, p)
+            if depth == PROTOCHAIN_DEPTH:
+                steps.append((found, None))
+                break
+            name = f"protochain{self.chains}.{depth}"
+            length = ("ind", isa.B, nl + 1, x)
+            step_ext = _set(name, ("alu", "add", ("alu", "lsh", ("alu", "add", length, ("k", 1)),
+                                                   ("k", 3)), x))
+            step_ah = _set(name, ("alu", "mul", ("alu", "add", length, ("k", 2)), ("k", 4)))
+            more = b_and(b_not(eq(a, 59)), b_or(
+                b_and(b_or(*(eq(a, e) for e in ext)), step_ext) if ext else FALSE,
+                b_and(eq(a, 51), step_ah)))
+            steps.append((found, more))
+            a = ("ind", isa.B, nl, x)      # the next-header byte of the header at x
+            x = ("mem", name)
+        out = steps[-1][0]
+        for found, more in reversed(steps[:-1]):
+            out = b_or(found, b_and(more, out))
+        return out
 
     def ether_llc(self, p: int, pos: int):
         """``ether proto P`` where 802.3 framing matters, as libpcap's gen_linktype does:

@@ -169,10 +169,14 @@ def run(insns: Sequence[isa.Instruction], packet: bytes, ctx: SkbContext | None 
         return 0
 
 
+_MAX_BACKWARD_JUMPS = 100_000
+
+
 def _run(insns, packet, ctx, wirelen) -> int:
     a = x = 0
     mem = [0] * isa.MEMWORDS
     pc = 0
+    backward = 0
     n = len(insns)
     while True:
         if pc >= n:
@@ -231,7 +235,15 @@ def _run(insns, packet, ctx, wirelen) -> int:
         elif cls == isa.JMP:
             op = code & 0xF0
             if op == isa.JA:
-                pc += k
+                # 32-bit wrap-around as in libpcap's bpf_filter: a "negative" k jumps
+                # backwards (libpcap's own protochain loop); the kernel refuses such
+                # programs, and a bound on backward jumps keeps a bad loop from hanging
+                target = (pc + k) & U32
+                if target < pc:
+                    backward += 1
+                    if backward > _MAX_BACKWARD_JUMPS:
+                        raise VMError("backward jumps do not terminate", pc=pc - 1)
+                pc = target
             elif op in _JMP:
                 pc += ins.jt if _JMP[op](a, x if code & isa.X else k) else ins.jf
             else:

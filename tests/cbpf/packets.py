@@ -30,7 +30,7 @@ def mac(s: str) -> bytes:
     return bytes(int(x, 16) for x in s.split(":"))
 
 
-def transport(rnd: random.Random, proto: int, v6: bool) -> bytes:
+def transport(rnd: random.Random, proto: int, v6: bool, extras: bool = True) -> bytes:
     payload = bytes(rnd.getrandbits(8) for _ in range(rnd.choice([0, 0, 4, 12, 30])))
     if proto == 6:
         t = dpkt.tcp.TCP(sport=rnd.choice(PORTS), dport=rnd.choice(PORTS),
@@ -44,7 +44,7 @@ def transport(rnd: random.Random, proto: int, v6: bool) -> bytes:
         return bytes(t)
     if proto == 17:
         sport, dport = rnd.choice(PORTS), rnd.choice(PORTS)
-        if rnd.random() < 0.2:   # geneve: options of 0..5 words, then a frame or a packet
+        if extras and rnd.random() < 0.2:   # geneve: options of 0..5 words, then a frame or a packet
             dport = 6081
             payload = geneve(rnd) + payload
         if rnd.random() < 0.1:
@@ -62,6 +62,30 @@ def transport(rnd: random.Random, proto: int, v6: bool) -> bytes:
 
 
 _NESTED = [False]
+EXT_HEADERS = [0, 60, 43, 44]
+
+
+def ext_chain(rnd: random.Random, headers=EXT_HEADERS) -> tuple[int, bytes]:
+    """1..5 IPv6 extension headers (hop-by-hop, destination options, routing, fragment) of 8
+    or 16 bytes, or AH headers (12 or 16 bytes; used after IPv4), then TCP, UDP, ICMPv6 or
+    nothing: (first next header, bytes). pybpf's protochain follows at most 5 headers
+    (codegen.PROTOCHAIN_DEPTH); libpcap's walk measures the header after an AH from the
+    network header, so in IPv6 it wanders into the addresses and the walk can get long."""
+    last = rnd.choice([6, 17, 58, 59])
+    body = transport(rnd, last, True) if last != 59 else b""
+    nxt = last
+    count = rnd.randint(1, 5)
+    for i in range(count):
+        h = rnd.choice(headers)
+        if h == 51:
+            words = rnd.choice([1, 2])           # AH length in 4-byte words minus 2
+            hdr = bytes([nxt, words]) + bytes(4 * (words + 2) - 2)
+        else:
+            units = rnd.choice([0, 0, 1])        # length in 8-byte units minus 1
+            hdr = bytes([nxt, units]) + bytes(8 * (units + 1) - 2)
+        body = hdr + body
+        nxt = h
+    return nxt, body
 
 
 def geneve(rnd: random.Random) -> bytes:
@@ -87,26 +111,33 @@ def geneve(rnd: random.Random) -> bytes:
     return hdr + inner
 
 
-def network(rnd: random.Random, ethertype: int) -> bytes:
+def network(rnd: random.Random, ethertype: int, extras: bool = True) -> bytes:
+    """A network-layer packet; ``extras`` adds tunnels (Geneve) and header chains (IPv6
+    extension headers, AH) that tcpdump prints on several lines."""
     if ethertype == 0x0800:
         proto = rnd.choice([6, 6, 17, 17, 1, 132, 2, 47])
         ip = dpkt.ip.IP(src=ipaddress.IPv4Address(rnd.choice(IP4)).packed,
                         dst=ipaddress.IPv4Address(rnd.choice(IP4)).packed, p=proto,
                         ttl=rnd.choice([1, 63, 64, 128]), tos=rnd.choice([0, 0x10, 0x11, 0xb8]),
-                        data=transport(rnd, proto, False))
+                        data=transport(rnd, proto, False, extras))
         if rnd.random() < 0.15:
             ip.opts = b"\x01\x01\x01\x00" * rnd.choice([1, 2])
             ip.hl = 5 + len(ip.opts) // 4
+        if extras and rnd.random() < 0.1:   # IPv4 with an AH header (protochain follows it)
+            nh, body = ext_chain(rnd, headers=[51])
+            ip.p, ip.data = 51, body
         raw = bytearray(bytes(ip))
         if rnd.random() < 0.1:   # fragments (MF, an offset) and DF
             raw[6:8] = struct.pack(">H", rnd.choice([0x2000, 0x0010, 0x4000]))
         return bytes(raw)
     if ethertype == 0x86DD:
         nh = rnd.choice([6, 17, 58, 132, 44, 0])
-        inner = transport(rnd, nh if nh not in (44, 0) else 6, True)
+        inner = transport(rnd, nh if nh not in (44, 0) else 6, True, extras)
         if nh == 44:
             inner_nh = rnd.choice([6, 17, 58])
-            inner = struct.pack(">BBHI", inner_nh, 0, 0, 1) + transport(rnd, inner_nh, True)
+            inner = struct.pack(">BBHI", inner_nh, 0, 0, 1) + transport(rnd, inner_nh, True, extras)
+        if extras and rnd.random() < 0.25:   # a chain of extension headers (and AH) for protochain
+            nh, inner = ext_chain(rnd)
         ip6 = dpkt.ip6.IP6(src=ipaddress.IPv6Address(rnd.choice(IP6)).packed,
                            dst=ipaddress.IPv6Address(rnd.choice(IP6)).packed, nxt=nh,
                            hlim=64, plen=len(inner), data=b"")
