@@ -104,6 +104,10 @@ def compile_units(units: list[_Unit], *, checked: bool, opt: int, native_helpers
     """
     key = units[0].key if len(units) == 1 else engine.cache_key(*(u.key for u in units))
 
+    # -O2's cost grows with the program; past LIGHT_THRESHOLD instructions per program the
+    # short pipeline keeps compile time near the budget (explicit opt=3 always gets -O3)
+    light = opt == 2 and max(len(u.vm.program.insns) for u in units) > LIGHT_THRESHOLD
+
     def build() -> tuple[str, Any]:
         parts, consts = [], []
         for k, u in enumerate(units):
@@ -118,9 +122,6 @@ def compile_units(units: list[_Unit], *, checked: bool, opt: int, native_helpers
         return "\n".join(parts), consts
 
     symbols = [f"p{k}.{name}" for k in range(len(units)) for name in ("f0", "pybpf_call")]
-    # -O2's cost grows with the program; past LIGHT_THRESHOLD instructions per program the
-    # short pipeline keeps compile time near the budget (explicit opt=3 always gets -O3)
-    light = opt == 2 and max(len(u.vm.program.insns) for u in units) > LIGHT_THRESHOLD
     return engine.compile_module(key, build, symbols, opt=opt, light=light, cache_dir=cache_dir)
 
 

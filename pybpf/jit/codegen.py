@@ -108,6 +108,7 @@ class FunctionGen:
         self.packet_used = any(self.code[p].cls == isa.LD and self.code[p].opcode != isa.LDDW
                                for p in plan.pcs)
         self.packet_miss = False    # the shared %pktmiss block is needed
+        self.abs_checks: dict[int, int | None] = {}     # see group_abs_checks
 
     # --- small pieces --------------------------------------------------------------------------
     def temp(self, ty: str = "i64") -> str:
@@ -272,6 +273,7 @@ class FunctionGen:
         self.load_budget()
         self.reset_caches()
         self.alloca_at = len(e.lines)
+        self.proven = self.proven_lengths() if self.packet_used else {}
         self.flush()
         e.do(f"br label %pc{plan.entry}")
         for leader in sorted(plan.leaders):
@@ -319,6 +321,8 @@ class FunctionGen:
             e.do(f"store i64 {nb}, ptr %budget, align 8")
             if leader in self.plan.checkpoints:
                 self.budget_check(leader)
+        if self.packet_used:
+            self.abs_checks = self.group_abs_checks(block, self.proven.get(leader, 0))
         for pc in block:
             insn = self.code[pc]
             terminated = EMITTERS[_family(insn)](self, insn, pc)
@@ -328,6 +332,84 @@ class FunctionGen:
         nxt = last + self.code[last].slots
         self.flush()
         e.do(f"br label %pc{nxt}")
+
+    def abs_end(self, insn: isa.Instruction) -> int | None:
+        """Bytes of data an LD_ABS needs (-1: a negative offset, a certain miss); None for
+        anything else."""
+        if insn.cls != isa.LD or insn.opcode == isa.LDDW or insn.opcode & 0xE0 == isa.IND:
+            return None
+        return insn.imm + isa.SIZE_BYTES[insn.opcode & 0x18] if insn.imm >= 0 else -1
+
+    def proven_lengths(self) -> dict[int, int]:
+        """Per block: how many bytes of data every path into it has already proven present
+        (LD_ABS loads that passed their check; a call forgets, as a helper may move the
+        data). A must-analysis over the blocks: the least over predecessors, iterated to a
+        fixed point (loops only lower it)."""
+        plan, code = self.plan, self.code
+        blocks = {leader: plan.block_of(leader) for leader in plan.leaders}
+        gains: dict[int, int] = {}
+        for leader, block in blocks.items():
+            if any(an.is_call(code[p]) for p in block):
+                gains[leader] = -2      # the window may change: nothing is known after it
+            else:
+                gains[leader] = max([e for p in block if (e := self.abs_end(code[p])) is not
+                                     None and e >= 0], default=0)
+        succ = {leader: [t for t in an.successors(code, block[-1]) if t in blocks]
+                for leader, block in blocks.items()}
+        proven_in: dict[int, int] = {plan.entry: 0}
+        order = sorted(blocks)
+        changed = True
+        while changed:
+            changed = False
+            for leader in order:
+                inn = proven_in.get(leader)
+                if inn is None:
+                    continue
+                gain = gains[leader]
+                out = 0 if gain == -2 else max(inn, gain)
+                for t in succ[leader]:
+                    old = proven_in.get(t)
+                    new = out if old is None else min(old, out)
+                    if t == plan.entry:
+                        new = 0
+                    if new != old:
+                        proven_in[t] = new
+                        changed = True
+        return proven_in
+
+    def group_abs_checks(self, block: list[int], proven: int) -> dict[int, int | None]:
+        """Bounds checks of a block's LD_ABS loads: pc -> the end to test, or None when no
+        test is needed.
+
+        A load within what earlier checks proved (``proven``, from :meth:`proven_lengths`,
+        growing along the block) needs none. Otherwise the first load of a run tests the
+        largest end any load of the run needs (-1: a negative offset, a certain miss): a run
+        only spans ALU instructions and packet loads, a miss anywhere in it ends the program
+        with r0 = 0, and nothing in between can be seen afterwards (no store, call or memory
+        access that could fault first), so failing at the first load is the same result.
+        Parsers thus test the packet length once instead of per field."""
+        checks: dict[int, int | None] = {}
+        first = None
+        for pc in block:
+            insn = self.code[pc]
+            end = self.abs_end(insn)
+            if end is not None:
+                if 0 <= end <= proven:
+                    checks[pc] = None
+                elif first is None:
+                    first = pc
+                    checks[pc] = end
+                else:
+                    checks[pc] = None
+                    old = checks[first]
+                    checks[first] = -1 if old == -1 or end == -1 else max(old, end)
+                if first is not None and checks[first] != -1:
+                    proven = max(proven, checks[first])
+            elif insn.cls == isa.LD and insn.opcode != isa.LDDW:
+                continue            # LD_IND: tested on its own (the offset is a register)
+            elif insn.cls not in (isa.ALU, isa.ALU64):
+                first = None
+        return checks
 
     def budget_check(self, pc: int) -> None:
         """Fail if the budget is spent. Blocks only subtract; the test runs at loop heads,
@@ -640,12 +722,20 @@ def emit_packet(g: FunctionGen, insn: isa.Instruction, pc: int) -> bool:
         past = e(f"icmp sgt i64 {end}, {length}")
         bad = e(f"or i1 {neg}, {past}")
     else:               # LD_ABS: one comparison (a negative offset always misses)
-        bad = e(f"icmp slt i64 {length}, {int(off) + size}") if int(off) >= 0 else "true"
-    ok = e.fresh("pkt")[1:]
+        end = g.abs_checks.get(pc, -1)
+        if end is None:     # an earlier load of this block already checked this window
+            bad = "false"
+        else:
+            bad = e(f"icmp slt i64 {length}, {end}") if end >= 0 else "true"
+    if bad == "false":
+        ok = None
+    else:
+        ok = e.fresh("pkt")[1:]
     # every miss of the function shares one cold block (fewer blocks for LLVM to lay out)
-    g.packet_miss = True
-    e.do(f"br i1 {bad}, label %pktmiss, label %{ok}, !prof !0")
-    e.label(ok)
+    if ok is not None:
+        g.packet_miss = True
+        e.do(f"br i1 {bad}, label %pktmiss, label %{ok}, !prof !0")
+        e.label(ok)
     base = g.packet("lo")
     addr = e(f"add i64 {base}, {off}")
     p = e(f"inttoptr i64 {addr} to ptr")
