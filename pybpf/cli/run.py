@@ -197,8 +197,21 @@ def run_kernel(program: Program, data: bytes, repeat: int = 1, *,
         from .. import kernel
     except ImportError as exc:
         raise UsageError(f"engine 'kernel' is not available ({exc})") from None
+    from ..errors import KernelError
+
     # BPF_PROG_TEST_RUN reports 32 bits; capture_r0 keeps the full 64-bit r0 the contract asks
-    with kernel.load_program(program, capture_r0=True) as kp:
+    try:
+        kp = kernel.load_program(program, capture_r0=True)
+    except KernelError as exc:
+        if not exc.log:
+            raise
+        from .verify import pybpf_explanation, side_by_side
+        lines = [ln for ln in exc.log.splitlines() if ln and not ln.startswith(
+            ("processed ", "verification "))]
+        text = side_by_side(exc.log, lines[-1] if lines else exc.message,
+                            pybpf_explanation(program, program.prog_type or "socket_filter"))
+        raise KernelError(text, errno=exc.errno, command=exc.command, log=exc.log) from None
+    with kp:
         res = kp.test_run(data, ctx=ctx, repeat=max(repeat, 1))
         maps = _dump_maps(getattr(kp, "maps", []), program.maps)
     r0 = res.r0 if res.r0 is not None else res.retval

@@ -74,6 +74,35 @@ def _kernel_verdict(program: Program, prog_type: str, log_level: int) -> dict:
             "insns_processed": int(m.group(1)) if m else 0, "log": log}
 
 
+def pybpf_explanation(program: Program, prog_type: str):
+    """pybpf's explanation of why ``program`` is refused, when pybpf's verifier refuses it too
+    (None when it accepts it or cannot say)."""
+    from ..verifier import verify as run_verifier
+    try:
+        result = run_verifier(program, prog_type=prog_type)
+    except Exception:  # noqa: BLE001 - an explanation aid must never hide the kernel's verdict
+        return None
+    return None if result.accepted else result.explain()
+
+
+def side_by_side(kernel_log: str, kernel_error: str | None, explanation) -> str:
+    """A kernel refusal for people: the kernel's own log (its last lines, where the reason is),
+    then pybpf's explanation of the same program."""
+    lines = [ln for ln in (kernel_log or "").splitlines() if ln.strip()]
+    tail = lines[-12:]
+    out = [f"rejected by the kernel: {kernel_error}", "", "kernel verifier log:"]
+    if len(lines) > len(tail):
+        out.append(f"  ... ({len(lines) - len(tail)} earlier lines)")
+    out += [f"  {ln}" for ln in tail]
+    out += ["", "pybpf's explanation:"]
+    if explanation is None:
+        out.append("  (pybpf's verifier does not refuse this program; the kernel's log is the "
+                   "reason)")
+    else:
+        out += [f"  {ln}" for ln in explanation.text().splitlines()]
+    return "\n".join(out)
+
+
 @cli.command()
 @click.argument("prog", type=click.Path(dir_okay=False))
 @click.option("--type", "prog_type", help="program type (socket_filter, xdp, sched_cls, ...)")
@@ -96,13 +125,19 @@ def verify(prog, prog_type, section, prog_name, log_level, engine, explain, unpr
         if unprivileged:
             raise UsageError("--unprivileged is only supported by the pybpf engine")
         out = _kernel_verdict(program, ptype, log_level)
+        explanation = None
+        if not out["accepted"] and (explain is None or explain):
+            explanation = pybpf_explanation(program, ptype)
         if as_json:
+            if explanation is not None:
+                out["explanation"] = explanation.to_json()
             click.echo(json.dumps(out))
-        else:
+        elif out["accepted"]:
             if log_level:
                 click.echo(out["log"], nl=False)
-            click.echo("accepted" if out["accepted"] else f"rejected: {out['error']}",
-                       err=not out["accepted"])
+            click.echo("accepted")
+        else:
+            click.echo(side_by_side(out["log"], out["error"], explanation), err=True)
         sys.exit(0 if out["accepted"] else 1)
     from ..verifier import verify as run_verifier
     result = run_verifier(program, prog_type=ptype, unprivileged=unprivileged,
