@@ -110,6 +110,8 @@ ETHERTYPE_NAMES["ipx"] = 0xE0      # LLCSAP_IPX: libpcap has no ethertype named 
 LINK_PROTOCOLS = {"decnet": 0x6003, "lat": 0x6004, "sca": 0x6007, "moprc": 0x6002,
                   "mopdl": 0x6001, "atalk": 0x809B, "aarp": 0x80F3, "iso": 0xFE, "stp": 0x42,
                   "ipx": 0xE0, "netbeui": 0xF0}
+#: link-layer qualifiers: ``X proto N`` is the link type test for all of them (gen_linktype)
+LINK_LAYER_QUALS = ("ether", "link", "ppp", "slip", "fddi", "tr", "wlan")
 #: IPv6 extension headers protochain steps over (hop-by-hop, destination options, routing,
 #: fragment); AH (51) is followed too, with its own length unit
 IP6_EXTENSION_HEADERS = (0, 60, 43, 44)
@@ -641,13 +643,13 @@ class CodeGen:
         if tok.kind == "num":
             p = tok.value
         elif tok.kind == "id":
-            table = ETHERTYPE_NAMES if q.proto in ("ether", "link") else IPPROTO
+            table = ETHERTYPE_NAMES if q.proto in LINK_LAYER_QUALS else IPPROTO
             if tok.text not in table:
                 raise self.error(f"unknown protocol '{tok.text}'", tok.pos)
             p = table[tok.text]
         else:
             raise self.error(f"'{tok.text}' is not a protocol number or name", tok.pos)
-        if q.proto in ("ether", "link"):
+        if q.proto in LINK_LAYER_QUALS:
             if p > 0xFFFF:
                 raise self.error(f"ethernet protocol {p} greater than maximum 65535", tok.pos)
             if p <= 1500 or p in LLC_SNAP:
@@ -881,7 +883,10 @@ class CodeGen:
             return ("neg", v)
         if isinstance(node, BinOp):
             a = self.arith(node.left, guards)
-            b = self.arith(node.right, guards)
+            # libpcap's gen_arth keeps only the left operand's protocol test: in
+            # ``ip[0] + tcp[0] = 5`` no TCP test is made (tcpdump -d shows it); followed so
+            # that the same packets are accepted
+            b = self.arith(node.right, [])
             op = _BINOPS[node.op]
             if b[0] == "k" and b[1] == 0 and op in ("div", "mod"):
                 raise self.error("division by zero", node.pos)
