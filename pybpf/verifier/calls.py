@@ -14,6 +14,7 @@ from __future__ import annotations
 from .. import helpers as helper_table
 from ..helpers.ids import HELPER_IDS, NAMES_BY_ID
 from . import bounds as bd
+from . import callbacks as cbk
 from . import memory as mem
 from . import state as st
 from .memory import Reject
@@ -233,6 +234,7 @@ def check_helper_call(env, state, insn, pc: int) -> None:
     meta_size = None
     const_key = None
     release_ref = 0
+    callback_pc = None
     last_mem: tuple | None = None   # (regno, reg, write) of a memory arg awaiting its size
     for i, kind in enumerate(args):
         regno = i + 1
@@ -321,6 +323,14 @@ def check_helper_call(env, state, insn, pc: int) -> None:
             else:
                 last_mem = (regno, r, write)
             continue
+        if base == "ptr_to_func":
+            if r.type != st.FUNC:
+                raise _type_error(regno, r, "func", pc)
+            if r.off or r.var_off.mask or r.var_off.value:
+                raise Reject(f"dereference of modified func ptr R{regno} off={r.off} "
+                             f"disallowed", "modified-ptr", pc, regno=regno)
+            callback_pc = r.subprog
+            continue
         if base in ("ptr_to_stack",):
             if "maybe_null" in flags and _is_null(r):
                 continue
@@ -329,6 +339,12 @@ def check_helper_call(env, state, insn, pc: int) -> None:
             continue
         raise Reject(f"helper bpf_{name}#{hid} argument kind '{kind}' is not supported by "
                      f"pybpf's verifier", "unsupported-helper", pc, helper=name)
+    # the callback's frame is set up (and its map checked) before map compatibility, as the
+    # kernel's verdicts show ("callback function not allowed for map")
+    if name in cbk.CALLBACK_HELPERS:
+        if callback_pc is None:
+            raise Reject(f"helper bpf_{name}#{hid} without a callback", "internal", pc)
+        cbk.push_callback(env, state, name, callback_pc, pc)
     # map <-> helper compatibility
     if meta_map is not None:
         mtype = env.maps[meta_map].type

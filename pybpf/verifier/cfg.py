@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from .. import isa
 from ..errors import DecodeError
+from .callbacks import CALLBACK_HELPER_IDS
 
 MAX_SUBPROGS = 256
 MAX_INSNS_PRIVILEGED = 1_000_000
@@ -223,7 +224,8 @@ def build_layout(insns: list, *, unprivileged: bool = False,
         elif insn.opcode & 0xF7 == isa.JMP | isa.CALL:
             if pc + 1 < n:
                 prune[pc + 1] = True
-            if insn.src == isa.CALL_LOCAL:
+            if insn.src == isa.CALL_LOCAL or (insn.src == isa.CALL_HELPER and
+                                              insn.imm in CALLBACK_HELPER_IDS):
                 prune[pc] = True
     live_in = _liveness(slots, n)
     return Layout(slots, n, starts_l, subprog_of, prune, live_in, targets)

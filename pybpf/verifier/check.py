@@ -21,6 +21,7 @@ from . import memory as mem
 from . import state as st
 from . import tnum as tn
 from .cfg import Layout
+from .callbacks import CALLBACK_HELPER_IDS, callback_exit
 from .memory import Reject
 from .progtypes import ProgType
 from .state import FuncState, RegState, VerifierState
@@ -83,6 +84,8 @@ class Env:
         self.open_keys: dict = {}
         self.last_state: VerifierState | None = None
         self.last_pc = 0
+        # callback visits queued by the current helper call (callbacks.push_callback)
+        self.pending_callbacks: list = []
 
     def new_id(self) -> int:
         self.id_gen += 1
@@ -454,7 +457,8 @@ def _mem_access(env: Env, state: VerifierState, regno: int, off: int, size: int,
             result = RegState.scalar_unknown()
     elif t == st.MAP_KEY:
         if write:
-            raise Reject(f"R{regno} cannot write into map_key", "readonly-mem", pc)
+            # check_mem_access: a map key (a for_each callback's R2) is read-only
+            raise Reject(f"write to change key R{regno} not allowed", "readonly-mem", pc)
         mem.check_mem_region(r, regno, r.off + off, size, env.maps[r.map].key_size, False, pc)
         result = RegState.scalar_unknown()
     else:
@@ -580,6 +584,11 @@ def _lddw(env: Env, state: VerifierState, insn, pc: int) -> None:
                 raise Reject(f"direct value offset of {off} is not allowed", "bad-map", pc)
             out = RegState.pointer(st.MAP_VALUE, off, map=idx)
     elif src == isa.PSEUDO_FUNC:
+        # check_ld_imm: callbacks need BTF func_info (and static linkage, see _func_linkage)
+        if not env.program.func_info:
+            raise Reject("missing btf func_info", "missing-func-info", pc)
+        if not _callback_is_static(env, pc + 1 + insn.imm):
+            raise Reject("callback function not static", "callback-not-static", pc)
         out = RegState.pointer(st.FUNC, subprog=pc + 1 + insn.imm)
     else:
         raise Reject("ld_imm64 of BTF ids (ksyms) is not supported by pybpf's verifier",
@@ -985,6 +994,8 @@ def _pseudo_call(env: Env, state: VerifierState, insn, pc: int) -> int:
 def _exit(env: Env, state: VerifierState, pc: int) -> int | None:
     """Returns the pc to continue at after a subprogram exit, or None at program exit."""
     regs = state.cur.regs
+    if state.cur.in_callback:
+        return callback_exit(env, state, pc)
     if len(state.frames) > 1:
         r0 = regs[0]
         if r0.type == st.STACK:
@@ -1088,7 +1099,7 @@ def _states_equal(env: Env, old: VerifierState, cur: VerifierState, pc: int) -> 
     live = env.layout.live_in[pc]
     last = len(old.frames) - 1
     for fi, (of, cf) in enumerate(zip(old.frames, cur.frames)):
-        if of.callsite != cf.callsite:
+        if of.callsite != cf.callsite or of.callback_depth > cf.callback_depth:
             return False
         for i in range(11):
             if fi == last and not live >> i & 1 and i != 10:
@@ -1197,14 +1208,28 @@ def _do_check(env: Env) -> None:
                     lst[:] = [cp for cp in lst if cp.miss <= cp.hit * 3 + 3]
             looping = open_at.get(pc, 0) > 0
             fpr = None
-            if looping:
+            calls_cb = insn.opcode == isa.JMP | isa.CALL and insn.src == isa.CALL_HELPER \
+                and insn.imm in CALLBACK_HELPER_IDS
+            if calls_cb:
+                # a callback came back to its call site: stop when the state is contained in
+                # one still being explored here (the kernel's RANGE_WITHIN hit on
+                # in-progress states at callback-calling instructions)
+                if looping and any(cp.key[0] == pc and _states_equal(env, cp.state, state, pc)
+                                   for cp in open_cps):
+                    if log.level >= 2:
+                        log.line(f"{pc}: safe")
+                    state = None
+                    continue
+                looping = False
+                add = True
+            elif looping:
                 fpr = (pc, _fingerprint(state))
                 for cp in open_keys.get(fpr, ()):
                     if cp.state.exact_key() == state.exact_key():
                         raise Reject(f"infinite loop detected at insn {pc}", "infinite-loop",
                                      pc)
                 add = jmps - prev_jmps >= 20 or env.insn_processed - prev_insn >= 100
-            else:
+            elif not calls_cb:
                 add = jmps - prev_jmps >= 2 and env.insn_processed - prev_insn >= 8
             if jmps - prev_jmps > 40:
                 add = True
@@ -1255,6 +1280,11 @@ def _do_check(env: Env) -> None:
                 else:
                     jmps += 1
                     calls.check_helper_call(env, state, insn, pc)
+                    if env.pending_callbacks:
+                        # callback visits are explored after this path, as push_stack does
+                        for cb_state, cb_pc, from_pc in env.pending_callbacks:
+                            pending.append((cb_state, cb_pc, from_pc, len(log.parts)))
+                        env.pending_callbacks.clear()
             elif op == isa.EXIT:
                 jmps += 1
                 ret = _exit(env, state, pc)
@@ -1296,7 +1326,10 @@ def check_stack_depth(env: Env) -> None:
     insns = layout.insns
     callees: dict[int, set[int]] = {i: set() for i in range(len(layout.subprog_starts))}
     for pc, insn in enumerate(insns):
-        if insn is not None and insn.opcode == isa.JMP | isa.CALL and insn.src == isa.CALL_LOCAL:
+        # a callback's address load counts as a call (check_max_stack_depth_subprog)
+        if insn is not None and (insn.opcode == isa.JMP | isa.CALL and
+                                 insn.src == isa.CALL_LOCAL or
+                                 insn.opcode == isa.LDDW and insn.src == isa.PSEUDO_FUNC):
             callees[layout.subprog_of[pc]].add(layout.subprog_of[pc + 1 + insn.imm])
     # the JIT is on (x86-64 default): frames round up to 16 bytes (round_up_stack_depth)
     depth_of = [(d + 15) // 16 * 16 for d in env.subprog_depth]
@@ -1317,3 +1350,21 @@ def check_stack_depth(env: Env) -> None:
             if c in chain:
                 continue
             stack.append((c, total + depth_of[c], frames + 1, chain + (c,)))
+
+
+def _callback_is_static(env: Env, target: int) -> bool:
+    """The BTF FUNC of the subprogram at ``target`` has static linkage (the kernel's
+    ``func_info_aux[].linkage``); unknown linkage counts as not static (stricter)."""
+    cached = getattr(env, "_linkage", None)
+    if cached is None:
+        cached = env._linkage = {}
+        try:
+            import struct
+            from ..btf.parser import parse_btf
+            btf = parse_btf(env.program.btf)
+            for slot, tid in env.program.func_info:
+                info = struct.unpack_from("<I", env.program.btf, btf.type_offsets[tid] + 4)[0]
+                cached[slot] = info & 0xFFFF
+        except Exception:
+            pass
+    return cached.get(target) == 0

@@ -143,7 +143,8 @@ class FuncState:
     """One call frame: registers, stack slots by index (slot i covers fp-8*(i+1)..fp-8*i-1),
     the call site and the subprogram."""
 
-    __slots__ = ("regs", "stack", "callsite", "subprog", "frameno", "allocated")
+    __slots__ = ("regs", "stack", "callsite", "subprog", "frameno", "allocated",
+                 "in_callback", "callback_depth")
 
     def __init__(self, frameno: int = 0, subprog: int = 0, callsite: int = -1):
         self.regs = [RegState() for _ in range(11)]
@@ -152,6 +153,11 @@ class FuncState:
         self.subprog = subprog
         self.frameno = frameno
         self.allocated = 0   # deepest stack byte used (bytes)
+        # a callback frame (bpf_loop, bpf_for_each_map_elem) returns to its call site, and
+        # the number of callback visits started from this frame (the kernel's
+        # in_callback_fn and callback_depth)
+        self.in_callback = False
+        self.callback_depth = 0
 
     def copy(self) -> "FuncState":
         f = FuncState.__new__(FuncState)
@@ -161,19 +167,22 @@ class FuncState:
         f.subprog = self.subprog
         f.frameno = self.frameno
         f.allocated = self.allocated
+        f.in_callback = self.in_callback
+        f.callback_depth = self.callback_depth
         return f
 
 
 class VerifierState:
     """The whole machine on one path: frames (innermost last) and acquired references."""
 
-    __slots__ = ("frames", "refs", "history", "insn_idx")
+    __slots__ = ("frames", "refs", "history", "insn_idx", "cb_unroll")
 
     def __init__(self):
         self.frames: list[FuncState] = []
         self.refs: dict[int, int] = {}   # ref_obj_id -> pc that acquired it
         self.history: tuple | None = None  # linked list of (pc, taken, parent) for explanations
         self.insn_idx = 0
+        self.cb_unroll = 0   # callback bodies entered on this path (callback_unroll_depth)
 
     @property
     def cur(self) -> FuncState:
@@ -185,6 +194,7 @@ class VerifierState:
         s.refs = dict(self.refs)
         s.history = self.history
         s.insn_idx = self.insn_idx
+        s.cb_unroll = self.cb_unroll
         return s
 
     def all_regs(self):
@@ -199,4 +209,4 @@ class VerifierState:
         return tuple((tuple(r.key() for r in f.regs),
                       tuple(sorted((i, s.types, s.spilled.key() if s.spilled else None)
                                    for i, s in f.stack.items())), f.callsite)
-                     for f in self.frames)
+                     for f in self.frames) + (self.cb_unroll,)

@@ -1,0 +1,81 @@
+"""Callback helpers (bpf_loop, bpf_for_each_map_elem): pybpf's verdict on every program of
+``fixtures/callbacks.c`` is the running kernel's.
+
+The kernel needs the object's BTF (func_info) to accept a callback, so these programs come
+from clang objects and are loaded with :func:`pybpf.kernel.load_program`, which passes the
+BTF, func_info and line_info along.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from pybpf.verifier import verify
+
+HERE = Path(__file__).resolve().parent
+SOURCE = HERE / "fixtures" / "callbacks.c"
+
+
+def _names() -> list[str]:
+    """Program names, read from the C source so every new SEC function becomes a case."""
+    text = SOURCE.read_text()
+    return re.findall(r'SEC\("socket"\)\s*\nint (\w+)\(', text)
+
+
+@pytest.fixture(scope="module")
+def programs(tmp_path_factory):
+    from pybpf.pytest_plugin import compile_c, find_clang
+    if find_clang() is None:
+        pytest.skip("clang is not installed")
+    from pybpf.elf import load_object
+    out = tmp_path_factory.mktemp("verifier-callbacks")
+    obj = load_object(compile_c(SOURCE, out, "-I", str(HERE.parent / "fixtures")))
+    return obj.programs
+
+
+def kernel_verdict_with_btf(prog) -> tuple[bool, str]:
+    from pybpf import kernel
+    from pybpf.errors import KernelError
+    try:
+        with kernel.load_program(prog, log_level=1) as kp:
+            return True, kp.log or ""
+    except KernelError as exc:
+        return False, exc.log or str(exc)
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("name", _names())
+def test_callback_program_gets_the_kernels_verdict(programs, name):
+    prog = programs[name]
+    ours = verify(prog)
+    accepted, log = kernel_verdict_with_btf(prog)
+    assert ours.accepted == accepted, (ours.error, log[-600:])
+    if not accepted:
+        # the reason is the kernel's own words
+        assert ours.error in log, (ours.error, log[-600:])
+
+
+def test_the_fixture_has_accepted_and_rejected_programs_of_each_helper():
+    names = _names()
+    assert len(names) >= 20
+    assert any(n.startswith("loop_") for n in names)
+    assert any(n.startswith("each_") for n in names)
+
+
+def test_callback_without_btf_func_info_is_refused_like_the_kernel(programs):
+    """Without func_info the kernel refuses the callback's address load (check_ld_imm)."""
+    from dataclasses import replace
+    prog = replace(programs["loop_nop"], func_info=[], btf=None, line_info=[])
+    ours = verify(prog)
+    assert not ours.accepted and ours.error == "missing btf func_info"
+
+
+@pytest.mark.kernel
+def test_the_kernel_also_refuses_a_callback_without_func_info(programs):
+    from dataclasses import replace
+    prog = replace(programs["loop_nop"], func_info=[], btf=None, line_info=[])
+    accepted, log = kernel_verdict_with_btf(prog)
+    assert not accepted and "missing btf func_info" in log
