@@ -345,6 +345,9 @@ class CodeGen:
         return self.direction(node, 4, outbound=True)
 
     def direction(self, node, _unused, outbound=False):
+        if self.link.vars is not None:
+            raise self.error(f"'{'outbound' if outbound else 'inbound'}' after 'geneve' is "
+                             "not supported (the inner packet is Ethernet)")
         if self.link.name == "LINUX_SLL":
             t = eq(ld(isa.H, 0), 4)
         elif self.link.name == "LINUX_SLL2":
@@ -402,15 +405,18 @@ class CodeGen:
 
     def prim_pppoed(self, node):
         self.not_after_geneve("pppoed")
-        self.require_ether()
-        return eq(ld(isa.H, self.link.off_linktype), 0x8863)
+        if self.link.encap != "link":
+            raise self.error("'pppoed' after mpls or pppoes is not supported")
+        return self.linktype(0x8863)
 
     def prim_pppoes(self, node: Primitive):
         self.not_after_geneve("pppoes")
         link = self.link
-        if link.name != "EN10MB" or link.encap != "link":
-            raise self.error("'pppoes' is supported on Ethernet only")
-        cond = eq(ld(isa.H, link.off_linktype), 0x8864)
+        if link.encap != "link":
+            raise self.error("'pppoes' after mpls or pppoes is not supported")
+        cond = self.linktype(0x8864)     # no type field on RAW and NULL: never
+        if cond == FALSE:
+            return FALSE
         if node.token is not None:
             sid = node.token.value
             if sid > 0xFFFF:
@@ -477,7 +483,7 @@ class CodeGen:
             raise self.error(f"'{what}' after 'geneve' is not supported")
 
     def require_ether(self):
-        if self.link.name != "EN10MB":
+        if self.link.name != "EN10MB" and self.link.vars is None:
             raise self.error("Ethernet addresses are only supported on EN10MB")
 
     def mac_cmp(self, off: int, mac: bytes):
