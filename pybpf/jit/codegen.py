@@ -28,6 +28,7 @@ from typing import Callable
 from .. import isa
 from ..helpers import HELPER_IDS
 from . import analysis as an
+from . import hashindex
 from .layout import CTX_FIELDS, FRAMES, MODE_CALLX, MODE_HELPER, REGION_WORDS, Fault
 
 C = CTX_FIELDS
@@ -810,6 +811,9 @@ def _native_map_lookup(g: FunctionGen, insn: isa.Instruction, pc: int) -> str | 
     if st is None or st[0] != an.MAP or st[1] is None:
         return None
     shape = g.mod.shapes[st[1]] if st[1] < len(g.mod.shapes) else None
+    if shape is not None and hashindex.supported(shape.type, shape.key_size,
+                                                 shape.max_entries):
+        return _native_hash_lookup(g, pc, st[1], shape)
     if shape is None or shape.type != "array":
         return None
     e = g.e
@@ -821,6 +825,71 @@ def _native_map_lookup(g: FunctionGen, insn: isa.Instruction, pc: int) -> str | 
     off = e(f"mul i64 {key}, {shape.stride}")
     addr = e(f"add i64 {base}, {off}")
     return e(f"select i1 {inside}, i64 {addr}, i64 0")
+
+
+def _native_hash_lookup(g: FunctionGen, pc: int, index: int, shape: MapShape) -> str:
+    """``bpf_map_lookup_elem`` on a plain hash map: probe the map's native index
+    (:mod:`.hashindex`, which the map keeps in step with its Python dict) -- hash the key's
+    32-bit words, walk the table from there, compare keys word by word -- and return the
+    value's address in the map's storage or 0, as ``HashMap.lookup_address`` does."""
+    e = g.e
+    n = shape.key_size // 4
+    p = g.pointer(pc, 2, 0, shape.key_size, False)
+    words = []
+    for j in range(n):
+        q = p if j == 0 else e(f"getelementptr i8, ptr {p}, i64 {4 * j}")
+        words.append(e(f"load i32, ptr {q}, align 1"))
+    h = str(hashindex.FNV_OFFSET - (1 << 64))
+    for w in words:
+        x = e(f"zext i32 {w} to i64")
+        h = e(f"xor i64 {h}, {x}")
+        h = e(f"mul i64 {h}, {hashindex.FNV_PRIME}")
+    sh = e(f"lshr i64 {h}, 29")
+    h = e(f"xor i64 {h}, {sh}")
+    mask = hashindex.capacity_for(shape.max_entries) - 1
+    start = e(f"and i64 {h}, {mask}")
+    table = e(f"inttoptr i64 {g.mod.const(('hash_table', index), g)} to ptr")
+    keys = e(f"inttoptr i64 {g.mod.const(('hash_keys', index), g)} to ptr")
+    base = g.mod.const(("map_base", index), g)
+    pre = e.fresh("hl.pre")[1:]
+    e.do(f"br label %{pre}")
+    e.label(pre)
+    head, cmp, nxt, found, done = (e.fresh(x)[1:] for x in
+                                   ("hl.head", "hl.cmp", "hl.next", "hl.found", "hl.done"))
+    e.do(f"br label %{head}")
+    e.label(head)
+    i = e.fresh("hl.i")
+    i_next = e.fresh("hl.inext")
+    e.do(f"{i} = phi i64 [ {start}, %{pre} ], [ {i_next}, %{nxt} ]")
+    ep = e(f"getelementptr i32, ptr {table}, i64 {i}")
+    entry = e(f"load i32, ptr {ep}, align 4")
+    empty = e(f"icmp eq i32 {entry}, 0")
+    e.do(f"br i1 {empty}, label %{done}, label %{cmp}")
+    e.label(cmp)
+    deleted = e(f"icmp eq i32 {entry}, -1")
+    slot32 = e(f"sub i32 {entry}, 1")
+    slot = e(f"zext i32 {slot32} to i64")
+    koff = e(f"mul i64 {slot}, {shape.key_size}")
+    kp = e(f"getelementptr i8, ptr {keys}, i64 {koff}")
+    same = "true"
+    for j, w in enumerate(words):
+        q = kp if j == 0 else e(f"getelementptr i8, ptr {kp}, i64 {4 * j}")
+        k = e(f"load i32, ptr {q}, align 4")
+        eq = e(f"icmp eq i32 {k}, {w}")
+        same = eq if same == "true" else e(f"and i1 {same}, {eq}")
+    live = e(f"xor i1 {deleted}, true")
+    hit = e(f"and i1 {live}, {same}")
+    e.do(f"br i1 {hit}, label %{found}, label %{nxt}")
+    e.label(nxt)
+    inc = e(f"add i64 {i}, 1")
+    e.do(f"{i_next} = and i64 {inc}, {mask}")
+    e.do(f"br label %{head}")
+    e.label(found)
+    off = e(f"mul i64 {slot}, {shape.stride}")
+    addr = e(f"add i64 {base}, {off}")
+    e.do(f"br label %{done}")
+    e.label(done)
+    return e(f"phi i64 [ 0, %{head} ], [ {addr}, %{found} ]")
 
 
 def _native_loop(g: FunctionGen, insn: isa.Instruction, pc: int) -> str:
@@ -989,7 +1058,9 @@ class ModuleGen:
         succ = an.successor_table(self.code)
         for entry in self.entries:
             inline = frozenset(i for i, shape in enumerate(self.shapes)
-                               if shape.type == "array" and self.options.native_helpers
+                               if (shape.type == "array" or hashindex.supported(
+                                   shape.type, shape.key_size, shape.max_entries))
+                               and self.options.native_helpers
                                and an.MAP_LOOKUP not in self.options.overridden)
             plan = an.plan_function(self.code, entry, self.map_index, inline, succ)
             parts.extend(FunctionGen(self, plan).emit())

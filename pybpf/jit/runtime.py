@@ -29,6 +29,7 @@ from ..errors import BudgetExceeded, HelperError, VMError
 from ..memory import Region
 from ..vm import Interpreter, ProgramExit
 from ..vm.interpreter import TailCallReturn
+from . import hashindex
 from .layout import CTX_FIELDS, CTX_WORDS, FRAMES, MODE_CALLX, REGION_WORDS, Fault
 
 C = CTX_FIELDS
@@ -94,7 +95,13 @@ class Runtime:
         if kind == "lddw":
             return self.vm.lddw_values[arg] & M64
         if kind == "map_base":
-            return self.vm.maps[arg].value_address & M64
+            m = self.vm.maps[arg]
+            base = getattr(m, "value_address", None)    # array maps (element 0)
+            return (base if base is not None else m.base) & M64     # hash maps: slot 0
+        if kind == "hash_table":
+            return hashindex.attach(self.vm.maps[arg]).table_address
+        if kind == "hash_keys":
+            return hashindex.attach(self.vm.maps[arg]).keys_address
         raise ValueError(kind)
 
     # --- input data and the region table -------------------------------------------------------

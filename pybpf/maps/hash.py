@@ -42,6 +42,9 @@ class HashMap(Map):
     allowed_flags = HASH_FLAGS
     batch_ops = frozenset({"lookup", "update", "delete", "lookup_and_delete"})
     lru = False
+    #: optional native mirror of ``slots`` (pybpf.jit.hashindex.NativeIndex, attached by the
+    #: JIT): told of every insert and removal so compiled code can look keys up natively
+    native_index: Any = None
 
     def __init__(self, spec):
         super().__init__(spec)
@@ -144,6 +147,8 @@ class HashMap(Map):
         slot = free.pop()
         self.store(slot, value, True)
         self.slots[key] = slot
+        if self.native_index is not None:
+            self.native_index.insert(key, slot)
         if self.lru:
             self._recency_for(slot)[key] = None
         self._order = None
@@ -153,6 +158,8 @@ class HashMap(Map):
         recency = self.cpu_recency[cpu] if self.percpu_lru else self.recency
         key, _ = recency.popitem(last=False)
         slot = self.slots.pop(key)
+        if self.native_index is not None:
+            self.native_index.remove(key)
         self._free_for(slot).append(slot)
         self._order = None
 
@@ -160,6 +167,8 @@ class HashMap(Map):
         slot = self.slots.pop(key, None)
         if slot is None:
             raise fail(f"{self.where()}: key {key.hex()} not found", ENOENT)
+        if self.native_index is not None:
+            self.native_index.remove(key)
         self._free_for(slot).append(slot)
         if self.lru:
             self._recency_for(slot).pop(key, None)
