@@ -16,6 +16,7 @@ from ..helpers.ids import HELPER_IDS, NAMES_BY_ID
 from . import bounds as bd
 from . import callbacks as cbk
 from . import memory as mem
+from . import spinlock
 from . import state as st
 from .memory import Reject
 from .state import RegState
@@ -89,6 +90,8 @@ FALLBACK_PROTOS: dict[str, tuple[str, tuple[str, ...]]] = {
     "clone_redirect": ("integer", ("ptr_to_ctx", "anything", "anything")),
     "set_hash": ("integer", ("ptr_to_ctx", "anything")),
     "get_stackid": ("integer", ("ptr_to_ctx", "const_map_ptr", "anything")),
+    "spin_lock": ("void", ("ptr_to_spin_lock",)),
+    "spin_unlock": ("void", ("ptr_to_spin_lock",)),
 }
 
 #: helpers that may move packet data: every packet pointer is invalidated after them
@@ -217,6 +220,7 @@ def check_helper_call(env, state, insn, pc: int) -> None:
     hid = insn.imm
     proto = get_proto(hid)
     name = NAMES_BY_ID[hid] if 0 < hid < len(NAMES_BY_ID) else None
+    spinlock.check_call_while_locked(state, name, pc)
     if proto is None:
         if name is None:
             raise Reject(f"invalid func unknown#{hid}", "unknown-helper", pc, helper=hid)
@@ -322,6 +326,9 @@ def check_helper_call(env, state, insn, pc: int) -> None:
                                   False, pc)
             else:
                 last_mem = (regno, r, write)
+            continue
+        if base == "ptr_to_spin_lock":
+            spinlock.process_spin_lock(env, state, r, regno, name == "spin_lock", pc)
             continue
         if base == "ptr_to_func":
             if r.type != st.FUNC:

@@ -23,6 +23,7 @@ from . import tnum as tn
 from .cfg import Layout
 from .callbacks import CALLBACK_HELPER_IDS, callback_exit
 from .memory import Reject
+from . import spinlock
 from .progtypes import ProgType
 from .state import FuncState, RegState, VerifierState
 from .log import insn_text as log_insn_text, state_text as _state_text
@@ -86,6 +87,8 @@ class Env:
         self.last_pc = 0
         # callback visits queued by the current helper call (callbacks.push_callback)
         self.pending_callbacks: list = []
+        # map index -> offset of the bpf_spin_lock in its value (from the object's BTF)
+        self.lock_offs = spinlock.lock_offsets(program)
 
     def new_id(self) -> int:
         self.id_gen += 1
@@ -449,6 +452,7 @@ def _mem_access(env: Env, state: VerifierState, regno: int, off: int, size: int,
             raise Reject(f"write into map forbidden, value_size={spec.value_size} "
                          f"off={r.off + off} size={size}", "readonly-map", pc, regno=regno)
         mem.check_mem_region(r, regno, r.off + off, size, spec.value_size, False, pc)
+        spinlock.check_direct_access(env, r, regno, off, size, pc)
         if not write:
             result = RegState.scalar_unknown()
     elif t in (st.MEM, st.RINGBUF_MEM):
@@ -545,6 +549,9 @@ def _ld_abs(env: Env, state: VerifierState, insn, pc: int) -> None:
                      "ld-abs-not-allowed", pc)
     if insn.dst or insn.off or (insn.opcode & 0xE0 == isa.ABS and insn.src):
         raise Reject("BPF_LD_[ABS|IND] uses reserved fields", "bad-insn", pc)
+    if state.lock is not None:
+        raise Reject("BPF_LD_[ABS|IND] cannot be used inside bpf_spin_lock-ed region",
+                     "ld-abs-in-lock", pc)
     r6 = _read_reg(regs, 6, pc)
     if insn.opcode & 0xE0 == isa.IND:
         _read_reg(regs, insn.src, pc)
@@ -569,6 +576,7 @@ def _lddw(env: Env, state: VerifierState, insn, pc: int) -> None:
         idx = insn.imm
         if not 0 <= idx < len(env.maps):
             raise Reject(f"fd {idx} is not pointing to valid bpf_map", "bad-map", pc)
+        spinlock.check_map_use(env, idx, pc)
         if src in (isa.PSEUDO_MAP_IDX, isa.PSEUDO_MAP_FD):
             out = RegState.pointer(st.MAP_PTR, map=idx)
         else:
@@ -820,7 +828,9 @@ def _mark_ptr_or_null(env, state: VerifierState, regno: int, is_null: bool) -> N
                     setattr(r, f, getattr(z, f))
             else:
                 r.type = st.NULLABLE[r.type]
-                r.id = 0
+                # a value holding a spin lock keeps its id: the lock is (map, id)
+                if not (r.type == st.MAP_VALUE and r.map in env.lock_offs):
+                    r.id = 0
 
 
 def _find_good_pkt_pointers(state: VerifierState, dst: RegState, range_right_open: bool) -> None:
@@ -1006,6 +1016,9 @@ def _exit(env: Env, state: VerifierState, pc: int) -> int | None:
         for i in range(1, 6):
             caller.regs[i] = RegState()
         return callee.callsite + 1
+    if state.lock is not None:
+        raise Reject("BPF_EXIT instruction in main prog cannot be used inside "
+                     "bpf_spin_lock-ed region", "exit-in-lock", pc)
     if state.refs:
         rid, at = next(iter(state.refs.items()))
         raise Reject(f"Unreleased reference id={rid} alloc_insn={at}\nBPF_EXIT instruction "
@@ -1092,7 +1105,7 @@ def _stacksafe(env: Env, old: FuncState, cur: FuncState, idmap: dict, rev: dict)
 def _states_equal(env: Env, old: VerifierState, cur: VerifierState, pc: int) -> bool:
     if len(old.frames) != len(cur.frames):
         return False
-    if set(old.refs) != set(cur.refs):
+    if set(old.refs) != set(cur.refs) or old.lock != cur.lock:
         return False
     idmap: dict = {}
     rev: dict = {}

@@ -175,7 +175,7 @@ class FuncState:
 class VerifierState:
     """The whole machine on one path: frames (innermost last) and acquired references."""
 
-    __slots__ = ("frames", "refs", "history", "insn_idx", "cb_unroll")
+    __slots__ = ("frames", "refs", "history", "insn_idx", "cb_unroll", "lock")
 
     def __init__(self):
         self.frames: list[FuncState] = []
@@ -183,6 +183,7 @@ class VerifierState:
         self.history: tuple | None = None  # linked list of (pc, taken, parent) for explanations
         self.insn_idx = 0
         self.cb_unroll = 0   # callback bodies entered on this path (callback_unroll_depth)
+        self.lock: tuple | None = None   # (map index, pointer id) of the held bpf_spin_lock
 
     @property
     def cur(self) -> FuncState:
@@ -195,6 +196,7 @@ class VerifierState:
         s.history = self.history
         s.insn_idx = self.insn_idx
         s.cb_unroll = self.cb_unroll
+        s.lock = self.lock
         return s
 
     def all_regs(self):
@@ -209,4 +211,4 @@ class VerifierState:
         return tuple((tuple(r.key() for r in f.regs),
                       tuple(sorted((i, s.types, s.spilled.key() if s.spilled else None)
                                    for i, s in f.stack.items())), f.callsite)
-                     for f in self.frames) + (self.cb_unroll,)
+                     for f in self.frames) + (self.cb_unroll, self.lock)

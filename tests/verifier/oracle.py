@@ -88,3 +88,17 @@ def kernel_verdict(program: Program, prog_type: str | None = None, log_level: in
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def kernel_verdict_btf(program: Program, prog_type: str | None = None) -> Verdict:
+    """Like :func:`kernel_verdict` for programs from clang objects: loaded through
+    :func:`pybpf.kernel.load_program`, which passes the object's BTF, func_info and line_info
+    and creates the maps with their BTF types (the kernel needs them for callbacks and spin
+    locks)."""
+    from pybpf import kernel
+    from pybpf.errors import KernelError
+    try:
+        with kernel.load_program(program, prog_type=prog_type, log_level=1) as kp:
+            return Verdict(True, 0, kp.log or "")
+    except KernelError as exc:
+        return Verdict(False, getattr(exc, "errno", 0) or 0, exc.log or str(exc))

@@ -15,6 +15,8 @@ import pytest
 
 from pybpf.verifier import verify
 
+from .oracle import kernel_verdict_btf
+
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "fixtures" / "callbacks.c"
 
@@ -37,13 +39,8 @@ def programs(tmp_path_factory):
 
 
 def kernel_verdict_with_btf(prog) -> tuple[bool, str]:
-    from pybpf import kernel
-    from pybpf.errors import KernelError
-    try:
-        with kernel.load_program(prog, log_level=1) as kp:
-            return True, kp.log or ""
-    except KernelError as exc:
-        return False, exc.log or str(exc)
+    v = kernel_verdict_btf(prog)
+    return v.accepted, v.log
 
 
 @pytest.mark.kernel
