@@ -911,7 +911,10 @@ class CodeGen:
         size = {1: isa.B, 2: isa.H, 4: isa.W}[node.size]
         off = self.arith(node.offset, guards)
         inner = self.link.vars
-        if proto in ("ether", "link"):
+        if proto in ("ah", "esp"):
+            raise self.error(f"'{proto}[...]' is not supported (libpcap refuses it too: "
+                             "unsupported index operation)", node.pos)
+        if proto in LINK_LAYER_QUALS:
             guard, base, xbase = None, 0, None
             if inner is not None:
                 guard, xbase = self.inner_ether(), self.lload(isa.B, 0)[3]
@@ -919,8 +922,7 @@ class CodeGen:
             guard, base, xbase = self.linktype(ETHERTYPE[proto]), self.nl, None
             if inner is not None:
                 base, xbase = 0, self.nload(isa.B, 0)[3]
-        elif proto in ("tcp", "udp", "sctp", "icmp", "igmp", "igrp", "pim", "vrrp", "carp",
-                       "ah", "esp"):
+        elif proto in ("tcp", "udp", "sctp", "icmp", "igmp", "igrp", "pim", "vrrp", "carp"):
             self.pos = node.pos
             guard = b_and(self.ip(), self.proto_abbrev(proto, node.pos), self.not_fragment())
             base, xbase = self.ip_payload()

@@ -269,6 +269,8 @@ class Parser:
             if self.tok.kind == "num":
                 num = self.advance()
             return Primitive(tok.text, token=num, pos=tok.pos), None
+        if tok.kind == "kw" and tok.text == "byte":
+            return self.parse_byte(tok), None
         if tok.kind == "kw" and tok.text == "llc":
             self.advance()
             kind = None
@@ -305,6 +307,29 @@ class Parser:
             raise self.error(f"syntax error: unexpected {what}", tok)
         quals = Quals(proto, dir_, type_)
         return self.parse_id(quals), quals
+
+    def parse_byte(self, tok: Token) -> Node:
+        """libpcap's ``byte N op M`` (op one of = < >): ``link[N] op M``. libpcap's code for
+        ``&`` and ``|`` loads no byte at all (it tests whatever A holds), so those are
+        refused rather than imitated."""
+        self.advance()
+        idx = self.tok
+        if idx.kind != "num":
+            raise self.error("syntax error: 'byte' needs a byte offset")
+        self.advance()
+        op = self.tok
+        if op.kind != "op" or op.text not in ("=", "<", ">", "&", "|"):
+            raise self.error("syntax error: 'byte N' needs one of = < > & |")
+        if op.text in ("&", "|"):
+            raise self.error(f"'byte N {op.text} M' is not supported (libpcap's code for it "
+                             "does not load the byte); use link[N] & M != 0", op)
+        self.advance()
+        val = self.tok
+        if val.kind != "num":
+            raise self.error("syntax error: 'byte N op' needs a number")
+        self.advance()
+        load = PacketLoad("link", Num(idx.value, pos=idx.pos), 1, pos=tok.pos)
+        return Relation(op.text, load, Num(val.value, pos=val.pos), pos=op.pos)
 
     def parse_id(self, quals: Quals) -> Node:
         tok = self.tok

@@ -81,6 +81,9 @@ REFUSED = [
     ("geneve and geneve", "'geneve' after 'geneve'"),
     ("ip6 broadcast", "not supported"),
     ("[LINUX_SLL] llc", "Ethernet only"),
+    ("byte 3 & 1", "does not load the byte"),
+    ("ah[0] = 1", "unsupported index operation"),
+    ("geneve and inbound", "after 'geneve'"),
 ]
 
 
