@@ -10,7 +10,13 @@ The compiler works in two layers, as libpcap's gencode.c does, but with plainer 
   ``("abs", size, off)`` load at a fixed offset; ``("ind", size, off, xv)`` load at X + off
   where X holds the value ``xv``; ``("msh", off)`` the IPv4 header length ``4*([off]&0xf)``;
   ``("len",)`` packet length; ``("k", c)`` a constant; ``("anc", field)`` Linux metadata;
-  ``("alu", op, a, b)`` and ``("neg", a)`` arithmetic.
+  ``("alu", op, a, b)`` and ``("neg", a)`` arithmetic; ``("mem", name)`` a scratch word.
+
+  Offsets that depend on the path taken (geneve's inner packet after an IPv4 or an IPv6
+  outer header, with or without an inner Ethernet header; protochain's header walk) are
+  stored by ``("set", name, value)`` atoms, which are always true, into scratch words that
+  later loads index from -- libpcap keeps them in registers the same way. Each name is
+  stored at most once on any path, so facts about ``("mem", name)`` values stay valid.
 
 * :mod:`.optimizer` turns the formula into a decision graph, simplifies it and emits code.
 

@@ -17,6 +17,10 @@ graph instead of basic blocks):
 
 Every packet load in the unoptimised graph is still executed on every path that needs its
 value, so out-of-bounds loads still end the filter the same way.
+
+``set`` atoms (a store into a scratch word, see :mod:`.codegen`) become nodes whose false
+edge is never taken; they are not facts, are never bypassed or reordered, and emit
+``st M[k]`` followed by a ``ja`` that disappears when the successor is laid out next.
 """
 
 from __future__ import annotations

@@ -110,3 +110,37 @@ def test_llc_forms_agree_with_tcpdump_on_8023_frames(expr):
     assert [run(ours, f) for f in frames] == [run(ref, f) for f in frames]
     assert any(run(ref, f) for f in frames) or expr == "llc rr"
     assert tcpdump_dump(expr).returncode == 0
+
+
+SCRATCH_EXPRS = ["geneve and udp port 53", "geneve 5 and ether host 00:11:22:33:44:55",
+                 "ip6 protochain 6", "protochain 17"]
+
+
+def _tunnel_pool() -> list[bytes]:
+    rnd = random.Random(12)
+    frames = [geneve_frame(rnd) for _ in range(80)] + frame_pool(80, seed=12)
+    return [f for f in frames if len(f) > 54]
+
+
+@pytest.mark.parametrize("expr", SCRATCH_EXPRS)
+def test_scratch_offset_programs_translate_to_ebpf_faithfully_in_pybpfs_interpreter(expr):
+    from pybpf.cbpf.to_ebpf import translate
+    from pybpf.vm import Interpreter
+    insns = compile_filter(expr)
+    vm = Interpreter(translate(insns))
+    for frame in _tunnel_pool():
+        assert vm.run(frame) == run(insns, frame), (expr, frame.hex())
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("expr", SCRATCH_EXPRS)
+def test_scratch_offset_programs_translate_to_ebpf_faithfully_in_the_kernel(expr):
+    from pybpf import kernel
+    from pybpf.cbpf.to_ebpf import translate
+    from .test_to_ebpf import kernel_runnable, kernel_view
+    insns = compile_filter(expr)
+    with kernel.load_program(translate(insns)) as prog:
+        for frame in _tunnel_pool():
+            if kernel_runnable(frame):
+                data, ctx = kernel_view(frame)
+                assert prog.test_run(frame).retval == run(insns, data, ctx), (expr, frame.hex())
