@@ -207,3 +207,27 @@ def test_summaries_of_generated_frames_match_tcpdump(tmp_path):
         assert a == b or (b.startswith(a) and b[len(a):].startswith((": ", " ["))), (a, b)
         checked += 1
     assert checked > 100
+
+
+@pytest.mark.parametrize("expr", ["geneve and ip6 and tcp", "geneve 77 and host 10.0.0.1",
+                                  "protochain 17", "llc u"])
+def test_both_tap_paths_select_tunnelled_and_chained_packets_like_tcpdump(tmp_path, expr):
+    """Geneve frames (scratch-word offsets), IPv6 extension-header chains (protochain) and
+    802.3 frames, through the per-packet path and the batch JIT path."""
+    import random
+    from tests.cbpf.packets import frame_pool, geneve_frame
+    rnd = random.Random(6)
+    frames = [geneve_frame(rnd) for _ in range(300)] + frame_pool(300, seed=6)
+    path = tmp_path / "tunnels.pcap"
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
+        for i, fr in enumerate(frames):
+            f.write(struct.pack("<IIII", 1700000000 + i, i, len(fr), len(fr)) + fr)
+    ref = tmp_path / "ref.pcap"
+    subprocess.run([TCPDUMP, "-r", str(path), "-w", str(ref), expr], capture_output=True,
+                   check=True)
+    assert records(ref)
+    for threshold in (0, 10**9):
+        out = tmp_path / f"out{threshold}.pcap"
+        run_tap(expr, read_file=str(path), write_file=str(out), batch_threshold=threshold)
+        assert records(out) == records(ref), threshold
