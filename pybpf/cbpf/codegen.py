@@ -482,7 +482,11 @@ class CodeGen:
                        _set("geneve.nl", ll))))
         with_inner = b_and(b_or(b_and(c4, s4), b_and(c6, s6)), tail)
         self.link.vars = {"ll": ll, "lt": lt, "nl": nl}
-        return ("geneve", with_inner, b_or(c4, c6))
+        # libpcap computes the inner offsets even when nothing uses them, loading the Geneve
+        # protocol type: a packet cut before it is rejected, so it is loaded here too
+        plain = b_or(b_and(c4, test("jge", at4(isa.H, 10), 0)),
+                     b_and(c6, test("jge", ld(isa.H, self.nl + 50), 0)))
+        return ("geneve", with_inner, plain)
 
     def not_after_geneve(self, what: str):
         if self.link.vars is not None:

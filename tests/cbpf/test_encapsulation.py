@@ -144,3 +144,15 @@ def test_scratch_offset_programs_translate_to_ebpf_faithfully_in_the_kernel(expr
             if kernel_runnable(frame):
                 data, ctx = kernel_view(frame)
                 assert prog.test_run(frame).retval == run(insns, data, ctx), (expr, frame.hex())
+
+
+@pytest.mark.parametrize("expr", ["geneve", "not geneve", "geneve or tcp", "geneve and ip",
+                                  "geneve 77 and udp port 53"])
+def test_geneve_frames_cut_anywhere_are_judged_like_tcpdump(expr):
+    """libpcap loads the Geneve protocol type (and the inner offsets) even for a bare
+    ``geneve``: a frame cut inside the Geneve header is rejected by both."""
+    rnd = random.Random(2)
+    frames = [geneve_frame(rnd) for _ in range(40)]
+    cuts = [f[:n] for f in frames for n in range(40, min(len(f), 110))]
+    ours, ref = compile_filter(expr), tcpdump_program(expr)
+    assert [run(ours, p) for p in cuts] == [run(ref, p) for p in cuts]
