@@ -344,6 +344,15 @@ class CodeGen:
             cond = b_and(cond, masked_eq(ld(isa.B, llc + 2), mask, value))
         return cond
 
+    def prim_ifindex(self, node: Primitive):
+        """The interface index: LINUX_SLL2's header field, or SKF_AD_IFINDEX in a live Linux
+        capture; other savefile link types do not record it (libpcap refuses too)."""
+        if self.link.name == "LINUX_SLL2":
+            return eq(ld(isa.W, 4), node.token.value)
+        if self.linux_ext:
+            return eq(("anc", isa.SKF_AD["ifindex"]), node.token.value)
+        raise self.error("'ifindex' is supported on LINUX_SLL2 and in live capture only")
+
     def prim_inbound(self, node):
         return self.direction(node, 4)
 

@@ -22,7 +22,7 @@ KEYWORDS = {
     "udp", "icmp", "icmp6", "igmp", "igrp", "pim", "vrrp", "carp", "sctp", "ah", "esp", "len",
     "inbound", "outbound", "vlan", "mpls", "pppoed", "pppoes", "geneve",
     "decnet", "lat", "sca", "moprc", "mopdl", "atalk", "aarp", "iso", "stp", "ipx", "netbeui",
-    "llc", "clnp", "esis", "isis", "l1", "l2", "iih", "lsp", "snp", "csnp", "psnp",
+    "llc", "ifindex", "clnp", "esis", "isis", "l1", "l2", "iih", "lsp", "snp", "csnp", "psnp",
 }
 
 @dataclass(frozen=True)

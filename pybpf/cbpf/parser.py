@@ -269,6 +269,13 @@ class Parser:
             if self.tok.kind == "num":
                 num = self.advance()
             return Primitive(tok.text, token=num, pos=tok.pos), None
+        if tok.kind == "kw" and tok.text == "ifindex":
+            self.advance()
+            num = self.tok
+            if num.kind != "num":
+                raise self.error("syntax error: 'ifindex' needs an interface index")
+            self.advance()
+            return Primitive("ifindex", token=num, pos=tok.pos), None
         if tok.kind == "kw" and tok.text == "byte":
             return self.parse_byte(tok), None
         if tok.kind == "kw" and tok.text == "llc":

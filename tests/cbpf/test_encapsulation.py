@@ -156,3 +156,15 @@ def test_geneve_frames_cut_anywhere_are_judged_like_tcpdump(expr):
     cuts = [f[:n] for f in frames for n in range(40, min(len(f), 110))]
     ours, ref = compile_filter(expr), tcpdump_program(expr)
     assert [run(ours, p) for p in cuts] == [run(ref, p) for p in cuts]
+
+
+def test_ifindex_in_live_capture_is_the_ancillary_load_tcpdump_uses():
+    from .test_linux_vlan import live_program
+    from pybpf.cbpf.machine import SkbContext
+    ours = compile_filter("ifindex 1 and ip", linux_ext=True)
+    ref = live_program("ifindex 1 and ip")
+    for frame in frame_pool(100, seed=4):
+        for ifindex in (1, 2):
+            ctx = SkbContext.for_ethernet(frame)
+            ctx.ifindex = ifindex
+            assert run(ours, frame, ctx) == run(ref, frame, ctx)
