@@ -14,7 +14,8 @@ WORDS = ["tcp", "udp", "ip", "ip6", "host", "net", "port", "portrange", "src", "
          "mask", "255.0.0.0", "=", "!=", ">", "<", "+", "-", "*", "/", "&", "|", "len", "vlan",
          "mpls", "pppoes", "geneve", "ether", "broadcast", "multicast", "proto", "\\tcp",
          "aa:bb:cc:dd:ee:ff", "tcpflags", "tcp-syn", "less", "greater", "icmp", "arp", "0x1ffff",
-         "99999999999", "-1", "20-30", "!", "&&", "||", "$", "foo"]
+         "99999999999", "-1", "20-30", "!", "&&", "||", "$", "foo", "protochain", "llc", "u",
+         "byte", "ifindex", "ipx", "atalk", "decnet", "clnp", "gateway", "0x800", "1500"]
 
 
 @given(st.lists(st.sampled_from(WORDS), min_size=1, max_size=12))
