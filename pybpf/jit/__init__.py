@@ -10,7 +10,8 @@ native call; ``emit_llvm()`` / ``emit_asm()`` show the optimised IR and the mach
 
 Modules: :mod:`.analysis` (functions, blocks, frame-pointer tracking), :mod:`.codegen` (IR per
 opcode family), :mod:`.batch` (native driver loop), :mod:`.engine` (LLVM, caches),
-:mod:`.runtime` (context, region table, helper trampoline, faults).
+:mod:`.runtime` (context, region table, helper trampoline, faults), :mod:`.hashindex` (native
+key index of hash maps).
 
 Where the JIT knowingly differs from the interpreter (only unverified programs can tell):
 
@@ -20,7 +21,14 @@ Where the JIT knowingly differs from the interpreter (only unverified programs c
   interpreter keeps one stack per depth for the whole run); escaping frames are the
   interpreter's own stacks, at the same addresses;
 * ``bpf_tail_call`` targets run in the interpreter (its chain semantics and contexts), and
-  helpers without a native path (hash maps, ring buffers, ...) cost a Python call each.
+  helpers without a native path (LRU and per-CPU hash lookups, updates, ring buffers, ...)
+  cost a Python call each. Native paths: array and plain hash map lookups (the latter through
+  :mod:`.hashindex`), ktime, prandom, ``bpf_loop``;
+* LD_ABS / LD_IND bounds checks are shared by a run of loads and dropped where earlier loads
+  already proved the length: a miss still ends the program with r0 = 0, but a run that will
+  miss stops at its first load (nothing between them can be observed);
+* programs over ``LIGHT_THRESHOLD`` instructions compile with a short LLVM pipeline and an
+  -O0 (FastISel) engine for the compile-time budget (:mod:`.engine`): slower code than -O2.
 """
 
 from __future__ import annotations
