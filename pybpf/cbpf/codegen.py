@@ -935,8 +935,8 @@ class CodeGen:
                              "unsupported index operation)", node.pos)
         if proto in LINK_LAYER_QUALS:
             guard, base, xbase = None, 0, None
-            if inner is not None:
-                guard, xbase = self.inner_ether(), self.lload(isa.B, 0)[3]
+            if inner is not None:        # libpcap makes no Ethernet test here
+                xbase = self.lload(isa.B, 0)[3]
         elif proto in ("ip", "arp", "rarp", "ip6"):
             guard, base, xbase = self.linktype(ETHERTYPE[proto]), self.nl, None
             if inner is not None:
