@@ -37,8 +37,8 @@ def driver_ir() -> str:
     """IR of ``pybpf.run(ctx, program, n, descs, dstride, results, rstride, budget)``: run
     ``program`` (a program's ``f0``) ``n`` times; run i gets ``descs[i * dstride]`` -- {r1,
     r2, data address, data length}: r1/r2 are the input's address and length, or a context's
-    address and 0 -- and leaves r0 in ``results[i * rstride]``. Stride 0 repeats one input (``--repeat``) or
-    keeps only the last result. Returns the number of runs that completed: less than ``n``
+    address and 0 -- and leaves r0 in ``results[i * rstride]``. Stride 0 repeats one input
+    (``--repeat``) or keeps only the last result. Returns the number of runs that completed: less than ``n``
     means run ``n`` stopped on a fault (``ctx.status`` says which).
     """
     return f"""
