@@ -142,7 +142,8 @@ class PerCPUArrayMap(PerCPUMixin, ArrayMap):
     """BPF_MAP_TYPE_PERCPU_ARRAY: one copy of every element per possible CPU."""
 
     type_names = ("percpu_array",)
-    allowed_flags = ACCESS_MASK | BPF_F_NUMA_NODE | BPF_F_INNER_MAP
+    # like array_map_alloc_check: per-CPU arrays can be neither mmapped nor inner maps
+    allowed_flags = ACCESS_MASK | BPF_F_NUMA_NODE
 
     def lookup_raw(self, key: bytes) -> Any:
         i = self.index(key)
