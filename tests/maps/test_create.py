@@ -4,7 +4,7 @@ kernel's errno; unknown types are a clear MapError."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pybpf.errors import MapError
@@ -40,6 +40,7 @@ def kernel_create(spec):
 @given(st.sampled_from(SIMPLE_TYPES), st.sampled_from([0, 1, 3, 4, 5, 8, 260, 261, 513]),
        st.sampled_from([0, 1, 4, 8, 13]), st.sampled_from([0, 1, 3, 4096, 8192, 12288]),
        st.sampled_from([0, 1, 2, 4, 8, 24, 64, 128, 384, 1024, 2048, 4096, 1 << 13]))
+@example("percpu_array", 4, 1, 4096, 4096)  # BPF_F_INNER_MAP on a per-CPU array: EINVAL
 def test_creation_succeeds_or_fails_like_the_kernel(kind, key, value, entries, flags):
     spec = MapSpec("c", kind, key, value, entries, flags)
     assert creation(create_map, spec) == creation(kernel_create, spec), spec
