@@ -1124,6 +1124,10 @@ def _states_equal(env: Env, old: VerifierState, cur: VerifierState, pc: int) -> 
     return True
 
 
+#: in-progress states a callback's return to its call site is compared with
+CALLBACK_CMP = 8
+
+
 def _fingerprint(state: VerifierState) -> tuple:
     """A cheap summary of the innermost frame for the infinite-loop check."""
     return tuple([r.var_off for r in state.frames[-1].regs])
@@ -1227,12 +1231,21 @@ def _do_check(env: Env) -> None:
                 # a callback came back to its call site: stop when the state is contained in
                 # one still being explored here (the kernel's RANGE_WITHIN hit on
                 # in-progress states at callback-calling instructions)
-                if looping and any(cp.key[0] == pc and _states_equal(env, cp.state, state, pc)
-                                   for cp in open_cps):
-                    if log.level >= 2:
-                        log.line(f"{pc}: safe")
-                    state = None
-                    continue
+                if looping:
+                    # the latest visits only: comparing with every earlier one would make a
+                    # callback that never converges quadratic (fewer comparisons only prune
+                    # less)
+                    here = []
+                    for cp in reversed(open_cps):
+                        if cp.key[0] == pc:
+                            here.append(cp)
+                            if len(here) == CALLBACK_CMP:
+                                break
+                    if any(_states_equal(env, cp.state, state, pc) for cp in here):
+                        if log.level >= 2:
+                            log.line(f"{pc}: safe")
+                        state = None
+                        continue
                 looping = False
                 add = True
             elif looping:

@@ -8,6 +8,7 @@ BTF, func_info and line_info along.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -21,10 +22,22 @@ HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "fixtures" / "callbacks.c"
 
 
+#: programs on which pybpf (and, for two of them, the kernel) runs into the 1,000,000
+#: instruction limit: about 30 s each in pybpf, so only under PYBPF_SLOW=1
+SLOW = {"loop_counter_unknown_count", "loop_guarded_counter_unknown_count", "each_counter"}
+#: pybpf is knowingly stricter (docs/verifier-differences.md, "Callback helpers"): a counter
+#: in the callback's ctx that grows on every call with an unknown nr_loops never converges
+#: for pybpf, which treats every scalar as precise
+KNOWN_STRICTER = {"loop_counter_unknown_count"}
+
+
 def _names() -> list[str]:
     """Program names, read from the C source so every new SEC function becomes a case."""
     text = SOURCE.read_text()
-    return re.findall(r'SEC\("socket"\)\s*\nint (\w+)\(', text)
+    names = re.findall(r'SEC\("socket"\)\s*\nint (\w+)\(', text)
+    if not os.environ.get("PYBPF_SLOW"):
+        names = [n for n in names if n not in SLOW]
+    return names
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +62,9 @@ def test_callback_program_gets_the_kernels_verdict(programs, name):
     prog = programs[name]
     ours = verify(prog)
     accepted, log = kernel_verdict_with_btf(prog)
+    if name in KNOWN_STRICTER:
+        assert accepted and not ours.accepted
+        return
     assert ours.accepted == accepted, (ours.error, log[-600:])
     if not accepted:
         # the reason is the kernel's own words
