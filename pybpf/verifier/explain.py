@@ -35,6 +35,26 @@ RULES: dict[str, str] = {
     "helper-not-allowed": "this program type may not call this helper",
     "unknown-helper": "the helper id does not exist",
     "infinite-loop": "the program can loop forever in the same state",
+    "callback-return": "a bpf_loop/bpf_for_each_map_elem callback must return 0 (continue) "
+                       "or 1 (stop)",
+    "callback-map": "bpf_for_each_map_elem only walks hash, LRU hash and array maps "
+                    "(and their per-CPU variants)",
+    "callback-not-static": "a callback must be a static function",
+    "missing-func-info": "a program with callbacks needs BTF func_info (compile with -g)",
+    "exit-in-lock": "a bpf_spin_lock must be released before the program exits",
+    "call-in-lock": "no helper except bpf_spin_unlock may be called while a bpf_spin_lock is "
+                    "held (a second bpf_spin_lock included)",
+    "ld-abs-in-lock": "LD_ABS/LD_IND may not run while a bpf_spin_lock is held",
+    "spin-unlock-unlocked": "bpf_spin_unlock needs a lock taken on the same path",
+    "spin-unlock-other": "bpf_spin_unlock must release the lock that was taken",
+    "spin-lock-offset": "bpf_spin_lock takes the address of the struct bpf_spin_lock field "
+                        "of a map value",
+    "spin-lock-none": "the map value has no struct bpf_spin_lock field",
+    "spin-lock-btf": "maps with a lock need BTF for their value type (compile with -g)",
+    "spin-lock-direct": "the struct bpf_spin_lock field may only be used through "
+                        "bpf_spin_lock/bpf_spin_unlock",
+    "spin-lock-prog-type": "socket filter and tracing programs may not use maps holding a "
+                           "bpf_spin_lock",
     "too-complex": "the verifier explores every path and gives up after 1,000,000 "
                    "instructions; loops must be bounded and branches few",
     "pointer-arith-prohibited": "this arithmetic is not allowed on this kind of pointer",
@@ -159,7 +179,32 @@ def _path(program, history, slots) -> list[str]:
     return out
 
 
+#: fixes that need no values from the failing instruction
+FIXES: dict[str, str] = {
+    "callback-return": "return 0 to continue or 1 to stop the loop (`return i == n;` or "
+                       "`return 0;`)",
+    "callback-map": "walk a hash or array map, or keep the values in one",
+    "callback-not-static": "declare the callback `static` (a static function)",
+    "missing-func-info": "compile with clang -g and load the object's BTF with the program",
+    "exit-in-lock": "call bpf_spin_unlock(&v->lock) on every path before returning",
+    "call-in-lock": "move the helper call out of the locked region: take the lock, update "
+                    "the value, unlock, then call the helper",
+    "ld-abs-in-lock": "load packet bytes before taking the lock",
+    "spin-unlock-unlocked": "call bpf_spin_lock(&v->lock) on this path first, or drop the "
+                            "unlock",
+    "spin-unlock-other": "unlock the same element you locked (the same pointer)",
+    "spin-lock-offset": "pass &value->lock, the struct bpf_spin_lock member",
+    "spin-lock-none": "add a `struct bpf_spin_lock lock;` member to the map's value type",
+    "spin-lock-btf": "declare the map with BTF (`__type(value, struct ...)`) and compile "
+                     "with -g",
+    "spin-lock-direct": "read and write the other fields only; never the lock itself",
+    "spin-lock-prog-type": "use the map from a tc, XDP or cgroup program, or drop the lock",
+}
+
+
 def _suggest(eid: str, f: dict, line: str | None, result) -> str:
+    if eid in FIXES:
+        return FIXES[eid]
     before = f" before line {line}" if line else ""
     at = f" at line {line}" if line else ""
     ret_drop = {"xdp": "XDP_DROP", "sched_cls": "TC_ACT_SHOT"}.get(result.prog_type, "0")

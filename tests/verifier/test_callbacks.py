@@ -92,3 +92,13 @@ def test_the_kernel_also_refuses_a_callback_without_func_info(programs):
     prog = replace(programs["loop_nop"], func_info=[], btf=None, line_info=[])
     accepted, log = kernel_verdict_with_btf(prog)
     assert not accepted and "missing btf func_info" in log
+
+
+@pytest.mark.parametrize("name", ["loop_bad_return", "each_returns_value",
+                                  "loop_global_callback"])
+def test_a_callback_rejection_is_explained_with_its_c_line_and_a_fix(programs, name):
+    result = verify(programs[name])
+    assert not result.accepted
+    exp = result.explain()
+    assert exp.source is not None and "callbacks.c:" in exp.source
+    assert exp.suggestion and ("return" in exp.suggestion or "static" in exp.suggestion)

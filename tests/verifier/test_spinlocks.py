@@ -80,3 +80,13 @@ def test_a_lock_in_a_map_without_btf_is_refused_like_the_kernel():
     # the test oracle creates maps without names: the kernel's message says map ''
     assert re.sub(r"map '\w*'", "map ''", ours.error) in kernel.log, (ours.error,
                                                                        kernel.log[-400:])
+
+
+@pytest.mark.parametrize("name", ["exit_while_locked", "double_lock", "unlock_without_lock",
+                                  "helper_call_while_locked", "lock_wrong_offset"])
+def test_a_lock_rejection_is_explained_with_its_c_line_and_a_fix(programs, name):
+    result = verify(programs[name])
+    assert not result.accepted
+    exp = result.explain()
+    assert exp.source is not None and "spinlocks.c:" in exp.source
+    assert "lock" in exp.suggestion
