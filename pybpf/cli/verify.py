@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import click
 
@@ -21,35 +20,10 @@ from . import cli
 
 
 def load_prog(path: str, section: str | None, name: str | None) -> Program:
-    """A Program from a .s file, raw .bin bytecode or an ELF .o (importers loaded lazily)."""
-    p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    if raw[:4] == b"\x7fELF":
-        from ..elf import load_object
-        obj = load_object(raw)
-        progs = obj.programs
-        if name is not None:
-            if name not in progs:
-                raise UsageError(f"{path}: no program named '{name}' "
-                                 f"(programs: {', '.join(progs) or 'none'})")
-            return progs[name]
-        if section is not None:
-            found = [pr for pr in progs.values() if pr.section == section]
-            if len(found) != 1:
-                raise UsageError(f"{path}: section '{section}' holds {len(found)} programs; "
-                                 f"choose one with --program")
-            return found[0]
-        if len(progs) != 1:
-            raise UsageError(f"{path}: {len(progs)} programs ({', '.join(progs)}); choose one "
-                             f"with --program or --section")
-        return next(iter(progs.values()))
-    if p.suffix.lower() == ".bin":
-        return Program.from_bytes(raw)
-    from ..asm import assemble
-    return assemble(raw.decode("utf-8", "replace"), filename=path)
+    """A Program from a .s file, raw .bin bytecode or an ELF .o: the same reading as
+    ``pybpf run`` (one implementation, so both commands accept the same files)."""
+    from .run import load_program
+    return load_program(path, section=section, name=name)
 
 
 def _kernel_verdict(program: Program, prog_type: str, log_level: int) -> dict:

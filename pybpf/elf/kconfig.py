@@ -9,12 +9,8 @@ NUL-padded char arrays.
 
 from __future__ import annotations
 
-import gzip
 import os
 import re
-
-_cache: dict[str, str] | None = None
-
 
 def kernel_version(release: str | None = None) -> int:
     """KERNEL_VERSION(major, minor, patch) of the running kernel, patch capped at 255."""
@@ -27,27 +23,12 @@ def kernel_version(release: str | None = None) -> int:
 
 
 def kernel_config() -> dict[str, str]:
-    """CONFIG_* -> raw value of the running kernel's configuration ({} when unavailable)."""
-    global _cache
-    if _cache is not None:
-        return _cache
-    text = ""
-    try:
-        with gzip.open("/proc/config.gz", "rt") as f:
-            text = f.read()
-    except OSError:
-        try:
-            with open(f"/boot/config-{os.uname().release}") as f:
-                text = f.read()
-        except OSError:
-            text = ""
-    config = {}
-    for line in text.splitlines():
-        if line.startswith("CONFIG_") and "=" in line:
-            key, _, value = line.partition("=")
-            config[key] = value
-    _cache = config
-    return config
+    """CONFIG_* -> raw value of the running kernel's configuration ({} when unavailable);
+    read once by the kernel engine's feature probes."""
+    from ..kernel.features import kernel_config as read_config
+    # the probes also record "# CONFIG_X is not set" (as "n"); libbpf reads only CONFIG_ lines,
+    # so an unset option stays absent (an error for a non-__weak extern)
+    return {key: value for key, value in read_config().items() if value != "n"}
 
 
 def encode_value(name: str, raw: str | int | bytes, size: int, is_char_array: bool) -> bytes:
