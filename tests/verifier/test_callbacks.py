@@ -104,22 +104,17 @@ def test_a_callback_rejection_is_explained_with_its_c_line_and_a_fix(programs, n
     assert exp.suggestion and ("return" in exp.suggestion or "static" in exp.suggestion)
 
 
-#: programs whose result depends on skb fields (the interpreter's socket filter context is the
-#: packet copy, not a struct __sk_buff): only checked for running without a fault
-READS_SKB = {"loop_masked_index", "loop_combined_stack_fits", "loop_reads_ctx_on_stack"}
-
-
 @pytest.mark.kernel
 @pytest.mark.parametrize("name", [n for n in _names() if n not in SLOW])
 def test_accepted_callback_programs_run_in_the_interpreter_like_the_kernel(programs, name):
-    """Every program pybpf accepts runs in the interpreter without a memory fault; r0 is
-    the kernel's (BPF_PROG_TEST_RUN) where it does not depend on skb fields."""
+    """Every program pybpf accepts runs in the interpreter without a memory fault, and its r0
+    is the kernel's (BPF_PROG_TEST_RUN), skb fields included."""
     from pybpf import kernel
     from pybpf.vm import Interpreter
     prog = programs[name]
     if not verify(prog).accepted:
         pytest.skip("rejected by pybpf")
     data = bytes(range(64))
-    r0 = Interpreter(prog).run(data)
-    if name not in READS_SKB:
-        assert r0 & 0xFFFFFFFF == kernel.test_run(prog, data=data).retval
+    # the program's own type: the interpreter builds the __sk_buff BPF_PROG_TEST_RUN builds
+    r0 = Interpreter(prog, prog_type=prog.prog_type).run(data)
+    assert r0 & 0xFFFFFFFF == kernel.test_run(prog, data=data).retval
