@@ -165,22 +165,11 @@ def bound_offset(r) -> None:
     r.var_off = tn.or_(tn.clear_subreg(var64), var32)
 
 
-def sync(r) -> None:
-    """The kernel's ``reg_bounds_sync``: update from the tnum, deduce between the four
-    intervals twice, tighten the tnum from the bounds, update again. Written with locals
-    (this is the verifier's hottest function); the step functions above are the reference."""
-    v, m = r.var_off
-    if m == 0:
-        # a constant: every interval collapses to it
-        r.umin = r.umax = v
-        r.smin = r.smax = v - (1 << 64) if v >> 63 else v
-        w = v & U32
-        r.u32min = r.u32max = w
-        r.s32min = r.s32max = w - (1 << 32) if w >> 31 else w
-        return
-    smin, smax, umin, umax = r.smin, r.smax, r.umin, r.umax
-    s32min, s32max, u32min, u32max = r.s32min, r.s32max, r.u32min, r.u32max
-    # __update_reg_bounds
+def _tnum_bounds(v: int, m: int, smin: int, smax: int, umin: int, umax: int, s32min: int,
+                 s32max: int, u32min: int, u32max: int) -> tuple[int, ...]:
+    """The kernel's ``__update_reg_bounds``: tighten the eight bounds with what the tnum
+    (value ``v``, mask ``m``) implies. Plain ints in and out: this is the verifier's hottest
+    path, called twice per bounds sync."""
     v32, m32 = v & U32, m & U32
     t = v32 | (m32 & 0x80000000)
     t = t - (1 << 32) if t >> 31 else t
@@ -205,6 +194,27 @@ def sync(r) -> None:
         umin = v
     if v | m < umax:
         umax = v | m
+    return smin, smax, umin, umax, s32min, s32max, u32min, u32max
+
+
+def sync(r) -> None:
+    """The kernel's ``reg_bounds_sync``: update from the tnum, deduce between the four
+    intervals twice, tighten the tnum from the bounds, update again. Written with locals
+    (this is the verifier's hottest function); the step functions above are the reference."""
+    v, m = r.var_off
+    if m == 0:
+        # a constant: every interval collapses to it
+        r.umin = r.umax = v
+        r.smin = r.smax = v - (1 << 64) if v >> 63 else v
+        w = v & U32
+        r.u32min = r.u32max = w
+        r.s32min = r.s32max = w - (1 << 32) if w >> 31 else w
+        return
+    smin, smax, umin, umax = r.smin, r.smax, r.umin, r.umax
+    s32min, s32max, u32min, u32max = r.s32min, r.s32max, r.u32min, r.u32max
+    # __update_reg_bounds
+    smin, smax, umin, umax, s32min, s32max, u32min, u32max = _tnum_bounds(
+        v, m, smin, smax, umin, umax, s32min, s32max, u32min, u32max)
     for _ in (0, 1):
         # __reg32_deduce_bounds
         if umin >> 32 == umax >> 32:
@@ -324,30 +334,8 @@ def sync(r) -> None:
     m = ((var64.mask & 0xFFFFFFFF00000000) | var32.mask) & ~v & U64
     r.var_off = Tnum(v, m)
     # __update_reg_bounds again
-    v32, m32 = v & U32, m & U32
-    t = v32 | (m32 & 0x80000000)
-    t = t - (1 << 32) if t >> 31 else t
-    if t > s32min:
-        s32min = t
-    t = v32 | (m32 & 0x7FFFFFFF)
-    t = t - (1 << 32) if t >> 31 else t
-    if t < s32max:
-        s32max = t
-    if v32 > u32min:
-        u32min = v32
-    if v32 | m32 < u32max:
-        u32max = v32 | m32
-    t = v | (m & 0x8000000000000000)
-    t = t - (1 << 64) if t >> 63 else t
-    if t > smin:
-        smin = t
-    t = v | (m & S64_MAX)
-    if t < smax:
-        smax = t
-    if v > umin:
-        umin = v
-    if v | m < umax:
-        umax = v | m
+    smin, smax, umin, umax, s32min, s32max, u32min, u32max = _tnum_bounds(
+        v, m, smin, smax, umin, umax, s32min, s32max, u32min, u32max)
     r.smin, r.smax, r.umin, r.umax = smin, smax, umin, umax
     r.s32min, r.s32max, r.u32min, r.u32max = s32min, s32max, u32min, u32max
 
