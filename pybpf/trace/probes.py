@@ -15,8 +15,6 @@ from pathlib import Path
 
 from .parser import TraceSyntaxError
 
-TRACEFS_CANDIDATES = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
-
 #: program type per provider (kernel names)
 PROG_TYPES = {
     "tracepoint": "tracepoint", "rawtracepoint": "raw_tracepoint", "kprobe": "kprobe",
@@ -29,7 +27,6 @@ PROG_TYPES = {
 #: x86_64 ``struct pt_regs`` offsets of the argument registers and the return value
 PT_REGS_ARGS = (112, 104, 96, 88, 72, 64)   # di, si, dx, cx, r8, r9
 PT_REGS_RET = 80                           # ax
-PT_REGS_IP = 128
 
 
 @dataclass(frozen=True)
@@ -51,19 +48,9 @@ class TracepointField:
 
 
 def tracefs() -> Path:
-    """The tracefs mount point, mounting it if it is not mounted (we run as root)."""
-    for cand in TRACEFS_CANDIDATES:
-        if os.path.isdir(os.path.join(cand, "events")):
-            return Path(cand)
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.mount(b"tracefs", b"/sys/kernel/tracing", b"tracefs", 0, None) == 0:
-            return Path("/sys/kernel/tracing")
-    except OSError:
-        pass
-    raise TraceSyntaxError("tracefs is not mounted and could not be mounted "
-                           "(mount -t tracefs tracefs /sys/kernel/tracing)")
+    """The tracefs mount point (the kernel engine mounts it when it is not mounted)."""
+    from ..kernel.perf import ensure_tracefs
+    return Path(ensure_tracefs())
 
 
 _FIELD = re.compile(r"field:(?P<decl>[^;]+);\s*offset:(?P<off>\d+);\s*size:(?P<size>\d+);"
@@ -90,15 +77,6 @@ def tracepoint_fields(category: str, event: str) -> list[TracepointField]:
         fields.append(TracepointField(name, ctype, int(m.group("off")), int(m.group("size")),
                                       m.group("signed") == "1"))
     return fields
-
-
-def tracepoint_id(category: str, event: str) -> int:
-    path = tracefs() / "events" / category / event / "id"
-    try:
-        return int(path.read_text())
-    except OSError:
-        raise TraceSyntaxError(f"tracepoint {category}:{event} does not exist on this kernel") \
-            from None
 
 
 def expand_tracepoints(category: str, event: str) -> list[tuple[str, str]]:
