@@ -8,6 +8,7 @@ its low 32 bits). ``--repeat N`` runs N times inside the engine and reports the 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -69,12 +70,16 @@ def _looks_like_text(raw: bytes) -> bool:
     return False
 
 
+@functools.lru_cache(maxsize=4)
+def _object_spec(raw: bytes, path: str):
+    """An object file read once per command: choosing the program and deciding whether it
+    must run inside its whole object both need the spec."""
+    from ..elf import load_object
+    return load_object(raw, name=path)
+
+
 def _from_object(path: str, raw: bytes, section: str | None, name: str | None) -> Program:
-    try:
-        from ..elf import load_object
-    except ImportError as exc:
-        raise UsageError(f"{path}: ELF object files are not supported yet ({exc})") from None
-    obj = load_object(raw)
+    obj = _object_spec(raw, path)
     programs = dict(obj.programs)
     if name is not None:
         if name not in programs:
@@ -228,9 +233,7 @@ def needs_collection(path: str):
         return None
     if raw[:4] != b"\x7fELF":
         return None
-    from ..elf import load_object
-
-    spec = load_object(raw, name=path)
+    spec = _object_spec(raw, path)
     return spec if any(m.init_refs for m in spec.maps.values()) else None
 
 
