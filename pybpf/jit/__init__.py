@@ -90,8 +90,10 @@ class _Unit:
 
 
 def _interpreter(program: Program, *, maps=None, budget: int, helpers=None,
-                 prog_type: str | None = None) -> Interpreter:
-    kwargs = {"prog_type": prog_type} if prog_type is not None else {}
+                 prog_type: str | None = None, sandbox: bool | None = None) -> Interpreter:
+    kwargs: dict[str, Any] = {"prog_type": prog_type} if prog_type is not None else {}
+    if sandbox is not None:
+        kwargs["sandbox"] = sandbox
     return Interpreter(program, maps=maps, budget=budget, helpers=helpers, **kwargs)
 
 
@@ -140,14 +142,15 @@ class JITProgram:
                  budget: int | None = None, checked: bool = True,
                  helpers: dict[int, Callable[..., int]] | None = None, opt: int = 2,
                  native_helpers: bool = True, cache_dir: Any = None,
-                 prog_type: str | None = None,
+                 prog_type: str | None = None, sandbox: bool | None = None,
                  _compiled: tuple[engine.Compiled, int] | None = None,
                  _vm: Interpreter | None = None):
         self.program = program
         self.checked = checked
         self.budget = DEFAULT_BUDGET if budget is None else budget
         self.vm = _vm if _vm is not None else _interpreter(
-            program, maps=maps, budget=self.budget, helpers=helpers, prog_type=prog_type)
+            program, maps=maps, budget=self.budget, helpers=helpers, prog_type=prog_type,
+            sandbox=sandbox)
         self.memory = self.vm.memory
         self.maps = self.vm.maps
         start = time.perf_counter()

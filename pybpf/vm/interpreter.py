@@ -171,7 +171,7 @@ class Interpreter:
 
     def __init__(self, program: Program, *, maps: list[Any] | None = None,
                  budget: int = DEFAULT_BUDGET, helpers: dict[int, HelperImpl] | None = None,
-                 fast: bool = True, prog_type: str | None = None):
+                 fast: bool = True, prog_type: str | None = None, sandbox: bool = True):
         if not program.insns:
             raise VMError("the program is empty (it needs at least an exit instruction)")
         if budget < 0:
@@ -182,6 +182,7 @@ class Interpreter:
         self.context: Any = None
         self._tail_chain = [0]          # tail calls made in this run's chain (shared by targets)
         self._tail_runners: dict[int, "Interpreter"] = {}
+        self.sandbox = sandbox
         if prog_type is not None:
             from .. import progtypes
 
