@@ -45,8 +45,12 @@ class VerifierResult:
 
 
 def verify(program: Program, *, prog_type: str | None = None, unprivileged: bool = False,
-           log_level: int = 0) -> VerifierResult:
-    """The verdict of the verifier on ``program`` (never raises for a rejection)."""
+           log_level: int = 0, data_size: int = 0) -> VerifierResult:
+    """The verdict of the verifier on ``program`` (never raises for a rejection).
+
+    ``prog_type="raw"`` checks pybpf's input convention (R1 = ``data_size`` read-write bytes,
+    R2 = ``data_size``) instead of a kernel program type's context.
+    """
     if log_level not in (0, 1, 2):
         raise UsageError(f"log level {log_level} is not one of 0, 1, 2")
     ptype_name = prog_type or program.prog_type or "socket_filter"
@@ -60,7 +64,7 @@ def verify(program: Program, *, prog_type: str | None = None, unprivileged: bool
         return VerifierResult(False, exc.message, 0, text + "processed 0 insns (limit 1000000) "
                               "max_states_per_insn 0 total_states 0 peak_states 0 mark_read 0\n",
                               exc.error_id, exc.pc, {}, None, program, ptype_name)
-    env = Env(program, layout, ptype, unprivileged=unprivileged, log=log)
+    env = Env(program, layout, ptype, unprivileged=unprivileged, log=log, data_size=data_size)
     try:
         do_check(env)
         check_stack_depth(env)

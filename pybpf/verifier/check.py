@@ -65,8 +65,9 @@ class Env:
     """Everything one verification needs (the kernel's ``bpf_verifier_env``)."""
 
     def __init__(self, program: Program, layout: Layout, ptype: ProgType, *,
-                 unprivileged: bool, log):
+                 unprivileged: bool, log, data_size: int = 0):
         self.program = program
+        self.data_size = data_size   # the "raw" type's input length (R1's region, R2's value)
         self.layout = layout
         self.ptype = ptype
         self.privileged = not unprivileged
@@ -1138,8 +1139,11 @@ def _fingerprint(state: VerifierState) -> tuple:
 def initial_state(env: Env) -> VerifierState:
     s = VerifierState()
     f = FuncState(0, 0, -1)
-    ctx = RegState.pointer(st.CTX)
-    f.regs[1] = ctx
+    if env.ptype.name == "raw":
+        f.regs[1] = RegState.pointer(st.MEM, mem_size=env.data_size)
+        f.regs[2] = RegState.scalar_const(env.data_size)
+    else:
+        f.regs[1] = RegState.pointer(st.CTX)
     f.regs[10] = RegState.pointer(st.STACK, frameno=0)
     s.frames.append(f)
     return s

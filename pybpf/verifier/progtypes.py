@@ -169,6 +169,10 @@ _TRACING_HELPERS = frozenset({
     "current_task_under_cgroup", "get_numa_node_id", "get_cgroup_classid"})
 
 
+def _no_ctx_access(off: int, size: int, write: bool) -> tuple[bool, str | None]:
+    return False, None
+
+
 @dataclass(frozen=True)
 class ProgType:
     name: str
@@ -196,6 +200,11 @@ PROG_TYPES: dict[str, ProgType] = {p.name: p for p in (
     ProgType("kprobe", "pt_regs", PT_REGS_SIZE, kprobe_access, _TRACING_HELPERS),
     ProgType("tracepoint", "tracepoint context", PERF_MAX_TRACE_SIZE, tracepoint_access,
              _TRACING_HELPERS),
+    # pybpf's own convention (uBPF's, no kernel counterpart): R1 points at the run's input
+    # bytes, read-write, and R2 holds their length; there is no context, so the verifier checks
+    # the program for one input size at a time (``verify(..., data_size=n)``)
+    ProgType("raw", "input data", 0, _no_ctx_access,
+             _SKB_HELPERS | _TC_HELPERS | _XDP_HELPERS | _TRACING_HELPERS),
 )}
 
 #: section prefixes -> program types (libbpf's convention), for objects without an explicit type
