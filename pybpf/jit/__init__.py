@@ -39,9 +39,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from .. import isa
-from ..errors import VMError
+from ..errors import UsageError, VMError
 from ..program import Program
 from ..vm import DEFAULT_BUDGET, Interpreter
+from ..vm.interpreter import SANDBOX_DEFAULT
 from . import engine
 from .codegen import MapShape, ModuleGen, Options
 from .layout import CTX_FIELDS
@@ -151,6 +152,9 @@ class JITProgram:
         self.vm = _vm if _vm is not None else _interpreter(
             program, maps=maps, budget=self.budget, helpers=helpers, prog_type=prog_type,
             sandbox=sandbox)
+        if not checked and self.vm.sandbox and (sandbox is not None or not SANDBOX_DEFAULT):
+            raise UsageError("native code without run-time checks needs a verified program: "
+                             "use checked=True for a sandboxed (unverified) run")
         self.memory = self.vm.memory
         self.maps = self.vm.maps
         start = time.perf_counter()
@@ -253,6 +257,8 @@ class JITProgram:
         base = ctypes.addressof(buf)
         if getattr(self.vm, "prog_type", None) is not None:
             return self._run_batch_with_contexts(packets, repeat)
+        for size in {len(p) for p in packets}:
+            self.vm.admit_input(size)
         descs = (ctypes.c_uint64 * (4 * n))()
         off = 0
         for i, p in enumerate(packets):

@@ -121,6 +121,7 @@ class Runtime:
             return r1, 0
         if ctx is not None:
             raise VMError("a context needs a program type (JITProgram(..., prog_type=))")
+        vm.admit_input(len(data))
         region = self.set_data(data)
         return region.address, len(data)
 

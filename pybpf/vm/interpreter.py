@@ -19,11 +19,12 @@ leaves them undefined; the verifier forbids reading them).
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, Callable, Iterable
 
 from .. import isa
-from ..errors import BPFError, HelperError, VMError
+from ..errors import BPFError, HelperError, VerifierError, VMError
 from ..helpers import HELPER_NAMES, get_helper
 from ..memory import Memory, Region
 from ..program import Program
@@ -33,6 +34,28 @@ _ZERO_FRAME = bytes(isa.STACK_SIZE)
 M64 = isa.U64
 
 HelperImpl = Callable[..., int]
+
+
+#: what ``Interpreter(sandbox=None)`` means; PYBPF_STRICT=1 flips it while call sites migrate
+SANDBOX_DEFAULT = os.environ.get("PYBPF_STRICT") != "1"
+
+
+def admit(program: Program, prog_type: str, *, data_size: int = 0) -> None:
+    """Raise :class:`VerifierError` unless pybpf's verifier accepts ``program`` as
+    ``prog_type`` (the kernel's rule: nothing runs unverified)."""
+    from .. import verifier
+    from ..errors import UsageError
+
+    try:
+        result = verifier.verify(program, prog_type=prog_type, data_size=data_size)
+    except UsageError as exc:
+        raise VerifierError(f"cannot verify the program ({exc}); run it with sandbox=True "
+                            f"(--sandbox) to skip verification") from None
+    if not result.accepted:
+        what = f"as {prog_type}" if prog_type != "raw" else f"for {data_size}-byte input"
+        raise VerifierError(f"the verifier rejects the program {what}: {result.error} "
+                            f"(run with sandbox=True / --sandbox to skip verification)",
+                            result.pc, result.log)
 
 
 class ProgramExit(Exception):
@@ -167,11 +190,18 @@ class Interpreter:
     ``maps``: live maps to use (index = ``Program.maps`` index); by default they are created
     from the program's map specs with :func:`pybpf.maps.create_map`. ``helpers`` overrides or
     adds helper implementations by id (the conformance plugin uses it for uBPF's ``unwind``).
+
+    Like the kernel, the engine runs only programs its verifier accepts: with a program type
+    the program is verified here (``VerifierError`` if rejected); without one (R1 = the input,
+    R2 = its length) it is verified for each input size before the first run of that size.
+    ``sandbox=True`` opts out: the program runs unverified, and every memory access is still
+    checked against the regions at run time, so a hostile program ends in ``VMError``.
     """
 
     def __init__(self, program: Program, *, maps: list[Any] | None = None,
                  budget: int = DEFAULT_BUDGET, helpers: dict[int, HelperImpl] | None = None,
-                 fast: bool = True, prog_type: str | None = None, sandbox: bool = True):
+                 fast: bool = True, prog_type: str | None = None,
+                 sandbox: bool | None = None):
         if not program.insns:
             raise VMError("the program is empty (it needs at least an exit instruction)")
         if budget < 0:
@@ -182,11 +212,14 @@ class Interpreter:
         self.context: Any = None
         self._tail_chain = [0]          # tail calls made in this run's chain (shared by targets)
         self._tail_runners: dict[int, "Interpreter"] = {}
-        self.sandbox = sandbox
+        self.sandbox = SANDBOX_DEFAULT if sandbox is None else bool(sandbox)
+        self._admitted_sizes: set[int] = set()
         if prog_type is not None:
             from .. import progtypes
 
             self.prog_type = progtypes.get_prog_type(prog_type)
+            if not self.sandbox:
+                admit(program, prog_type)
             program = progtypes.prepare(program, self.prog_type)
         self.program = program
         self.budget = budget
@@ -452,6 +485,8 @@ class Interpreter:
         else:
             if ctx is not None:
                 raise VMError("a context needs a program type (Interpreter(..., prog_type=))")
+            if not self.sandbox and len(data) not in self._admitted_sizes:
+                self.admit_input(len(data))
             region = self._prepare(data)
             r1, r2 = region.address, len(data)
         self._stepping = trace is not None or stepping or not self.fast
@@ -469,6 +504,14 @@ class Interpreter:
                 raise
             raise type(exc)(exc.message, pc=exc.pc, address=exc.address,
                             source=line) from None
+
+    def admit_input(self, size: int) -> None:
+        """Verify the program (no program type) for inputs of ``size`` bytes, once per size;
+        both engines call it before a run. ``VerifierError`` if the verifier rejects it."""
+        if self.sandbox or size in self._admitted_sizes:
+            return
+        admit(self.program, "raw", data_size=size)
+        self._admitted_sizes.add(size)
 
     def source_line(self, pc: int | None) -> str | None:
         """The source line (C from BTF line info, or assembly) of the instruction at slot
@@ -544,7 +587,8 @@ class Interpreter:
                 maps.append(live)
             ptype = self.prog_type.name if self.prog_type is not None else None
             runner = Interpreter(target, maps=maps, budget=self.budget, prog_type=ptype,
-                                 helpers=self.helper_overrides, fast=self.fast)
+                                 helpers=self.helper_overrides, fast=self.fast,
+                                 sandbox=self.sandbox)
             self._tail_runners[id(target)] = runner
         return runner
 
