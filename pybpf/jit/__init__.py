@@ -44,7 +44,7 @@ from ..program import Program
 from ..vm import DEFAULT_BUDGET, Interpreter
 from ..vm.interpreter import SANDBOX_DEFAULT
 from . import engine
-from .codegen import MapShape, ModuleGen, Options
+from .codegen import CODEGEN_VERSION, MapShape, ModuleGen, Options
 from .layout import CTX_FIELDS
 from .runtime import Runtime
 
@@ -101,7 +101,8 @@ def _interpreter(program: Program, *, maps=None, budget: int, helpers=None,
 def _unit(vm: Interpreter, checked: bool, opt: int, native_helpers: bool) -> _Unit:
     shapes = [_shape(m) for m in vm.maps]
     overridden = tuple(sorted(vm.helper_overrides))
-    key = engine.cache_key(vm.program.bytecode(), shapes, checked, opt, native_helpers,
+    key = engine.cache_key(CODEGEN_VERSION, vm.program.bytecode(), shapes, checked, opt,
+                           native_helpers,
                            overridden, [(r.index, r.map_name) for r in vm.program.map_refs])
     return _Unit(vm, shapes, overridden, key)
 

@@ -3,8 +3,8 @@
 ``pybpf.run`` runs a program ``n`` times -- on one input (``--repeat N``) or on one input
 each (a batch of packets) -- in a single ctypes call, so ``pybpf run --repeat``, packet
 batches and the benchmarks pay no Python round trip per run. Before each run the driver resets
-the budget and points the input-data region (entry 0 of the region table) and the LD_ABS window
-at the input. A fault stops the loop; a run that ended through ``Fault.EXIT`` (LD_ABS outside
+the budget and the tail-call count, records r1/r2 (a tail-call target starts with them) and
+points the input-data region (entry 0 of the region table) and the LD_ABS window at the input. A fault stops the loop; a run that ended through ``Fault.EXIT`` (LD_ABS outside
 the packet, an unwinding helper) is a normal result. Stack frames are zeroed by each function
 on entry (checked mode), so no per-run clearing is needed here.
 """
@@ -20,6 +20,14 @@ def _prepare_run(lo: str, length: str) -> str:
     return "\n".join([
         f"  %pb = getelementptr i64, ptr %ctx, i64 {C['budget']}",
         "  store i64 %budget, ptr %pb, align 8",
+        f"  %pbf = getelementptr i64, ptr %ctx, i64 {C['budget_full']}",
+        "  store i64 %budget, ptr %pbf, align 8",
+        f"  %ptc = getelementptr i64, ptr %ctx, i64 {C['tail_cnt']}",
+        "  store i64 0, ptr %ptc, align 8",
+        f"  %prr1 = getelementptr i64, ptr %ctx, i64 {C['run_r1']}",
+        "  store i64 %r1, ptr %prr1, align 8",
+        f"  %prr2 = getelementptr i64, ptr %ctx, i64 {C['run_r2']}",
+        "  store i64 %r2, ptr %prr2, align 8",
         f"  %pdl = getelementptr i64, ptr %ctx, i64 {C['data_lo']}",
         f"  store i64 {lo}, ptr %pdl, align 8",
         f"  %pdn = getelementptr i64, ptr %ctx, i64 {C['data_len']}",

@@ -32,6 +32,9 @@ from . import hashindex
 from .layout import CTX_FIELDS, FRAMES, MODE_CALLX, MODE_HELPER, REGION_WORDS, Fault
 
 C = CTX_FIELDS
+#: part of every compilation cache key: bump when the generated code or the context layout
+#: changes, so objects cached on disk by an older pybpf are not reused
+CODEGEN_VERSION = (2, tuple(CTX_FIELDS))
 STACK = isa.STACK_SIZE
 WIDTH = {isa.W: 32, isa.H: 16, isa.B: 8, isa.DW: 64}
 
@@ -804,34 +807,69 @@ def _native_prandom(g: FunctionGen, insn: isa.Instruction, pc: int) -> str:
     return e(f"lshr i64 {m}, 32")
 
 
+#: array map types looked up natively (the per-CPU one adds the current CPU's block)
+ARRAY_TYPES = frozenset({"array", "percpu_array"})
+
+
+def native_lookup(shape: MapShape) -> bool:
+    """Whether ``bpf_map_lookup_elem`` on a map of this shape runs natively."""
+    return shape.type in ARRAY_TYPES or hashindex.supported(shape.type, shape.key_size,
+                                                            shape.max_entries)
+
+
 def _native_map_lookup(g: FunctionGen, insn: isa.Instruction, pc: int) -> str | None:
-    """``bpf_map_lookup_elem`` on an array map known at compile time: bounds-checked index
-    arithmetic, as the kernel's ``array_map_gen_lookup`` inlines it."""
+    """``bpf_map_lookup_elem`` on an array or hash map known at compile time. Arrays:
+    bounds-checked index arithmetic, as the kernel's ``array_map_gen_lookup`` inlines it (a
+    per-CPU array's copies follow each other, ``max_entries`` values per CPU, and the CPU is
+    ``ctx.cpu``); hash maps: :func:`_native_hash_lookup`."""
     st = g.plan.states[pc][1]
     if st is None or st[0] != an.MAP or st[1] is None:
         return None
     shape = g.mod.shapes[st[1]] if st[1] < len(g.mod.shapes) else None
-    if shape is not None and hashindex.supported(shape.type, shape.key_size,
-                                                 shape.max_entries):
-        return _native_hash_lookup(g, pc, st[1], shape)
-    if shape is None or shape.type != "array":
+    if shape is None or not native_lookup(shape):
         return None
+    if shape.type not in ARRAY_TYPES:
+        return _native_hash_lookup(g, pc, st[1], shape)
     e = g.e
     p = g.pointer(pc, 2, 0, 4, False)
     key = e(f"load i32, ptr {p}, align 1")
     key = e(f"zext i32 {key} to i64")
     base = g.mod.const(("map_base", st[1]), g)
     inside = e(f"icmp ult i64 {key}, {shape.max_entries}")
+    if shape.type == "percpu_array":
+        block = e(f"mul i64 {g.ctx_load('cpu')}, {shape.max_entries}")
+        key = e(f"add i64 {key}, {block}")
     off = e(f"mul i64 {key}, {shape.stride}")
     addr = e(f"add i64 {base}, {off}")
     return e(f"select i1 {inside}, i64 {addr}, i64 0")
 
 
+def _lru_touch(g: FunctionGen, index: int, shape: MapShape, slot: str) -> None:
+    """Record a use of ``slot`` of an LRU map in its native log (:mod:`.hashindex`)."""
+    e = g.e
+    lru = e(f"inttoptr i64 {g.mod.const(('hash_lru', index), g)} to ptr")
+    count_p = e(f"getelementptr i64, ptr {lru}, i64 1")
+    sp = e(f"getelementptr i64, ptr {lru}, i64 {hashindex.LRU_HEADER}")
+    sp = e(f"getelementptr i64, ptr {sp}, i64 {slot}")
+    old = e(f"load i64, ptr {sp}, align 8")
+    fresh = e(f"icmp eq i64 {old}, 0")
+    count = e(f"load i64, ptr {count_p}, align 8")
+    lp = e(f"getelementptr i64, ptr {lru}, i64 {hashindex.LRU_HEADER + shape.max_entries}")
+    lp = e(f"getelementptr i64, ptr {lp}, i64 {count}")
+    e.do(f"store i64 {slot}, ptr {lp}, align 8")
+    inc = e(f"zext i1 {fresh} to i64")
+    e.do(f"store i64 {e(f'add i64 {count}, {inc}')}, ptr {count_p}, align 8")
+    clock = e(f"add i64 {e(f'load i64, ptr {lru}, align 8')}, 1")
+    e.do(f"store i64 {clock}, ptr {lru}, align 8")
+    e.do(f"store i64 {clock}, ptr {sp}, align 8")
+
+
 def _native_hash_lookup(g: FunctionGen, pc: int, index: int, shape: MapShape) -> str:
-    """``bpf_map_lookup_elem`` on a plain hash map: probe the map's native index
+    """``bpf_map_lookup_elem`` on a hash map: probe the map's native index
     (:mod:`.hashindex`, which the map keeps in step with its Python dict) -- hash the key's
     32-bit words, walk the table from there, compare keys word by word -- and return the
-    value's address in the map's storage or 0, as ``HashMap.lookup_address`` does."""
+    value's address in the map's storage or 0, as ``lookup_address`` does: per-CPU maps give
+    the current CPU's copy (``cpu * stride * max_entries`` further), LRU maps log the use."""
     e = g.e
     n = shape.key_size // 4
     p = g.pointer(pc, 2, 0, shape.key_size, False)
@@ -886,10 +924,18 @@ def _native_hash_lookup(g: FunctionGen, pc: int, index: int, shape: MapShape) ->
     e.do(f"br label %{head}")
     e.label(found)
     off = e(f"mul i64 {slot}, {shape.stride}")
+    if shape.type in hashindex.PERCPU_TYPES:
+        cpu_off = e(f"mul i64 {g.ctx_load('cpu')}, {shape.stride * shape.max_entries}")
+        off = e(f"add i64 {off}, {cpu_off}")
     addr = e(f"add i64 {base}, {off}")
+    if shape.type in hashindex.LRU_TYPES:
+        _lru_touch(g, index, shape, slot)
+    tail = e.fresh("hl.hit")[1:]
+    e.do(f"br label %{tail}")
+    e.label(tail)
     e.do(f"br label %{done}")
     e.label(done)
-    return e(f"phi i64 [ 0, %{head} ], [ {addr}, %{found} ]")
+    return e(f"phi i64 [ 0, %{head} ], [ {addr}, %{tail} ]")
 
 
 def _native_loop(g: FunctionGen, insn: isa.Instruction, pc: int) -> str:
@@ -1058,9 +1104,7 @@ class ModuleGen:
         succ = an.successor_table(self.code)
         for entry in self.entries:
             inline = frozenset(i for i, shape in enumerate(self.shapes)
-                               if (shape.type == "array" or hashindex.supported(
-                                   shape.type, shape.key_size, shape.max_entries))
-                               and self.options.native_helpers
+                               if native_lookup(shape) and self.options.native_helpers
                                and an.MAP_LOOKUP not in self.options.overridden)
             plan = an.plan_function(self.code, entry, self.map_index, inline, succ)
             parts.extend(FunctionGen(self, plan).emit())

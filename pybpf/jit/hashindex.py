@@ -11,7 +11,16 @@ read that. The index mirrors it in two ctypes buffers at fixed addresses:
   of the capacity, so at least a quarter of the table is always empty and every probe ends.
 
 The map keeps the index in step (its ``native_index`` hook, called on every insert and
-removal); :func:`attach` creates it the first time a compiled program needs it. The hash is
+removal); :func:`attach` creates it the first time a compiled program needs it.
+
+LRU maps also need every program lookup to count as a use (:mod:`pybpf.maps.hash` keeps the
+recency order in a Python ``OrderedDict``). Native lookups record uses in ``lru``, one more
+ctypes buffer of u64 words: ``[clock, count, stamps[max_entries], log[max_entries + 1]]``. A
+lookup sets ``stamps[slot] = ++clock`` and, when the slot had no stamp yet, appends it to
+``log``. Before the map reads or changes its recency order (insert, update, delete, evict, a
+lookup from Python) it calls :meth:`NativeIndex.sync_recency`, which replays the logged slots
+in stamp order -- the order of their *last* native use -- as ``move_to_end`` calls and clears
+the log, so eviction picks the element the interpreter would pick. The hash is
 FNV-1a over the key's little-endian 32-bit words with a final shift-xor, computed the same way
 here and in the code :mod:`.codegen` emits (``native_hash_lookup``), which is why only keys
 whose size is a multiple of 4 get the native path.
@@ -38,10 +47,18 @@ def capacity_for(max_entries: int) -> int:
     return cap
 
 
+#: hash map types with a native lookup (hash_of_maps returns an inner map, not a value)
+NATIVE_TYPES = frozenset({"hash", "lru_hash", "percpu_hash", "lru_percpu_hash"})
+LRU_TYPES = frozenset({"lru_hash", "lru_percpu_hash"})
+PERCPU_TYPES = frozenset({"percpu_hash", "lru_percpu_hash"})
+#: words of the ``lru`` buffer before the stamps
+LRU_HEADER = 2
+
+
 def supported(map_type: str, key_size: int, max_entries: int) -> bool:
-    """Whether a map of this shape gets the native lookup: plain ``hash`` maps (LRU maps must
-    record the use, per-CPU maps pick the current CPU's copy, map-in-maps return a map)."""
-    return (map_type == "hash" and 0 < key_size <= MAX_KEY_SIZE and key_size % 4 == 0
+    """Whether a map of this shape gets the native lookup: the hash types of
+    :data:`NATIVE_TYPES` with keys of whole 32-bit words."""
+    return (map_type in NATIVE_TYPES and 0 < key_size <= MAX_KEY_SIZE and key_size % 4 == 0
             and 0 < max_entries <= 1 << 22)
 
 
@@ -65,8 +82,32 @@ class NativeIndex:
         self.keys_address = ctypes.addressof(self.keys)
         self.deleted = 0
         self._map = m
+        self.max_entries = m.max_entries
+        self.lru = None
+        if getattr(m, "lru", False):
+            self.lru = (ctypes.c_uint64 * (LRU_HEADER + 2 * m.max_entries + 1))()
+            self.lru_address = ctypes.addressof(self.lru)
         for key, slot in m.slots.items():
             self.insert(key, slot)
+
+    def sync_recency(self) -> None:
+        """Replay the uses native lookups logged into the map's recency order (see the
+        module's docstring); cheap when there are none."""
+        lru = self.lru
+        if lru is None or not lru[1]:
+            return
+        n = lru[1]
+        stamps = LRU_HEADER
+        log = LRU_HEADER + self.max_entries
+        slots = sorted((lru[log + i] for i in range(n)), key=lambda s: lru[stamps + s])
+        ks = self.key_size
+        m = self._map
+        for slot in slots:
+            lru[stamps + slot] = 0
+            key = bytes(self.keys[slot * ks: (slot + 1) * ks])
+            if m.slots.get(key) == slot:
+                m._recency_for(slot).move_to_end(key)
+        lru[1] = 0
 
     def _find(self, key: bytes) -> int | None:
         """Table position of ``key``, None when absent."""

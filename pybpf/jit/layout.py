@@ -33,6 +33,12 @@ CTX_FIELDS: dict[str, int] = {name: i for i, name in enumerate((
     "rng",          # state of the native bpf_get_prandom_u32 (xorshift64*)
     "batch_index",  # packet being run by the batch driver
     "depth",        # call depth of the function that called the helper trampoline
+    "cpu",          # the CPU per-CPU maps use (pybpf.maps.current_cpu() when the run starts)
+    "tail_cnt",     # tail calls made so far in this run's chain (MAX_TAIL_CALL_CNT = 33)
+    "entry",        # address of this program's native entry (a tail call's jump target)
+    "budget_full",  # the budget each run (and each tail-call target) starts with
+    "run_r1",       # r1 and r2 the run started with (a tail-call target starts with them)
+    "run_r2",
 ))}
 FRAMES = len(CTX_FIELDS)                      # frames[depth]: lowest address of stack frame
 CTX_WORDS = FRAMES + isa.MAX_CALL_DEPTH
@@ -55,8 +61,12 @@ class Fault(enum.IntEnum):
     MIDDLE = 8       # execution entered the second slot of a 64-bit load
     CALLX = 9        # callx to a value that is neither a subprogram nor a helper id
     TAILRET = 10     # a tail call replaced the calling function: it returns exit_value
+    TAILFAULT = 11   # a native tail-call target faulted: fault_addr = the target's context
 
 
 #: helper trampoline modes (its second argument)
 MODE_HELPER = 0      # call helper ``id``
 MODE_CALLX = 1       # callx on a value that is not a subprogram entry: resolve it like the VM
+MODE_TAIL = 2        # bpf_tail_call found no target context in its table: ``id`` = map index,
+                     # r1 = slot; answers the target's context address, or 1 for an empty slot
+                     # (or 2: occupied, but the chain is full and no target was made)

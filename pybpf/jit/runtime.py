@@ -26,6 +26,7 @@ from typing import Any
 
 from .. import isa
 from ..errors import BudgetExceeded, HelperError, VMError
+from ..maps.base import current_cpu
 from ..memory import Region
 from ..vm import Interpreter, ProgramExit
 from ..vm.interpreter import TailCallReturn
@@ -102,6 +103,8 @@ class Runtime:
             return hashindex.attach(self.vm.maps[arg]).table_address
         if kind == "hash_keys":
             return hashindex.attach(self.vm.maps[arg]).keys_address
+        if kind == "hash_lru":
+            return hashindex.attach(self.vm.maps[arg]).lru_address
         raise ValueError(kind)
 
     # --- input data and the region table -------------------------------------------------------
@@ -221,6 +224,7 @@ class Runtime:
     # --- faults ----------------------------------------------------------------------------------
     def clear(self) -> None:
         w = self.words
+        w[C["cpu"]] = current_cpu()
         w[C["status"]] = 0
         w[C["exit_value"]] = 0
         w[C["batch_index"]] = 0

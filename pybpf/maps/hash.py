@@ -87,6 +87,12 @@ class HashMap(Map):
     def _recency_for(self, slot: int) -> "OrderedDict[bytes, None]":
         return self.cpu_recency[slot // self.per_cpu] if self.percpu_lru else self.recency
 
+    def _sync_uses(self) -> None:
+        """LRU maps: take in the uses JIT-compiled lookups logged natively (their recency
+        comes before whatever happens next here)."""
+        if self.lru and self.native_index is not None:
+            self.native_index.sync_recency()
+
     def check_flags(self) -> None:
         """Checked in :meth:`check_spec`, in the order of ``htab_map_alloc_check``."""
 
@@ -127,6 +133,7 @@ class HashMap(Map):
         return self.load(slot)
 
     def update_raw(self, key: bytes, value: Any, flags: int) -> None:
+        self._sync_uses()
         slot = self.slots.get(key)
         op = flags & 3
         if slot is not None:
@@ -164,6 +171,7 @@ class HashMap(Map):
         self._order = None
 
     def delete_raw(self, key: bytes) -> None:
+        self._sync_uses()
         slot = self.slots.pop(key, None)
         if slot is None:
             raise fail(f"{self.where()}: key {key.hex()} not found", ENOENT)
@@ -272,6 +280,7 @@ class LRUHashMap(HashMap):
         slot = self.slots.get(key)
         if slot is None:
             return 0
+        self._sync_uses()
         self._recency_for(slot).move_to_end(key)  # a program's lookup marks the element used
         return self.base + slot * self.stride
 
@@ -286,6 +295,7 @@ class LRUPerCPUHashMap(PerCPUHashMap):
         slot = self.slots.get(key)
         if slot is None:
             return 0
+        self._sync_uses()
         self._recency_for(slot).move_to_end(key)
         return self.base + current_cpu() * self.cpu_stride + slot * self.stride
 

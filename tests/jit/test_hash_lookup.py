@@ -105,15 +105,24 @@ def test_python_updates_between_runs_are_seen_by_native_lookups():
     assert index.deleted <= index.capacity // 4
 
 
-def test_unsupported_hash_maps_still_go_through_the_helper():
-    """LRU maps record the use and odd key sizes have no native hash: the trampoline."""
-    lru = assemble(CHURN.format(ks=8, rounds=50).replace(" hash ", " lru_hash "))
+def test_hash_maps_with_odd_key_sizes_still_go_through_the_helper():
+    """Keys that are not whole 32-bit words have no native hash: the trampoline."""
     odd = assemble(CHURN.format(ks=8, rounds=50).replace("key=8", "key=6")
                    .replace("*(u64 *)(r10 - 8) = r1", "*(u16 *)(r10 - 10) = r1"))
-    for prog in (lru, odd):
-        jit = JITProgram(prog, checked=True)
-        assert "hl.head" not in jit.emit_llvm(optimised=False)
-        vm = Interpreter(prog)
+    jit = JITProgram(odd, checked=True)
+    assert "hl.head" not in jit.emit_llvm(optimised=False)
+    vm = Interpreter(odd)
+    assert jit.run() == vm.run()
+    assert contents(jit) == contents(vm)
+
+
+@pytest.mark.parametrize("kind", ["lru_hash", "percpu_hash", "lru_percpu_hash"])
+def test_lru_and_per_cpu_hash_churn_is_native_and_gives_the_interpreters_map(kind):
+    prog = assemble(CHURN.format(ks=8, rounds=200).replace(" hash ", f" {kind} "))
+    jit = JITProgram(prog, checked=True)
+    assert "hl.head" in jit.emit_llvm(optimised=False)
+    vm = Interpreter(prog)
+    for _ in range(2):
         assert jit.run() == vm.run()
         assert contents(jit) == contents(vm)
 
