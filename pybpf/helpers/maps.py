@@ -31,7 +31,7 @@ from ..maps.base import EINVAL, ENOENT, Map, map_from_handle
 from ..maps.bloom import BloomFilterMap
 from ..maps.perf import BPF_F_CTXLEN_MASK, BPF_F_INDEX_MASK, PerfEventArrayMap
 from ..maps.queue import QueueMap
-from ..maps.ringbuf import RingBufMap
+from ..maps.ringbuf import RingBufMap, ring_of
 from . import helper
 
 #: the kernel's limit on tail calls in one chain (``MAX_TAIL_CALL_CNT``)
@@ -147,17 +147,6 @@ def map_peek_elem(env, map_ptr, value_ptr, *_):
 
 # --- ring buffer ----------------------------------------------------------------------------------
 
-def _ringbuf_of(sample: int) -> RingBufMap | None:
-    for m in list(_RINGBUFS):
-        if sample in m.pending:
-            return m
-    return None
-
-
-#: ring buffers with records reserved and not yet submitted (submit gets only the pointer)
-_RINGBUFS: set[RingBufMap] = set()
-
-
 @helper("bpf_ringbuf_output", "integer", "const_map_ptr", "ptr_to_mem", "const_size_or_zero",
         "anything")
 def ringbuf_output(env, map_ptr, data_ptr, size, flags, *_):
@@ -169,19 +158,15 @@ def ringbuf_output(env, map_ptr, data_ptr, size, flags, *_):
         "const_alloc_size_or_zero", "anything")
 def ringbuf_reserve(env, map_ptr, size, flags, *_):
     rb = _typed(env, map_ptr, RingBufMap, "bpf_ringbuf_reserve")
-    sample = rb.reserve(size, flags)
-    if sample:
-        _RINGBUFS.add(rb)
-    return sample
+    return rb.reserve(size, flags)
 
 
 def _commit(sample: int, flags: int, discard: bool, name: str) -> int:
-    rb = _ringbuf_of(sample)
-    if rb is None:
+    """Find the ring from the record pointer alone (as the kernel does from the header's page
+    offset); a pointer that is no reserved record is an error the verifier would refuse."""
+    rb = ring_of(sample)
+    if rb is None or rb.commit(sample, flags, discard):
         raise HelperError(f"{name}: {sample:#x} is not a reserved ring buffer record")
-    rb.commit(sample, flags, discard)
-    if not rb.pending:
-        _RINGBUFS.discard(rb)
     return 0
 
 

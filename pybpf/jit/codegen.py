@@ -29,6 +29,7 @@ from .. import isa
 from ..helpers import HELPER_IDS
 from . import analysis as an
 from . import hashindex
+from .ring import RING_DECLARATIONS, RING_IR, RING_NATIVES
 from .layout import CTX_FIELDS, FRAMES, MODE_CALLX, MODE_HELPER, REGION_WORDS, Fault
 
 C = CTX_FIELDS
@@ -986,6 +987,7 @@ NATIVE_HELPERS: dict[int, Callable[[FunctionGen, isa.Instruction, int], str | No
     HELPER_IDS["ktime_get_boot_ns"]: _native_ktime(7),    # CLOCK_BOOTTIME
     HELPER_IDS["get_prandom_u32"]: _native_prandom,
     HELPER_IDS["map_lookup_elem"]: _native_map_lookup,
+    **RING_NATIVES,
 }
 
 
@@ -1057,20 +1059,21 @@ define void @pybpf.fault(ptr noalias nocapture %ctx, i64 %kind, i64 %pc, i64 %ad
 RUNTIME_IR = """
 @pybpf.guard = global [8 x i64] zeroinitializer, align 8
 declare void @llvm.memset.p0.i64(ptr, i8, i64, i1)
-""" + SLOW_PATH
+""" + SLOW_PATH + RING_IR
 
-PRELUDE = """
+PRELUDE = f"""
 @pybpf.guard = external global [8 x i64], align 8
-declare {i64, i64} @pybpf.slow(ptr noalias nocapture, i64, i64, i64, i64) cold nounwind
+declare {{i64, i64}} @pybpf.slow(ptr noalias nocapture, i64, i64, i64, i64) cold nounwind
 declare void @pybpf.fault(ptr noalias nocapture, i64, i64, i64, i64) cold nounwind
 declare i32 @clock_gettime(i32, ptr) nounwind
 declare void @llvm.memset.p0.i64(ptr, i8, i64, i1)
 declare i16 @llvm.bswap.i16(i16)
 declare i32 @llvm.bswap.i32(i32)
 declare i64 @llvm.bswap.i64(i64)
-!0 = !{!"branch_weights", i32 1, i32 1000}
-!1 = !{!"branch_weights", i32 1000, i32 1}
-!2 = !{}
+{RING_DECLARATIONS}
+!0 = !{{!"branch_weights", i32 1, i32 1000}}
+!1 = !{{!"branch_weights", i32 1000, i32 1}}
+!2 = !{{}}
 """
 
 

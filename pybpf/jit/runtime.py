@@ -103,6 +103,8 @@ class Runtime:
             return hashindex.attach(self.vm.maps[arg]).table_address
         if kind == "hash_keys":
             return hashindex.attach(self.vm.maps[arg]).keys_address
+        if kind == "ringbuf":
+            return self.vm.maps[arg].state_address
         if kind == "hash_lru":
             return hashindex.attach(self.vm.maps[arg]).lru_address
         raise ValueError(kind)

@@ -16,6 +16,16 @@ beyond ``size`` is copied to the start, where the consumer reads it.
 ``__poll``): it walks records from the consumer position, stops at a BUSY record, skips
 discarded ones and advances the consumer position. It is an iterator, takes a callback, and
 ``poll(timeout)`` waits for data.
+
+All of a ring's state is native, so JIT-compiled code reserves and commits without Python
+(:mod:`pybpf.jit.codegen` emits the same steps as :meth:`RingBufMap.reserve` /
+:meth:`RingBufMap.commit`): the positions and bookkeeping live in one ctypes structure
+(:class:`RingState`, at ``state_address``), the records in the data buffer (a memory region,
+so checked engines bounds-check what programs write into a record). As in the kernel, the
+oldest still-BUSY record is found by walking headers from ``pending_pos`` (no Python list of
+reservations), and ``commit`` finds a record from its pointer alone: its header must be a BUSY
+header of a record between the consumer and producer positions. ``waiters`` counts consumers
+blocked in ``poll``; native code leaves a commit that would have to wake one to Python.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ import ctypes
 import mmap
 import threading
 import time
+import weakref
 from typing import Any, Callable, Iterator
 
 from .base import (BPF_F_NUMA_NODE, EAGAIN, EINVAL, ENOTSUPP, Map, alloc, fail,
@@ -50,8 +61,37 @@ RINGBUF_META_PAGES = 3
 RINGBUF_MAX_RECORD_SZ = (1 << 30) - 1
 
 
-class _Positions(ctypes.Structure):
-    _fields_ = [("consumer_pos", ctypes.c_uint64), ("producer_pos", ctypes.c_uint64)]
+class RingState(ctypes.Structure):
+    """A ring's native bookkeeping; native code indexes it by :data:`RING_WORDS`."""
+
+    _fields_ = [("consumer_pos", ctypes.c_uint64), ("producer_pos", ctypes.c_uint64),
+                ("pending_pos", ctypes.c_uint64), ("mask", ctypes.c_uint64),
+                ("data", ctypes.c_uint64), ("waiters", ctypes.c_uint64),
+                ("wakeups", ctypes.c_uint64)]
+
+
+#: word index of each RingState field (what JIT-compiled code uses)
+RING_WORDS = {name: i for i, (name, _) in enumerate(RingState._fields_)}
+
+#: seconds a blocked poll sleeps at most before it looks again (a native producer that raced
+#: with a consumer starting to wait does not wake it)
+POLL_SLICE = 0.05
+
+#: live ring buffers, for bpf_ringbuf_submit / discard, which get only the record pointer
+_LIVE: "weakref.WeakSet[RingBufMap]" = weakref.WeakSet()
+
+
+def ring_of(sample: int) -> "RingBufMap | None":
+    """The live ring buffer whose data area holds the header of the record at ``sample``."""
+    for rb in list(_LIVE):
+        if 0 <= sample - BPF_RINGBUF_HDR_SZ - rb.data_address < rb.max_entries:
+            return rb
+    return None
+
+
+def record_length(size: int) -> int:
+    """Bytes a record of ``size`` takes in the ring (header included, 8-byte aligned)."""
+    return round_up(size + BPF_RINGBUF_HDR_SZ, 8)
 
 
 class RingBufMap(Map):
@@ -64,15 +104,20 @@ class RingBufMap(Map):
     def __init__(self, spec):
         super().__init__(spec)
         self.mask = self.max_entries - 1
-        self.pos = _Positions()
+        self.pos = RingState(mask=self.mask)
+        self.state_address = ctypes.addressof(self.pos)
         self._data = alloc(2 * self.max_entries)
         self.data_address = ctypes.addressof(self._data)
+        self.pos.data = self.data_address
         self.view = memoryview(self._data).cast("B")
         self.make_region(self._data, 2 * self.max_entries, ":data")
-        #: record address -> header position, for records reserved and not yet committed
-        self.pending: dict[int, int] = {}
-        self.wakeups = 0
         self.cond = threading.Condition()
+        _LIVE.add(self)
+
+    @property
+    def wakeups(self) -> int:
+        """Commits that asked for a wake-up (no BPF_RB_NO_WAKEUP), native ones included."""
+        return self.pos.wakeups
 
     def check_spec(self) -> None:
         size = self.max_entries
@@ -106,18 +151,25 @@ class RingBufMap(Map):
 
     # --- producer (program face) ------------------------------------------------------------------
     def reserve(self, size: int, flags: int = 0) -> int:
-        """Address of a fresh ``size``-byte record, or 0 (the helper's NULL)."""
+        """Address of a fresh ``size``-byte record, or 0 (the helper's NULL).
+
+        ``__bpf_ringbuf_reserve``: first move ``pending_pos`` past the records already
+        committed, then refuse a record that would put the producer more than the buffer size
+        ahead of the consumer or of the oldest record still BUSY."""
         if flags or size > RINGBUF_MAX_RECORD_SZ or size < 0:
             return 0
-        length = round_up(size + BPF_RINGBUF_HDR_SZ, 8)
+        length = record_length(size)
         if length > self.max_entries:
             return 0
-        prod = self.pos.producer_pos
-        cons = self.pos.consumer_pos
-        # the kernel also waits for the oldest still-busy record: nothing may overtake it by
-        # more than the buffer size
-        oldest = min(self.pending.values(), default=prod)
-        if prod + length - cons > self.mask or prod + length - oldest > self.mask:
+        r = self.pos
+        prod, cons, pend = r.producer_pos, r.consumer_pos, r.pending_pos
+        while pend < prod:
+            header, _ = self._header(pend)
+            if header & BPF_RINGBUF_BUSY_BIT:
+                break
+            pend += record_length(header & ~BPF_RINGBUF_DISCARD_BIT)
+        r.pending_pos = pend
+        if prod + length - cons > self.mask or prod + length - pend > self.mask:
             return 0
         off = prod & self.mask
         self.view[off: off + 4] = (size | BPF_RINGBUF_BUSY_BIT).to_bytes(4, "little")
@@ -125,28 +177,43 @@ class RingBufMap(Map):
         # consumer and producer pages, then the data pages
         pg_off = RINGBUF_META_PAGES + off // mmap.PAGESIZE
         self.view[off + 4: off + 8] = pg_off.to_bytes(4, "little")
-        self.pos.producer_pos = prod + length
+        r.producer_pos = prod + length
         end = off + BPF_RINGBUF_HDR_SZ + size
         if end > self.max_entries:  # the mirror half must show what the start holds
             self.view[self.max_entries: end] = self.view[: end - self.max_entries]
-        sample = self.data_address + off + BPF_RINGBUF_HDR_SZ
-        self.pending[sample] = prod
-        return sample
+        return self.data_address + off + BPF_RINGBUF_HDR_SZ
+
+    def record_at(self, sample: int) -> int | None:
+        """Offset of the header of the reserved (BUSY) record at ``sample``, or None when
+        ``sample`` is not one: the header must sit 8-aligned in the data, be BUSY, and its
+        record lie between the consumer and producer positions."""
+        hoff = sample - BPF_RINGBUF_HDR_SZ - self.data_address
+        if not 0 <= hoff < self.max_entries or hoff & 7:
+            return None
+        header, _ = self._header(hoff)
+        if not header & BPF_RINGBUF_BUSY_BIT:
+            return None
+        cons = self.pos.consumer_pos
+        pos = cons + ((hoff - cons) & self.mask)
+        size = header & ~(BPF_RINGBUF_BUSY_BIT | BPF_RINGBUF_DISCARD_BIT)
+        if pos + record_length(size) > self.pos.producer_pos:
+            return None
+        return hoff
 
     def commit(self, sample: int, flags: int, discard: bool) -> int:
         """Submit or discard the record at ``sample``; 0, or -EINVAL for a bad pointer."""
-        pos = self.pending.pop(sample, None)
-        if pos is None:
+        hoff = self.record_at(sample)
+        if hoff is None:
             return -EINVAL
-        length, _ = self._header(pos)
+        length, _ = self._header(hoff)
         size = length & ~(BPF_RINGBUF_BUSY_BIT | BPF_RINGBUF_DISCARD_BIT)
-        start = (pos & self.mask) + BPF_RINGBUF_HDR_SZ
+        start = hoff + BPF_RINGBUF_HDR_SZ
         end = start + size
         if end > self.max_entries:  # the wrapped tail lives in the mirror half: fold it back
             lo = max(start, self.max_entries)
             self.view[lo - self.max_entries: end - self.max_entries] = self.view[lo:end]
         new_len = size | (BPF_RINGBUF_DISCARD_BIT if discard else 0)
-        self._set_len(pos, new_len)
+        self._set_len(hoff, new_len)
         self._wake(flags)
         return 0
 
@@ -168,9 +235,10 @@ class RingBufMap(Map):
 
     def _wake(self, flags: int) -> None:
         if not flags & BPF_RB_NO_WAKEUP:
-            self.wakeups += 1
-            with self.cond:
-                self.cond.notify_all()
+            self.pos.wakeups += 1
+            if self.pos.waiters:
+                with self.cond:
+                    self.cond.notify_all()
 
     # --- consumer -------------------------------------------------------------------------------
     def read_record(self) -> tuple[bytes | None, bool]:
@@ -273,10 +341,15 @@ class RingBufferConsumer:
     def poll(self, timeout: float | None = 0.0) -> int:
         """Wait up to ``timeout`` seconds (None: forever) for data, then consume."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self.ringbuf.cond:
-            while not self.available():
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    break
-                self.ringbuf.cond.wait(left)
+        rb = self.ringbuf
+        with rb.cond:
+            rb.pos.waiters += 1     # before looking: a producer seeing it notifies
+            try:
+                while not self.available():
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        break
+                    rb.cond.wait(POLL_SLICE if left is None else min(left, POLL_SLICE))
+            finally:
+                rb.pos.waiters -= 1
         return self.consume()
