@@ -149,6 +149,9 @@ class JITProgram:
                  _vm: Interpreter | None = None):
         self.program = program
         self.checked = checked
+        # kept for the programs bpf_tail_call jumps to (pybpf.jit.tailcall), which inherit them
+        self.opt, self.native_helpers, self.cache_dir = opt, native_helpers, cache_dir
+        self.sandbox_request = sandbox
         self.budget = DEFAULT_BUDGET if budget is None else budget
         self.vm = _vm if _vm is not None else _interpreter(
             program, maps=maps, budget=self.budget, helpers=helpers, prog_type=prog_type,
@@ -168,6 +171,7 @@ class JITProgram:
         self.runtime = Runtime(self.vm, self.compiled.meta[index])
         self._run_native = _DRIVER(self.compiled.addresses["pybpf.run"])
         self._entry = self.compiled.addresses[f"p{index}.f0"]
+        self.runtime.words[CTX_FIELDS["entry"]] = self._entry   # where tail calls jump in
         self.runtime.install(_CALL(self.compiled.addresses[f"p{index}.pybpf_call"]), self)
         self._desc = (ctypes.c_uint64 * 4)()
         self._result = (ctypes.c_uint64 * 1)()
@@ -186,10 +190,18 @@ class JITProgram:
         rt.clear()
         w = rt.words
         self._desc[:] = [r1, r2, w[CTX_FIELDS["data_lo"]], w[CTX_FIELDS["data_len"]]]
-        done = self._run_native(rt.address, self._entry, repeat, ctypes.addressof(self._desc),
-                                0, ctypes.addressof(self._result), 0, self._native_budget)
-        if done != repeat:
-            self._raise_fault()
+        tails = rt.tails
+        if tails is not None:
+            tails.begin_run()
+        try:
+            done = self._run_native(rt.address, self._entry, repeat,
+                                    ctypes.addressof(self._desc), 0,
+                                    ctypes.addressof(self._result), 0, self._native_budget)
+            if done != repeat:
+                self._raise_fault()
+        finally:
+            if tails is not None:
+                tails.end_run()
         return self._result[0]
 
     def _raise_fault(self) -> None:
@@ -272,13 +284,20 @@ class JITProgram:
         rt.sync_regions()
         self._batch_keep = buf
         rounds = max(int(repeat), 1)
+        tails = rt.tails
+        if tails is not None:
+            tails.begin_run()
         start = time.thread_time_ns()
-        for _ in range(rounds):
-            rt.clear()
-            done = self._run_native(rt.address, self._entry, n, ctypes.addressof(descs), 4,
-                                    ctypes.addressof(results), 1, self._native_budget)
-            if done != n:
-                self._raise_fault()
+        try:
+            for _ in range(rounds):
+                rt.clear()
+                done = self._run_native(rt.address, self._entry, n, ctypes.addressof(descs),
+                                        4, ctypes.addressof(results), 1, self._native_budget)
+                if done != n:
+                    self._raise_fault()
+        finally:
+            if tails is not None:
+                tails.end_run()
         self.last_ns = (time.thread_time_ns() - start) / (rounds * n)
         return list(results)
 

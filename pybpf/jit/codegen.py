@@ -30,6 +30,7 @@ from ..helpers import HELPER_IDS
 from . import analysis as an
 from . import hashindex
 from .ring import RING_DECLARATIONS, RING_IR, RING_NATIVES
+from .tailcall import TAIL_DECLARATION, TAIL_IR
 from .layout import CTX_FIELDS, FRAMES, MODE_CALLX, MODE_HELPER, REGION_WORDS, Fault
 
 C = CTX_FIELDS
@@ -978,8 +979,26 @@ def _native_loop(g: FunctionGen, insn: isa.Instruction, pc: int) -> str:
     return e(f"load i64, ptr {res}, align 8")
 
 
+def _native_tail_call(g: FunctionGen, insn: isa.Instruction, pc: int) -> str | None:
+    """``bpf_tail_call`` on a prog_array known at compile time: ``pybpf.tail_call`` jumps
+    to the target's native code through the caller's table (:mod:`.tailcall`); when the
+    target ran, this function returns its r0 (the tail call replaced it)."""
+    st = g.plan.states[pc][2]
+    if st is None or st[0] != an.MAP or st[1] is None or st[1] >= len(g.mod.shapes):
+        return None
+    shape = g.mod.shapes[st[1]]
+    if shape.type != "prog_array":
+        return None
+    e = g.e
+    table = e(f"inttoptr i64 {g.mod.const(('tail_table', st[1]), g)} to ptr")
+    r0 = e(f"call i64 @pybpf.tail_call(ptr %ctx, ptr {table}, i64 {shape.max_entries}, "
+           f"i64 {g.reg(3)}, i64 {st[1]}, i64 {pc})")
+    _tail_return(g)
+    return r0
+
+
 #: native paths that call BPF code, after which the caller must test the status
-CALLING_NATIVES = {HELPER_IDS["loop"]}
+CALLING_NATIVES = {HELPER_IDS["loop"], HELPER_IDS["tail_call"]}
 
 NATIVE_HELPERS: dict[int, Callable[[FunctionGen, isa.Instruction, int], str | None]] = {
     HELPER_IDS["loop"]: _native_loop,
@@ -987,6 +1006,7 @@ NATIVE_HELPERS: dict[int, Callable[[FunctionGen, isa.Instruction, int], str | No
     HELPER_IDS["ktime_get_boot_ns"]: _native_ktime(7),    # CLOCK_BOOTTIME
     HELPER_IDS["get_prandom_u32"]: _native_prandom,
     HELPER_IDS["map_lookup_elem"]: _native_map_lookup,
+    HELPER_IDS["tail_call"]: _native_tail_call,
     **RING_NATIVES,
 }
 
@@ -1059,7 +1079,7 @@ define void @pybpf.fault(ptr noalias nocapture %ctx, i64 %kind, i64 %pc, i64 %ad
 RUNTIME_IR = """
 @pybpf.guard = global [8 x i64] zeroinitializer, align 8
 declare void @llvm.memset.p0.i64(ptr, i8, i64, i1)
-""" + SLOW_PATH + RING_IR
+""" + SLOW_PATH + RING_IR + TAIL_IR
 
 PRELUDE = f"""
 @pybpf.guard = external global [8 x i64], align 8
@@ -1070,7 +1090,7 @@ declare void @llvm.memset.p0.i64(ptr, i8, i64, i1)
 declare i16 @llvm.bswap.i16(i16)
 declare i32 @llvm.bswap.i32(i32)
 declare i64 @llvm.bswap.i64(i64)
-{RING_DECLARATIONS}
+{RING_DECLARATIONS}{TAIL_DECLARATION}
 !0 = !{{!"branch_weights", i32 1, i32 1000}}
 !1 = !{{!"branch_weights", i32 1000, i32 1}}
 !2 = !{{}}

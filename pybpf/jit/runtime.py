@@ -31,7 +31,8 @@ from ..memory import Region
 from ..vm import Interpreter, ProgramExit
 from ..vm.interpreter import TailCallReturn
 from . import hashindex
-from .layout import CTX_FIELDS, CTX_WORDS, FRAMES, MODE_CALLX, REGION_WORDS, Fault
+from .tailcall import TailCalls
+from .layout import CTX_FIELDS, CTX_WORDS, FRAMES, MODE_CALLX, MODE_TAIL, REGION_WORDS, Fault
 
 C = CTX_FIELDS
 M64 = isa.U64
@@ -77,6 +78,8 @@ class Runtime:
         self.words = (ctypes.c_uint64 * CTX_WORDS)()
         self.address = ctypes.addressof(self.words)
         self.pending: BaseException | None = None
+        #: bpf_tail_call tables and targets (.tailcall), made when the code asks for a table
+        self.tails: TailCalls | None = None
         self.data_region: Region | None = None
         self._table: Any = None
         self._table_key: tuple = ()
@@ -103,6 +106,10 @@ class Runtime:
             return hashindex.attach(self.vm.maps[arg]).table_address
         if kind == "hash_keys":
             return hashindex.attach(self.vm.maps[arg]).keys_address
+        if kind == "tail_table":
+            if self.tails is None:
+                self.tails = TailCalls(self)
+            return self.tails.table_address(arg)
         if kind == "ringbuf":
             return self.vm.maps[arg].state_address
         if kind == "hash_lru":
@@ -176,6 +183,8 @@ class Runtime:
     # --- helpers ---------------------------------------------------------------------------------
     def call_helper(self, mode: int, hid: int, pc: int, r1: int, r2: int, r3: int, r4: int,
                     r5: int) -> int:
+        if mode == MODE_TAIL:
+            return self.tails.resolve(hid, r1)
         vm = self.vm
         lo, size = self.words[C["data_lo"]], self.words[C["data_len"]]
         region = vm.data_region
@@ -219,9 +228,56 @@ class Runtime:
         return r0
 
     def tail_call(self, target: Any, ctx: int) -> int:
-        """``bpf_tail_call``: the interpreter's chain semantics (count, shared maps, context),
-        the target run by the interpreter; the native caller returns the target's r0."""
-        return self.vm.tail_call(target, ctx)
+        """``bpf_tail_call`` where the code could not name the prog_array at compile time:
+        the interpreter's chain semantics (count, shared maps, context), the target run by the
+        interpreter; the native caller returns the target's r0. The chain count is the one
+        native tail calls keep."""
+        w = self.words
+        chain = getattr(self.vm, "_tail_chain", None)
+        if chain is None:
+            return self.vm.tail_call(target, ctx)
+        chain[0] = w[C["tail_cnt"]]
+        try:
+            return self.vm.tail_call(target, ctx)
+        finally:
+            w[C["tail_cnt"]] = chain[0]
+
+    # --- as a tail-call target -------------------------------------------------------------------
+    def borrow_input(self, caller: "Runtime") -> None:
+        """Run on ``caller``'s input, as the interpreter's ``run_in_chain``: its context
+        attached to this memory (regions it adds or moves later follow), or its data region."""
+        vm, cvm = self.vm, caller.vm
+        context = cvm.context
+        if context is not None:
+            if not any(m is self.memory for m in context.memories):
+                context.attach(self.memory)
+            vm.context = context
+            vm.data_region = context.packet or vm._empty_packet()
+        else:
+            region = cvm.data_region
+            if region is not None and vm.data_region is not region:
+                old = vm.data_region
+                if old is not None and any(r is old for r in self.memory):
+                    self.memory.remove(old)
+                self.memory.add(region)
+                vm.data_region = region
+        if vm.data_region is not None:
+            self.words[C["data_lo"]] = vm.data_region.address
+            self.words[C["data_len"]] = vm.data_region.size
+        self.sync_regions()
+
+    def return_input(self, caller: "Runtime | None") -> None:
+        """The run is over: detach the caller's context (its engine rebuilds a context that
+        is attached elsewhere) and give the caller the packet as the target left it."""
+        vm = self.vm
+        context = vm.context
+        if context is None:
+            return
+        if any(m is self.memory for m in context.memories):
+            context.detach(self.memory)
+        vm.context = None
+        if caller is not None and caller.vm.context is context and context.packet is not None:
+            caller.vm.data_region = context.packet
 
     # --- faults ----------------------------------------------------------------------------------
     def clear(self) -> None:
@@ -252,6 +308,12 @@ class Runtime:
             except VMError as exc:
                 message = exc.message
             raise VMError(message, pc=pc, address=addr)
+        if status == Fault.TAILFAULT:     # a tail-call target faulted: its own error
+            target = _RUNTIMES.get(addr)
+            program = target._program() if target is not None else None
+            if program is not None:
+                program._raise_fault()
+            raise VMError("a tail-call target faulted", pc=pc)
         if status == Fault.BUDGET:
             raise BudgetExceeded(f"instruction budget of {budget} exhausted "
                                  "(the program may not terminate)", pc=pc)

@@ -67,8 +67,8 @@ class HashMap(Map):
         self.make_region(self._storage, self.size)
         #: key -> slot index, in insertion order (the iteration order; stable under use)
         self.slots: dict[bytes, int] = {}
-        #: LRU maps: keys from least to most recently used
-        self.recency: OrderedDict[bytes, None] = OrderedDict()
+        #: LRU maps: keys from least to most recently used (read through ``recency``)
+        self._recency: OrderedDict[bytes, None] = OrderedDict()
         #: get_next_key's position of each key, rebuilt after inserts and deletes
         self._order: dict[bytes, int] | None = None
         self._keys: list[bytes] = []
@@ -85,7 +85,13 @@ class HashMap(Map):
         return self.cpu_free[slot // self.per_cpu] if self.percpu_lru else self.free
 
     def _recency_for(self, slot: int) -> "OrderedDict[bytes, None]":
-        return self.cpu_recency[slot // self.per_cpu] if self.percpu_lru else self.recency
+        return self.cpu_recency[slot // self.per_cpu] if self.percpu_lru else self._recency
+
+    @property
+    def recency(self) -> "OrderedDict[bytes, None]":
+        """LRU maps: keys from least to most recently used, native lookups included."""
+        self._sync_uses()
+        return self._recency
 
     def _sync_uses(self) -> None:
         """LRU maps: take in the uses JIT-compiled lookups logged natively (their recency
@@ -162,7 +168,7 @@ class HashMap(Map):
 
     def evict(self, cpu: int = 0) -> None:
         """Free the least recently used element's slot (of ``cpu``'s list for per-CPU lists)."""
-        recency = self.cpu_recency[cpu] if self.percpu_lru else self.recency
+        recency = self.cpu_recency[cpu] if self.percpu_lru else self._recency
         key, _ = recency.popitem(last=False)
         slot = self.slots.pop(key)
         if self.native_index is not None:

@@ -1,0 +1,236 @@
+"""``bpf_tail_call`` in native code: targets compiled too, the jump made without Python.
+
+The interpreter runs a tail-call target in an interpreter of its own (its own stacks and
+text, the caller's maps shared by name, the caller's context and packet), counts the chain
+(at most ``MAX_TAIL_CALL_CNT`` = 33 tail calls) and, when the call succeeds, ends the calling
+function with the target's r0 (:meth:`pybpf.vm.Interpreter.tail_call`). The JIT keeps that
+model with native parts:
+
+* each target is a :class:`pybpf.jit.JITProgram` of its own (its runtime context, stacks,
+  constants; same options, budget and ``sandbox`` as the caller), made the first time the
+  caller jumps to it -- a target that tail-calls makes its own targets the same way, so a
+  program that tail-calls itself is a chain of instances, as in the interpreter;
+* per prog_array the caller has a native *table*, one word per slot: 0 not known yet, 1
+  empty, otherwise the target's context address (whose ``entry`` word is its native code);
+* ``pybpf.tail_call`` (:data:`TAIL_IR`, in the shared runtime module) does the jump: bounds
+  and table check, ``MODE_TAIL`` through the trampoline for a slot not known yet
+  (:meth:`TailCalls.resolve`), the chain count, then it hands the run's state (input window,
+  r1/r2 of the run, budget, CPU, chain count) to the target's context and calls its entry.
+  A target that ends the whole program (LD_ABS miss) gives its r0 as the interpreter's
+  ``run_in_chain`` does; a target that faults leaves ``Fault.TAILFAULT`` and its context in
+  ``fault_addr``, and the caller raises that target's error.
+
+Tables hold what the prog_array held when the run started: :meth:`TailCalls.begin_run` (called
+before every native run) forgets a table whose prog_array changed since, and lends every known
+target the caller's input -- the context attached to the target's memory as the interpreter
+attaches it, or the caller's data region -- until :meth:`TailCalls.end_run`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import weakref
+from typing import Any
+
+from ..errors import HelperError
+from ..helpers.maps import E2BIG, MAX_TAIL_CALL_CNT
+from .layout import CTX_FIELDS, MODE_TAIL, Fault
+
+C = CTX_FIELDS
+ENOENT = 2
+#: table words that are no target context
+UNKNOWN, EMPTY, FULL = 0, 1, 2
+
+#: words a target's context takes from its caller's before the jump
+HANDED = ("data_lo", "data_len", "rng", "batch_index", "cpu", "run_r1", "run_r2",
+          "budget_full")
+
+
+def _copy(src: str, dst: str, name: str, n: str) -> str:
+    return (f"  %{name}.s{n} = getelementptr i64, ptr {src}, i64 {C[name]}\n"
+            f"  %{name}.v{n} = load i64, ptr %{name}.s{n}, align 8\n"
+            f"  %{name}.d{n} = getelementptr i64, ptr {dst}, i64 {C[name]}\n"
+            f"  store i64 %{name}.v{n}, ptr %{name}.d{n}, align 8")
+
+
+def _word(ptr: str, name: str, stem: str) -> str:
+    return f"  %{stem} = getelementptr i64, ptr {ptr}, i64 {C[name]}"
+
+
+TAIL_IR = f"""
+define i64 @pybpf.tail_call(ptr %ctx, ptr %table, i64 %n, i64 %index, i64 %map,
+                            i64 %pc) nounwind {{
+entry:
+  %idx = and i64 %index, 4294967295
+  %in = icmp ult i64 %idx, %n
+  br i1 %in, label %look, label %noent
+look:
+  %slot = getelementptr i64, ptr %table, i64 %idx
+  %d0 = load i64, ptr %slot, align 8
+  %known = icmp ne i64 %d0, {UNKNOWN}
+  br i1 %known, label %have, label %resolve
+resolve:
+{_word("%ctx", "helper", "hp")}
+  %h = load ptr, ptr %hp, align 8
+  %d1 = call i64 %h(ptr %ctx, i64 {MODE_TAIL}, i64 %map, i64 %pc, i64 %idx, i64 0, i64 0,
+                    i64 0, i64 0)
+{_word("%ctx", "status", "stp")}
+  %st = load i64, ptr %stp, align 8
+  %failed = icmp ne i64 %st, 0
+  br i1 %failed, label %abort, label %have
+abort:
+  ret i64 0
+have:
+  %d = phi i64 [ %d0, %look ], [ %d1, %resolve ]
+  %empty = icmp eq i64 %d, {EMPTY}
+  br i1 %empty, label %noent, label %count
+count:
+{_word("%ctx", "tail_cnt", "cp")}
+  %cnt = load i64, ptr %cp, align 8
+  %full = icmp uge i64 %cnt, {MAX_TAIL_CALL_CNT}
+  br i1 %full, label %e2big, label %go
+go:
+  %t = inttoptr i64 %d to ptr
+  %cnt1 = add i64 %cnt, 1
+{_word("%t", "tail_cnt", "tcp")}
+  store i64 %cnt1, ptr %tcp, align 8
+{chr(10).join(_copy("%ctx", "%t", name, "a") for name in HANDED)}
+{_word("%t", "budget", "tbp")}
+  store i64 %budget_full.va, ptr %tbp, align 8
+{_word("%t", "status", "tsp")}
+  store i64 0, ptr %tsp, align 8
+{_word("%t", "regions", "trp")}
+  %tr.i = load i64, ptr %trp, align 8
+  %tr = inttoptr i64 %tr.i to ptr
+  store i64 %data_lo.va, ptr %tr, align 8
+  %tr.len = getelementptr i64, ptr %tr, i64 1
+  store i64 %data_len.va, ptr %tr.len, align 8
+{_word("%t", "entry", "tep")}
+  %entry.fn = load ptr, ptr %tep, align 8
+  %r0 = call i64 %entry.fn(ptr %t, i64 %run_r1.va, i64 %run_r2.va, i64 0, i64 0, i64 0,
+                           i64 0)
+{_copy("%t", "%ctx", "rng", "b")}
+{_copy("%t", "%ctx", "tail_cnt", "b")}
+  %tst = load i64, ptr %tsp, align 8
+  %ended = icmp eq i64 %tst, {int(Fault.EXIT)}
+{_word("%t", "exit_value", "tex")}
+  %exv = load i64, ptr %tex, align 8
+  %res = select i1 %ended, i64 %exv, i64 %r0
+  %ok = icmp eq i64 %tst, 0
+  %fine = or i1 %ok, %ended
+  br i1 %fine, label %replaced, label %fault
+replaced:
+  store i64 0, ptr %tsp, align 8
+{_word("%ctx", "status", "sp")}
+  store i64 {int(Fault.TAILRET)}, ptr %sp, align 8
+{_word("%ctx", "exit_value", "ep")}
+  store i64 %res, ptr %ep, align 8
+  ret i64 %res
+fault:
+{_word("%ctx", "status", "fsp")}
+  store i64 {int(Fault.TAILFAULT)}, ptr %fsp, align 8
+{_word("%ctx", "fault_addr", "fap")}
+  store i64 %d, ptr %fap, align 8
+{_word("%ctx", "fault_pc", "fpp")}
+  store i64 %pc, ptr %fpp, align 8
+  ret i64 0
+noent:
+  ret i64 {-ENOENT}
+e2big:
+  ret i64 {-E2BIG}
+}}
+"""
+
+TAIL_DECLARATION = ("declare i64 @pybpf.tail_call(ptr, ptr, i64, i64, i64, i64) nounwind\n")
+
+
+def _same(a: list, b: list) -> bool:
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b))
+
+
+class TailCalls:
+    """The tail-call tables and targets of one JIT runtime (see the module docstring)."""
+
+    def __init__(self, runtime: Any):
+        self.runtime = weakref.ref(runtime)
+        #: map index -> (native table, prog_array entries the table was filled from)
+        self.tables: dict[int, tuple[Any, list]] = {}
+        #: id(target program) -> (program, its JITProgram)
+        self.targets: dict[int, tuple[Any, Any]] = {}
+
+    def table_address(self, index: int) -> int:
+        rt = self.runtime()
+        m = rt.vm.maps[index]
+        table = (ctypes.c_uint64 * max(m.max_entries, 1))()
+        self.tables[index] = (table, list(m.entries))
+        return ctypes.addressof(table)
+
+    # --- per run ---------------------------------------------------------------------------------
+    def begin_run(self, seen: set | None = None) -> None:
+        """Forget tables whose prog_array changed; lend every known target this run's input."""
+        seen = set() if seen is None else seen
+        rt = self.runtime()
+        if rt is None or id(self) in seen:
+            return
+        seen.add(id(self))
+        for index, (table, snapshot) in list(self.tables.items()):
+            entries = rt.vm.maps[index].entries
+            if not _same(entries, snapshot):
+                ctypes.memset(ctypes.addressof(table), 0, ctypes.sizeof(table))
+                self.tables[index] = (table, list(entries))
+        for _, jit in self.targets.values():
+            jit.runtime.borrow_input(rt)
+            if jit.runtime.tails is not None:
+                jit.runtime.tails.begin_run(seen)
+
+    def end_run(self, seen: set | None = None) -> None:
+        seen = set() if seen is None else seen
+        if id(self) in seen:
+            return
+        seen.add(id(self))
+        for _, jit in self.targets.values():
+            jit.runtime.return_input(self.runtime())
+            if jit.runtime.tails is not None:
+                jit.runtime.tails.end_run(seen)
+
+    # --- MODE_TAIL -------------------------------------------------------------------------------
+    def resolve(self, index: int, slot: int) -> int:
+        """The table word for ``slot`` of prog_array ``index`` (and fill the table)."""
+        rt = self.runtime()
+        table, _ = self.tables[index]
+        target = rt.vm.maps[index].program_at(slot)
+        if target is None:
+            table[slot] = EMPTY
+            return EMPTY
+        if rt.words[C["tail_cnt"]] >= MAX_TAIL_CALL_CNT:
+            return FULL         # the jump fails anyway; no target made for it
+        jit = self.target(target)
+        jit.runtime.borrow_input(rt)
+        if jit.runtime.tails is not None:
+            jit.runtime.tails.begin_run()
+        table[slot] = jit.runtime.address
+        return jit.runtime.address
+
+    def target(self, target: Any) -> Any:
+        """The JITProgram running ``target`` for this caller (made once, like the
+        interpreter's tail runners: the caller's maps shared by name, its options)."""
+        found = self.targets.get(id(target))
+        if found is not None and found[0] is target:
+            return found[1]
+        if not hasattr(target, "insns") or not hasattr(target, "maps"):
+            raise HelperError(f"bpf_tail_call: the prog_array entry {target!r} is not a program")
+        from ..maps import create_map
+        from . import JITProgram
+
+        rt = self.runtime()
+        owner = rt._program()
+        vm = rt.vm
+        shared = {spec.name: live for spec, live in zip(vm.program.maps, vm.maps)}
+        maps = [shared.get(spec.name) or create_map(spec) for spec in target.maps]
+        ptype = vm.prog_type.name if vm.prog_type is not None else None
+        jit = JITProgram(target, maps=maps, budget=owner.budget, checked=owner.checked,
+                         helpers=dict(vm.helper_overrides) or None, opt=owner.opt,
+                         native_helpers=owner.native_helpers, cache_dir=owner.cache_dir,
+                         prog_type=ptype, sandbox=owner.sandbox_request)
+        self.targets[id(target)] = (target, jit)
+        return jit
