@@ -11,7 +11,8 @@ native call; ``emit_llvm()`` / ``emit_asm()`` show the optimised IR and the mach
 Modules: :mod:`.analysis` (functions, blocks, frame-pointer tracking), :mod:`.codegen` (IR per
 opcode family), :mod:`.batch` (native driver loop), :mod:`.engine` (LLVM, caches),
 :mod:`.runtime` (context, region table, helper trampoline, faults), :mod:`.hashindex` (native
-key index of hash maps).
+key index of hash maps, LRU use log), :mod:`.ring` (ring buffer routines), :mod:`.tailcall`
+(native tail calls).
 
 Where the JIT knowingly differs from the interpreter (only unverified programs can tell):
 
@@ -20,10 +21,15 @@ Where the JIT knowingly differs from the interpreter (only unverified programs c
 * a frame whose address never escapes lives in an ``alloca`` zeroed on every call (the
   interpreter keeps one stack per depth for the whole run); escaping frames are the
   interpreter's own stacks, at the same addresses;
-* ``bpf_tail_call`` targets run in the interpreter (its chain semantics and contexts), and
-  helpers without a native path (LRU and per-CPU hash lookups, updates, ring buffers, ...)
-  cost a Python call each. Native paths: array and plain hash map lookups (the latter through
-  :mod:`.hashindex`), ktime, prandom, ``bpf_loop``;
+* helpers without a native path (map updates and deletes, ``ringbuf_query``, packet helpers,
+  ...) cost a Python call each. Native paths: array, per-CPU array and hash-family lookups
+  (hash, LRU, per-CPU, LRU per-CPU through :mod:`.hashindex`), the ring buffer's reserve,
+  submit, discard and output (:mod:`.ring`), ``bpf_tail_call`` (:mod:`.tailcall`), ktime,
+  prandom, ``bpf_loop``;
+* a tail-call target runs on its caller's input *region* (the interpreter copies plain
+  input data into the target's own region and back), so the target's r1 is the caller's
+  address for it; without a program type the interpreter also keeps the chain count across
+  runs, the JIT (like the kernel) starts every run with a new chain;
 * LD_ABS / LD_IND bounds checks are shared by a run of loads and dropped where earlier loads
   already proved the length: a miss still ends the program with r0 = 0, but a run that will
   miss stops at its first load (nothing between them can be observed);
