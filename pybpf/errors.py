@@ -7,8 +7,6 @@ inputs, an instruction index for bytecode, a byte offset for binary files. The C
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 
 class BPFError(Exception):
     """Base of every error pybpf raises on purpose."""
@@ -17,13 +15,26 @@ class BPFError(Exception):
     kind = "error"
 
 
-@dataclass
 class SourceLocation:
-    """A place in a text input (1-based line and column)."""
+    """A place in a text input (1-based line and column).
 
-    file: str | None = None
-    line: int | None = None
-    column: int | None = None
+    A plain class with a dataclass's ``__init__``/``__eq__``/``__repr__``: importing
+    :mod:`dataclasses` (and :mod:`inspect` with it) here would cost every command its
+    start-up time, ``pybpf trace`` included."""
+
+    __slots__ = ("file", "line", "column")
+
+    def __init__(self, file: str | None = None, line: int | None = None,
+                 column: int | None = None):
+        self.file, self.line, self.column = file, line, column
+
+    def __eq__(self, other) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.file, self.line, self.column) == (other.file, other.line, other.column)
+
+    def __repr__(self) -> str:
+        return f"SourceLocation(file={self.file!r}, line={self.line!r}, column={self.column!r})"
 
     def __str__(self) -> str:
         parts = [self.file or "<input>"]

@@ -4,6 +4,12 @@ One click group; each subcommand lives in its own module of this package and reg
 on :data:`cli`. :func:`main` turns every :class:`pybpf.errors.BPFError` (and any other
 unexpected exception) into one clear line on stderr and a non-zero exit: users never see a
 traceback (set ``PYBPF_DEBUG=1`` to get one).
+
+Start-up time is a feature (``pybpf trace`` competes with bpftrace's): this module imports
+neither click nor any command until it is needed. ``pybpf trace`` with plain arguments takes a
+fast path (:func:`pybpf.trace.command.fast_main`) that parses them without click; anything it
+does not fully understand (``--help``, a malformed option, ...) goes to the click command, so
+options, errors and help stay those of the click command.
 """
 
 from __future__ import annotations
@@ -11,10 +17,6 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-
-import click
-
-from ..errors import BPFError
 
 #: modules that define subcommands; each imports :data:`cli` and decorates its commands
 COMMAND_MODULES = [
@@ -35,6 +37,10 @@ COMMAND_HOMES = {
     "attach": "kernel", "trace": "trace",
 }
 
+#: commands with a click-free fast path: name -> (module, function taking the arguments after
+#: the command name and returning an exit status, or None to leave them to click)
+FAST_PATHS = {"trace": ("pybpf.trace.command", "fast_main")}
+
 
 def _import_command_module(name: str) -> None:
     try:
@@ -45,40 +51,70 @@ def _import_command_module(name: str) -> None:
             raise
 
 
-class _LazyGroup(click.Group):
-    def get_command(self, ctx, cmd_name):
-        if cmd_name not in self.commands:
-            home = COMMAND_HOMES.get(cmd_name)
-            if home is not None:
-                _import_command_module(home)
-            if cmd_name not in self.commands:
-                _load_commands()
-        return super().get_command(ctx, cmd_name)
-
-    def list_commands(self, ctx):
-        _load_commands()
-        return super().list_commands(ctx)
-
-
-@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="pybpf")
-def cli() -> None:
-    """BPF and eBPF in Python: assemble, run, verify, JIT and load programs."""
-
-
 def _load_commands() -> None:
     for name in COMMAND_MODULES:
         _import_command_module(name)
 
 
+def _make_group():
+    """The click group, built on first use (``from . import cli`` in a command module)."""
+    import click
+
+    class _LazyGroup(click.Group):
+        def get_command(self, ctx, cmd_name):
+            if cmd_name not in self.commands:
+                home = COMMAND_HOMES.get(cmd_name)
+                if home is not None:
+                    _import_command_module(home)
+                if cmd_name not in self.commands:
+                    _load_commands()
+            return super().get_command(ctx, cmd_name)
+
+        def list_commands(self, ctx):
+            _load_commands()
+            return super().list_commands(ctx)
+
+    @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+    @click.version_option(package_name="pybpf")
+    def cli() -> None:
+        """BPF and eBPF in Python: assemble, run, verify, JIT and load programs."""
+
+    return cli
+
+
+def _group():
+    group = globals().get("cli")
+    if group is None:
+        group = globals()["cli"] = _make_group()
+    return group
+
+
+def __getattr__(name: str):
+    # PEP 562: ``cli`` (the click group) exists once somebody asks for it
+    if name == "cli":
+        return _group()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def fail(message: str, code: int = 1) -> "NoReturn":  # type: ignore[name-defined]
-    click.echo(f"pybpf: error: {message}", err=True)
+    sys.stderr.write(f"pybpf: error: {message}\n")
+    sys.stderr.flush()
     sys.exit(code)
 
 
-def main(argv: list[str] | None = None) -> None:
+def _fast_path(args: list[str]) -> int | None:
+    entry = FAST_PATHS.get(args[0]) if args else None
+    if entry is None:
+        return None
+    module, function = entry
+    return getattr(importlib.import_module(module), function)(args[1:])
+
+
+def _click_main(argv: list[str] | None) -> None:
+    import click
+
     try:
-        cli.main(args=argv, prog_name="pybpf", standalone_mode=False)
+        _group().main(args=argv, prog_name="pybpf", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
@@ -86,6 +122,16 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from ..errors import BPFError
+
+    try:
+        status = _fast_path(sys.argv[1:] if argv is None else list(argv))
+        if status is not None:
+            sys.exit(status)
+        _click_main(argv)
     except BPFError as exc:
         if os.environ.get("PYBPF_DEBUG"):
             raise

@@ -1,9 +1,12 @@
-"""``pybpf trace``: run a bpftrace-language script (``-e PROGRAM`` or a ``.bt`` file)."""
+"""``pybpf trace``: run a bpftrace-language script (``-e PROGRAM`` or a ``.bt`` file).
+
+The work is :func:`pybpf.trace.command.run_command`; ``pybpf.cli.main`` calls it directly
+(without click) for plain arguments, and through this command for everything else (help,
+usage errors), so both paths behave the same.
+"""
 
 from __future__ import annotations
 
-import json
-import shlex
 import sys
 
 import click
@@ -21,47 +24,8 @@ from . import cli
 @click.option("--json", "as_json", is_flag=True, help="with -d: machine-readable compilation")
 def trace_cmd(file, program, command, pid, debug, timeout, as_json):
     """Trace with bpftrace's language: probes, maps, aggregations, printf."""
-    from ..errors import UsageError
-    from ..trace import runtime
+    from ..trace.command import run_command
 
-    if (file is None) == (program is None):
-        raise UsageError("give a script file or -e PROGRAM (one of them)")
-    if program is None:
-        try:
-            with open(file, encoding="utf-8") as fh:
-                program = fh.read()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"cannot read {file}: {exc}") from None
-        name = file
-    else:
-        name = "<stdin>"
-    if debug:
-        from ..asm import disassemble
-        from ..trace import parse
-
-        compiled = runtime.compile_script(program, name)
-        ir_text = compiled.unit.ir_text()
-        if as_json:
-            click.echo(json.dumps({
-                "ir": ir_text,
-                "programs": {n: {"type": p.prog_type, "section": p.section,
-                                 "asm": disassemble(p)} for n, p, _ in compiled.programs}}))
-            return
-        click.echo(repr(parse(program, name)))
-        click.echo(ir_text)
-        for n, p, ap in compiled.programs:
-            click.echo(f"; {ap.raw} ({p.prog_type}, section {p.section})")
-            click.echo(disassemble(p))
-        return
-    cmd = shlex.split(command) if command else None
-    deadline = timeout
-    if pid is not None:
-        import os
-
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            raise UsageError(f"no process {pid}") from None
-        cmd = ["sh", "-c", f"while kill -0 {pid} 2>/dev/null; do sleep 0.1; done"]
-    status = runtime.run(program, name, command=cmd, timeout=deadline, out=sys.stdout)
-    sys.exit(status)
+    status = run_command(file, program, command, pid, debug, timeout, as_json)
+    if not debug:
+        sys.exit(status)

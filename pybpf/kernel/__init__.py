@@ -16,12 +16,29 @@ command), :mod:`.uapi` (the kernel's enums), :mod:`.prog`, :mod:`.maps`, :mod:`.
 
 from __future__ import annotations
 
-from . import features, syscall, uapi  # noqa: F401
-from .collection import KernelCollection, load_collection  # noqa: F401
-from .maps import KernelMap, MapInformation  # noqa: F401
-from .verify import KernelVerdict, verify  # noqa: F401
-from .prog import (KernelProgram, ProgInformation, TestRunResult, load_program,  # noqa: F401
-                   test_run)
+import importlib
+
+#: what this package exports, by the submodule that defines it: imported on first use
+#: (PEP 562), so ``pybpf trace`` can use the bpf(2) door without loading the whole engine
+_EXPORTS = {
+    "features": None, "syscall": None, "uapi": None,
+    "KernelCollection": "collection", "load_collection": "collection",
+    "KernelMap": "maps", "MapInformation": "maps",
+    "KernelVerdict": "verify", "verify": "verify",
+    "KernelProgram": "prog", "ProgInformation": "prog", "TestRunResult": "prog",
+    "load_program": "prog", "test_run": "prog",
+}
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    home = _EXPORTS[name]
+    module = importlib.import_module(f"{__name__}.{home or name}")
+    value = module if home is None else getattr(module, name)
+    globals()[name] = value
+    return value
+
 
 __all__ = ["features", "syscall", "uapi", "KernelMap", "KernelProgram", "TestRunResult",
            "ProgInformation", "MapInformation", "load_program", "test_run", "KernelCollection",

@@ -12,13 +12,11 @@ from __future__ import annotations
 import ctypes
 import errno
 import weakref
-from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from ..errors import KernelError
 from . import syscall, uapi
 from .attrs import GetIdAttr, InfoAttr, LinkCreateAttr, LinkDetachAttr, LinkInfo, LinkUpdateAttr
-from .maps import _iter_ids, obj_pin
 
 
 def _release(fds: list[int], actions: list[Callable[[], None]]) -> None:
@@ -31,13 +29,22 @@ def _release(fds: list[int], actions: list[Callable[[], None]]) -> None:
         syscall.close(fd)
 
 
-@dataclass
 class LinkInformation:
-    """``bpftool link show`` for one link."""
+    """``bpftool link show`` for one link. (A plain class with a dataclass's methods: links
+    are on ``pybpf trace``'s start-up path, which does not import :mod:`dataclasses`.)"""
 
-    id: int
-    type: str
-    prog_id: int
+    __slots__ = ("id", "type", "prog_id")
+
+    def __init__(self, id: int, type: str, prog_id: int):  # noqa: A002 - bpftool's names
+        self.id, self.type, self.prog_id = id, type, prog_id
+
+    def __eq__(self, other) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.id, self.type, self.prog_id) == (other.id, other.type, other.prog_id)
+
+    def __repr__(self) -> str:
+        return f"LinkInformation(id={self.id!r}, type={self.type!r}, prog_id={self.prog_id!r})"
 
 
 class Link:
@@ -81,6 +88,8 @@ class Link:
 
     def pin(self, path: str) -> None:
         """Pin the link in bpffs: the attachment then outlives this process until unpinned."""
+        from .maps import obj_pin
+
         obj_pin(self._need_fd("be pinned"), path)
 
     def update(self, program) -> None:
@@ -127,6 +136,8 @@ def link_detach(fd: int) -> None:
 
 
 def iter_link_ids() -> Iterator[int]:
+    from .maps import _iter_ids
+
     yield from _iter_ids(uapi.Cmd.LINK_GET_NEXT_ID)
 
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import os
-import platform
 from ctypes import c_int32, c_uint16, c_uint32, c_uint64
 
 from ..errors import KernelError, KernelUnsupported, UsageError
 
 PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241, "arm64": 241, "riscv64": 241,
-                   "i386": 336, "i686": 336, "ppc64le": 319, "s390x": 331}.get(platform.machine())
+                   "i386": 336, "i686": 336, "ppc64le": 319, "s390x": 331}.get(os.uname().machine)
 
 # perf_type_id
 TYPE_HARDWARE, TYPE_SOFTWARE, TYPE_TRACEPOINT = 0, 1, 2
@@ -68,7 +67,7 @@ _libc.syscall.restype = ctypes.c_long
 def perf_event_open(attr: PerfEventAttr, pid: int = -1, cpu: int = 0, group_fd: int = -1,
                     flags: int = PERF_FLAG_FD_CLOEXEC, what: str = "perf event") -> int:
     if PERF_EVENT_OPEN is None:
-        raise KernelUnsupported(f"perf_event_open is not known on {platform.machine()}")
+        raise KernelUnsupported(f"perf_event_open is not known on {os.uname().machine}")
     attr.size = ctypes.sizeof(attr)
     fd = _libc.syscall(PERF_EVENT_OPEN, ctypes.byref(attr), ctypes.c_int(pid), ctypes.c_int(cpu),
                        ctypes.c_int(group_fd), ctypes.c_ulong(flags))

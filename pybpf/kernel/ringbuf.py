@@ -14,10 +14,12 @@ from __future__ import annotations
 import mmap
 import select
 import struct
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from ..errors import UsageError
-from .maps import KernelMap
+
+if TYPE_CHECKING:  # imported for annotations only: a reader needs just the map's fd
+    from .maps import KernelMap
 
 BUSY = 1 << 31
 DISCARD = 1 << 30

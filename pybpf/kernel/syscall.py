@@ -13,7 +13,6 @@ from __future__ import annotations
 import ctypes
 import errno as _errno
 import os
-import platform
 
 from ..errors import KernelError, KernelUnsupported
 from .uapi import Cmd
@@ -27,7 +26,7 @@ SYSCALL_NUMBERS = {
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
-_NR_BPF = SYSCALL_NUMBERS.get(platform.machine())
+_NR_BPF = SYSCALL_NUMBERS.get(os.uname().machine)
 
 #: commands whose EPERM means "this process may not use bpf(2) at all"
 _CREATING = {Cmd.PROG_LOAD, Cmd.MAP_CREATE, Cmd.BTF_LOAD}
@@ -68,7 +67,7 @@ def error_for(cmd: int, code: int, detail: str = "", log: str = "") -> KernelErr
     if code == _errno.ENOSYS or (code == _errno.EPERM and cmd in _CREATING and not log):
         exc: KernelError = KernelUnsupported(
             NOT_PERMITTED if code == _errno.EPERM else
-            f"bpf(2) is not available on this kernel/machine ({platform.machine()})",
+            f"bpf(2) is not available on this kernel/machine ({os.uname().machine})",
             errno=code, command=f"BPF_{name}")
         return exc
     return KernelError(text, errno=code, command=f"BPF_{name}", log=log)

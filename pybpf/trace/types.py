@@ -10,8 +10,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from . import ast
-
 STRLEN = 64
 COMM_LEN = 16
 RINGBUF_SIZE = 1 << 20
@@ -57,6 +55,8 @@ BPF_F_USER_STACK = 1 << 8
 
 def _frames_arg(call) -> int:
     """``kstack(N)``: the frame limit, 0 (all) when not given."""
+    from . import ast  # only the compiler asks; a cached script's metadata needs no AST
+
     if isinstance(call, ast.Call) and call.args and isinstance(call.args[0], ast.Integer):
         return call.args[0].value
     return 0

@@ -100,13 +100,21 @@ def test_uprobe_counts_calls_of_a_test_binary_like_bpftrace(tmp_path):
     assert "@calls: 37" in ours and f"@total: {sum(range(37))}" in ours
 
 
+def _private_python(tmp_path, name: str = "pbt-getpid"):
+    """/usr/bin/python3 under a name of its own: the workload's comm, which no other python3
+    process on the machine (pytest itself, other jobs) shares."""
+    link = tmp_path / name
+    link.symlink_to("/usr/bin/python3")
+    return link
+
+
 def test_kernel_stacks_and_symbols_equal_bpftrace(tmp_path):
     work = tmp_path / "gp.py"
     work.write_text("import os\nfor i in range(3):\n    os.getpid()\n")
-    script = ('tracepoint:syscalls:sys_enter_getpid /comm == "python3"/ '
+    script = ('tracepoint:syscalls:sys_enter_getpid /comm == "pbt-getpid"/ '
               '{ @k[kstack] = count(); @k2[kstack(2)] = count(); '
               '@s = ksym(0xffffffff81000000); @z = usym(0); '
               'printf("%s %s\\n", ksym(0), ksym(1)); }')
-    ours, theirs = _run_both(script, ["/usr/bin/python3", str(work)], tmp_path)
+    ours, theirs = _run_both(script, [str(_private_python(tmp_path)), str(work)], tmp_path)
     assert ours == theirs
     assert "@s: _text" in ours and any(l.startswith("    ") for l in ours)

@@ -184,9 +184,11 @@ def test_two_probes_on_one_hook_and_uprobe_wildcards_each_get_their_own_program(
         "readline_internal_char", "readline_internal_setup"}
     work = tmp_path / "gp.py"
     work.write_text("import os\nfor i in range(5):\n    os.getpid()\n")
-    proc = _pybpf("trace", "-e", "tracepoint:syscalls:sys_enter_getpid /comm == \"python3\"/ "
+    python = tmp_path / "pbt-twoprobes"  # a comm no other python3 process shares
+    python.symlink_to("/usr/bin/python3")
+    proc = _pybpf("trace", "-e", "tracepoint:syscalls:sys_enter_getpid /comm == \"pbt-twoprobes\"/ "
                   "{ @a = count(); }\ntracepoint:syscalls:sys_enter_getpid "
-                  "/comm == \"python3\"/ { @b = sum(2); }", "-c", f"/usr/bin/python3 {work}")
+                  "/comm == \"pbt-twoprobes\"/ { @b = sum(2); }", "-c", f"{python} {work}")
     assert proc.returncode == 0, proc.stderr
     assert "@a: 5" in proc.stdout and "@b: 10" in proc.stdout
 

@@ -9,16 +9,28 @@ missing kernel option when the kernel lacks kprobes). :func:`attach` picks by pr
 
 from __future__ import annotations
 
+import importlib
+
 from ...errors import UsageError
 from ..link import Link
-from .cgroup import attach_cgroup
-from .kprobe import attach_kprobe
-from .perf_event import attach_perf_event
-from .socket import attach_socket
-from .tc import attach_tcx
-from .tracepoint import attach_raw_tracepoint, attach_tracepoint
-from .uprobe import attach_uprobe, symbol_offset
-from .xdp import attach_xdp
+
+#: each attach function by its module, imported on first use (PEP 562): a tracepoint does
+#: not pay for the socket, interface or ELF modules
+_HOMES = {
+    "attach_cgroup": "cgroup", "attach_kprobe": "kprobe", "attach_perf_event": "perf_event",
+    "attach_socket": "socket", "attach_tcx": "tc", "attach_raw_tracepoint": "tracepoint",
+    "attach_tracepoint": "tracepoint", "attach_uprobe": "uprobe", "symbol_offset": "uprobe",
+    "attach_xdp": "xdp",
+}
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = ["attach", "attach_cgroup", "attach_kprobe", "attach_perf_event", "attach_socket",
            "attach_tcx", "attach_raw_tracepoint", "attach_tracepoint", "attach_uprobe",
@@ -36,22 +48,22 @@ def attach(program, target: str, **options) -> Link:
     """
     kind = program.prog_type
     if kind == "xdp":
-        return attach_xdp(program, target, **options)
+        return __getattr__("attach_xdp")(program, target, **options)
     if kind == "sched_cls":
-        return attach_tcx(program, target, **options)
+        return __getattr__("attach_tcx")(program, target, **options)
     if kind == "tracepoint":
         category, _, name = target.partition(":")
-        return attach_tracepoint(program, category, name)
+        return __getattr__("attach_tracepoint")(program, category, name)
     if kind == "raw_tracepoint":
-        return attach_raw_tracepoint(program, target)
+        return __getattr__("attach_raw_tracepoint")(program, target)
     if kind == "kprobe":
         if "/" in target:
             path, _, symbol = target.rpartition(":")
-            return attach_uprobe(program, path, symbol, **options)
-        return attach_kprobe(program, target, **options)
+            return __getattr__("attach_uprobe")(program, path, symbol, **options)
+        return __getattr__("attach_kprobe")(program, target, **options)
     if kind == "perf_event":
-        return attach_perf_event(program, target, **options)
+        return __getattr__("attach_perf_event")(program, target, **options)
     if kind.startswith("cgroup"):
-        return attach_cgroup(program, target, **options)
+        return __getattr__("attach_cgroup")(program, target, **options)
     raise UsageError(f"pybpf attach does not know how to attach {kind} programs "
                      "(socket filters attach to a socket with attach_socket)")

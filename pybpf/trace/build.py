@@ -1,0 +1,214 @@
+"""Script -> :class:`CompiledScript`: parse, expand wildcards, compile through LLVM, read the
+object back with pybpf's ELF loader; and the script-level explanation of a kernel refusal.
+
+Only a compilation (a cache miss, ``-d``) or a refused probe imports this module: a cached
+script starts from its plan (:mod:`.plan`) without the parser, LLVM or the ELF reader.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ..errors import KernelError
+from ..program import MapSpec, Program
+from . import ast, probes, types
+from .parser import TraceSyntaxError, parse
+
+MAX_MAP_ENTRIES = 4096  # bpftrace's default map size
+
+
+@dataclass
+class CompiledScript:
+    unit: types.CompileUnit
+    programs: list[tuple[str, Program, ast.AttachPoint]]
+    map_specs: list[MapSpec]
+    object_code: bytes
+    source_name: str = "<script>"
+
+
+def verdict_record(prog: Program) -> tuple | None:
+    """pybpf's verifier on one probe's program, as plain data: (accepted, pc, explanation).
+    None when it cannot say (a program type it does not model): the kernel stays the judge,
+    the verdict serves the script-level explanation of a refusal."""
+    try:
+        from ..verifier import verify
+        verdict = verify(prog)
+    except Exception:  # noqa: BLE001 - an explanation aid must never stop a trace
+        return None
+    if verdict.accepted:
+        return (True, None, "")
+    try:
+        explanation = str(verdict.explain())
+    except Exception:  # noqa: BLE001
+        explanation = verdict.error or ""
+    return (False, verdict.pc, explanation)
+
+
+_LOG_INSN = re.compile(r"^(\d+): \(", re.M)
+
+
+def _script_error(filename: str, prog: Program, ap: ast.AttachPoint, exc: KernelError,
+                  verdict: tuple | None) -> TraceSyntaxError:
+    """The kernel refused a probe: say where in the script, why, and pybpf's explanation."""
+    refused = verdict is not None and not verdict[0]
+    pc = None
+    if refused and verdict[1] is not None:
+        pc = verdict[1]
+    else:
+        hits = _LOG_INSN.findall(exc.log or "")
+        pc = int(hits[-1]) if hits else None
+    line, col = ap.line, ap.col
+    where = prog.lines.get(pc) if pc is not None else None
+    if where:
+        m = re.match(r".*?:(\d+):", where)
+        if m:
+            line, col = int(m.group(1)), 1
+    reason = (exc.log or exc.message).strip().splitlines()
+    reason = [r for r in reason if not r.startswith("processed ")]
+    message = f"the kernel's verifier refused probe {ap.raw}: {reason[-1] if reason else exc}"
+    if refused and verdict[2]:
+        message += f"\n  pybpf: {verdict[2]}"
+    return TraceSyntaxError(message, filename, line, col)
+
+
+def explain_refusal(source: str, filename: str, index: int, kernel_maps: list,
+                    verdict: tuple | None) -> BaseException:
+    """Probe ``index`` was refused when loaded from its plan: load it again through the kernel
+    engine from a fresh compilation (with its BTF, so the kernel's log names script lines) and
+    return the error that explains the refusal at script level."""
+    from .. import kernel
+
+    compiled = compile_script(source, filename)
+    _, prog, ap = compiled.programs[index]
+    options = {}
+    if ap.provider in ("kfunc", "kretfunc"):
+        from ..btf.parser import load_vmlinux
+
+        options = {"expected_attach_type": "trace_fentry" if ap.provider == "kfunc"
+                   else "trace_fexit",
+                   "attach_btf_id": load_vmlinux().find_one(ap.func, "func").id}
+    try:
+        loaded = kernel.load_program(prog, maps=kernel_maps, **options)
+    except KernelError as exc:
+        if options:
+            kind = options["expected_attach_type"].split("_")[1]
+            return KernelError(f"cannot attach {ap.raw}: the kernel refused an {kind} program "
+                               f"({exc.message.splitlines()[0]}); kfunc/kretfunc need BPF "
+                               "trampolines, which this kernel does not allow",
+                               errno=exc.errno, log=exc.log)
+        if exc.log:
+            return _script_error(filename, prog, ap, exc,
+                                 verdict if verdict is not None else verdict_record(prog))
+        return exc
+    loaded.close()
+    return KernelError(f"the kernel refused probe {ap.raw} and then accepted it when loaded "
+                       "again; run the script again")
+
+
+def _expand(script: ast.Script):
+    """(probe, attach point, section) per program; wildcards expanded; fields gathered."""
+    items = []
+    fields: dict[tuple[str, str], list] = {}
+    for probe in script.probes:
+        for ap in probe.attach_points:
+            if ap.provider == "tracepoint":
+                matches = probes.expand_tracepoints(ap.target, ap.func)
+                if not matches:
+                    raise TraceSyntaxError(f"no tracepoint matches {ap.raw}", script.filename,
+                                           ap.line, ap.col)
+                for cat, ev in matches:
+                    one = ast.AttachPoint(ap.line, ap.col, "tracepoint", cat, ev,
+                                          raw=f"tracepoint:{cat}:{ev}")
+                    fields[(cat, ev)] = probes.tracepoint_fields(cat, ev)
+                    items.append((probe, one, f"tracepoint/{cat}/{ev}"))
+            elif ap.provider in ("uprobe", "uretprobe") and any(c in ap.func for c in "*?["):
+                names = _matching_functions(ap, script)
+                for fn in names:
+                    one = ast.AttachPoint(ap.line, ap.col, ap.provider, ap.target, fn,
+                                          raw=f"{ap.provider}:{ap.target}:{fn}")
+                    items.append((probe, one, f"uprobe/{fn}"))
+            elif ap.provider in ("BEGIN", "END"):
+                items.append((probe, ap, f"raw_tracepoint/{ap.provider}"))
+            elif ap.provider in ("kfunc", "kretfunc"):
+                fields[("kfunc", ap.func)] = _kfunc_params(ap, script)
+                one = ast.AttachPoint(ap.line, ap.col, ap.provider, "kfunc", ap.func, raw=ap.raw)
+                kind = "fentry" if ap.provider == "kfunc" else "fexit"
+                items.append((probe, one, f"{kind}/{ap.func}"))
+            else:
+                items.append((probe, ap, f"{probes.PROG_TYPES.get(ap.provider, 'x')}/"
+                                         f"{ap.provider}"))
+    return items, fields
+
+
+def _matching_functions(ap: ast.AttachPoint, script: ast.Script) -> list[str]:
+    """Function symbols of a binary matching a wildcard (``uprobe:/bin/bash:readl*``)."""
+    import fnmatch
+
+    from .symbols import _elf_symbols
+
+    _, names, _ = _elf_symbols(ap.target)
+    found = sorted({n for n in names if fnmatch.fnmatchcase(n, ap.func)})
+    if not found:
+        raise TraceSyntaxError(f"no function of {ap.target} matches '{ap.func}'",
+                               script.filename, ap.line, ap.col)
+    return found
+
+
+def _kfunc_params(ap: ast.AttachPoint, script: ast.Script) -> list:
+    """A kernel function's arguments by name, from the running kernel's BTF: fentry/fexit
+    programs see them as an array of u64 in their context (the return value follows)."""
+    from ..btf.parser import load_vmlinux
+    from ..errors import BTFError
+
+    try:
+        btf = load_vmlinux()
+        func = btf.find_one(ap.func, "func")
+        proto = btf[func.type_id]
+    except (BTFError, OSError) as exc:
+        raise TraceSyntaxError(f"{ap.raw}: {exc}", script.filename, ap.line, ap.col) from None
+    return [probes.TracepointField(p.name, "u64", 8 * i, 8, True)
+            for i, p in enumerate(proto.params) if p.type_id]
+
+
+def compile_script(source: str, filename: str = "<script>") -> CompiledScript:
+    """Parse, type-check and compile a script to BPF programs (nothing is loaded)."""
+    script = parse(source, filename)
+    items, fields = _expand(script)
+    # one ELF section per program: two probes on one hook must not share a section
+    seen: dict[str, int] = {}
+    for i, (probe, ap, section) in enumerate(items):
+        n = seen.get(section, 0)
+        seen[section] = n + 1
+        if n:
+            items[i] = (probe, ap, f"{section}.{n}")
+    for _, ap, _ in items:
+        if ap.provider in ("usdt", "watchpoint", "hardware"):
+            raise TraceSyntaxError(f"{ap.provider} probes are not supported yet", filename,
+                                   ap.line, ap.col)
+    from . import codegen  # LLVM: imported only when a script is compiled
+
+    unit = codegen.Compiler(script, tracepoint_fields=fields).compile(items)
+    obj = codegen.emit_object(unit.ir_text())
+    specs = [MapSpec("events", "ringbuf", 0, 0, types.RINGBUF_SIZE),
+             MapSpec("start", "array", 4, 8, 1),
+             MapSpec("stacks", "stack_trace", 4, 8 * types.MAX_STACK_FRAMES,
+                     MAX_MAP_ENTRIES if unit.uses_stacks else 1)]
+    for info in sorted(unit.maps.values(), key=lambda m: m.index):
+        specs.append(MapSpec(info.name[:15] or "_", "hash", info.key_size, info.value_size,
+                             MAX_MAP_ENTRIES))
+    from ..elf import load_object
+
+    # pybpf's own object loader reads the programs back, with BTF and the script's lines
+    spec = load_object(obj, name=filename, core_target="local")
+    programs = []
+    for name, probe, ap, section in unit.functions:
+        prog = spec.programs.get(name)
+        if prog is None:
+            raise TraceSyntaxError(f"internal: program {name} missing from the object")
+        prog.maps = specs
+        prog.license = "GPL"  # like bpftrace: tracing helpers are GPL-only
+        prog.prog_type = probes.PROG_TYPES[ap.provider]
+        prog.section = section
+        programs.append((name, prog, ap))
+    return CompiledScript(unit, programs, specs, obj, filename)

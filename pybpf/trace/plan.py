@@ -1,0 +1,154 @@
+"""A compiled script as plain data, and the on-disk cache of it.
+
+A *plan* is what the runtime needs to start a script -- the maps to create, each probe's
+bytecode (already encoded, with the offsets of its map references), where each probe attaches,
+and, pickled apart, the metadata that decodes events and prints maps. It holds only builtin
+types, so it is stored with :mod:`marshal` and read back without importing the parser, the
+compiler, LLVM, ``pybpf.program`` or the ELF/BTF readers: a script run a second time starts
+with a few file reads and the bpf(2) calls (bpftrace's start-up is the target).
+
+The cache lives in ``$PYBPF_TRACE_CACHE`` or ``~/.cache/pybpf/trace`` (``PYBPF_TRACE_CACHE=0``
+turns it off). Its key is everything a compilation depends on: the script and its name (in the
+line info), pybpf's version, the trace and ELF sources (size and mtime), the Python version
+(marshal's format) and the kernel release (tracepoint layouts, BTF). pybpf's verifier checks
+every compilation before it is loaded; its verdict on each probe is stored in the plan
+(``verdicts``: accepted, pc, explanation), so a cache hit -- the same script, pybpf and
+kernel -- reuses it instead of verifying again (the verifier's own sources are not in the
+key: a verdict only ever serves the explanation of a kernel refusal).
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import sys
+
+FORMAT = 2
+CACHE_ENV = "PYBPF_TRACE_CACHE"
+#: lddw pseudo sources: pybpf's map-by-index form -> the kernel's map-by-fd form
+_PSEUDO_BY_FD = {5: 1, 6: 2}   # PSEUDO_MAP_IDX -> PSEUDO_MAP_FD, _IDX_VALUE -> _VALUE
+LDDW = 0x18
+
+
+def make_plan(compiled) -> dict:
+    """The plan of a :class:`pybpf.trace.build.CompiledScript`."""
+    from .. import isa
+    from ..kernel import uapi
+
+    maps = [(s.name, s.type, int(uapi.map_type(s.type)), s.key_size, s.value_size,
+             s.max_entries) for s in compiled.map_specs]
+    programs = []
+    for name, prog, ap in compiled.programs:
+        chunks, refs, slot = [], [], 0
+        for insn in prog.insns:
+            code = isa.encode([insn])
+            if insn.opcode == LDDW and insn.src in _PSEUDO_BY_FD:
+                refs.append((slot, insn.imm, _PSEUDO_BY_FD[insn.src]))
+            chunks.append(code)
+            slot += len(code) // 8
+        programs.append({
+            "name": name, "prog_type": prog.prog_type,
+            "ptype": int(uapi.prog_type(prog.prog_type)), "insns": b"".join(chunks),
+            "refs": refs, "license": prog.license or "GPL", "provider": ap.provider,
+            "target": ap.target, "func": ap.func, "unit": ap.unit, "freq": ap.freq,
+            "raw": ap.raw, "line": ap.line, "col": ap.col})
+    import pickle
+
+    unit = compiled.unit
+    meta = pickle.dumps((unit.maps, unit.formats, unit.stack_index),
+                        protocol=pickle.HIGHEST_PROTOCOL)
+    return {"format": FORMAT, "source_name": compiled.source_name, "maps": maps,
+            "programs": programs, "meta": meta}
+
+
+def patched_insns(program: dict, map_fds: list[int]) -> bytes:
+    """The probe's bytecode with every map reference turned into the live map's fd."""
+    code = bytearray(program["insns"])
+    for slot, index, src in program["refs"]:
+        at = slot * 8
+        code[at + 1] = (code[at + 1] & 0x0F) | (src << 4)
+        code[at + 4:at + 8] = map_fds[index].to_bytes(4, "little", signed=True)
+    return bytes(code)
+
+
+def load_meta(plan: dict):
+    """(maps by name, printf formats, stack map index): unpickled only when events or map
+    printing need them."""
+    import pickle
+
+    return pickle.loads(plan["meta"])
+
+
+def cache_dir() -> str | None:
+    """Where compiled scripts are kept: $PYBPF_TRACE_CACHE, else ~/.cache/pybpf/trace;
+    PYBPF_TRACE_CACHE=0 turns the cache off."""
+    where = os.environ.get(CACHE_ENV)
+    if where == "0":
+        return None
+    if not where:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"),
+                                                                ".cache")
+        where = os.path.join(base, "pybpf", "trace")
+    return where
+
+
+def _sources_stamp() -> str:
+    """Size and mtime of every module a compilation runs through (trace/ and elf/)."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    parts = []
+    for sub in ("trace", "elf"):
+        try:
+            entries = sorted(os.scandir(os.path.join(package, sub)), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.endswith(".py"):
+                st = entry.stat()
+                parts.append(f"{sub}/{entry.name}:{st.st_size}:{st.st_mtime_ns}")
+    return ";".join(parts)
+
+
+def cache_key(source: str, filename: str) -> str:
+    try:
+        from _blake2 import blake2b  # the builtin module: hashlib would load OpenSSL
+    except ImportError:  # pragma: no cover - Pythons built without it
+        from hashlib import blake2b
+    from .. import __version__
+
+    h = blake2b(digest_size=20)
+    for part in (source, filename, __version__, os.uname().release, sys.version,
+                 str(FORMAT), _sources_stamp()):
+        h.update(part.encode() + b"\0")
+    return h.hexdigest()
+
+
+def read_any(path: str):
+    """What :func:`write` stored at ``path``, or None when missing or unreadable."""
+    try:
+        with open(path, "rb") as fh:
+            return marshal.load(fh)
+    except (OSError, EOFError, ValueError, TypeError):
+        return None
+
+
+def read(path: str) -> dict | None:
+    """A stored plan, or None when missing or unreadable (it is then compiled again)."""
+    plan = read_any(path)
+    if isinstance(plan, dict) and plan.get("format") == FORMAT:
+        return plan
+    return None
+
+
+def write(path: str, data) -> None:
+    """Store whole (a temporary file renamed, so a concurrent reader never sees half of it);
+    a read-only home just runs without caching."""
+    import tempfile
+
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            marshal.dump(data, fh)
+        os.replace(tmp, path)
+    except OSError:
+        pass
