@@ -4,8 +4,9 @@
 each (a batch of packets) -- in a single ctypes call, so ``pybpf run --repeat``, packet
 batches and the benchmarks pay no Python round trip per run. Before each run the driver resets
 the budget and the tail-call count, records r1/r2 (a tail-call target starts with them) and
-points the input-data region (entry 0 of the region table) and the LD_ABS window at the input. A fault stops the loop; a run that ended through ``Fault.EXIT`` (LD_ABS outside
-the packet, an unwinding helper) is a normal result. Stack frames are zeroed by each function
+points the input-data region (entry 0 of the region table) and the LD_ABS window at the input.
+A fault stops the loop; a run that ended through ``Fault.EXIT`` (LD_ABS outside the packet, an
+unwinding helper) is a normal result. Stack frames are zeroed by each function
 on entry (checked mode), so no per-run clearing is needed here.
 """
 
@@ -46,8 +47,8 @@ def driver_ir() -> str:
     ``program`` (a program's ``f0``) ``n`` times; run i gets ``descs[i * dstride]`` -- {r1,
     r2, data address, data length}: r1/r2 are the input's address and length, or a context's
     address and 0 -- and leaves r0 in ``results[i * rstride]``. Stride 0 repeats one input
-    (``--repeat``) or keeps only the last result. Returns the number of runs that completed: less than ``n``
-    means run ``n`` stopped on a fault (``ctx.status`` says which).
+    (``--repeat``) or keeps only the last result. Returns the number of runs that completed:
+    less than ``n`` means run ``n`` stopped on a fault (``ctx.status`` says which).
     """
     return f"""
 define i64 @pybpf.run(ptr %ctx, ptr %program, i64 %n, ptr %descs, i64 %dstride,
