@@ -1,25 +1,39 @@
 """pybpf trace against bpftrace 0.17, measured in the same run.
 
-1. Start-up: parse + compile + load + attach of a one-probe script, measured as the time from
-   launching the tool until the command it traces (``-c``) starts, which both tools do only
-   once every probe is attached. pybpf is measured cold (no compilation cache) and warm (the
-   script compiled before, as on every run after the first).
+1. Start-up: parse + compile + load + attach of the same one-probe script, measured as the
+   time from launching the tool until the command it traces (``-c``) starts -- both tools
+   start it only once every probe is attached; the command is the same shell script writing
+   the clock to a file. Each tool runs once untimed first (the page cache, Python's bytecode
+   caches); then the tools take turns, REPEAT runs each, and the median is reported.
+   - bpftrace has no compilation cache: every run parses and compiles through LLVM.
+   - pybpf *cold*: ``PYBPF_TRACE_CACHE=0``, so every run compiles as bpftrace does (and runs
+     pybpf's verifier on the result).
+   - pybpf *warm*: the script's plan is in pybpf's cache (a private directory, filled by the
+     untimed run), as on every run of a script after its first.
+   pybpf runs as ``python3 -m pybpf trace`` (what the ``pybpf`` console script runs) with
+   Python's bytecode caches on (``PYTHONDONTWRITEBYTECODE`` is removed from the environment:
+   an installed pybpf has its .pyc files). The Python interpreter's own start-up (``python3
+   -c pass``: site, .pth files) is printed as well, as the floor of any Python tool.
 2. Per-event overhead: a tight getpid() loop of N calls timed with and without a counting
-   probe on sys_enter_getpid attached by each tool; overhead = extra ns per call.
+   probe on sys_enter_getpid attached by each tool; overhead = extra ns per call (median of
+   three runs).
 
-Prints each measurement and the ratio pybpf / bpftrace (below 1.0: pybpf is faster).
-Run as root: ``python3 benchmarks/trace.py``.
+Prints each measurement and the ratio pybpf / bpftrace (below 1.0: pybpf is faster), and one
+warm and one cold run's start-up steps (``PYBPF_TRACE_TIMINGS=1``).
+Run as root: ``python3 benchmarks/trace.py [REPEAT]``.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = "tracepoint:syscalls:sys_enter_getpid { @calls = count(); }"
 LOOP = r"""
 import os, time, sys
@@ -31,28 +45,34 @@ print((time.perf_counter_ns() - t) / n)
 """
 
 
-def _startup(cmd: list[str], tmp: str, repeat: int = 3, env: dict | None = None) -> float:
-    """Best time from launch until the traced command runs (it writes the clock to a file)."""
+def _startup_once(cmd: list[str], tmp: str, env: dict) -> float:
+    """Seconds from launch until the traced command runs (it writes the clock to a file)."""
     stamp = os.path.join(tmp, "stamp")
     script = os.path.join(tmp, "stamp.sh")
     with open(script, "w") as fh:
         fh.write(f"date +%s%N > {stamp}\n")
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.time_ns()
-        subprocess.run(cmd + ["-c", f"/bin/sh {script}"], capture_output=True, check=True,
-                       timeout=120, env=env)
-        with open(stamp) as fh:
-            best = min(best, (int(fh.read()) - t) / 1e9)
-    return best
+    if os.path.exists(stamp):
+        os.unlink(stamp)
+    t = time.time_ns()
+    subprocess.run(cmd + ["-c", f"/bin/sh {script}"], capture_output=True, check=True,
+                   timeout=120, env=env, cwd=ROOT)
+    with open(stamp) as fh:
+        return (int(fh.read()) - t) / 1e9
 
 
-def _per_call(tool_cmd: list[str] | None, loop_file: str, n: int) -> float:
+def _plain_start(env: dict) -> float:
+    t = time.perf_counter_ns()
+    subprocess.run([sys.executable, "-c", "pass"], check=True, env=env)
+    return (time.perf_counter_ns() - t) / 1e9
+
+
+def _per_call(tool_cmd: list[str] | None, loop_file: str, n: int, env: dict) -> float:
     work = f"{sys.executable} {loop_file} {n}"
     if tool_cmd is None:
         out = subprocess.run(work.split(), capture_output=True, text=True, check=True)
         return float(out.stdout.strip())
-    out = subprocess.run(tool_cmd + ["-c", work], capture_output=True, text=True, timeout=300)
+    out = subprocess.run(tool_cmd + ["-c", work], capture_output=True, text=True, timeout=300,
+                         env=env, cwd=ROOT)
     for line in out.stdout.splitlines():
         try:
             return float(line.strip())
@@ -61,9 +81,14 @@ def _per_call(tool_cmd: list[str] | None, loop_file: str, n: int) -> float:
     raise RuntimeError(f"no timing in output: {out.stdout!r} {out.stderr!r}")
 
 
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:8.1f} ms"
+
+
 def main() -> None:
     if shutil.which("bpftrace") is None:
         sys.exit("bpftrace is not installed (apt-get install bpftrace)")
+    repeat = int(sys.argv[1]) if len(sys.argv) > 1 else 9
     with tempfile.TemporaryDirectory() as tmp:
         script = os.path.join(tmp, "s.bt")
         with open(script, "w") as fh:
@@ -74,25 +99,41 @@ def main() -> None:
         ours = [sys.executable, "-m", "pybpf", "trace", script]
         theirs = ["bpftrace", script]
         # users' Pythons keep bytecode caches; this workplace may turn them off
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        cache = os.path.join(tmp, "cache")
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("PYTHONDONTWRITEBYTECODE", "PYBPF_TRACE_TIMINGS")}
         cold_env = {**env, "PYBPF_TRACE_CACHE": "0"}
-        warm_env = {**env, "PYBPF_TRACE_CACHE": cache}
-        _startup(ours, tmp, 1, warm_env)  # fills the bytecode and compilation caches
-        s_cold = _startup(ours, tmp, 3, cold_env)
-        s_warm = _startup(ours, tmp, 3, warm_env)
-        s_theirs = _startup(theirs, tmp, 3, env)
-        print(f"start-up cold   pybpf {s_cold * 1000:8.1f} ms   bpftrace {s_theirs * 1000:8.1f} ms"
-              f"   ratio {s_cold / s_theirs:.2f}")
-        print(f"start-up warm   pybpf {s_warm * 1000:8.1f} ms   bpftrace {s_theirs * 1000:8.1f} ms"
-              f"   ratio {s_warm / s_theirs:.2f}")
+        warm_env = {**env, "PYBPF_TRACE_CACHE": os.path.join(tmp, "cache")}
+        runs = {"cold": (ours, cold_env), "warm": (ours, warm_env), "bpftrace": (theirs, env)}
+        for cmd, e in runs.values():  # untimed: page cache, .pyc files, pybpf's plan cache
+            _startup_once(cmd, tmp, e)
+        times: dict[str, list[float]] = {name: [] for name in runs}
+        times["python"] = []
+        for _ in range(repeat):  # taking turns, so load on the machine hits all alike
+            for name, (cmd, e) in runs.items():
+                times[name].append(_startup_once(cmd, tmp, e))
+            times["python"].append(_plain_start(env))
+        med = {name: statistics.median(v) for name, v in times.items()}
+        print(f"start-up, median of {repeat} (time until the traced command runs):")
+        for name in ("cold", "warm"):
+            print(f"  pybpf {name:4s} {_ms(med[name])}   bpftrace {_ms(med['bpftrace'])}"
+                  f"   ratio {med[name] / med['bpftrace']:.2f}"
+                  f"   (pybpf min {min(times[name]) * 1000:.1f}, "
+                  f"bpftrace min {min(times['bpftrace']) * 1000:.1f})")
+        print(f"  python3 -c pass {_ms(med['python'])}   (the interpreter's own start-up, "
+              "included in pybpf's)")
+        for name in ("warm", "cold"):
+            cmd, e = runs[name]
+            out = subprocess.run(cmd + ["-c", "true"], capture_output=True, text=True,
+                                 env={**e, "PYBPF_TRACE_TIMINGS": "1"}, cwd=ROOT)
+            steps = [l for l in out.stderr.splitlines() if "timings" in l]
+            print(f"  {name} steps: {steps[0].split(': ', 1)[1] if steps else '?'}")
         n = 300_000
-        base = _per_call(None, loop, n)
-        o_ours = _per_call(ours, loop, n) - base
-        o_theirs = _per_call(theirs, loop, n) - base
+        base = statistics.median(_per_call(None, loop, n, env) for _ in range(3))
+        o_ours = statistics.median(_per_call(ours, loop, n, warm_env) for _ in range(3)) - base
+        o_theirs = statistics.median(_per_call(theirs, loop, n, env) for _ in range(3)) - base
         print(f"per-event       pybpf {o_ours:8.1f} ns   bpftrace {o_theirs:8.1f} ns"
               f"   ratio {o_ours / o_theirs if o_theirs > 0 else float('nan'):.2f}"
-              f"   (baseline getpid {base:.1f} ns)")
+              f"   (baseline getpid {base:.1f} ns, medians of 3)")
 
 
 if __name__ == "__main__":

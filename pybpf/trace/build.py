@@ -171,8 +171,11 @@ def _kfunc_params(ap: ast.AttachPoint, script: ast.Script) -> list:
             for i, p in enumerate(proto.params) if p.type_id]
 
 
-def compile_script(source: str, filename: str = "<script>") -> CompiledScript:
-    """Parse, type-check and compile a script to BPF programs (nothing is loaded)."""
+def compile_script(source: str, filename: str = "<script>", timings=None) -> CompiledScript:
+    """Parse, type-check and compile a script to BPF programs (nothing is loaded).
+    ``timings`` (a :class:`pybpf.trace.runtime.Timings`) records each step's duration."""
+    mark = timings.mark if timings is not None else (lambda step: None)
+    mark("imports")
     script = parse(source, filename)
     items, fields = _expand(script)
     # one ELF section per program: two probes on one hook must not share a section
@@ -186,10 +189,13 @@ def compile_script(source: str, filename: str = "<script>") -> CompiledScript:
         if ap.provider in ("usdt", "watchpoint", "hardware"):
             raise TraceSyntaxError(f"{ap.provider} probes are not supported yet", filename,
                                    ap.line, ap.col)
+    mark("parse")
     from . import codegen  # LLVM: imported only when a script is compiled
 
     unit = codegen.Compiler(script, tracepoint_fields=fields).compile(items)
+    mark("codegen")
     obj = codegen.emit_object(unit.ir_text())
+    mark("llvm")
     specs = [MapSpec("events", "ringbuf", 0, 0, types.RINGBUF_SIZE),
              MapSpec("start", "array", 4, 8, 1),
              MapSpec("stacks", "stack_trace", 4, 8 * types.MAX_STACK_FRAMES,
@@ -211,4 +217,5 @@ def compile_script(source: str, filename: str = "<script>") -> CompiledScript:
         prog.prog_type = probes.PROG_TYPES[ap.provider]
         prog.section = section
         programs.append((name, prog, ap))
+    mark("elf")
     return CompiledScript(unit, programs, specs, obj, filename)

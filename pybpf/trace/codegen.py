@@ -1153,6 +1153,7 @@ def _emit(module: "ir.Module | str", opt: int, kind: str):
                 os.write(errors.fileno(), f"error: {exc}\n".encode())
             finally:
                 os._exit(code)
+        _import_next_steps()  # while LLVM works in the child: a core may be free
         _, status = os.waitpid(pid, 0)
         errors.seek(0)
         diagnostics = errors.read().decode(errors="replace")
@@ -1174,6 +1175,16 @@ def _emit(module: "ir.Module | str", opt: int, kind: str):
         import sys
         sys.stderr.write(diagnostics)
     return out if kind == "obj" else out.decode()
+
+
+def _import_next_steps() -> None:
+    """Import what follows a compilation (pybpf's ELF loader reads the object back, its
+    verifier checks the programs) while the child compiles: cold start-up overlaps the two."""
+    try:
+        import pybpf.elf  # noqa: F401
+        import pybpf.verifier  # noqa: F401
+    except Exception:  # noqa: BLE001 - the real import, later, reports any problem
+        pass
 
 
 def emit_object(module: "ir.Module | str", opt: int = 2) -> bytes:

@@ -80,9 +80,7 @@ def get_plan(source: str, filename: str, timings: Timings | None = None) -> dict
             return found
     from .build import compile_script, verdict_record
 
-    compiled = compile_script(source, filename)
-    if timings:
-        timings.mark("compile")
+    compiled = compile_script(source, filename, timings)
     made = plan.make_plan(compiled)
     made["verdicts"] = [verdict_record(prog) for _, prog, _ in compiled.programs]
     if timings:
