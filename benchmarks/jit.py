@@ -13,6 +13,12 @@ same bytes run unchanged in both engines and give the same r0 (checked before ti
 
 Each time is the best of five measurements on both sides.
 
+The ring buffer benchmark reserves, fills and submits 32 records per run; both rings (4 MiB)
+are emptied before each measurement, so every reservation succeeds on both sides.
+
+The tail-call benchmark is a program in slot 0 of its own prog_array: every run is a chain
+of 33 tail calls (34 executions), the kernel's limit on both sides.
+
 The packet parser runs a batch of generated packets: pybpf through ``run_batch`` (one native
 call for the batch), the kernel one test run per packet. Prints each time ratio (pybpf / kernel,
 lower is better) and their geometric mean, plus compile times, including two
@@ -233,6 +239,42 @@ BENCHMARKS: dict[str, str] = {
         r0 = 0
         exit
     """,
+    "ringbuf_events": """
+    .map events ringbuf key=0 value=0 max_entries=4194304
+        r6 = r1
+        r0 = *(u32 *)skb[16]
+        r7 = r0
+        r8 = 0
+        r9 = 0
+    loop:
+        r1 = events ll
+        r2 = 16
+        r3 = 0
+        call bpf_ringbuf_reserve
+        if r0 == 0 goto next
+        *(u64 *)(r0 + 0) = r7
+        *(u64 *)(r0 + 8) = r8
+        r1 = r0
+        r2 = 0
+        call bpf_ringbuf_submit
+        r9 += 1
+    next:
+        r8 += 1
+        if r8 < 32 goto loop
+        r0 = r9
+        exit
+    """,
+    "tail_chain": """
+    .map jmp prog_array key=4 value=4 max_entries=1
+        r6 = r1
+        r0 = *(u32 *)skb[16]
+        r1 = r6
+        r2 = jmp ll
+        r3 = 0
+        call bpf_tail_call
+        r0 = 1
+        exit
+    """,
 }
 # the stack checksum's mixing step without a 64-bit immediate form pybpf must not depend on
 BENCHMARKS["stack_checksum"] = BENCHMARKS["stack_checksum"].replace(
@@ -353,8 +395,23 @@ def best(measure, trials: int = 5) -> float:
     return min(measure() for _ in range(trials))
 
 
+def emptied(measure, rings):
+    """``measure`` after consuming every record in ``rings`` (pybpf ring maps, kernel
+    ``RingBuffer`` readers), so a measurement starts with empty rings."""
+    def run():
+        for ring in rings:
+            if hasattr(ring, "drain"):
+                ring.drain()
+            else:
+                for _ in ring:
+                    pass
+        return measure()
+    return run
+
+
 def run(repeat: int) -> dict:
     from pybpf import kernel
+    from pybpf.kernel.ringbuf import RingBuffer
 
     reason = kernel.features.bpf_unavailable_reason()
     if reason:
@@ -365,6 +422,13 @@ def run(repeat: int) -> dict:
         jit = JITProgram(prog, checked=False)
         checked = JITProgram(prog, checked=True, budget=1 << 40)
         with kernel.load_program(prog) as kp:
+            for engine in (jit, checked):       # tail_chain: the program calls itself
+                for m in engine.maps:
+                    if m.type == "prog_array":
+                        m[0] = prog
+            for m in kp.maps:
+                if m.type == "prog_array":
+                    m.update(0, kp.fd)
             if name == "packet_parser":
                 batch = packets(256)
                 rounds = max(repeat // 256, 1)
@@ -377,12 +441,21 @@ def run(repeat: int) -> dict:
                                              for pkt in batch) / len(batch))
                 same = [r & 0xFFFFFFFF for r in jit_r0] == kernel_r0
             else:
+                rings = [m for engine in (jit, checked) for m in engine.maps
+                         if m.type == "ringbuf"]
+                kernel_rings = [RingBuffer(m) for m in kp.maps if m.type == "ringbuf"]
                 r0 = jit.run(PACKET)
-                jit_ns = best(lambda: jit.time_runs(PACKET, repeat)[1])
-                checked_ns = best(lambda: checked.time_runs(PACKET, repeat)[1])
-                res = kp.test_run(PACKET, repeat=repeat)
-                kernel_ns = best(lambda: float(kp.test_run(PACKET, repeat=repeat).duration_ns))
+                res = kp.test_run(PACKET)
                 same = (r0 & 0xFFFFFFFF) == res.retval
+                if rings:       # every reservation succeeded, the records are the kernel's
+                    same = same and res.retval == 32 and \
+                        list(rings[0]) == kernel_rings[0].drain()
+                jit_ns = best(emptied(lambda: jit.time_runs(PACKET, repeat)[1], rings))
+                checked_ns = best(emptied(lambda: checked.time_runs(PACKET, repeat)[1], rings))
+                kernel_ns = best(emptied(lambda: float(kp.test_run(PACKET, repeat=repeat)
+                                                       .duration_ns), kernel_rings))
+                for ring in kernel_rings:
+                    ring.close()
                 if name == "map_counter":   # the increments landed in the map
                     same = same and sum(int.from_bytes(v, "little") for _, v in
                                         jit.maps[0].items()) > 0

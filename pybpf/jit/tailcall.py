@@ -11,7 +11,8 @@ model with native parts:
   caller jumps to it -- a target that tail-calls makes its own targets the same way, so a
   program that tail-calls itself is a chain of instances, as in the interpreter;
 * per prog_array the caller has a native *table*, one word per slot: 0 not known yet, 1
-  empty, otherwise the target's context address (whose ``entry`` word is its native code);
+  empty, 2 occupied but first reached with the chain full (no target made yet), otherwise
+  the target's context address (whose ``entry`` word is its native code);
 * ``pybpf.tail_call`` (:data:`TAIL_IR`, in the shared runtime module) does the jump: bounds
   and table check, ``MODE_TAIL`` through the trampoline for a slot not known yet
   (:meth:`TailCalls.resolve`), the chain count, then it hands the run's state (input window,
@@ -67,8 +68,20 @@ entry:
 look:
   %slot = getelementptr i64, ptr %table, i64 %idx
   %d0 = load i64, ptr %slot, align 8
-  %known = icmp ne i64 %d0, {UNKNOWN}
-  br i1 %known, label %have, label %resolve
+  %empty0 = icmp eq i64 %d0, {EMPTY}
+  br i1 %empty0, label %noent, label %count
+count:
+{_word("%ctx", "tail_cnt", "cp")}
+  %cnt = load i64, ptr %cp, align 8
+  %full = icmp uge i64 %cnt, {MAX_TAIL_CALL_CNT}
+  %target0 = icmp ugt i64 %d0, {FULL}
+  br i1 %target0, label %known, label %unknown
+known:
+  br i1 %full, label %e2big, label %go
+unknown:
+  %was.full = icmp eq i64 %d0, {FULL}
+  %still.full = and i1 %was.full, %full
+  br i1 %still.full, label %e2big, label %resolve
 resolve:
 {_word("%ctx", "helper", "hp")}
   %h = load ptr, ptr %hp, align 8
@@ -77,19 +90,17 @@ resolve:
 {_word("%ctx", "status", "stp")}
   %st = load i64, ptr %stp, align 8
   %failed = icmp ne i64 %st, 0
-  br i1 %failed, label %abort, label %have
+  br i1 %failed, label %abort, label %resolved
 abort:
   ret i64 0
-have:
-  %d = phi i64 [ %d0, %look ], [ %d1, %resolve ]
-  %empty = icmp eq i64 %d, {EMPTY}
-  br i1 %empty, label %noent, label %count
-count:
-{_word("%ctx", "tail_cnt", "cp")}
-  %cnt = load i64, ptr %cp, align 8
-  %full = icmp uge i64 %cnt, {MAX_TAIL_CALL_CNT}
-  br i1 %full, label %e2big, label %go
+resolved:
+  %empty1 = icmp eq i64 %d1, {EMPTY}
+  br i1 %empty1, label %noent, label %made
+made:
+  %full1 = icmp eq i64 %d1, {FULL}
+  br i1 %full1, label %e2big, label %go
 go:
+  %d = phi i64 [ %d0, %known ], [ %d1, %made ]
   %t = inttoptr i64 %d to ptr
   %cnt1 = add i64 %cnt, 1
 {_word("%t", "tail_cnt", "tcp")}
@@ -203,7 +214,8 @@ class TailCalls:
             table[slot] = EMPTY
             return EMPTY
         if rt.words[C["tail_cnt"]] >= MAX_TAIL_CALL_CNT:
-            return FULL         # the jump fails anyway; no target made for it
+            table[slot] = FULL  # the jump fails anyway: no target made until a shorter chain
+            return FULL
         jit = self.target(target)
         jit.runtime.borrow_input(rt)
         if jit.runtime.tails is not None:
