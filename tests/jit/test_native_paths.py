@@ -459,3 +459,55 @@ def test_native_paths_are_the_generated_code():
                  "tail_call", "map_lookup_elem"):
         assert HELPER_IDS[name] in NATIVE_HELPERS
     assert isa.MAX_CALL_DEPTH > 0
+
+
+ADJUST_THEN_JUMP = """
+.map jmp prog_array key=4 value=4 max_entries=4
+    r6 = r1
+    r1 = r6
+    r2 = 4
+    call bpf_xdp_adjust_head
+    r1 = r6
+    r2 = jmp ll
+    r3 = 1
+    call bpf_tail_call
+    r0 = 99
+    exit
+"""
+READ_PACKET = """
+.map jmp prog_array key=4 value=4 max_entries=4
+    r2 = *(u32 *)(r1 + 0)
+    r3 = *(u32 *)(r1 + 4)
+    r4 = r2
+    r4 += 4
+    r0 = 1
+    if r4 > r3 goto out
+    r0 = *(u32 *)(r2 + 0)
+out:
+    exit
+"""
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("checked", [True, False], ids=["checked", "unchecked"])
+def test_a_native_target_reads_the_packet_its_xdp_caller_moved_like_the_kernel(checked):
+    from pybpf import kernel
+
+    programs = [assemble(ADJUST_THEN_JUMP), assemble(READ_PACKET)]
+    packet = bytes(range(64))
+    jit = linked(JITProgram, programs, checked=checked, prog_type="xdp")
+    kmaps = [kernel.KernelMap.create(s) for s in programs[0].maps]
+    loaded = []
+    try:
+        loaded = [kernel.load_program(p, prog_type="xdp", maps=kmaps) for p in programs]
+        for i, kp in enumerate(loaded):
+            kmaps[0].update(i, kp.fd)
+        for _ in range(2):
+            theirs = loaded[0].test_run(packet)
+            assert jit.run(packet) & 0xFFFFFFFF == theirs.retval == 0x07060504
+            assert jit.data_out() == theirs.data_out
+    finally:
+        for kp in loaded:
+            kp.close()
+        for km in kmaps:
+            km.close()
