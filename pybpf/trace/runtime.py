@@ -465,7 +465,11 @@ def run(source: str, filename: str = "<script>", *, command: list[str] | None = 
     timings = Timings()
     plan = get_plan(source, filename, timings)
     session = Session(plan, out=out, source=source, timings=timings)
-    session.start()
+    try:
+        session.start()
+    except BaseException:
+        timings.report()
+        raise
     status = 0
     child = None
     interrupted = False
