@@ -1181,6 +1181,7 @@ def _import_next_steps() -> None:
     """Import what follows a compilation (pybpf's ELF loader reads the object back, its
     verifier checks the programs) while the child compiles: cold start-up overlaps the two."""
     try:
+        import elftools.elf.elffile  # noqa: F401 - pybpf.elf's reader imports it on first use
         import pybpf.elf  # noqa: F401
         import pybpf.verifier  # noqa: F401
     except Exception:  # noqa: BLE001 - the real import, later, reports any problem
