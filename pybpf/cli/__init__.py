@@ -17,6 +17,11 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import time
+
+#: when the command began (after the interpreter's own start-up): ``pybpf trace``'s start-up
+#: timings count from here
+STARTED = time.perf_counter()
 
 #: modules that define subcommands; each imports :data:`cli` and decorates its commands
 COMMAND_MODULES = [

@@ -49,6 +49,10 @@ class Timings:
         self.enabled = bool(os.environ.get("PYBPF_TRACE_TIMINGS"))
         self.last = time.perf_counter()
         self.steps: list[tuple[str, float]] = []
+        cli = sys.modules.get("pybpf.cli")
+        if getattr(cli, "STARTED", None) is not None:
+            # from the command's start: argument parsing and pybpf's own imports
+            self.steps.append(("command", self.last - cli.STARTED))
 
     def mark(self, step: str) -> None:
         now = time.perf_counter()

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the runtime reads cached metadata without the syntax tree
+    from . import ast
 
 STRLEN = 64
 COMM_LEN = 16
