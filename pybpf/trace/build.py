@@ -8,12 +8,13 @@ script starts from its plan (:mod:`.plan`) without the parser, LLVM or the ELF r
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import KernelError
 from ..program import MapSpec, Program
 from . import ast, probes, types
 from .parser import TraceSyntaxError, parse
+from .plan import file_stamp as plan_stamp
 
 MAX_MAP_ENTRIES = 4096  # bpftrace's default map size
 
@@ -25,6 +26,7 @@ class CompiledScript:
     map_specs: list[MapSpec]
     object_code: bytes
     source_name: str = "<script>"
+    wildcards: list = field(default_factory=list)  # see plan.wildcards_hold
 
 
 def verdict_record(prog: Program) -> tuple | None:
@@ -107,9 +109,11 @@ def explain_refusal(source: str, filename: str, index: int, kernel_maps: list,
 
 
 def _expand(script: ast.Script):
-    """(probe, attach point, section) per program; wildcards expanded; fields gathered."""
+    """(probe, attach point, section) per program; wildcards expanded; fields gathered; and
+    what each wildcard matched on this machine (a cached plan is valid while it still does)."""
     items = []
     fields: dict[tuple[str, str], list] = {}
+    wildcards: list = []
     for probe in script.probes:
         for ap in probe.attach_points:
             if ap.provider == "tracepoint":
@@ -117,6 +121,9 @@ def _expand(script: ast.Script):
                 if not matches:
                     raise TraceSyntaxError(f"no tracepoint matches {ap.raw}", script.filename,
                                            ap.line, ap.col)
+                if any(c in ap.target + ap.func for c in "*?["):
+                    wildcards.append(("tracepoint", ap.target, ap.func,
+                                      [list(m) for m in matches]))
                 for cat, ev in matches:
                     one = ast.AttachPoint(ap.line, ap.col, "tracepoint", cat, ev,
                                           raw=f"tracepoint:{cat}:{ev}")
@@ -124,6 +131,7 @@ def _expand(script: ast.Script):
                     items.append((probe, one, f"tracepoint/{cat}/{ev}"))
             elif ap.provider in ("uprobe", "uretprobe") and any(c in ap.func for c in "*?["):
                 names = _matching_functions(ap, script)
+                wildcards.append(("uprobe", ap.target, ap.func, plan_stamp(ap.target)))
                 for fn in names:
                     one = ast.AttachPoint(ap.line, ap.col, ap.provider, ap.target, fn,
                                           raw=f"{ap.provider}:{ap.target}:{fn}")
@@ -138,7 +146,7 @@ def _expand(script: ast.Script):
             else:
                 items.append((probe, ap, f"{probes.PROG_TYPES.get(ap.provider, 'x')}/"
                                          f"{ap.provider}"))
-    return items, fields
+    return items, fields, wildcards
 
 
 def _matching_functions(ap: ast.AttachPoint, script: ast.Script) -> list[str]:
@@ -177,7 +185,7 @@ def compile_script(source: str, filename: str = "<script>", timings=None) -> Com
     mark = timings.mark if timings is not None else (lambda step: None)
     mark("imports")
     script = parse(source, filename)
-    items, fields = _expand(script)
+    items, fields, wildcards = _expand(script)
     # one ELF section per program: two probes on one hook must not share a section
     seen: dict[str, int] = {}
     for i, (probe, ap, section) in enumerate(items):
@@ -218,4 +226,4 @@ def compile_script(source: str, filename: str = "<script>", timings=None) -> Com
         prog.section = section
         programs.append((name, prog, ap))
     mark("elf")
-    return CompiledScript(unit, programs, specs, obj, filename)
+    return CompiledScript(unit, programs, specs, obj, filename, wildcards)

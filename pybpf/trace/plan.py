@@ -58,7 +58,47 @@ def make_plan(compiled) -> dict:
     meta = pickle.dumps((unit.maps, unit.formats, unit.stack_index),
                         protocol=pickle.HIGHEST_PROTOCOL)
     return {"format": FORMAT, "source_name": compiled.source_name, "maps": maps,
-            "programs": programs, "meta": meta}
+            "programs": programs, "meta": meta, "wildcards": compiled.wildcards}
+
+
+def file_stamp(path: str) -> list:
+    """(size, mtime) of a file, [] when it cannot be read: a binary's symbols change with it."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return []
+    return [st.st_size, st.st_mtime_ns]
+
+
+def wildcards_hold(plan: dict) -> bool:
+    """Whether every wildcard of the script still matches what it matched when compiled:
+    the same tracepoints in tracefs (a module may have added some), the same binary for a
+    uprobe wildcard. bpftrace expands wildcards on every run; a cached plan must not be
+    staler than that."""
+    wildcards = plan.get("wildcards") or []
+    if not wildcards:
+        return True
+    import fnmatch
+
+    from ..kernel.perf import ensure_tracefs
+
+    for kind, target, func, matched in wildcards:
+        if kind == "uprobe":
+            if file_stamp(target) != matched:
+                return False
+            continue
+        root = os.path.join(ensure_tracefs(), "events")
+        found = []
+        for cat in sorted(os.listdir(root)):
+            if not fnmatch.fnmatchcase(cat, target) or not os.path.isdir(os.path.join(root, cat)):
+                continue
+            for ev in sorted(os.listdir(os.path.join(root, cat))):
+                if fnmatch.fnmatchcase(ev, func) and \
+                        os.path.exists(os.path.join(root, cat, ev, "format")):
+                    found.append([cat, ev])
+        if found != matched:
+            return False
+    return True
 
 
 def patched_insns(program: dict, map_fds: list[int]) -> bytes:

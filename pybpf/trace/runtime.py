@@ -78,7 +78,7 @@ def get_plan(source: str, filename: str, timings: Timings | None = None) -> dict
     if where is not None:
         path = os.path.join(where, plan.cache_key(source, filename) + ".plan")
         found = plan.read(path)
-        if found is not None:
+        if found is not None and plan.wildcards_hold(found):
             if timings:
                 timings.mark("cache-hit")
             return found

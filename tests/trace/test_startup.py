@@ -148,3 +148,28 @@ def test_a_refusal_is_explained_at_its_script_line_on_a_cache_hit_too(tmp_path):
     message = [l for l in first.stderr.splitlines() if "timings" not in l]
     assert message == [l for l in second.stderr.splitlines() if "timings" not in l]
     assert "refused probe BEGIN" in first.stderr and "Traceback" not in first.stderr
+
+
+@pytest.mark.kernel
+def test_a_wildcard_plan_is_reused_only_while_tracefs_still_matches_the_same(tmp_path):
+    """The expansion stored with the plan is checked against tracefs on every hit (bpftrace
+    expands on every run): the same set reuses the plan, a different one compiles again."""
+    cache = tmp_path / "cache"
+    script = ("tracepoint:syscalls:sys_enter_getp* /comm == \"pbt-startup\"/ "
+              "{ @[probe] = count(); }")
+    cmd = _workload(tmp_path, calls=4)
+    first = _pybpf(["trace", "-e", script, "-c", cmd], cache)
+    second = _pybpf(["trace", "-e", script, "-c", cmd], cache)
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    assert "cache-hit" in second.stderr and first.stdout == second.stdout
+    assert "@[tracepoint:syscalls:sys_enter_getpid]: 4" in second.stdout
+    (entry,) = cache.iterdir()
+    stored = plan.read(str(entry))
+    ((kind, category, event, matched),) = stored["wildcards"]
+    events = sorted(e for e in os.listdir("/sys/kernel/tracing/events/syscalls")
+                    if e.startswith("sys_enter_getp"))
+    assert (kind, category, event) == ("tracepoint", "syscalls", "sys_enter_getp*")
+    assert matched == [["syscalls", e] for e in events]
+    assert plan.wildcards_hold(stored)
+    stored["wildcards"] = [(kind, category, event, matched[:-1])]
+    assert not plan.wildcards_hold(stored)
