@@ -9,8 +9,10 @@ with a few file reads and the bpf(2) calls (bpftrace's start-up is the target).
 
 The cache lives in ``$PYBPF_TRACE_CACHE`` or ``~/.cache/pybpf/trace`` (``PYBPF_TRACE_CACHE=0``
 turns it off). Its key is everything a compilation depends on: the script and its name (in the
-line info), pybpf's version, the trace and ELF sources (size and mtime), the Python version
-(marshal's format) and the kernel release (tracepoint layouts, BTF). pybpf's verifier checks
+line info), pybpf's version, the sources a compilation runs through (trace/, elf/, btf/,
+``isa.py``, ``program.py``: size and mtime), the Python version (marshal's format) and the
+kernel release (tracepoint layouts, BTF); wildcard expansions are checked on every hit
+(:func:`wildcards_hold`). pybpf's verifier checks
 every compilation before it is loaded; its verdict on each probe is stored in the plan
 (``verdicts``: accepted, pc, explanation), so a cache hit -- the same script, pybpf and
 kernel -- reuses it instead of verifying again (the verifier's own sources are not in the
@@ -132,13 +134,22 @@ def cache_dir() -> str | None:
     return where
 
 
+#: what a compilation runs through, below the pybpf package: its bytes depend on them
+_SOURCES = ("trace", "elf", "btf", "isa.py", "program.py")
+
+
 def _sources_stamp() -> str:
-    """Size and mtime of every module a compilation runs through (trace/ and elf/)."""
+    """Size and mtime of every module a compilation runs through."""
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     parts = []
-    for sub in ("trace", "elf"):
+    for sub in _SOURCES:
+        path = os.path.join(package, sub)
         try:
-            entries = sorted(os.scandir(os.path.join(package, sub)), key=lambda e: e.name)
+            if sub.endswith(".py"):
+                st = os.stat(path)
+                parts.append(f"{sub}:{st.st_size}:{st.st_mtime_ns}")
+                continue
+            entries = sorted(os.scandir(path), key=lambda e: e.name)
         except OSError:
             continue
         for entry in entries:
