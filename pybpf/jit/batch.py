@@ -5,7 +5,8 @@ each (a batch of packets) -- in a single ctypes call, so ``pybpf run --repeat``,
 batches and the benchmarks pay no Python round trip per run. Before each run the driver resets
 the budget and the tail-call count, records r1/r2 (a tail-call target starts with them) and
 points the input-data region (entry 0 of the region table) and the LD_ABS window at the input.
-A fault stops the loop; a run that ended through ``Fault.EXIT`` (LD_ABS outside the packet, an
+A run whose program jumped to a tail-call target (``Fault.TAILJUMP``) takes its outcome
+from the last program of that chain (``pybpf.tail_settle``). A fault stops the loop; a run that ended through ``Fault.EXIT`` (LD_ABS outside the packet, an
 unwinding helper) is a normal result. Stack frames are zeroed by each function
 on entry (checked mode), so no per-run clearing is needed here.
 """
@@ -72,8 +73,16 @@ run:
   %plen = getelementptr i64, ptr %pr1, i64 3
   %len = load i64, ptr %plen, align 8
 {_prepare_run("%lo", "%len")}
-  %raw = call i64 %program(ptr %ctx, i64 %r1, i64 %r2, i64 0, i64 0, i64 0, i64 0)
+  %raw0 = call i64 %program(ptr %ctx, i64 %r1, i64 %r2, i64 0, i64 0, i64 0, i64 0)
   %pst = getelementptr i64, ptr %ctx, i64 {C['status']}
+  %st0 = load i64, ptr %pst, align 8
+  %jumped = icmp eq i64 %st0, {int(Fault.TAILJUMP)}
+  br i1 %jumped, label %settle, label %settled
+settle:
+  %raw1 = call i64 @pybpf.tail_settle(ptr %ctx, i64 %raw0)
+  br label %settled
+settled:
+  %raw = phi i64 [ %raw0, %run ], [ %raw1, %settle ]
   %st = load i64, ptr %pst, align 8
   %isexit = icmp eq i64 %st, {int(Fault.EXIT)}
   %pex = getelementptr i64, ptr %ctx, i64 {C['exit_value']}

@@ -980,9 +980,12 @@ def _native_loop(g: FunctionGen, insn: isa.Instruction, pc: int) -> str:
 
 
 def _native_tail_call(g: FunctionGen, insn: isa.Instruction, pc: int) -> str | None:
-    """``bpf_tail_call`` on a prog_array known at compile time: ``pybpf.tail_call`` jumps
-    to the target's native code through the caller's table (:mod:`.tailcall`); when the
-    target ran, this function returns its r0 (the tail call replaced it)."""
+    """``bpf_tail_call`` on a prog_array known at compile time (:mod:`.tailcall`):
+    ``pybpf.tail_prepare`` finds the target and hands it the run's state; from a program's
+    entry function at depth 0 the call then *is* a jump -- ``musttail`` into the target's
+    entry, so a chain of 33 does not nest 33 native frames (whose returns the CPU would
+    mispredict) -- and deeper down ``pybpf.tail_enter`` calls it, after which this function
+    returns the target's r0 (the tail call replaced it)."""
     st = g.plan.states[pc][2]
     if st is None or st[0] != an.MAP or st[1] is None or st[1] >= len(g.mod.shapes):
         return None
@@ -991,8 +994,39 @@ def _native_tail_call(g: FunctionGen, insn: isa.Instruction, pc: int) -> str | N
         return None
     e = g.e
     table = e(f"inttoptr i64 {g.mod.const(('tail_table', st[1]), g)} to ptr")
-    r0 = e(f"call i64 @pybpf.tail_call(ptr %ctx, ptr {table}, i64 {shape.max_entries}, "
-           f"i64 {g.reg(3)}, i64 {st[1]}, i64 {pc})")
+    t = e(f"call i64 @pybpf.tail_prepare(ptr %ctx, ptr {table}, i64 {shape.max_entries}, "
+          f"i64 {g.reg(3)}, i64 {st[1]}, i64 {pc})")
+    go, miss, nest, join = (e.fresh(x)[1:] for x in ("tc.go", "tc.miss", "tc.nest",
+                                                     "tc.join"))
+    found = e(f"icmp sgt i64 {t}, 0")
+    e.do(f"br i1 {found}, label %{go}, label %{miss}")
+    e.label(go)
+    tp = e(f"inttoptr i64 {t} to ptr")
+    if g.plan.entry == 0:
+        jump = e.fresh("tc.jump")[1:]
+        top = e("icmp eq i64 %depth, 0")
+        e.do(f"br i1 {top}, label %{jump}, label %{nest}")
+        e.label(jump)
+        g.ctx_store("status", str(int(Fault.TAILJUMP)))
+        g.ctx_store("jumped", t)
+        words = {}
+        for name in ("entry", "run_r1", "run_r2"):
+            words[name] = e(f"getelementptr i64, ptr {tp}, i64 {C[name]}")
+        fn = e(f"load ptr, ptr {words['entry']}, align 8")
+        r1 = e(f"load i64, ptr {words['run_r1']}, align 8")
+        r2 = e(f"load i64, ptr {words['run_r2']}, align 8")
+        r = e(f"musttail call i64 {fn}(ptr {tp}, i64 {r1}, i64 {r2}, i64 0, i64 0, i64 0, "
+              "i64 0)")
+        e.do(f"ret i64 {r}")
+    else:
+        e.do(f"br label %{nest}")
+    e.label(nest)
+    entered = e(f"call i64 @pybpf.tail_enter(ptr %ctx, ptr {tp}, i64 {pc})")
+    e.do(f"br label %{join}")
+    e.label(miss)
+    e.do(f"br label %{join}")
+    e.label(join)
+    r0 = e(f"phi i64 [ {entered}, %{nest} ], [ {t}, %{miss} ]")
     _tail_return(g)
     return r0
 

@@ -255,12 +255,13 @@ class Runtime:
             vm.data_region = context.packet or vm._empty_packet()
         else:
             region = cvm.data_region
-            if region is not None and vm.data_region is not region:
-                old = vm.data_region
-                if old is not None and any(r is old for r in self.memory):
-                    self.memory.remove(old)
-                self.memory.add(region)
-                vm.data_region = region
+            if region is None or vm.data_region is region:
+                return          # lent already (the table's entry 0 follows the caller)
+            old = vm.data_region
+            if old is not None and any(r is old for r in self.memory):
+                self.memory.remove(old)
+            self.memory.add(region)
+            vm.data_region = region
         if vm.data_region is not None:
             self.words[C["data_lo"]] = vm.data_region.address
             self.words[C["data_len"]] = vm.data_region.size

@@ -59,8 +59,8 @@ def _word(ptr: str, name: str, stem: str) -> str:
 
 
 TAIL_IR = f"""
-define i64 @pybpf.tail_call(ptr %ctx, ptr %table, i64 %n, i64 %index, i64 %map,
-                            i64 %pc) nounwind {{
+define i64 @pybpf.tail_prepare(ptr %ctx, ptr %table, i64 %n, i64 %index, i64 %map,
+                               i64 %pc) nounwind {{
 entry:
   %idx = and i64 %index, 4294967295
   %in = icmp ult i64 %idx, %n
@@ -116,12 +116,66 @@ go:
   store i64 %data_lo.va, ptr %tr, align 8
   %tr.len = getelementptr i64, ptr %tr, i64 1
   store i64 %data_len.va, ptr %tr.len, align 8
+  ret i64 %d
+noent:
+  ret i64 {-ENOENT}
+e2big:
+  ret i64 {-E2BIG}
+}}
+
+define i64 @pybpf.tail_settle(ptr %ctx, i64 %raw) nounwind {{
+entry:
+{_word("%ctx", "status", "sp")}
+  %st0 = load i64, ptr %sp, align 8
+  %jumped0 = icmp eq i64 %st0, {int(Fault.TAILJUMP)}
+  br i1 %jumped0, label %follow, label %done
+follow:
+  %c = phi ptr [ %ctx, %entry ], [ %next, %again ]
+{_word("%c", "status", "csp")}
+  %cst = load i64, ptr %csp, align 8
+  %more = icmp eq i64 %cst, {int(Fault.TAILJUMP)}
+  br i1 %more, label %again, label %last
+again:
+  store i64 0, ptr %csp, align 8
+{_word("%c", "jumped", "cjp")}
+  %next.i = load i64, ptr %cjp, align 8
+  %next = inttoptr i64 %next.i to ptr
+  br label %follow
+last:
+{_copy("%c", "%ctx", "rng", "c")}
+{_copy("%c", "%ctx", "tail_cnt", "c")}
+  %ok = icmp eq i64 %cst, 0
+  %ended = icmp eq i64 %cst, {int(Fault.EXIT)}
+  %fine = or i1 %ok, %ended
+  br i1 %fine, label %clean, label %fault
+clean:
+  store i64 0, ptr %csp, align 8
+{_copy("%c", "%ctx", "exit_value", "c")}
+  store i64 %cst, ptr %sp, align 8
+  br label %done
+fault:
+  store i64 {int(Fault.TAILFAULT)}, ptr %sp, align 8
+{_word("%ctx", "fault_addr", "fap")}
+  %c.i = ptrtoint ptr %c to i64
+  store i64 %c.i, ptr %fap, align 8
+  br label %done
+done:
+  ret i64 %raw
+}}
+
+define i64 @pybpf.tail_enter(ptr %ctx, ptr %t, i64 %pc) nounwind {{
+entry:
 {_word("%t", "entry", "tep")}
   %entry.fn = load ptr, ptr %tep, align 8
-  %r0 = call i64 %entry.fn(ptr %t, i64 %run_r1.va, i64 %run_r2.va, i64 0, i64 0, i64 0,
-                           i64 0)
+{_word("%t", "run_r1", "r1p")}
+  %r1 = load i64, ptr %r1p, align 8
+{_word("%t", "run_r2", "r2p")}
+  %r2 = load i64, ptr %r2p, align 8
+  %raw = call i64 %entry.fn(ptr %t, i64 %r1, i64 %r2, i64 0, i64 0, i64 0, i64 0)
+  %r0 = call i64 @pybpf.tail_settle(ptr %t, i64 %raw)
 {_copy("%t", "%ctx", "rng", "b")}
 {_copy("%t", "%ctx", "tail_cnt", "b")}
+{_word("%t", "status", "tsp")}
   %tst = load i64, ptr %tsp, align 8
   %ended = icmp eq i64 %tst, {int(Fault.EXIT)}
 {_word("%t", "exit_value", "tex")}
@@ -141,18 +195,18 @@ fault:
 {_word("%ctx", "status", "fsp")}
   store i64 {int(Fault.TAILFAULT)}, ptr %fsp, align 8
 {_word("%ctx", "fault_addr", "fap")}
-  store i64 %d, ptr %fap, align 8
+  %t.i = ptrtoint ptr %t to i64
+  store i64 %t.i, ptr %fap, align 8
 {_word("%ctx", "fault_pc", "fpp")}
   store i64 %pc, ptr %fpp, align 8
   ret i64 0
-noent:
-  ret i64 {-ENOENT}
-e2big:
-  ret i64 {-E2BIG}
 }}
 """
 
-TAIL_DECLARATION = ("declare i64 @pybpf.tail_call(ptr, ptr, i64, i64, i64, i64) nounwind\n")
+TAIL_DECLARATION = """
+declare i64 @pybpf.tail_prepare(ptr, ptr, i64, i64, i64, i64) nounwind
+declare i64 @pybpf.tail_enter(ptr, ptr, i64) nounwind
+"""
 
 
 def _same(a: list, b: list) -> bool:
