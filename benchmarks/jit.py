@@ -422,8 +422,8 @@ def run(repeat: int) -> dict:
         jit = JITProgram(prog, checked=False)
         checked = JITProgram(prog, checked=True, budget=1 << 40)
         with kernel.load_program(prog) as kp:
-            for engine in (jit, checked):       # tail_chain: the program calls itself
-                for m in engine.maps:
+            for ours in (jit, checked):         # tail_chain: the program calls itself
+                for m in ours.maps:
                     if m.type == "prog_array":
                         m[0] = prog
             for m in kp.maps:
@@ -441,7 +441,7 @@ def run(repeat: int) -> dict:
                                              for pkt in batch) / len(batch))
                 same = [r & 0xFFFFFFFF for r in jit_r0] == kernel_r0
             else:
-                rings = [m for engine in (jit, checked) for m in engine.maps
+                rings = [m for ours in (jit, checked) for m in ours.maps
                          if m.type == "ringbuf"]
                 kernel_rings = [RingBuffer(m) for m in kp.maps if m.type == "ringbuf"]
                 r0 = jit.run(PACKET)

@@ -5,10 +5,11 @@ each (a batch of packets) -- in a single ctypes call, so ``pybpf run --repeat``,
 batches and the benchmarks pay no Python round trip per run. Before each run the driver resets
 the budget and the tail-call count, records r1/r2 (a tail-call target starts with them) and
 points the input-data region (entry 0 of the region table) and the LD_ABS window at the input.
-A run whose program jumped to a tail-call target (``Fault.TAILJUMP``) takes its outcome
-from the last program of that chain (``pybpf.tail_settle``). A fault stops the loop; a run that ended through ``Fault.EXIT`` (LD_ABS outside the packet, an
-unwinding helper) is a normal result. Stack frames are zeroed by each function
-on entry (checked mode), so no per-run clearing is needed here.
+A run whose program jumped to a tail-call target (``Fault.TAILJUMP``) takes its outcome from
+the last program of that chain (``pybpf.tail_settle``). A fault stops the loop; a run that
+ended through ``Fault.EXIT`` (LD_ABS outside the packet, an unwinding helper) is a normal
+result. Stack frames are zeroed by each function on entry (checked mode), so no per-run
+clearing is needed here.
 """
 
 from __future__ import annotations
