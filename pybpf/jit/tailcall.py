@@ -13,11 +13,16 @@ model with native parts:
 * per prog_array the caller has a native *table*, one word per slot: 0 not known yet, 1
   empty, 2 occupied but first reached with the chain full (no target made yet), otherwise
   the target's context address (whose ``entry`` word is its native code);
-* ``pybpf.tail_call`` (:data:`TAIL_IR`, in the shared runtime module) does the jump: bounds
-  and table check, ``MODE_TAIL`` through the trampoline for a slot not known yet
-  (:meth:`TailCalls.resolve`), the chain count, then it hands the run's state (input window,
-  r1/r2 of the run, budget, CPU, chain count) to the target's context and calls its entry.
-  A target that ends the whole program (LD_ABS miss) gives its r0 as the interpreter's
+* the routines of :data:`TAIL_IR` (in the shared runtime module) do the jump.
+  ``pybpf.tail_prepare`` checks the slot and the table (``MODE_TAIL`` through the trampoline
+  for a slot not known yet, :meth:`TailCalls.resolve`) and the chain count, then hands the
+  run's state (input window, r1/r2 of the run, budget, CPU, chain count) to the target's
+  context. From a program's entry function at depth 0 the code then jumps (``musttail``) into
+  the target, leaving ``Fault.TAILJUMP`` and the target's context (``jumped``) behind;
+  whoever called that entry -- the driver, or ``pybpf.tail_enter`` -- follows the chain with
+  ``pybpf.tail_settle`` to the last context for the outcome. Deeper down (a tail call in a
+  subprogram) ``pybpf.tail_enter`` calls the target and the calling function returns its
+  r0. A target that ends the whole program (LD_ABS miss) gives its r0 as the interpreter's
   ``run_in_chain`` does; a target that faults leaves ``Fault.TAILFAULT`` and its context in
   ``fault_addr``, and the caller raises that target's error.
 
