@@ -511,3 +511,17 @@ def test_a_native_target_reads_the_packet_its_xdp_caller_moved_like_the_kernel(c
             kp.close()
         for km in kmaps:
             km.close()
+
+
+@pytest.mark.parametrize("checked", [True, False], ids=["checked", "unchecked"])
+def test_a_target_whose_packet_load_misses_ends_the_chain_with_r0_0_like_the_interpreter(
+        checked):
+    missing = assemble("r6 = r1\nr0 = *(u32 *)skb[1000]\nr0 = 5\nexit")
+    results = []
+    for first in (assemble(STAGE.format(stage=0, next=1, ret=100)), assemble(SUBPROG_TAIL)):
+        data = bytes([1, 7]) + bytes(62)
+        jit = linked(JITProgram, [first, missing], checked=checked)
+        results.append(jit.run(data))
+        assert results[-1] == linked(Interpreter, [first, missing]).run(data)
+    # the target's r0 (0) replaces the entry, or the subprogram: its caller makes 0 * 10 + 1
+    assert results == [0, 1]
