@@ -66,6 +66,20 @@ def fast_main(args: list[str]) -> int | None:
     return run_command(**params)
 
 
+#: characters after which :func:`shlex.split` and :meth:`str.split` may differ
+_SHELL_SPECIAL = set("'\"\\") | {chr(c) for c in range(32) if chr(c) not in " \t\r\n"}
+
+
+def split_command(command: str) -> list[str]:
+    """``-c CMD`` as :func:`shlex.split` reads it (without importing shlex when a plain split
+    gives the same words: no quotes, no backslashes, no unusual whitespace)."""
+    if command.isascii() and not _SHELL_SPECIAL.intersection(command):
+        return command.split()
+    import shlex
+
+    return shlex.split(command)
+
+
 def _write(text: str) -> None:
     sys.stdout.write(text + "\n")
 
@@ -89,11 +103,7 @@ def run_command(file: str | None, program: str | None, command: str | None, pid:
     if debug:
         _show(program, name, as_json)
         return 0
-    cmd = None
-    if command:
-        import shlex
-
-        cmd = shlex.split(command)
+    cmd = split_command(command) if command else None
     if pid is not None:
         try:
             os.kill(pid, 0)

@@ -173,3 +173,13 @@ def test_a_wildcard_plan_is_reused_only_while_tracefs_still_matches_the_same(tmp
     assert plan.wildcards_hold(stored)
     stored["wildcards"] = [(kind, category, event, matched[:-1])]
     assert not plan.wildcards_hold(stored)
+
+
+@pytest.mark.parametrize("text", [
+    "ls -l /", "  a\tb  c ", "sh -c 'exit 3'", 'echo "a b"', "a\\ b", "x\x0by", "é ü",
+    "a#b c", "",
+])
+def test_commands_are_split_as_shlex_splits_them(text):
+    import shlex
+
+    assert command.split_command(text) == shlex.split(text)
