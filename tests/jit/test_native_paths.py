@@ -525,3 +525,15 @@ def test_a_target_whose_packet_load_misses_ends_the_chain_with_r0_0_like_the_int
         assert results[-1] == linked(Interpreter, [first, missing]).run(data)
     # the target's r0 (0) replaces the entry, or the subprogram: its caller makes 0 * 10 + 1
     assert results == [0, 1]
+
+
+def test_native_tail_calls_in_a_batch_see_each_packet():
+    """run_batch moves the input window per packet in native code: the target must too."""
+    target = assemble("r6 = r1\nr0 = *(u8 *)skb[1]\nr0 += 1000\nexit")
+    programs = [assemble(STAGE.format(stage=0, next=1, ret=100)), target]
+    packets = [bytes([0, i]) + bytes(i) for i in range(1, 40, 3)]
+    for checked in (True, False):
+        jit = linked(JITProgram, programs, checked=checked)
+        expected = [linked(Interpreter, programs).run(p) for p in packets]
+        assert jit.run_batch(packets) == expected == [1000 + i for i in range(1, 40, 3)]
+        assert jit.maps[1][0] == len(packets).to_bytes(8, "little")
