@@ -26,12 +26,12 @@ import sys
 import time
 from typing import Callable, TextIO
 
+from .events import EV_CLEAR, EV_EXIT, EV_PRINT, EV_PRINTF, EV_TIME, EV_ZERO
+
 _TIME_UNITS = {"s": 10**9, "ms": 10**6, "us": 10**3}
 #: bpftrace's short names for software events, mapped to the kernel's
 _SOFTWARE_ALIASES = {"cpu": "cpu-clock", "faults": "page-faults", "cs": "context-switches",
                      "migrations": "cpu-migrations"}
-# event kinds sent through the ring buffer (as :mod:`.types` defines them)
-EV_PRINTF, EV_EXIT, EV_PRINT, EV_CLEAR, EV_ZERO, EV_TIME = 1, 2, 3, 4, 5, 6
 
 
 def __getattr__(name: str):

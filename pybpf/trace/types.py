@@ -11,15 +11,15 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+# event kinds sent through the ring buffer (re-exported for the compiler)
+from .events import EV_CLEAR, EV_EXIT, EV_PRINT, EV_PRINTF, EV_TIME, EV_ZERO  # noqa: F401
+
 if TYPE_CHECKING:  # the runtime reads cached metadata without the syntax tree
     from . import ast
 
 STRLEN = 64
 COMM_LEN = 16
 RINGBUF_SIZE = 1 << 20
-
-# event kinds sent through the ring buffer
-EV_PRINTF, EV_EXIT, EV_PRINT, EV_CLEAR, EV_ZERO, EV_TIME = 1, 2, 3, 4, 5, 6
 
 
 @dataclass(frozen=True)
