@@ -98,6 +98,9 @@ def callback_exit(env, state: VerifierState, pc: int) -> int:
         raise Reject("R0 !read_ok", "uninit-return", pc, regno=0)
     if r0.type != st.SCALAR:
         raise Reject("R0 not a scalar value", "callback-return", pc)
+    # the range check relies on R0's exact value
+    from .precision import mark_regs
+    mark_regs(env, state, (0,))
     callee = state.cur
     site = env.layout.insns[callee.callsite]
     from ..helpers.ids import NAMES_BY_ID

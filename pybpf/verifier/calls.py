@@ -16,6 +16,7 @@ from ..helpers.ids import HELPER_IDS, NAMES_BY_ID
 from . import bounds as bd
 from . import callbacks as cbk
 from . import memory as mem
+from . import precision
 from . import spinlock
 from . import state as st
 from .memory import Reject
@@ -277,6 +278,8 @@ def check_helper_call(env, state, insn, pc: int) -> None:
                 raise Reject(f"R{regno} unbounded memory access, use 'var &= const' or "
                              f"'if (var < const)'", "unbounded-size", pc, regno=regno,
                              umax=r.umax)
+            # the memory check relies on the size's exact range (check_mem_size_reg)
+            precision.mark_regs(env, state, (regno,))
             if last_mem is not None:
                 mregno, mreg, write = last_mem
                 helper_mem_access(env, state, mreg, mregno, r.umax, write, zero_ok, pc)
@@ -289,6 +292,7 @@ def check_helper_call(env, state, insn, pc: int) -> None:
                 raise Reject(f"R{regno} is not a known constant'", "not-constant", pc,
                              regno=regno)
             meta_size = r.var_off.value
+            precision.mark_regs(env, state, (regno,))
             continue
         if base == "ptr_to_ringbuf_mem":
             if r.type != st.RINGBUF_MEM:
@@ -311,6 +315,11 @@ def check_helper_call(env, state, insn, pc: int) -> None:
             size = spec.key_size if base == "ptr_to_map_key" else spec.value_size
             if base == "ptr_to_map_key" and env.privileged:
                 const_key = _constant_map_key(state, r, spec.key_size)
+                if const_key is not None and spec.type in ("array", "percpu_array"):
+                    # the not-null return relies on the spilled key (get_constant_map_key)
+                    slot = _spilled_key_slot(state, r)
+                    if slot is not None:
+                        precision.mark_slot(env, state, r.frameno, slot)
             helper_mem_access(env, state, r, regno, size, base == "ptr_to_uninit_map_value",
                               False, pc)
             continue
@@ -351,6 +360,9 @@ def check_helper_call(env, state, insn, pc: int) -> None:
     if name in cbk.CALLBACK_HELPERS:
         if callback_pc is None:
             raise Reject(f"helper bpf_{name}#{hid} without a callback", "internal", pc)
+        if cbk.CALLBACK_HELPERS[name].bound_reg is not None:
+            # the number of visits depends on nr_loops' exact range
+            precision.mark_regs(env, state, (cbk.CALLBACK_HELPERS[name].bound_reg,))
         cbk.push_callback(env, state, name, callback_pc, pc)
     # map <-> helper compatibility
     if meta_map is not None:
@@ -369,6 +381,12 @@ def check_helper_call(env, state, insn, pc: int) -> None:
         raise Reject(f"cannot pass map_type {MAP_TYPE_IDS.get(mtype, 0)} into func "
                      f"bpf_{name}#{hid}", "map-helper-mismatch", pc, helper=name,
                      map_type=mtype)
+    if name == "tail_call" and meta_map is not None:
+        # record_func_key: a constant in-range index is relied on (direct tail calls)
+        r3 = regs[3]
+        if r3.type == st.SCALAR and not r3.var_off.mask and \
+                r3.var_off.value < env.maps[meta_map].max_entries:
+            precision.mark_regs(env, state, (3,))
     if release_ref:
         if release_ref not in state.refs:
             raise Reject("reference has not been acquired before", "unacquired-ref", pc)
@@ -443,6 +461,18 @@ def _constant_map_key(state, key: RegState, key_size: int) -> int | None:
     if spill != key_size or slot.spilled.var_off.mask:
         return None
     return slot.spilled.var_off.value
+
+
+def _spilled_key_slot(state, key: RegState) -> int | None:
+    """The stack slot index of a key held by a spilled constant (None for zeroed bytes)."""
+    slot_i = -(key.off + bd.s64(key.var_off.value)) - 1
+    spi = slot_i // 8
+    slot = state.frames[key.frameno].stack.get(spi)
+    if slot is None or slot.spilled is None or slot.types[7] != st.SPILL:
+        return None
+    if slot.types[slot_i % 8] != st.SPILL:
+        return None
+    return spi
 
 
 def _invalidate(env, reg: RegState) -> None:

@@ -88,13 +88,25 @@ def _uses_defs(insn) -> tuple[int, int]:
         return (bit(6) | (bit(s) if insn.opcode & 0xE0 == isa.IND else 0)), 0x3F
     if cls in (isa.JMP, isa.JMP32):
         if op == isa.CALL:
-            return 0x3E, 0x3F   # args r1-r5 (conservatively), clobbers r0-r5
+            # a helper reads its arguments only, a subprogram r1-r5 (compute_live_registers)
+            return _call_uses(insn), 0x3F
         if op == isa.EXIT:
-            return 1 | 0x3C0, 0   # r0, and callee-saved registers for the caller
+            # r0 only: the caller's r6-r9 are its own frame's, compared at the call site
+            return 1, 0
         if op == isa.JA:
             return 0, 0
         return bit(d) | (bit(s) if insn.opcode & isa.X else 0), 0
     return 0, 0
+
+
+def _call_uses(insn) -> int:
+    """Argument registers a call reads: a helper's by its prototype, else r1-r5."""
+    if insn.src == isa.CALL_HELPER:
+        from .calls import get_proto
+        proto = get_proto(insn.imm)
+        if proto is not None:
+            return ((1 << (len(proto[2]) + 1)) - 1) & ~1
+    return 0x3E
 
 
 def _kernel_decode_error(exc: DecodeError, insn) -> str:

@@ -24,6 +24,7 @@ from .cfg import Layout
 from .callbacks import CALLBACK_HELPER_IDS, callback_exit
 from .memory import Reject
 from . import spinlock
+from . import precision
 from .progtypes import ProgType
 from .state import FuncState, RegState, VerifierState
 from .log import insn_text as log_insn_text, state_text as _state_text
@@ -50,7 +51,7 @@ _REV = {isa.JEQ: isa.JNE, isa.JNE: isa.JEQ, isa.JGT: isa.JLE, isa.JLE: isa.JGT,
 
 
 class Checkpoint:
-    __slots__ = ("state", "open", "miss", "hit", "key", "k")
+    __slots__ = ("state", "open", "miss", "hit", "key", "k", "entry", "backedges")
 
     def __init__(self, state: VerifierState, key, k: int):
         self.state = state
@@ -59,6 +60,11 @@ class Checkpoint:
         self.hit = 0
         self.key = key
         self.k = k
+        # the outermost open callback call site this state's loop started at (its
+        # precision is incomplete while that is open), and for such an entry the pruned
+        # revisits whose precision is propagated when it closes
+        self.entry: Checkpoint | None = None
+        self.backedges: list | None = None
 
 
 class Env:
@@ -343,6 +349,8 @@ def _alu(env: Env, state: VerifierState, insn, pc: int) -> None:
         else:
             b = insn.imm & bd.U64
         if b is not None:
+            if dst.precise and insn.opcode & isa.X:
+                precision.mark_regs(env, state, (insn.src,))
             w = 32 if alu32 else 64
             mask = bd.U32 if alu32 else bd.U64
             b &= mask
@@ -378,10 +386,17 @@ def _alu(env: Env, state: VerifierState, insn, pc: int) -> None:
             raise Reject(f"R{d} pointer {_ALU_NAMES[op]} pointer prohibited",
                          "pointer-arith-prohibited", pc, regno=d)
         if dst.type != st.SCALAR:
+            if insn.opcode & isa.X:
+                # the offset's exact range goes into the pointer
+                precision.mark_regs(env, state, (insn.src,))
             _ptr_alu(env, regs, insn, pc, dst, src, True)
         else:
+            precision.mark_regs(env, state, (d,))
             _ptr_alu(env, regs, insn, pc, src, dst, False)
         return
+    if dst.precise and insn.opcode & isa.X:
+        # a precise result needs a precise operand
+        precision.mark_regs(env, state, (insn.src,))
     out = dst.copy() if dst is src else dst
     out.id = 0
     out.origin = pc
@@ -393,7 +408,8 @@ def _alu(env: Env, state: VerifierState, insn, pc: int) -> None:
 
 def _mem_access(env: Env, state: VerifierState, regno: int, off: int, size: int, write: bool,
                 pc: int, value: RegState | None = None, imm: int | None = None,
-                sign_extend: bool = False, is_st: bool = False) -> RegState | None:
+                sign_extend: bool = False, is_st: bool = False,
+                value_regno: int | None = None) -> RegState | None:
     """``check_mem_access``: one load or store through register ``regno``."""
     regs = state.cur.regs
     r = _read_reg(regs, regno, pc)
@@ -402,7 +418,9 @@ def _mem_access(env: Env, state: VerifierState, regno: int, off: int, size: int,
     if t == st.STACK:
         mem.check_stack_alignment(r, regno, off, size, pc)
         if write:
-            mem.stack_write(env, state, r, regno, r.off + off, size, value, imm, pc)
+            if mem.stack_write(env, state, r, regno, r.off + off, size, value, imm, pc) and \
+                    value_regno is not None:
+                precision.mark_regs(env, state, (value_regno,))
         else:
             result = mem.stack_read(env, state, r, regno, r.off + off, size, pc)
         if r.var_off.mask == 0:
@@ -506,7 +524,8 @@ def _store(env: Env, state: VerifierState, insn, pc: int) -> None:
         if value.is_pointer and not env.privileged and dst.type != st.STACK:
             raise Reject(f"R{insn.src} leaks addr into mem", "pointer-leak", pc,
                          regno=insn.src)
-        _mem_access(env, state, insn.dst, insn.off, size, True, pc, value=value)
+        _mem_access(env, state, insn.dst, insn.off, size, True, pc, value=value,
+                    value_regno=insn.src)
     else:
         _read_reg(regs, insn.dst, pc)
         _mem_access(env, state, insn.dst, insn.off, size, True, pc, imm=insn.imm, is_st=True)
@@ -806,6 +825,28 @@ def _set_min_max(t1: RegState, t2: RegState, f1: RegState, f2: RegState, op: int
     return ok[1], ok[0]
 
 
+def _note_linked(state: VerifierState, dst: RegState, src: RegState | None) -> None:
+    """``collect_linked_regs``: record, for backtracking, the registers and spilled scalars
+    sharing an id with the compared scalars (a bounds check refines all of them)."""
+    ids = {r.id for r in (dst, src) if r is not None and r.type == st.SCALAR and r.id}
+    if not ids or not state.trace:
+        return
+    linked = []
+    for fi, f in enumerate(state.frames):
+        for i, r in enumerate(f.regs):
+            if r.type == st.SCALAR and r.id in ids:
+                linked.append((fi, i))
+        for spi, slot in f.stack.items():
+            sp = slot.spilled
+            if sp is not None and sp.type == st.SCALAR and sp.id in ids:
+                linked.append((fi, -1 - spi))
+    if len(linked) > 1:
+        e = state.trace[-1]
+        pc = e if e.__class__ is int else e[0]
+        stack = None if e.__class__ is int else e[1]
+        state.trace[-1] = (pc, stack, tuple(linked))
+
+
 def _sync_linked(state: VerifierState, reg: RegState) -> None:
     """``sync_linked_regs``: scalars sharing an id get the refined bounds."""
     for r in state.all_regs():
@@ -922,6 +963,7 @@ def _cond_jmp(env: Env, state: VerifierState, insn, pc: int):
     if dst.type == st.SCALAR and dst.var_off.mask == 0 and not insn.opcode & isa.X:
         # fast path: constant compared with an immediate decides the branch
         pred = _const_branch(dst.var_off.value, insn.imm, op, is32)
+        precision.mark_regs(env, state, (insn.dst,))
         nxt = pc + 1 if pred == 0 else insn.jump_target(pc)
         state.history = (pc, nxt, state.history)
         return [(state, nxt)]
@@ -943,12 +985,16 @@ def _cond_jmp(env: Env, state: VerifierState, insn, pc: int):
     target = insn.jump_target(pc)
     nxt = pc + 1
     pred = _branch_taken(dst, src, op, is32)
+    if pred >= 0:
+        # the decided branch depends on the exact ranges of the operands
+        precision.mark_regs(env, state, (insn.dst, insn.src if insn.opcode & isa.X else None))
     if pred == 1:
         state.history = (pc, target, state.history)
         return [(state, target)]
     if pred == 0:
         state.history = (pc, nxt, state.history)
         return [(state, nxt)]
+    _note_linked(state, dst, src if insn.opcode & isa.X else None)
     other = state.copy()
     oregs = other.cur.regs
     if insn.opcode & isa.X:
@@ -1055,15 +1101,32 @@ def _check_ids(old_id: int, cur_id: int, idmap: dict, rev: dict) -> bool:
     return a == cur_id and b == old_id
 
 
-def _regsafe(old: RegState, cur: RegState, idmap: dict, rev: dict) -> bool:
+def _check_scalar_ids(old_id: int, cur_id: int, idmap: dict, rev: dict) -> bool:
+    """``check_scalar_ids``: an id of 0 stands for a fresh id of its own, so two unlinked
+    old scalars may not map to one linked pair in the current state."""
+    if not old_id or not cur_id:
+        tmp = idmap.get(None, 0) - 1
+        idmap[None] = tmp
+        old_id = old_id or tmp
+        cur_id = cur_id or tmp - (1 << 40)
+    return _check_ids(old_id, cur_id, idmap, rev)
+
+
+#: ``enum exact_level``: compare imprecise scalars too (in-progress states of a loop)
+NOT_EXACT, RANGE_WITHIN = 0, 1
+
+
+def _regsafe(old: RegState, cur: RegState, idmap: dict, rev: dict, exact: int = NOT_EXACT
+             ) -> bool:
     if old.type == st.NOT_INIT:
         return True
     if cur.type != old.type:
         return False
     if old.type == st.SCALAR:
-        if old.id and not _check_ids(old.id, cur.id, idmap, rev):
-            return False
-        return _range_within(old, cur) and old.var_off.contains(cur.var_off)
+        if not old.precise and exact == NOT_EXACT:
+            return True
+        return _range_within(old, cur) and old.var_off.contains(cur.var_off) and \
+            _check_scalar_ids(old.id, cur.id, idmap, rev)
     if old.off != cur.off or old.map != cur.map or old.frameno != cur.frameno or \
             old.mem_size != cur.mem_size or old.subprog != cur.subprog:
         return False
@@ -1076,51 +1139,99 @@ def _regsafe(old: RegState, cur: RegState, idmap: dict, rev: dict) -> bool:
     return _range_within(old, cur) and old.var_off.contains(cur.var_off)
 
 
-def _stacksafe(env: Env, old: FuncState, cur: FuncState, idmap: dict, rev: dict) -> bool:
+_UNBOUND = RegState.scalar_unknown()
+
+
+def _scalar_for_stack(env: Env, slot) -> RegState | None:
+    """``scalar_reg_for_stack``: a full spilled scalar, or an unknown scalar for a slot of
+    misc (for root also uninitialised) bytes."""
+    if slot is None:
+        return _UNBOUND if env.privileged else None
+    if slot.types[0] == st.SPILL and slot.spilled is not None and \
+            slot.spilled.type == st.SCALAR:
+        return slot.spilled
+    for t in slot.types:
+        if t != st.MISC and not (t == st.INVALID and env.privileged):
+            return None
+    return _UNBOUND
+
+
+def _stacksafe(env: Env, old: FuncState, cur: FuncState, idmap: dict, rev: dict,
+               exact: int = NOT_EXACT) -> bool:
+    """``stacksafe``: every byte the old state relied on is at least as good now."""
+    priv = env.privileged
+    cur_alloc = (cur.allocated + 7) // 8 * 8
     for spi, oslot in old.stack.items():
         cslot = cur.stack.get(spi)
         ctypes = cslot.types if cslot is not None else st.INVALID * 8
+        otypes = oslot.types
         for i in range(8):
-            ot = oslot.types[i]
+            ot = otypes[i]
             if ot == st.INVALID:
                 continue
-            if ot == st.MISC and env.privileged:
+            if ot == st.MISC and priv:
                 continue
+            if spi * 8 + i >= cur_alloc:
+                return False
+            oreg = _scalar_for_stack(env, oslot)
+            creg = _scalar_for_stack(env, cslot) if oreg is not None else None
+            if oreg is not None and creg is not None:
+                if not _regsafe(oreg, creg, idmap, rev, exact):
+                    return False
+                break
             ct = ctypes[i]
             if ot == st.MISC and ct == st.ZERO:
                 continue
             if ot != ct:
                 return False
-        if oslot.types[7] == st.SPILL:
-            if oslot.spilled is None:
-                if cslot is None or cslot.spilled is not None:
-                    return False
+            if i != 7:
                 continue
-            if cslot is None or cslot.spilled is None:
-                return False
-            if not _regsafe(oslot.spilled, cslot.spilled, idmap, rev):
-                return False
+            if ot == st.SPILL:
+                if oslot.spilled is None:
+                    if cslot is None or cslot.spilled is not None:
+                        return False
+                    continue
+                if cslot is None or cslot.spilled is None:
+                    return False
+                if not _regsafe(oslot.spilled, cslot.spilled, idmap, rev, exact):
+                    return False
     return True
 
 
-def _states_equal(env: Env, old: VerifierState, cur: VerifierState, pc: int) -> bool:
+def _live_masks(env: Env, state: VerifierState, pc: int) -> list[int]:
+    """Registers compared per frame: live before ``pc`` in the innermost frame, live before
+    the call instruction in the callers (``frame_insn_idx``); r10 always."""
+    live_in = env.layout.live_in
+    frames = state.frames
+    out = []
+    for fi in range(len(frames)):
+        ip = pc if fi == len(frames) - 1 else frames[fi + 1].callsite
+        out.append(live_in[ip] | 1 << 10)
+    return out
+
+
+def _states_equal(env: Env, old: VerifierState, cur: VerifierState, pc: int,
+                  exact: int = NOT_EXACT) -> bool:
     if len(old.frames) != len(cur.frames):
         return False
     if set(old.refs) != set(cur.refs) or old.lock != cur.lock:
         return False
+    if not env.privileged:
+        exact = RANGE_WITHIN   # unprivileged: every scalar is precise
     idmap: dict = {}
     rev: dict = {}
-    live = env.layout.live_in[pc]
-    last = len(old.frames) - 1
+    masks = _live_masks(env, old, pc)
     for fi, (of, cf) in enumerate(zip(old.frames, cur.frames)):
         if of.callsite != cf.callsite or of.callback_depth > cf.callback_depth:
             return False
+        live = masks[fi]
+        oregs, cregs = of.regs, cf.regs
         for i in range(11):
-            if fi == last and not live >> i & 1 and i != 10:
+            if not live >> i & 1:
                 continue
-            if not _regsafe(of.regs[i], cf.regs[i], idmap, rev):
+            if not _regsafe(oregs[i], cregs[i], idmap, rev, exact):
                 return False
-        if not _stacksafe(env, of, cf, idmap, rev):
+        if not _stacksafe(env, of, cf, idmap, rev, exact):
             return False
     return True
 
@@ -1161,6 +1272,24 @@ def do_check(env: Env) -> None:
             gc.enable()
 
 
+def _close(env: Env, cp: Checkpoint) -> None:
+    """A checkpoint's subtree is fully explored. When it was a callback loop's entry, the
+    precision its pruned revisits (back-edges) need is propagated until nothing changes
+    (the kernel's ``propagate_backedges`` at the loop's exit)."""
+    if cp.backedges:
+        changed = True
+        rounds = 0
+        while changed:
+            changed = False
+            rounds += 1
+            for old, cur, masks in cp.backedges:
+                if rounds > 64:
+                    precision.mark_all_precise(cur)   # give up on the fixpoint: all precise
+                elif precision.propagate(env, old, cur, masks):
+                    changed = True
+        cp.backedges = None
+
+
 def _do_check(env: Env) -> None:
     layout = env.layout
     insns = layout.insns
@@ -1168,6 +1297,7 @@ def _do_check(env: Env) -> None:
     log = env.log
     pending: list[tuple[VerifierState, int, int, int]] = []
     open_cps: list[Checkpoint] = []
+    open_sites: list[Checkpoint] = []   # open checkpoints at callback-calling instructions
     checkpoints = env.checkpoints
     open_keys = env.open_keys
     open_at: dict[int, int] = {}
@@ -1189,6 +1319,9 @@ def _do_check(env: Env) -> None:
                 if not same:
                     del open_keys[cp.key]
                 open_at[cpc] -= 1
+                if open_sites and open_sites[-1] is cp:
+                    open_sites.pop()
+                _close(env, cp)
                 done = checkpoints.setdefault(cpc, [])
                 done.append(cp)
                 env.max_states_per_insn = max(env.max_states_per_insn, len(done))
@@ -1216,8 +1349,18 @@ def _do_check(env: Env) -> None:
             lst = checkpoints.get(pc)
             if lst:
                 for cp in lst:
-                    if _states_equal(env, cp.state, state, pc):
+                    entry = cp.entry
+                    # a state inside a callback loop still being explored has incomplete
+                    # precision marks: compare every scalar (force_exact)
+                    loop = entry is not None and entry.open
+                    if _states_equal(env, cp.state, state, pc,
+                                     RANGE_WITHIN if loop else NOT_EXACT):
                         cp.hit += 1
+                        masks = _live_masks(env, cp.state, pc)
+                        if loop:
+                            entry.backedges.append((cp.state, state, masks))
+                        else:
+                            precision.propagate(env, cp.state, state, masks)
                         state = None
                         break
                     cp.miss += 1
@@ -1240,12 +1383,19 @@ def _do_check(env: Env) -> None:
                     # callback that never converges quadratic (fewer comparisons only prune
                     # less)
                     here = []
-                    for cp in reversed(open_cps):
+                    for cp in reversed(open_sites):
                         if cp.key[0] == pc:
                             here.append(cp)
                             if len(here) == CALLBACK_CMP:
                                 break
-                    if any(_states_equal(env, cp.state, state, pc) for cp in here):
+                    hit = None
+                    for cp in here:
+                        if _states_equal(env, cp.state, state, pc, RANGE_WITHIN):
+                            hit = cp
+                            break
+                    if hit is not None:
+                        (hit.entry or hit).backedges.append(
+                            (hit.state, state, _live_masks(env, hit.state, pc)))
                         if log.level >= 2:
                             log.line(f"{pc}: safe")
                         state = None
@@ -1266,7 +1416,18 @@ def _do_check(env: Env) -> None:
             if add:
                 if fpr is None:
                     fpr = (pc, _fingerprint(state))
-                cp = Checkpoint(state.copy(), fpr, len(pending))
+                saved = state.copy()
+                cp = Checkpoint(saved, fpr, len(pending))
+                if open_sites and (calls_cb or any(f.in_callback for f in state.frames)):
+                    cp.entry = open_sites[0]
+                if calls_cb:
+                    if cp.entry is None:
+                        cp.backedges = []
+                    open_sites.append(cp)
+                # the path continues from the stored state: backtracking walks from here
+                state.parent = saved
+                state.trace = []
+                state.first_idx = pc
                 open_cps.append(cp)
                 open_keys.setdefault(fpr, []).append(cp)
                 open_at[pc] = open_at.get(pc, 0) + 1
@@ -1275,6 +1436,7 @@ def _do_check(env: Env) -> None:
                 env.peak_states = max(env.peak_states, env.cur_states)
                 prev_insn = env.insn_processed
                 prev_jmps = jmps
+        state.trace.append(pc)
         cls = insn.cls
         nxt = pc + insn.slots
         if cls in (isa.ALU, isa.ALU64):
@@ -1317,12 +1479,22 @@ def _do_check(env: Env) -> None:
                         env.pending_callbacks.clear()
             elif op == isa.EXIT:
                 jmps += 1
+                in_cb = state.cur.in_callback
                 ret = _exit(env, state, pc)
                 if log.level >= 2:
                     log.insn(pc, insn, state)
                 if ret is None:
                     state = None
                     continue
+                if in_cb:
+                    # back at the call site: widen imprecise scalars that changed since the
+                    # previous visit there (find_prev_entry + widen_imprecise_scalars)
+                    sites = [f.callsite for f in state.frames]
+                    for cp in reversed(open_sites):
+                        if cp.key[0] == ret and \
+                                [f.callsite for f in cp.state.frames] == sites:
+                            precision.widen_imprecise(cp.state, state)
+                            break
                 nxt = ret
             else:
                 jmps += 1

@@ -135,8 +135,12 @@ def _scalar_ranges(r: RegState) -> list[str]:
 def reg_text(r: RegState, frameno: int = 0, maps=None) -> str:
     """One register's state (``print_reg_state``)."""
     t = r.type
-    if t == st.SCALAR and r.var_off.mask == 0:
-        return _snum(bd.s64(r.var_off.value))
+    if t == st.SCALAR:
+        # precise scalars carry the kernel's "P" mark
+        p = "P" if r.precise else ""
+        if r.var_off.mask == 0:
+            return p + _snum(bd.s64(r.var_off.value))
+        return p + _scalar_text(r)
     name = t
     if t == st.STACK:
         prefix = f"fp[{r.frameno}]" if r.frameno != frameno else "fp"
@@ -167,6 +171,16 @@ def reg_text(r: RegState, frameno: int = 0, maps=None) -> str:
         if r.var_off.mask != bd.U64:
             parts.append(f"var_off={r.var_off}")
     return f"{name}({','.join(parts)})"
+
+
+def _scalar_text(r: RegState) -> str:
+    parts = []
+    if r.id:
+        parts.append(f"id={r.id}")
+    parts.extend(_scalar_ranges(r))
+    if r.var_off.mask != bd.U64:
+        parts.append(f"var_off={r.var_off}")
+    return f"scalar({','.join(parts)})"
 
 
 def slot_text(slot) -> str | None:

@@ -159,20 +159,25 @@ def _set_byte(frame, byte_off: int, kind: str) -> None:
 
 
 def stack_write(env, state, r: RegState, regno: int, off: int, size: int,
-                value: RegState | None, imm: int | None, pc: int) -> None:
-    """A store into the stack: a spill when the kernel would make one, else misc/zero bytes."""
+                value: RegState | None, imm: int | None, pc: int) -> bool:
+    """A store into the stack: a spill when the kernel would make one, else misc/zero bytes.
+    Returns True when zero bytes were kept or made from a register's value, which the
+    caller then marks precise (the kernel's STACK_ZERO cases)."""
     frame = frame_of(state, r)
     lo, hi = _stack_bounds(r, regno, off, size, "write", pc)
     _touch(frame, lo)
     if r.var_off.mask:
         writing_zero = (value is not None and value.is_const() and value.var_off.value == 0) \
             or (value is None and imm == 0)
+        zero_used = False
         for b in range(lo, hi):
             k = -b - 1
             slot = _get_slot(frame, k // 8)
             cur = slot.types[k % 8]
+            if writing_zero and cur == st.ZERO:
+                zero_used = True
             _set_byte(frame, b, st.ZERO if writing_zero and cur == st.ZERO else st.MISC)
-        return
+        return zero_used
     if value is not None and value.type != st.SCALAR and value.type != st.NOT_INIT:
         if size != 8:
             raise Reject("invalid size of register spill", "partial-pointer-spill", pc,
@@ -205,12 +210,14 @@ def stack_write(env, state, r: RegState, regno: int, off: int, size: int,
                 types[i] = st.MISC
         slot.types = "".join(types)
         slot.spilled = spilled
-        return
+        state.note_stack(r.frameno, spi)
+        return False
     zero = (value is not None and value.is_const() and value.var_off.value == 0) or \
         (value is None and imm == 0)
     kind = st.ZERO if zero else st.MISC
     for b in range(lo, hi):
         _set_byte(frame, b, kind)
+    return zero
 
 
 def stack_read(env, state, r: RegState, regno: int, off: int, size: int, pc: int,
@@ -232,6 +239,7 @@ def stack_read(env, state, r: RegState, regno: int, off: int, size: int, pc: int
             i -= 1
         if size == 8 and spill_size == 8:
             out = spilled.copy()
+            state.note_stack(r.frameno, spi)
             return out
         if spilled.type != st.SCALAR:
             raise Reject("invalid size of register fill", "partial-pointer-fill", pc,
@@ -240,6 +248,7 @@ def stack_read(env, state, r: RegState, regno: int, off: int, size: int, pc: int
             out = spilled.copy()
             if out.umax >= 1 << (size * 8):
                 out.id = 0
+            state.note_stack(r.frameno, spi)
             return out
         spill_cnt = zero_cnt = 0
         for b in range(lo, hi):
@@ -253,6 +262,7 @@ def stack_read(env, state, r: RegState, regno: int, off: int, size: int, pc: int
                 raise Reject(f"invalid read from stack off {lo}+{b - lo} size {size}",
                              "uninit-stack", pc, regno=regno, off=lo, size=size)
         if spill_cnt == size and spilled.is_const() and spilled.var_off.value == 0:
+            state.note_stack(r.frameno, spi)
             return RegState.scalar_const(0)
         if zero_cnt == size:
             return RegState.scalar_const(0)

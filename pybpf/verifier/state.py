@@ -52,7 +52,7 @@ class RegState:
 
     __slots__ = ("type", "off", "var_off", "smin", "smax", "umin", "umax", "s32min",
                  "s32max", "u32min", "u32max", "id", "ref_obj_id", "map", "mem_size",
-                 "range", "frameno", "subprog", "origin")
+                 "range", "frameno", "subprog", "origin", "precise")
 
     def __init__(self, type: str = NOT_INIT):
         self.type = type
@@ -74,15 +74,19 @@ class RegState:
         self.frameno = 0       # frame owning a stack pointer
         self.subprog = 0       # target of a PTR_TO_FUNC
         self.origin = None     # pc that produced the value (for explanations)
+        # the verdict depends on this scalar's exact range (precision.py); pruning compares
+        # only precise scalars by range
+        self.precise = False
 
     def copy(self) -> "RegState":
         r = _new(RegState)
         (r.type, r.off, r.var_off, r.smin, r.smax, r.umin, r.umax, r.s32min, r.s32max,
          r.u32min, r.u32max, r.id, r.ref_obj_id, r.map, r.mem_size, r.range, r.frameno,
-         r.subprog, r.origin) = (
+         r.subprog, r.origin, r.precise) = (
             self.type, self.off, self.var_off, self.smin, self.smax, self.umin, self.umax,
             self.s32min, self.s32max, self.u32min, self.u32max, self.id, self.ref_obj_id,
-            self.map, self.mem_size, self.range, self.frameno, self.subprog, self.origin)
+            self.map, self.mem_size, self.range, self.frameno, self.subprog, self.origin,
+            self.precise)
         return r
 
     def key(self) -> tuple:
@@ -175,7 +179,8 @@ class FuncState:
 class VerifierState:
     """The whole machine on one path: frames (innermost last) and acquired references."""
 
-    __slots__ = ("frames", "refs", "history", "insn_idx", "cb_unroll", "lock")
+    __slots__ = ("frames", "refs", "history", "insn_idx", "cb_unroll", "lock", "parent",
+                 "trace", "first_idx")
 
     def __init__(self):
         self.frames: list[FuncState] = []
@@ -184,6 +189,11 @@ class VerifierState:
         self.insn_idx = 0
         self.cb_unroll = 0   # callback bodies entered on this path (callback_unroll_depth)
         self.lock: tuple | None = None   # (map index, pointer id) of the held bpf_spin_lock
+        # precision backtracking (precision.py): the checkpoint this path continues from,
+        # the instructions executed since then and the first of them
+        self.parent: VerifierState | None = None
+        self.trace: list = []
+        self.first_idx = 0
 
     @property
     def cur(self) -> FuncState:
@@ -197,7 +207,19 @@ class VerifierState:
         s.insn_idx = self.insn_idx
         s.cb_unroll = self.cb_unroll
         s.lock = self.lock
+        s.parent = self.parent
+        s.trace = self.trace[:]
+        s.first_idx = self.first_idx
         return s
+
+    def note_stack(self, frameno: int, spi: int) -> None:
+        """The instruction being processed spilled or filled stack slot ``spi`` of frame
+        ``frameno`` at a fixed offset (INSN_F_STACK_ACCESS, for backtracking)."""
+        if self.trace:
+            e = self.trace[-1]
+            pc = e if e.__class__ is int else e[0]
+            linked = None if e.__class__ is int else e[2]
+            self.trace[-1] = (pc, (frameno, spi), linked)
 
     def all_regs(self):
         """Every register and spilled register in every frame (``bpf_for_each_reg_in_vstate``)."""
