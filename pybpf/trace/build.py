@@ -74,11 +74,13 @@ def _script_error(filename: str, prog: Program, ap: ast.AttachPoint, exc: Kernel
     return TraceSyntaxError(message, filename, line, col)
 
 
-def explain_refusal(source: str, filename: str, index: int, kernel_maps: list,
-                    verdict: tuple | None) -> BaseException:
-    """Probe ``index`` was refused when loaded from its plan: load it again through the kernel
-    engine from a fresh compilation (with its BTF, so the kernel's log names script lines) and
-    return the error that explains the refusal at script level."""
+def load_with_engine(source: str, filename: str, index: int, kernel_maps: list,
+                     verdict: tuple | None):
+    """Probe ``index`` was refused when loaded from its plan (bytecode only): load it through
+    the kernel engine from a fresh compilation, with its BTF, func and line info, as
+    :func:`pybpf.kernel.load_program` does. Returns the loaded program when the kernel takes
+    it so (a program that needs its BTF); otherwise raises the error that explains the refusal
+    at script level (the kernel's log names script lines; pybpf's verdict adds its reading)."""
     from .. import kernel
 
     compiled = compile_script(source, filename)
@@ -91,21 +93,18 @@ def explain_refusal(source: str, filename: str, index: int, kernel_maps: list,
                    else "trace_fexit",
                    "attach_btf_id": load_vmlinux().find_one(ap.func, "func").id}
     try:
-        loaded = kernel.load_program(prog, maps=kernel_maps, **options)
+        return kernel.load_program(prog, maps=kernel_maps, **options)
     except KernelError as exc:
         if options:
             kind = options["expected_attach_type"].split("_")[1]
-            return KernelError(f"cannot attach {ap.raw}: the kernel refused an {kind} program "
-                               f"({exc.message.splitlines()[0]}); kfunc/kretfunc need BPF "
-                               "trampolines, which this kernel does not allow",
-                               errno=exc.errno, log=exc.log)
+            raise KernelError(f"cannot attach {ap.raw}: the kernel refused an {kind} program "
+                              f"({exc.message.splitlines()[0]}); kfunc/kretfunc need BPF "
+                              "trampolines, which this kernel does not allow",
+                              errno=exc.errno, log=exc.log) from None
         if exc.log:
-            return _script_error(filename, prog, ap, exc,
-                                 verdict if verdict is not None else verdict_record(prog))
-        return exc
-    loaded.close()
-    return KernelError(f"the kernel refused probe {ap.raw} and then accepted it when loaded "
-                       "again; run the script again")
+            raise _script_error(filename, prog, ap, exc, verdict if verdict is not None
+                                else verdict_record(prog)) from None
+        raise
 
 
 def _expand(script: ast.Script):

@@ -10,7 +10,8 @@ Start-up is a feature (bpftrace's is the target), so a run starts from the scrip
 imports neither the parser nor LLVM nor the ELF reader, and loads its programs with one
 BPF_PROG_LOAD each through the kernel engine's bpf(2) door. Anything unusual takes the full
 road: a refused probe is compiled again and loaded through :func:`pybpf.kernel.load_program`
-with its BTF, so the error names the script line (:func:`.build.explain_refusal`).
+with its BTF, which either loads it (a program that needs its BTF) or says why the kernel
+refuses it at the script line (:func:`.build.load_with_engine`).
 
 Attachment goes through the kernel engine (:mod:`pybpf.kernel.attach`): tracepoints and
 software/profile events through perf_event_open(2), uprobes through the ``uprobe`` PMU. Every
@@ -97,15 +98,19 @@ def get_plan(source: str, filename: str, timings: Timings | None = None) -> dict
 class _Loaded:
     """A loaded probe program: the fd the attach functions need, owned until :meth:`close`."""
 
-    def __init__(self, fd: int, info: dict):
+    def __init__(self, fd: int, info: dict, owner=None):
         self.fd = fd
         self.name = info["name"]
         self.prog_type = info["prog_type"]
         self.info = info
+        self.owner = owner  # a KernelProgram that owns the fd (loaded by the engine)
 
     def close(self) -> None:
         if self.fd >= 0:
-            os.close(self.fd)
+            if self.owner is not None:
+                self.owner.close()
+            else:
+                os.close(self.fd)
             self.fd = -1
 
 
@@ -227,11 +232,12 @@ class Session:
             # refused (an EPERM here is about this program: the maps were allowed) -- the
             # kernel engine loads it again with its BTF and a log, and says why
             pass
-        from .build import explain_refusal
+        from .build import load_with_engine
 
         verdicts = self.plan.get("verdicts") or [None] * len(self.plan["programs"])
-        raise explain_refusal(self.source, self.plan["source_name"], index,
-                              self.kernel_maps(), verdicts[index]) from None
+        engine_prog = load_with_engine(self.source, self.plan["source_name"], index,
+                                       self.kernel_maps(), verdicts[index])
+        return _Loaded(engine_prog.fd, info, owner=engine_prog)
 
     @staticmethod
     def _fentry_attrs(info: dict) -> dict:

@@ -183,3 +183,21 @@ def test_commands_are_split_as_shlex_splits_them(text):
     import shlex
 
     assert command.split_command(text) == shlex.split(text)
+
+
+@pytest.mark.kernel
+def test_a_plan_the_kernel_refuses_takes_the_engines_road_and_still_runs(tmp_path):
+    """Bytecode from the plan that the kernel refuses (here: doctored to a bare ``exit``, which
+    reads an unset r0) is compiled again and loaded by the kernel engine with its BTF."""
+    cache = tmp_path / "cache"
+    cmd = _workload(tmp_path)
+    first = _pybpf(["trace", "-e", SCRIPT, "-c", cmd], cache)
+    (entry,) = cache.iterdir()
+    stored = plan.read(str(entry))
+    stored["programs"][1]["insns"] = bytes([0x95, 0, 0, 0, 0, 0, 0, 0])
+    stored["programs"][1]["refs"] = []
+    plan.write(str(entry), stored)
+    again = _pybpf(["trace", "-e", SCRIPT, "-c", cmd], cache)
+    assert again.returncode == 0, again.stderr
+    assert "cache-hit" in again.stderr and again.stdout == first.stdout
+    assert "@n: 7" in again.stdout
