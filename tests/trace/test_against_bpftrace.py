@@ -36,9 +36,17 @@ def _run_both(script: str, workload: list[str], tmp_path) -> tuple[list[str], li
         shell.chmod(0o755)
         workload = ["/bin/sh", str(shell)]
     cmd = " ".join(workload)
-    ours = subprocess.run([sys.executable, "-m", "pybpf", "trace", str(path), "-c", cmd],
-                          capture_output=True, text=True, timeout=120)
-    assert ours.returncode == 0, ours.stderr
+    # twice: compiled (and cached) the first time, from the cached plan the second
+    env = {**os.environ, "PYBPF_TRACE_CACHE": str(tmp_path / "cache"),
+           "PYBPF_TRACE_TIMINGS": "1"}
+    runs = [subprocess.run([sys.executable, "-m", "pybpf", "trace", str(path), "-c", cmd],
+                           capture_output=True, text=True, timeout=120, env=env)
+            for _ in range(2)]
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+    assert "cache-hit" not in runs[0].stderr and "cache-hit" in runs[1].stderr
+    ours = runs[1]
+    assert _maps_section(runs[0].stdout) == _maps_section(ours.stdout)
     theirs = subprocess.run(["bpftrace", str(path), "-c", cmd], capture_output=True,
                             text=True, timeout=120, env={**os.environ, "BPFTRACE_NO_CPP_DEMANGLE": "1"})
     assert "Attaching" in theirs.stdout, theirs.stderr
