@@ -1428,6 +1428,7 @@ def _do_check(env: Env) -> None:
                 state.parent = saved
                 state.trace = []
                 state.first_idx = pc
+                state.bt_memo = None
                 open_cps.append(cp)
                 open_keys.setdefault(fpr, []).append(cp)
                 open_at[pc] = open_at.get(pc, 0) + 1

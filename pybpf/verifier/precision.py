@@ -234,12 +234,87 @@ def _log_state(env, state, fr: int) -> str:
     return "".join(out)
 
 
+# instruction kinds for the fast path of the backward walk (no stack, no frames)
+_SKIP, _ALU_X, _MOV_X, _SET_K, _JMP_X, _SLOW = range(6)
+
+
+def _kinds(env) -> list:
+    """Per instruction slot: (kind, dst, src) for the fast path, computed once."""
+    kinds = getattr(env, "_bt_kinds", None)
+    if kinds is not None:
+        return kinds
+    kinds = []
+    for insn in env.layout.insns:
+        k = _SLOW
+        if insn is not None:
+            cls, op = insn.cls, insn.opcode & 0xF0
+            x = insn.opcode & isa.X
+            if cls in (isa.ALU, isa.ALU64):
+                if op == isa.MOV:
+                    k = _MOV_X if x else _SET_K
+                elif op in (isa.END, isa.NEG) or not x:
+                    k = _SKIP
+                else:
+                    k = _ALU_X
+            elif cls in (isa.JMP, isa.JMP32) and op not in (isa.CALL, isa.EXIT):
+                k = _JMP_X if x and op != isa.JA else _SKIP
+            elif insn.opcode == isa.LDDW:
+                k = _SET_K
+        kinds.append((k, insn.dst if insn is not None else 0,
+                       insn.src if insn is not None else 0))
+    env._bt_kinds = kinds
+    return kinds
+
+
+def _walk_fast(kinds, entries, j: int, subseq: int, bt: Backtrack, stop: int = -1):
+    """Walk back over plain register instructions without touching ``bt``'s other frames
+    or the stack; stops at the first entry that needs the general rule. Returns the new
+    (j, subseq) and whether every request is satisfied."""
+    f = bt.frame
+    regs = bt.regs[f]
+    rest = any(bt.stack) or sum(bt.regs) != regs
+    while j > stop:
+        e = entries[j]
+        if e.__class__ is not int:
+            break
+        k, d, s = kinds[e]
+        if k == _SKIP:
+            pass
+        elif k == _ALU_X:
+            if regs >> d & 1 and s != 10:
+                regs |= 1 << s
+        elif k == _MOV_X:
+            if regs >> d & 1:
+                regs &= ~(1 << d)
+                if s != 10:
+                    regs |= 1 << s
+                elif not regs and not rest:
+                    bt.regs[f] = 0
+                    return j, e, True
+        elif k == _SET_K:
+            if regs >> d & 1:
+                regs &= ~(1 << d)
+                if not regs and not rest:
+                    bt.regs[f] = 0
+                    return j, e, True
+        elif k == _JMP_X:
+            if regs >> d & 1 or regs >> s & 1:
+                regs |= (1 << d) | (1 << s)
+        else:
+            break
+        subseq = e
+        j -= 1
+    bt.regs[f] = regs
+    return j, subseq, False
+
+
 def backtrack(env, state, bt: Backtrack, skip_last: bool) -> bool:
     """``__mark_chain_precision``: walk ``state``'s trace and its parents' backwards until
     every request in ``bt`` is satisfied. Returns whether a new mark was set anywhere."""
     if bt.empty():
         return False
     log = env.log if env.log.level >= 2 else None
+    kinds = _kinds(env)
     changed = False
     s = state
     entries = s.trace
@@ -248,6 +323,12 @@ def backtrack(env, state, bt: Backtrack, skip_last: bool) -> bool:
     if skip_last and j >= 0:
         subseq = _pc_of(entries[j])
         j -= 1
+    # the same request from earlier in this segment was already walked back in full: a walk
+    # that reaches its starting point with the same requests has nothing new to do
+    memo = state.bt_memo
+    stop = memo[0] if memo is not None and memo[0] <= j else -1
+    start = (j, subseq, bt.frame, tuple(bt.regs), tuple(bt.stack))
+    first = True
     last_idx = _pc_of(entries[-1]) if entries else -1
     try:
         while True:
@@ -255,6 +336,23 @@ def backtrack(env, state, bt: Backtrack, skip_last: bool) -> bool:
                 log.line(f"mark_precise: frame{bt.frame}: last_idx {last_idx} first_idx "
                          f"{s.first_idx} subseq_idx {subseq} ")
             while j >= 0:
+                if first and j == stop:
+                    if start[0] >= 0 and (j, subseq, bt.frame, tuple(bt.regs),
+                                          tuple(bt.stack)) == memo:
+                        state.bt_memo = start
+                        return changed
+                    stop = -1
+                if log is None:
+                    j, subseq, done = _walk_fast(kinds, entries, j, subseq, bt,
+                                                 stop if first else -1)
+                    if done:
+                        if first:
+                            state.bt_memo = start
+                        return changed
+                    if j < 0:
+                        break
+                    if first and j == stop:
+                        continue
                 e = entries[j]
                 pc = _pc_of(e)
                 if log is not None:
@@ -265,9 +363,14 @@ def backtrack(env, state, bt: Backtrack, skip_last: bool) -> bool:
                              f"{insn_text(env.layout.insns[pc], pc)}")
                 _backtrack_insn(env, pc, subseq, e, bt)
                 if bt.empty():
+                    if first:
+                        state.bt_memo = start
                     return changed
                 subseq = pc
                 j -= 1
+            if first:
+                first = False
+                state.bt_memo = start
             parent = s.parent
             if parent is None:
                 break

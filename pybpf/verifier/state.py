@@ -180,7 +180,7 @@ class VerifierState:
     """The whole machine on one path: frames (innermost last) and acquired references."""
 
     __slots__ = ("frames", "refs", "history", "insn_idx", "cb_unroll", "lock", "parent",
-                 "trace", "first_idx")
+                 "trace", "first_idx", "bt_memo")
 
     def __init__(self):
         self.frames: list[FuncState] = []
@@ -194,6 +194,7 @@ class VerifierState:
         self.parent: VerifierState | None = None
         self.trace: list = []
         self.first_idx = 0
+        self.bt_memo: tuple | None = None   # the last backtracking request walked in full
 
     @property
     def cur(self) -> FuncState:
@@ -210,6 +211,7 @@ class VerifierState:
         s.parent = self.parent
         s.trace = self.trace[:]
         s.first_idx = self.first_idx
+        s.bt_memo = self.bt_memo
         return s
 
     def note_stack(self, frameno: int, spi: int) -> None:
