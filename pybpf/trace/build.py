@@ -182,6 +182,19 @@ def compile_script(source: str, filename: str = "<script>", timings=None) -> Com
     """Parse, type-check and compile a script to BPF programs (nothing is loaded).
     ``timings`` (a :class:`pybpf.trace.runtime.Timings`) records each step's duration."""
     mark = timings.mark if timings is not None else (lambda step: None)
+    unit, wildcards = compile_unit(source, filename, mark)
+    from . import codegen
+
+    obj = codegen.emit_object(unit.ir_text())
+    mark("llvm")
+    compiled = finish(unit, obj, filename, wildcards)
+    mark("elf")
+    return compiled
+
+
+def compile_unit(source: str, filename: str, mark=lambda step: None):
+    """The front half: parse, expand wildcards, generate LLVM IR (a :class:`types.CompileUnit`)
+    and what the wildcards matched."""
     mark("imports")
     script = parse(source, filename)
     items, fields, wildcards = _expand(script)
@@ -201,8 +214,13 @@ def compile_script(source: str, filename: str = "<script>", timings=None) -> Com
 
     unit = codegen.Compiler(script, tracepoint_fields=fields).compile(items)
     mark("codegen")
-    obj = codegen.emit_object(unit.ir_text())
-    mark("llvm")
+    return unit, wildcards
+
+
+def finish(unit: types.CompileUnit, obj: bytes, filename: str,
+           wildcards: list) -> CompiledScript:
+    """The back half: pybpf's own object loader reads the programs back from LLVM's object,
+    with BTF and the script's lines; each gets its maps, license and program type."""
     specs = [MapSpec("events", "ringbuf", 0, 0, types.RINGBUF_SIZE),
              MapSpec("start", "array", 4, 8, 1),
              MapSpec("stacks", "stack_trace", 4, 8 * types.MAX_STACK_FRAMES,
@@ -212,7 +230,6 @@ def compile_script(source: str, filename: str = "<script>", timings=None) -> Com
                              MAX_MAP_ENTRIES))
     from ..elf import load_object
 
-    # pybpf's own object loader reads the programs back, with BTF and the script's lines
     spec = load_object(obj, name=filename, core_target="local")
     programs = []
     for name, probe, ap, section in unit.functions:
@@ -224,5 +241,14 @@ def compile_script(source: str, filename: str = "<script>", timings=None) -> Com
         prog.prog_type = probes.PROG_TYPES[ap.provider]
         prog.section = section
         programs.append((name, prog, ap))
-    mark("elf")
     return CompiledScript(unit, programs, specs, obj, filename, wildcards)
+
+
+def verified_plan(compiled: CompiledScript) -> dict:
+    """The compilation's plan with pybpf's verifier's verdict on each probe."""
+    from .plan import make_plan
+
+    made = make_plan(compiled)
+    made["verdicts"] = [verdict_record(prog) for _, prog, _ in compiled.programs]
+    return made
+

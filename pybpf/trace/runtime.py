@@ -83,11 +83,9 @@ def get_plan(source: str, filename: str, timings: Timings | None = None) -> dict
             if timings:
                 timings.mark("cache-hit")
             return found
-    from .build import compile_script, verdict_record
+    from .build import compile_script, verified_plan
 
-    compiled = compile_script(source, filename, timings)
-    made = plan.make_plan(compiled)
-    made["verdicts"] = [verdict_record(prog) for _, prog, _ in compiled.programs]
+    made = verified_plan(compile_script(source, filename, timings))
     if timings:
         timings.mark("verify")
     if path is not None:
