@@ -487,6 +487,7 @@ class Interpreter:
                 raise VMError("a context needs a program type (Interpreter(..., prog_type=))")
             if not self.sandbox and len(data) not in self._admitted_sizes:
                 self.admit_input(len(data))
+            self._tail_chain = [0]          # each run starts a new tail-call chain
             region = self._prepare(data)
             r1, r2 = region.address, len(data)
         self._stepping = trace is not None or stepping or not self.fast
