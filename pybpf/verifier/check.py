@@ -27,7 +27,7 @@ from . import spinlock
 from . import precision
 from .progtypes import ProgType
 from .state import FuncState, RegState, VerifierState
-from .log import insn_text as log_insn_text, state_text as _state_text
+from .log import frame_text, insn_text as log_insn_text, state_text as _state_text
 
 
 def log_state_text(state, log) -> str:
@@ -1040,11 +1040,19 @@ def _pseudo_call(env: Env, state: VerifierState, insn, pc: int) -> int:
     caller = state.cur
     callee = FuncState(len(state.frames), sub, pc)
     for i in range(1, 6):
-        callee.regs[i] = caller.regs[i].copy()
+        callee.regs[i] = caller.regs[i]
+        # clear_caller_saved_regs: the arguments now live in the callee's frame
+        caller.regs[i] = RegState()
     fp = RegState.pointer(st.STACK, frameno=callee.frameno)
     callee.regs[10] = fp
     state.frames.append(callee)
     state.history = (pc, target, state.history)
+    log = env.log
+    if log.level >= 2:
+        log.line("caller:")
+        log.line(frame_text(state, len(state.frames) - 2, log.maps))
+        log.line("callee:")
+        log.line(frame_text(state, len(state.frames) - 1, log.maps))
     return target
 
 
@@ -1057,11 +1065,18 @@ def _exit(env: Env, state: VerifierState, pc: int) -> int | None:
         r0 = regs[0]
         if r0.type == st.STACK:
             raise Reject("cannot return stack pointer to the caller", "return-stack-ptr", pc)
-        callee = state.frames.pop()
-        caller = state.cur
+        callee = state.frames[-1]
+        caller = state.frames[-2]
         caller.regs[0] = r0
         for i in range(1, 6):
             caller.regs[i] = RegState()
+        log = env.log
+        if log.level >= 2:
+            log.line("returning from callee:")
+            log.line(frame_text(state, len(state.frames) - 1, log.maps))
+            log.line(f"to caller at {callee.callsite + 1}:")
+            log.line(frame_text(state, len(state.frames) - 2, log.maps))
+        state.frames.pop()
         return callee.callsite + 1
     if state.lock is not None:
         raise Reject("BPF_EXIT instruction in main prog cannot be used inside "
@@ -1305,6 +1320,7 @@ def _do_check(env: Env) -> None:
     pc = 0
     prev_insn = 0
     jmps = prev_jmps = 0
+    popped = None
     if log.level:
         log.state(0, state, initial=True)
     while True:
@@ -1322,9 +1338,8 @@ def _do_check(env: Env) -> None:
                 if open_sites and open_sites[-1] is cp:
                     open_sites.pop()
                 _close(env, cp)
-                done = checkpoints.setdefault(cpc, [])
-                done.append(cp)
-                env.max_states_per_insn = max(env.max_states_per_insn, len(done))
+                checkpoints.setdefault(cpc, []).append(cp)
+            log.pending = None
             if not pending:
                 return
             state, pc, from_pc, mark = pending.pop()
@@ -1332,9 +1347,8 @@ def _do_check(env: Env) -> None:
                 del log.parts[mark:]
                 log.parts.append(f" {pc}:{log_state_text(state, log)}\n")
             elif log.level:
-                log.parts.append("\n")
-                log.branch(from_pc, pc, state)
-                log.state(pc, state)
+                # printed after the prune check: a pruned branch is "from A to B: safe"
+                popped = from_pc
         env.last_state = state
         env.last_pc = pc
         insn = insns[pc]
@@ -1365,11 +1379,20 @@ def _do_check(env: Env) -> None:
                         break
                     cp.miss += 1
                 if state is None:
+                    log.pending = None
                     if log.level >= 2:
-                        log.line(f"{pc}: safe")
+                        if popped is not None:
+                            log.parts.append(f"\nfrom {popped} to {pc}: safe\n")
+                            popped = None
+                        else:
+                            log.line(f"{pc}: safe")
                     continue
                 if len(lst) > 3:
                     lst[:] = [cp for cp in lst if cp.miss <= cp.hit * 3 + 3]
+            # the kernel's states_cnt: every state stored here was compared
+            n_here = len(lst or ()) + open_at.get(pc, 0)
+            if n_here > env.max_states_per_insn:
+                env.max_states_per_insn = n_here
             looping = open_at.get(pc, 0) > 0
             fpr = None
             calls_cb = insn.opcode == isa.JMP | isa.CALL and insn.src == isa.CALL_HELPER \
@@ -1396,8 +1419,13 @@ def _do_check(env: Env) -> None:
                     if hit is not None:
                         (hit.entry or hit).backedges.append(
                             (hit.state, state, _live_masks(env, hit.state, pc)))
+                        log.pending = None
                         if log.level >= 2:
-                            log.line(f"{pc}: safe")
+                            if popped is not None:
+                                log.parts.append(f"\nfrom {popped} to {pc}: safe\n")
+                                popped = None
+                            else:
+                                log.line(f"{pc}: safe")
                         state = None
                         continue
                 looping = False
@@ -1437,7 +1465,15 @@ def _do_check(env: Env) -> None:
                 env.peak_states = max(env.peak_states, env.cur_states)
                 prev_insn = env.insn_processed
                 prev_jmps = jmps
+        if log.pending is not None:
+            log.flush()
+        if popped is not None:
+            log.parts.append("\n")
+            log.branch(popped, pc, state)
+            log.state(pc, state)
+            popped = None
         state.trace.append(pc)
+        start = len(log.parts) if log.level >= 2 else None
         cls = insn.cls
         nxt = pc + insn.slots
         if cls in (isa.ALU, isa.ALU64):
@@ -1483,7 +1519,11 @@ def _do_check(env: Env) -> None:
                 in_cb = state.cur.in_callback
                 ret = _exit(env, state, pc)
                 if log.level >= 2:
-                    log.insn(pc, insn, state)
+                    log.insn(pc, insn, state, start)
+                    if ret is not None and not in_cb:
+                        log.parts.append(f"\nfrom {pc} to {ret}:"
+                                         f"{frame_text(state, len(state.frames) - 1, log.maps)}"
+                                         f"\n")
                 if ret is None:
                     state = None
                     continue
@@ -1496,12 +1536,15 @@ def _do_check(env: Env) -> None:
                                 [f.callsite for f in cp.state.frames] == sites:
                             precision.widen_imprecise(cp.state, state)
                             break
+                if log.level >= 2:
+                    pc = ret
+                    continue
                 nxt = ret
             else:
                 jmps += 1
                 succ = _cond_jmp(env, state, insn, pc)
                 if log.level >= 2:
-                    log.insn(pc, insn, state)
+                    log.insn(pc, insn, state, start, pc)
                 elif log.level:
                     log.parts.append(f"{pc}: {log_insn_text(insn, pc)}")
                 mark = len(log.parts)
@@ -1518,7 +1561,7 @@ def _do_check(env: Env) -> None:
                 state, pc = succ[0]
                 continue
         if log.level:
-            log.insn(pc, insn, state)
+            log.insn(pc, insn, state, start, nxt, lazy=True)
         pc = nxt
 
 

@@ -219,13 +219,30 @@ def state_text(state, *, regs: set | None = None, slots: set | None = None, maps
     return "".join(out)
 
 
+def frame_text(state, fr: int, maps=None) -> str:
+    """``print_verifier_state`` of one frame: " frameN:" (not for frame 0), every
+    initialised register and stack slot."""
+    f = state.frames[fr]
+    out = [f" frame{f.frameno}:"] if f.frameno else []
+    for i, r in enumerate(f.regs):
+        if r.type != st.NOT_INIT:
+            out.append(f" R{i}={reg_text(r, f.frameno, maps)}")
+    for spi in sorted(f.stack):
+        slot = f.stack[spi]
+        if slot.types[7] == st.SPILL and slot.spilled is not None:
+            out.append(f" fp{-(spi + 1) * 8}={reg_text(slot.spilled, f.frameno, maps)}")
+        elif any(t != st.INVALID for t in slot.types):
+            out.append(f" fp{-(spi + 1) * 8}={slot.types}")
+    return "".join(out)
+
+
 def _touched(insn) -> tuple[set, bool]:
     """Registers an instruction reads or writes (the kernel's "scratched" marks)."""
     cls, op, d, s = insn.cls, insn.opcode & 0xF0, insn.dst, insn.src
     if cls in (isa.ALU, isa.ALU64):
         return ({d, s} if insn.opcode & isa.X and op != isa.END else {d}), False
     if cls == isa.LDX:
-        return {d, s}, False
+        return {d, s}, "load"
     if cls == isa.ST:
         return {d}, True
     if cls == isa.STX:
@@ -250,6 +267,7 @@ class VerifierLog:
         self.parts: list[str] = []
         self.maps = maps
         self.marks: list[int] = []
+        self.pending: tuple | None = None   # (line index, label, state) not yet written
 
     def line(self, text: str) -> None:
         if self.level:
@@ -259,32 +277,68 @@ class VerifierLog:
         if self.level:
             self.parts.append(f"{pc}:{state_text(state, maps=self.maps)}\n")
 
-    def insn(self, pc: int, insn, state) -> None:
+    def _tail(self, insn, state) -> str:
+        """The registers (and stack slot) an instruction touched, after it ran."""
+        if insn.opcode == isa.JMP | isa.CALL and insn.src == isa.CALL_LOCAL:
+            return frame_text(state, len(state.frames) - 1, self.maps)
+        regs, stack = _touched(insn)
+        regs.discard(None)
+        if insn.is_jump and insn.opcode & 0xF0 != isa.JA and self.level < 2:
+            return ""
+        if not regs and not stack:
+            return ""
+        slots = set()
+        if stack:
+            r = state.cur.regs[insn.src if stack == "load" else insn.dst]
+            if r.type == st.STACK and r.var_off.mask == 0:
+                k = -(r.off + insn.off + bd.s64(r.var_off.value)) - 1
+                slots = {k // 8}
+        live = {i for i in regs if state.cur.regs[i].type != st.NOT_INIT}
+        return state_text(state, regs=live, slots=slots, maps=self.maps)
+
+    def insn(self, pc: int, insn, state, start: int | None = None,
+             label: int | None = None, lazy: bool = False) -> None:
+        """The instruction and, at level 2, the registers it touched.
+
+        As the kernel's ``print_insn_state``: when other lines were logged while it ran
+        (from position ``start``: backtracking, call frames), the instruction goes before
+        them and the state after them on a line of its own labelled ``label``; with
+        ``lazy`` the state is only written by :meth:`flush` when the next instruction is
+        not pruned (so a pruned successor drops it, as in the kernel)."""
         if not self.level:
             return
         text = f"{pc}: {insn_text(insn, pc)}"
-        regs, stack = _touched(insn)
-        regs.discard(None)
-        tail = ""
-        if insn.is_jump and insn.opcode & 0xF0 != isa.JA and self.level < 2:
-            tail = ""
-        elif regs or stack:
-            slots = None
-            if stack:
-                slots = set(state.cur.stack)
-                r = state.cur.regs[insn.dst]
-                if r.type == st.STACK and r.var_off.mask == 0:
-                    k = -(r.off + insn.off + bd.s64(r.var_off.value)) - 1
-                    slots = {k // 8}
-                else:
-                    slots = set()
-            live = {i for i in regs if state.cur.regs[i].type != st.NOT_INIT}
-            tail = state_text(state, regs=live, slots=slots if stack else set(), maps=self.maps)
-        if tail:
-            pad = max(40, len(text) + 1 + 4)
-            pad = (pad + 7) // 8 * 8 - (len(text) + 1) - 1
-            text = text + " " * pad + ";" + tail
-        self.parts.append(text + "\n")
+        is_exit = insn.cls == isa.JMP and insn.opcode & 0xF0 == isa.EXIT
+        if self.level < 2:
+            tail = self._tail(insn, state)
+            if tail:
+                text = _inline(text, tail)
+            self.parts.append(text + "\n")
+            return
+        grew = start is not None and len(self.parts) > start
+        if grew:
+            self.parts.insert(start, text + "\n")
+        else:
+            self.parts.append(text + "\n")
+        tail = "" if is_exit else self._tail(insn, state)
+        idx = None if grew else len(self.parts) - 1
+        self.pending = (idx, label if label is not None else pc, tail)
+        if not lazy:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the state after the last instruction: on its line when nothing came in
+        between, else on a line of its own."""
+        if self.pending is None:
+            return
+        idx, label, tail = self.pending
+        self.pending = None
+        if not tail:
+            return
+        if idx is not None and idx == len(self.parts) - 1:
+            self.parts[idx] = _inline(self.parts[idx][:-1], tail) + "\n"
+        else:
+            self.parts.append(f"{label}:{tail}\n")
 
     def branch(self, from_pc: int, to_pc: int, state) -> None:
         if not self.level:
@@ -293,6 +347,13 @@ class VerifierLog:
 
     def text(self) -> str:
         return "".join(self.parts)
+
+
+def _inline(text: str, tail: str) -> str:
+    """``text`` padded to the kernel's column for the state after ``;``."""
+    pad = max(40, len(text) + 1 + 4)
+    pad = (pad + 7) // 8 * 8 - (len(text) + 1) - 1
+    return text + " " * pad + ";" + tail
 
 
 def summary_line(env) -> str:

@@ -325,7 +325,7 @@ def backtrack(env, state, bt: Backtrack, skip_last: bool) -> bool:
         j -= 1
     # the same request from earlier in this segment was already walked back in full: a walk
     # that reaches its starting point with the same requests has nothing new to do
-    memo = state.bt_memo
+    memo = state.bt_memo if log is None else None
     stop = memo[0] if memo is not None and memo[0] <= j else -1
     start = (j, subseq, bt.frame, tuple(bt.regs), tuple(bt.stack))
     first = True
@@ -333,8 +333,9 @@ def backtrack(env, state, bt: Backtrack, skip_last: bool) -> bool:
     try:
         while True:
             if log is not None:
+                shown = -1 if first and skip_last else subseq
                 log.line(f"mark_precise: frame{bt.frame}: last_idx {last_idx} first_idx "
-                         f"{s.first_idx} subseq_idx {subseq} ")
+                         f"{s.first_idx} subseq_idx {shown} ")
             while j >= 0:
                 if first and j == stop:
                     if start[0] >= 0 and (j, subseq, bt.frame, tuple(bt.regs),
