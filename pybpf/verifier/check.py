@@ -575,7 +575,7 @@ def _ld_abs(env: Env, state: VerifierState, insn, pc: int) -> None:
     r6 = _read_reg(regs, 6, pc)
     if insn.opcode & 0xE0 == isa.IND:
         _read_reg(regs, insn.src, pc)
-    if r6.type != st.CTX:
+    if r6.type != st.CTX and not (env.ptype.name == "raw" and r6.type == st.MEM):
         raise Reject("at the time of BPF_LD_ABS|IND R6 != pointer to skb", "ld-abs-ctx", pc)
     for i in range(1, 6):
         regs[i] = RegState()

@@ -204,7 +204,7 @@ PROG_TYPES: dict[str, ProgType] = {p.name: p for p in (
     # bytes, read-write, and R2 holds their length; there is no context, so the verifier checks
     # the program for one input size at a time (``verify(..., data_size=n)``)
     ProgType("raw", "input data", 0, _no_ctx_access,
-             _SKB_HELPERS | _TC_HELPERS | _XDP_HELPERS | _TRACING_HELPERS),
+             _SKB_HELPERS | _TC_HELPERS | _XDP_HELPERS | _TRACING_HELPERS, ld_abs=True),
 )}
 
 #: section prefixes -> program types (libbpf's convention), for objects without an explicit type
