@@ -258,7 +258,8 @@ def check_helper_call(env, state, insn, pc: int) -> None:
             meta_map = r.map
             continue
         if base == "ptr_to_ctx":
-            if r.type != st.CTX:
+            # the raw type's input (R1 at entry) is its context, for tail calls and helpers
+            if r.type != st.CTX and not (env.ptype.name == "raw" and r.type == st.MEM):
                 raise _type_error(regno, r, "ctx", pc)
             if r.off or r.var_off.mask or r.var_off.value:
                 raise Reject(f"dereference of modified ctx ptr R{regno} off={r.off} disallowed",

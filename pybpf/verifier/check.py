@@ -77,7 +77,8 @@ class Env:
         self.layout = layout
         self.ptype = ptype
         self.privileged = not unprivileged
-        self.maps = program.maps
+        self.maps = list(program.maps)     # plus inner-map templates (inner_map)
+        self._inner: dict[int, int] = {}
         self.gpl = program.license in ("GPL", "GPL v2", "GPL and additional rights",
                                        "Dual BSD/GPL", "Dual MIT/GPL", "Dual MPL/GPL")
         self.log = log
@@ -96,6 +97,17 @@ class Env:
         self.pending_callbacks: list = []
         # map index -> offset of the bpf_spin_lock in its value (from the object's BTF)
         self.lock_offs = spinlock.lock_offsets(program)
+
+    def inner_map(self, outer: int) -> int:
+        """Index in ``maps`` of the inner-map template of map-of-maps ``outer``."""
+        if outer not in self._inner:
+            spec = self.maps[outer].inner
+            if spec is None:
+                raise Reject(f"map '{self.maps[outer].name}' of maps has no inner map "
+                             f"template", "map-in-map-template", None)
+            self.maps.append(spec)
+            self._inner[outer] = len(self.maps) - 1
+        return self._inner[outer]
 
     def new_id(self) -> int:
         self.id_gen += 1
@@ -856,6 +868,9 @@ def _sync_linked(state: VerifierState, reg: RegState) -> None:
                 setattr(r, f, getattr(reg, f))
 
 
+MAP_IN_MAP = ("array_of_maps", "hash_of_maps")
+
+
 def _mark_ptr_or_null(env, state: VerifierState, regno: int, is_null: bool) -> None:
     reg = state.cur.regs[regno]
     rid, ref = reg.id, reg.ref_obj_id
@@ -870,6 +885,13 @@ def _mark_ptr_or_null(env, state: VerifierState, regno: int, is_null: bool) -> N
                     setattr(r, f, getattr(z, f))
             else:
                 r.type = st.NULLABLE[r.type]
+                if r.type == st.MAP_VALUE and env.maps[r.map].type in MAP_IN_MAP:
+                    # a map-of-maps value is the inner map (the kernel's CONST_PTR_TO_MAP to
+                    # inner_map_meta): lookups through it use the inner map's template
+                    inner = env.inner_map(r.map)
+                    for f in RegState.__slots__:
+                        setattr(r, f, getattr(RegState.pointer(st.MAP_PTR, map=inner), f))
+                    continue
                 # a value holding a spin lock keeps its id: the lock is (map, id)
                 if not (r.type == st.MAP_VALUE and r.map in env.lock_offs):
                     r.id = 0

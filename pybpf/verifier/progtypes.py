@@ -123,8 +123,8 @@ def tracepoint_access(off: int, size: int, write: bool) -> tuple[bool, str | Non
 
 #: helpers every type may call as root (bpf_base_func_proto), by kernel name
 BASE_HELPERS = frozenset({
-    "map_lookup_elem", "map_update_elem", "map_delete_elem", "map_push_elem", "map_pop_elem",
-    "map_peek_elem", "get_prandom_u32", "get_smp_processor_id", "get_numa_node_id",
+    "map_lookup_elem", "map_lookup_percpu_elem", "map_update_elem", "map_delete_elem",
+    "map_push_elem", "map_pop_elem", "map_peek_elem", "get_prandom_u32", "get_smp_processor_id", "get_numa_node_id",
     "tail_call", "ktime_get_ns", "ktime_get_boot_ns", "ktime_get_coarse_ns",
     "ktime_get_tai_ns", "ringbuf_output", "ringbuf_reserve", "ringbuf_submit",
     "ringbuf_discard", "ringbuf_query", "for_each_map_elem", "loop", "strncmp",
