@@ -1070,7 +1070,7 @@ def _pseudo_call(env: Env, state: VerifierState, insn, pc: int) -> int:
     state.frames.append(callee)
     state.history = (pc, target, state.history)
     log = env.log
-    if log.level >= 2:
+    if log.level:
         log.line("caller:")
         log.line(frame_text(state, len(state.frames) - 2, log.maps))
         log.line("callee:")
@@ -1093,7 +1093,7 @@ def _exit(env: Env, state: VerifierState, pc: int) -> int | None:
         for i in range(1, 6):
             caller.regs[i] = RegState()
         log = env.log
-        if log.level >= 2:
+        if log.level:
             log.line("returning from callee:")
             log.line(frame_text(state, len(state.frames) - 1, log.maps))
             log.line(f"to caller at {callee.callsite + 1}:")
@@ -1411,10 +1411,9 @@ def _do_check(env: Env) -> None:
                     continue
                 if len(lst) > 3:
                     lst[:] = [cp for cp in lst if cp.miss <= cp.hit * 3 + 3]
-            # the kernel's states_cnt: every state stored here was compared
+            # the kernel's states_cnt: every state stored here was compared (counted once
+            # no infinite loop was found)
             n_here = len(lst or ()) + open_at.get(pc, 0)
-            if n_here > env.max_states_per_insn:
-                env.max_states_per_insn = n_here
             looping = open_at.get(pc, 0) > 0
             fpr = None
             calls_cb = insn.opcode == isa.JMP | isa.CALL and insn.src == isa.CALL_HELPER \
@@ -1461,6 +1460,8 @@ def _do_check(env: Env) -> None:
                 add = jmps - prev_jmps >= 20 or env.insn_processed - prev_insn >= 100
             elif not calls_cb:
                 add = jmps - prev_jmps >= 2 and env.insn_processed - prev_insn >= 8
+            if n_here > env.max_states_per_insn:
+                env.max_states_per_insn = n_here
             if jmps - prev_jmps > 40:
                 add = True
             if add:
@@ -1495,7 +1496,7 @@ def _do_check(env: Env) -> None:
             log.state(pc, state)
             popped = None
         state.trace.append(pc)
-        start = len(log.parts) if log.level >= 2 else None
+        start = len(log.parts) if log.level else None
         cls = insn.cls
         nxt = pc + insn.slots
         if cls in (isa.ALU, isa.ALU64):

@@ -309,13 +309,13 @@ class VerifierLog:
             return
         text = f"{pc}: {insn_text(insn, pc)}"
         is_exit = insn.cls == isa.JMP and insn.opcode & 0xF0 == isa.EXIT
-        if self.level < 2:
+        grew = start is not None and len(self.parts) > start
+        if self.level < 2 and not grew:
             tail = self._tail(insn, state)
             if tail:
                 text = _inline(text, tail)
             self.parts.append(text + "\n")
             return
-        grew = start is not None and len(self.parts) > start
         if grew:
             self.parts.insert(start, text + "\n")
         else:
@@ -323,7 +323,7 @@ class VerifierLog:
         tail = "" if is_exit else self._tail(insn, state)
         idx = None if grew else len(self.parts) - 1
         self.pending = (idx, label if label is not None else pc, tail)
-        if not lazy:
+        if not lazy or self.level < 2:
             self.flush()
 
     def flush(self) -> None:

@@ -4,8 +4,8 @@ For every program of the hand-written cases, the converted PREVAIL suites, a fix
 the hypothesis-generated families, the loop programs of the benchmark and the callback
 fixtures, both verifiers judge the program and the numbers of the kernel's summary line
 (``processed N insns ... total_states T peak_states P``) are compared. Prints, per corpus, how
-many verdicts agree and how many processed counts, total_states and peak_states are equal,
-plus the summed absolute difference of the processed counts.
+many verdicts agree and how many processed counts, total_states, peak_states and
+max_states_per_insn are equal, plus the summed absolute difference of the processed counts.
 
     python -m tests.verifier.agreement [--generated N] [--slow] [--show]
 """
@@ -19,7 +19,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-_SUMMARY = re.compile(r"processed (\d+) insns .*?total_states (\d+) peak_states (\d+)")
+_SUMMARY = re.compile(r"processed (\d+) insns .*?max_states_per_insn (\d+) total_states (\d+) "
+                      r"peak_states (\d+)")
 
 #: programs that take pybpf to the 1M limit (seconds each); measured only with --slow
 SLOW_NAMES = {"simple infinite loop, neq", "very large loop > 1M iterations",
@@ -32,7 +33,10 @@ def _numbers(log: str):
     m = None
     for m in _SUMMARY.finditer(log):
         pass
-    return tuple(int(x) for x in m.groups()) if m else None
+    if not m:
+        return None
+    p, mx, t, pk = (int(x) for x in m.groups())
+    return p, t, pk, mx
 
 
 def _asm_corpora(generated: int, slow: bool):
@@ -101,8 +105,8 @@ def measure(generated: int = 20, slow: bool = False, show: bool = False) -> dict
         print(f"callback corpus skipped: {exc}", file=sys.stderr)
     report = {}
     for cname, progs in corpora.items():
-        row = dict(n=0, verdict=0, processed=0, total=0, peak=0, absdiff=0, kernel_sum=0,
-                   ours_sum=0)
+        row = dict(n=0, verdict=0, processed=0, total=0, peak=0, maxst=0, absdiff=0,
+                   kernel_sum=0, ours_sum=0)
         for name, pt, prog in progs:
             if cname == "callbacks+spinlocks":
                 k = kernel_verdict_btf(prog)
@@ -117,6 +121,7 @@ def measure(generated: int = 20, slow: bool = False, show: bool = False) -> dict
             row["processed"] += kn[0] == on[0]
             row["total"] += kn[1] == on[1]
             row["peak"] += kn[2] == on[2]
+            row["maxst"] += kn[3] == on[3]
             row["absdiff"] += abs(kn[0] - on[0])
             row["kernel_sum"] += kn[0]
             row["ours_sum"] += on[0]
@@ -134,10 +139,12 @@ def main() -> int:
     args = ap.parse_args()
     report = measure(args.generated, args.slow, args.show)
     print(f"{'corpus':22} {'n':>5} {'verdict':>8} {'processed=':>10} {'total=':>7} "
-          f"{'peak=':>6} {'|diff| sum':>11} {'kernel sum':>11} {'pybpf sum':>10}")
+          f"{'peak=':>6} {'max/insn=':>9} {'|diff| sum':>11} {'kernel sum':>11} "
+          f"{'pybpf sum':>10}")
     for cname, r in report.items():
         print(f"{cname:22} {r['n']:5} {r['verdict']:8} {r['processed']:10} {r['total']:7} "
-              f"{r['peak']:6} {r['absdiff']:11} {r['kernel_sum']:11} {r['ours_sum']:10}")
+              f"{r['peak']:6} {r['maxst']:9} {r['absdiff']:11} {r['kernel_sum']:11} "
+              f"{r['ours_sum']:10}")
     return 0
 
 
