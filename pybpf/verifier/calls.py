@@ -295,6 +295,9 @@ def check_helper_call(env, state, insn, pc: int) -> None:
             meta_size = r.var_off.value
             precision.mark_regs(env, state, (regno,))
             continue
+        if base == "ptr_to_const_str":
+            _check_const_str(env, r, regno, pc)
+            continue
         if base == "ptr_to_ringbuf_mem":
             if r.type != st.RINGBUF_MEM:
                 raise _type_error(regno, r, "ringbuf_mem", pc)
@@ -429,6 +432,29 @@ def check_helper_call(env, state, insn, pc: int) -> None:
                      f"pybpf's verifier", "unsupported-helper", pc, helper=name)
     r0.origin = pc
     regs[0] = r0
+
+
+def _check_const_str(env, r: RegState, regno: int, pc: int) -> None:
+    """``check_reg_const_str``: a constant offset into a read-only (frozen) map's value where a
+    NUL-terminated string starts (a libbpf ``.rodata`` string, known from the object)."""
+    if r.type != st.MAP_VALUE:
+        raise _type_error(regno, r, "map_value", pc)
+    spec = env.maps[r.map]
+    if not spec.flags & 0x80:        # BPF_F_RDONLY_PROG (libbpf freezes such maps)
+        raise Reject(f"R{regno} does not point to a readonly map'", "const-str-map", pc,
+                     regno=regno)
+    if r.var_off.mask:
+        raise Reject(f"R{regno} is not a constant address'", "const-str-address", pc,
+                     regno=regno)
+    if spec.type != "array":
+        raise Reject("no direct value access support for this map type", "const-str-map", pc)
+    off = r.off + bd.s64(r.var_off.value)
+    mem.check_mem_region(r, regno, r.off, spec.value_size - r.off, spec.value_size, False, pc)
+    value = next((v for k, v in spec.contents if int.from_bytes(k, "little") == 0), b"")
+    value = bytes(value).ljust(spec.value_size, b"\0")
+    if b"\0" not in value[off:spec.value_size]:
+        raise Reject("string is not zero-terminated", "const-str-unterminated", pc,
+                     regno=regno)
 
 
 def _constant_map_key(state, key: RegState, key_size: int) -> int | None:
