@@ -144,14 +144,14 @@ def _hex(value: Any, size: int) -> str:
 def run_interpreter(program: Program, data: bytes, repeat: int = 1, *,
                     trace: Callable | None = None, budget: int | None = None,
                     helpers: dict | None = None, prog_type: str | None = None,
-                    ctx: bytes | None = None) -> RunResult:
+                    ctx: bytes | None = None, sandbox: bool = False) -> RunResult:
     """Without ``prog_type``, r1 = the data and r2 = its length (the bpf_conformance and uBPF
     convention); with it, r1 = that type's context built from the data (and ``ctx``) as
-    BPF_PROG_TEST_RUN builds it."""
+    BPF_PROG_TEST_RUN builds it. The program is verified first unless ``sandbox``."""
     from ..vm import DEFAULT_BUDGET, Interpreter
 
     vm = Interpreter(program, budget=budget or DEFAULT_BUDGET, helpers=helpers,
-                     prog_type=prog_type)
+                     prog_type=prog_type, sandbox=sandbox)
     options = {"ctx": ctx} if ctx is not None else {}
     if trace is not None:
         r0, ns = vm.run(data, trace=trace, **options), None
@@ -165,14 +165,17 @@ def run_interpreter(program: Program, data: bytes, repeat: int = 1, *,
 def run_jit(program: Program, data: bytes, repeat: int = 1, *,
             budget: int | None = None, helpers: dict | None = None,
             prog_type: str | None = None, ctx: bytes | None = None,
-            emit: Callable[[str], None] | None = None, emit_kind: str | None = None) -> RunResult:
+            emit: Callable[[str], None] | None = None, emit_kind: str | None = None,
+            sandbox: bool = False) -> RunResult:
     """Like :func:`run_interpreter` on the LLVM JIT; ``emit_kind`` ("llvm" or "asm") hands the
     generated IR or machine code to ``emit`` before running."""
     try:
         from ..jit import JITProgram  # type: ignore[attr-defined]
     except ImportError:
         raise UsageError("engine 'jit' is not available yet") from None
-    options: dict[str, Any] = {}
+    # a verified program runs as native code without run-time checks; a sandboxed one keeps
+    # the inline bounds checks and the budget
+    options: dict[str, Any] = {"sandbox": sandbox, "checked": sandbox}
     if budget:
         options["budget"] = budget
     if helpers:
@@ -197,7 +200,7 @@ def run_jit(program: Program, data: bytes, repeat: int = 1, *,
 
 
 def run_kernel(program: Program, data: bytes, repeat: int = 1, *,
-               ctx: bytes | None = None) -> RunResult:
+               ctx: bytes | None = None, sandbox: bool = False) -> RunResult:
     try:
         from .. import kernel
     except ImportError as exc:
@@ -239,7 +242,8 @@ def needs_collection(path: str):
 
 def run_in_collection(spec, program: Program, engine: str, data: bytes, repeat: int = 1, *,
                       ctx: bytes | None = None, budget: int | None = None,
-                      prog_type: str | None = None, **_ignored) -> RunResult:
+                      prog_type: str | None = None, sandbox: bool = False,
+                      **_ignored) -> RunResult:
     """Run ``program`` of object ``spec`` with every map and program of the object live
     (pybpf.elf.collection), on the interpreter or in the kernel."""
     from ..elf.collection import KernelCollection, VMCollection
@@ -255,7 +259,7 @@ def run_in_collection(spec, program: Program, engine: str, data: bytes, repeat: 
                          "--engine interpreter or --engine kernel")
     from ..vm import DEFAULT_BUDGET
 
-    coll = VMCollection(spec, budget=budget or DEFAULT_BUDGET)
+    coll = VMCollection(spec, budget=budget or DEFAULT_BUDGET, sandbox=sandbox)
     vm = coll.programs[name].vm
     if ctx is not None:
         r0, ns = vm.run(data, ctx=ctx), None
@@ -312,7 +316,8 @@ def tracer(out: Callable[[str], None], lines: dict[int, str] | None = None) -> C
 
 def run_pcap(prog: str, prog_type: str | None, section: str | None, prog_name: str | None,
              ctx_file: str | None, engine: str, budget: int | None, pcap_file: str | None,
-             write_file: str | None, as_json: bool, conflicting: bool) -> None:
+             write_file: str | None, as_json: bool, conflicting: bool,
+             sandbox: bool = False) -> None:
     """``--pcap FILE [-w OUT]``: every packet through one interpreter (pybpf.progtypes.packets)."""
     from ..progtypes.packets import run_capture
     from ..vm import DEFAULT_BUDGET, Interpreter
@@ -333,7 +338,8 @@ def run_pcap(prog: str, prog_type: str | None, section: str | None, prog_name: s
             ctx = Path(ctx_file).read_bytes()
         except OSError as exc:
             raise UsageError(f"{ctx_file}: cannot read: {exc.strerror or exc}") from None
-    vm = Interpreter(program, budget=budget or DEFAULT_BUDGET, prog_type=program.prog_type)
+    vm = Interpreter(program, budget=budget or DEFAULT_BUDGET, prog_type=program.prog_type,
+                     sandbox=sandbox)
     outcome = run_capture(vm, pcap_file, out_path=write_file, ctx=ctx)
     maps = _dump_maps(vm.maps, vm.program.maps)
     for line in vm.trace_pipe:
@@ -377,16 +383,27 @@ def run_pcap(prog: str, prog_type: str | None, section: str | None, prog_name: s
               help="with --pcap: write the packets as the program left them to a pcap file")
 @click.option("--emit-llvm", is_flag=True, help="with --engine jit: print the LLVM IR")
 @click.option("--emit-asm", is_flag=True, help="with --engine jit: print the machine code")
+@click.option("--sandbox", is_flag=True,
+              help="run without verifying (the interpreter and the JIT check every memory "
+                   "access at run time instead)")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def run_command(prog: str, prog_type: str | None, section: str | None, prog_name: str | None,
                 data_hex: str | None, data_file: str | None, ctx_file: str | None, engine: str,
                 repeat: int, budget: int | None, trace: bool, pcap_file: str | None,
-                write_file: str | None, emit_llvm: bool, emit_asm: bool,
+                write_file: str | None, emit_llvm: bool, emit_asm: bool, sandbox: bool,
                 as_json: bool) -> None:
-    """Run PROG (.s, .bin or .o) once (or --repeat N times) and print r0."""
+    """Run PROG (.s, .bin or .o) once (or --repeat N times) and print r0.
+
+    Like the kernel, pybpf runs only what its verifier accepts (as the program's type, or for
+    the input's size when there is no type); --sandbox runs an unverified program with every
+    memory access checked."""
+    if sandbox and engine == "kernel":
+        raise UsageError("--sandbox is for the interpreter and the JIT: the kernel always "
+                         "verifies")
     if pcap_file is not None or write_file is not None:
         run_pcap(prog, prog_type, section, prog_name, ctx_file, engine, budget, pcap_file,
-                 write_file, as_json, data_hex is not None or data_file is not None or trace)
+                 write_file, as_json, data_hex is not None or data_file is not None or trace,
+                 sandbox)
         return
     if data_hex is not None and data_file is not None:
         raise UsageError("give --data or --data-file, not both")
@@ -417,6 +434,8 @@ def run_command(prog: str, prog_type: str | None, section: str | None, prog_name
             options["ctx"] = Path(ctx_file).read_bytes()
         except OSError as exc:
             raise UsageError(f"{ctx_file}: cannot read: {exc.strerror or exc}") from None
+    if engine in ("interpreter", "jit"):
+        options["sandbox"] = sandbox
     if engine == "interpreter":
         options["budget"] = budget
         options["prog_type"] = typed

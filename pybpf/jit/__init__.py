@@ -242,6 +242,8 @@ class JITProgram:
         """Run ``repeat`` times in one native call; (r0 of the last run, mean ns per run of
         this thread's CPU time)."""
         repeat = max(int(repeat), 1)
+        if self.vm.prog_type is None:
+            self.vm.admit_input(len(data))    # verify outside the timed region
         # the thread's CPU time, like the kernel's test_run timer, which stops while the
         # task is scheduled out (on a busy machine wall time measures the neighbours)
         start = time.thread_time_ns()

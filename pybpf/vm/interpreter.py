@@ -660,6 +660,8 @@ class Interpreter:
         repeat = max(repeat, 1)
         if self.fast:
             self.translated()   # translate before timing
+        if self.prog_type is None:
+            self.admit_input(len(data))   # and verify
         total = 0
         r0 = 0
         for _ in range(repeat):
