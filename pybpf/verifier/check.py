@@ -141,6 +141,10 @@ def _mov(env: Env, regs, insn, pc: int) -> None:
     d = insn.dst
     if insn.opcode & isa.X:
         src = _read_reg(regs, insn.src, pc)
+        if src.type == st.SCALAR and src.id & st.ADD_CONST:
+            # assign_scalar_id_before_mov: a copy of "rY + const" starts a new link
+            src.id = 0
+            src.off = 0
         if insn.off == 0:
             if not alu32:
                 if src.type == st.SCALAR and not src.id and src.var_off.mask:
@@ -353,7 +357,8 @@ def _alu(env: Env, state: VerifierState, insn, pc: int) -> None:
         regs[d] = out
         return
     dst = regs[d]
-    if dst.type == st.SCALAR and dst.var_off.mask == 0 and op in bd._CONST_OPS and d != 10:
+    if dst.type == st.SCALAR and dst.var_off.mask == 0 and op in bd._CONST_OPS and d != 10 \
+            and not dst.id:
         # fast path: constant <op> constant is exact in the kernel too
         if insn.opcode & isa.X:
             src = regs[insn.src]
@@ -410,10 +415,44 @@ def _alu(env: Env, state: VerifierState, insn, pc: int) -> None:
         # a precise result needs a precise operand
         precision.mark_regs(env, state, (insn.src,))
     out = dst.copy() if dst is src else dst
-    out.id = 0
+    link = _link_add_const(env, out, src, op, alu32)
     out.origin = pc
     bd.alu(out, src, op, alu32)
+    if link is None:
+        out.id = 0
+        out.off = 0
+    else:
+        out.id, out.off = link
     regs[d] = out
+
+
+def _link_add_const(env: Env, dst: RegState, src: RegState, op: int, alu32: bool):
+    """Kernel 6.10+: ``r1 = r2; r1 += 4`` keeps r1 linked to r2 with a constant delta
+    (BPF_ADD_CONST), so a bounds check on either refines both. Returns the new (id, delta)
+    or None when the link is dropped. Decided on the operands before the operation."""
+    if not (env.privileged and op in (isa.ADD, isa.SUB) and dst.id):
+        return None
+    if alu32:
+        if src.var_off.mask & bd.U32:
+            return None
+        val = src.var_off.value & bd.U32
+        if dst.umax > bd.U32:
+            return None
+        off = bd.s32(val)
+    else:
+        if src.var_off.mask:
+            return None
+        val = bd.s64(src.var_off.value)
+        if not bd.S32_MIN <= val <= bd.S32_MAX:
+            return None
+        off = val
+    if op == isa.SUB:
+        if off == bd.S32_MIN:
+            return None
+        off = -off
+    if dst.id & st.ADD_CONST:
+        return None   # a second "+= const" cannot accumulate into the delta
+    return dst.id | (st.ADD_CONST32 if alu32 else st.ADD_CONST64), off
 
 
 # --- memory instructions ----------------------------------------------------------------------
@@ -840,17 +879,18 @@ def _set_min_max(t1: RegState, t2: RegState, f1: RegState, f2: RegState, op: int
 def _note_linked(state: VerifierState, dst: RegState, src: RegState | None) -> None:
     """``collect_linked_regs``: record, for backtracking, the registers and spilled scalars
     sharing an id with the compared scalars (a bounds check refines all of them)."""
-    ids = {r.id for r in (dst, src) if r is not None and r.type == st.SCALAR and r.id}
+    base = ~st.ADD_CONST
+    ids = {r.id & base for r in (dst, src) if r is not None and r.type == st.SCALAR and r.id}
     if not ids or not state.trace:
         return
     linked = []
     for fi, f in enumerate(state.frames):
         for i, r in enumerate(f.regs):
-            if r.type == st.SCALAR and r.id in ids:
+            if r.type == st.SCALAR and r.id & base in ids:
                 linked.append((fi, i))
         for spi, slot in f.stack.items():
             sp = slot.spilled
-            if sp is not None and sp.type == st.SCALAR and sp.id in ids:
+            if sp is not None and sp.type == st.SCALAR and sp.id & base in ids:
                 linked.append((fi, -1 - spi))
     if len(linked) > 1:
         e = state.trace[-1]
@@ -859,13 +899,31 @@ def _note_linked(state: VerifierState, dst: RegState, src: RegState | None) -> N
         state.trace[-1] = (pc, stack, tuple(linked))
 
 
+_BOUNDS = ("var_off", "smin", "smax", "umin", "umax", "s32min", "s32max", "u32min",
+           "u32max")
+
+
 def _sync_linked(state: VerifierState, reg: RegState) -> None:
-    """``sync_linked_regs``: scalars sharing an id get the refined bounds."""
+    """``sync_linked_regs``: scalars sharing an id get the refined bounds; one linked
+    through ``+= const`` gets them shifted by the difference of the deltas."""
+    base = reg.id & ~st.ADD_CONST
     for r in state.all_regs():
-        if r is not reg and r.type == st.SCALAR and r.id == reg.id:
-            for f in ("var_off", "smin", "smax", "umin", "umax", "s32min", "s32max",
-                      "u32min", "u32max"):
+        if r is reg or r.type != st.SCALAR or r.id & ~st.ADD_CONST != base:
+            continue
+        if not (r.id & st.ADD_CONST or reg.id & st.ADD_CONST) or r.off == reg.off:
+            for f in _BOUNDS:
                 setattr(r, f, getattr(reg, f))
+            r.precise = reg.precise
+            continue
+        delta = r.off - reg.off
+        for f in _BOUNDS:
+            setattr(r, f, getattr(reg, f))
+        r.precise = reg.precise
+        bd.alu(r, RegState.scalar_const(delta), isa.ADD, False)
+        if (reg.id | r.id) & st.ADD_CONST32:
+            # a 32-bit link: the values agree in their low 32 bits, zero-extended
+            bd.zext_32_to_64(r)
+            bd.sync(r)
 
 
 MAP_IN_MAP = ("array_of_maps", "hash_of_maps")
@@ -1162,6 +1220,8 @@ def _regsafe(old: RegState, cur: RegState, idmap: dict, rev: dict, exact: int = 
     if old.type == st.SCALAR:
         if not old.precise and exact == NOT_EXACT:
             return True
+        if (old.id ^ cur.id) & st.ADD_CONST or old.id & st.ADD_CONST and old.off != cur.off:
+            return False
         return _range_within(old, cur) and old.var_off.contains(cur.var_off) and \
             _check_scalar_ids(old.id, cur.id, idmap, rev)
     if old.off != cur.off or old.map != cur.map or old.frameno != cur.frameno or \

@@ -173,10 +173,17 @@ def reg_text(r: RegState, frameno: int = 0, maps=None) -> str:
     return f"{name}({','.join(parts)})"
 
 
+def _id_text(r: RegState) -> str:
+    """``id=1``, or ``id=1+4`` / ``id=1-4`` for a scalar linked with a constant delta."""
+    if r.id & st.ADD_CONST:
+        return f"id={r.id & ~st.ADD_CONST}{r.off:+d}"
+    return f"id={r.id}"
+
+
 def _scalar_text(r: RegState) -> str:
     parts = []
     if r.id:
-        parts.append(f"id={r.id}")
+        parts.append(_id_text(r))
     parts.extend(_scalar_ranges(r))
     if r.var_off.mask != bd.U64:
         parts.append(f"var_off={r.var_off}")

@@ -196,6 +196,15 @@ def stack_write(env, state, r: RegState, regno: int, off: int, size: int,
         if value is None:
             spilled = RegState.scalar_const(imm)
         else:
+            if value.type == st.SCALAR and env.privileged and \
+                    value.umax.bit_length() <= size * 8:
+                # assign_scalar_id_before_mov: the register and its spilled copy are linked
+                # (a "+= const" link is dropped first)
+                if value.id & st.ADD_CONST:
+                    value.id = 0
+                    value.off = 0
+                if not value.id and value.var_off.mask:
+                    value.id = env.new_id()
             spilled = value.copy()
             if value.type == st.SCALAR and size < 8 and value.umax >= 1 << (size * 8):
                 spilled.id = 0

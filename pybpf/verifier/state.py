@@ -36,6 +36,12 @@ RINGBUF_MEM_OR_NULL = "ringbuf_mem_or_null"
 FUNC = "func"
 SOCK_COMMON_OR_NULL = "sock_common_or_null"
 
+# a scalar id carrying a constant delta to the registers sharing it (``r1 = r2; r1 += 4``,
+# the kernel's BPF_ADD_CONST64/32 flags; the delta is kept in ``off``)
+ADD_CONST64 = 1 << 31
+ADD_CONST32 = 1 << 30
+ADD_CONST = ADD_CONST64 | ADD_CONST32
+
 NULLABLE = {MAP_VALUE_OR_NULL: MAP_VALUE, MEM_OR_NULL: MEM,
             RINGBUF_MEM_OR_NULL: RINGBUF_MEM, SOCK_COMMON_OR_NULL: "sock_common"}
 PACKET_TYPES = (PACKET, PACKET_META)

@@ -178,6 +178,35 @@ def call_programs(draw):
     return "\n".join(lines), "socket_filter"
 
 
+@st.composite
+def linked_programs(draw):
+    """Scalars linked through a copy and ``+= const`` / ``-= const`` (32 or 64 bits, the
+    kernel's BPF_ADD_CONST), a bounds check on one of them, a stack access through the
+    other (or a precise use after a branch that prunes)."""
+    w = draw(st.sampled_from(["r", "w"]))
+    op = draw(st.sampled_from(["+=", "-="]))
+    k = draw(st.sampled_from([0, 1, 4, 7, 31, -3, 0x7FFFFFFF, -0x80000000]))
+    check_copy = draw(st.booleans())
+    bound = draw(st.integers(0, 40))
+    twice = draw(st.booleans())
+    spill = draw(st.booleans())
+    lines = ["r6 = *(u32 *)(r1 + 0)"]
+    if draw(st.booleans()):
+        lines.append("r6 <<= 32")
+        lines.append("r6 s>>= 32")
+    lines += ["r7 = r6", f"{w}7 {op} {k}"]
+    if twice:
+        lines.append(f"r7 += {draw(st.integers(-2, 2))}")
+    if spill:
+        lines += ["*(u64 *)(r10 - 8) = r7", "r7 = *(u64 *)(r10 - 8)"]
+    checked, used = ("r7", "r6") if check_copy else ("r6", "r7")
+    cmp = draw(st.sampled_from([">", ">=", "s>"]))
+    lines += [f"if {checked} {cmp} {bound} goto out", f"if {checked} s< 0 goto out",
+              "r2 = r10", "r2 += -64", f"r2 += {used}", "r0 = *(u8 *)(r2 + 0)", "out:",
+              "r0 = 0", "exit"]
+    return "\n".join(lines), "socket_filter"
+
+
 ALL = {"stack": stack_programs(), "packet": packet_programs(), "map": map_programs(),
        "ctx": ctx_programs(), "loop": loop_programs(), "arith": arith_programs(),
-       "helper": helper_programs(), "call": call_programs()}
+       "helper": helper_programs(), "call": call_programs(), "linked": linked_programs()}
