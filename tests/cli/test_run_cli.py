@@ -180,11 +180,47 @@ BAD_INPUTS = {
 }
 
 
+RUNTIME_FAULTS = ("memory_fault", "budget_exhausted", "unknown_helper")
+# what the verifier (as the kernel's) says about the same programs when they are not sandboxed
+REFUSED = {"memory_fault": "R1 invalid mem access 'scalar'",
+           "budget_exhausted": "unreachable insn 1",
+           "unknown_helper": "invalid func unknown#99999"}
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_a_program_the_verifier_rejects_is_not_run_without_sandbox(name, write):
+    prog = write(f"{name}.bin", BAD_INPUTS[name][0])
+    proc = pybpf("run", prog)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    if name == "unknown_helper":
+        # refused while loading, before any verification: no helper has that id
+        assert len(lines) == 1 and "helper id 99999 is unknown" in lines[0], lines
+    else:
+        assert len(lines) == 1 and REFUSED[name] in lines[0] and "--sandbox" in lines[0], lines
+    assert proc.stdout == ""
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_the_kernel_refuses_what_run_refuses_without_sandbox(name):
+    from pybpf import kernel
+    from pybpf.errors import KernelError
+    from pybpf.program import Program
+
+    with pytest.raises(KernelError) as info:
+        kernel.load_program(Program.from_bytes(BAD_INPUTS[name][0]), prog_type="socket_filter",
+                            log_level=1)
+    assert REFUSED[name] in (info.value.log or str(info.value))
+
+
 @pytest.mark.parametrize("name", BAD_INPUTS)
 def test_bad_input_gets_one_line_and_a_nonzero_exit(name, write):
     code, needle = BAD_INPUTS[name]
     prog = write(f"{name}.bin", code)
     args = ["run", prog] + (["--budget", "5000"] if name == "budget_exhausted" else [])
+    if name in RUNTIME_FAULTS:
+        args.append("--sandbox")     # faults at run time need an unverified (sandboxed) run
     proc = pybpf(*args)
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
