@@ -61,7 +61,7 @@ def test_the_suite_has_all_312_programs():
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_conformance_program_gives_the_expected_result_on_both_paths(case):
     program = Program.from_bytes(bytes.fromhex(case["program"]))
-    vm = Interpreter(program, helpers={5: unwind})
+    vm = Interpreter(program, helpers={5: unwind}, sandbox=True)
     memory = bytes.fromhex(case["memory"])
     assert vm.run(memory) == case["result"]
     assert vm.run(memory, stepping=True) == case["result"]

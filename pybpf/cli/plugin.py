@@ -77,7 +77,9 @@ def run_plugin(program_hex: str, memory_hex: str, engine: str = "interpreter",
     program = Program.from_bytes(code, name="conformance")
     options = {}
     if engine in ("interpreter", "jit"):
-        options = {"helpers": {5: unwind}, "budget": budget}
+        # the conformance suite runs programs no verifier would take (uBPF's helpers, raw
+        # memory in r1): a sandboxed run, every memory access checked
+        options = {"helpers": {5: unwind}, "budget": budget, "sandbox": True}
     return execute(program, engine, memory, **options).retval
 
 

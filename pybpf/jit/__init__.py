@@ -341,17 +341,18 @@ class JITProgram:
 def compile_many(programs: Sequence[Program], *, checked: bool = True, opt: int = 2,
                  native_helpers: bool = True, budget: int | None = None,
                  helpers: dict[int, Callable[..., int]] | None = None,
-                 cache_dir: Any = None) -> list[JITProgram]:
+                 cache_dir: Any = None, sandbox: bool | None = None) -> list[JITProgram]:
     """Compile several programs as one LLVM module (one pass of the optimiser and code
     generator instead of one per program; used by tests and fuzzing). Programs the
     interpreter refuses to load raise as ``JITProgram`` would."""
-    vms = [_interpreter(p, budget=DEFAULT_BUDGET if budget is None else budget, helpers=helpers)
+    vms = [_interpreter(p, budget=DEFAULT_BUDGET if budget is None else budget, helpers=helpers,
+                        sandbox=sandbox)
            for p in programs]
     units = [_unit(vm, checked, opt, native_helpers) for vm in vms]
     compiled = compile_units(units, checked=checked, opt=opt, native_helpers=native_helpers,
                              cache_dir=cache_dir)
     return [JITProgram(p, budget=budget, checked=checked, helpers=helpers, opt=opt,
-                       _compiled=(compiled, k), _vm=vm)
+                       sandbox=sandbox, _compiled=(compiled, k), _vm=vm)
             for k, (p, vm) in enumerate(zip(programs, vms))]
 
 
