@@ -15,7 +15,7 @@ from pybpf.jit import JITProgram
 
 
 def both(source: str, data: bytes = b"", **kw):
-    jit = JITProgram(assemble(source), **kw)
+    jit = JITProgram(assemble(source), **kw, sandbox=True)
     results = []
     for engine in (jit.vm, jit):
         try:
@@ -56,7 +56,7 @@ def test_a_store_to_read_only_memory_is_refused_like_the_interpreter_does():
     insns = list(prog.insns)
     insns[0] = isa.Instruction(isa.LDDW, 1, isa.PSEUDO_FUNC, 0, 3, 0)
     prog.insns = insns
-    jit = JITProgram(prog)
+    jit = JITProgram(prog, sandbox=True)
     errors = []
     for engine in (jit.vm, jit):
         with pytest.raises(VMError) as info:
@@ -66,7 +66,7 @@ def test_a_store_to_read_only_memory_is_refused_like_the_interpreter_does():
 
 
 def test_an_endless_loop_exhausts_the_budget():
-    jit = JITProgram(assemble("r0 = 0\nloop:\nr0 += 1\ngoto loop"), budget=10_000)
+    jit = JITProgram(assemble("r0 = 0\nloop:\nr0 += 1\ngoto loop"), budget=10_000, sandbox=True)
     with pytest.raises(BudgetExceeded):
         jit.run()
     with pytest.raises(BudgetExceeded):
@@ -77,11 +77,11 @@ def test_a_program_within_its_budget_is_not_stopped():
     # 1 + 3 * 100 + 2 instructions: exactly the budget
     src = "r0 = 0\nr1 = 100\nloop:\nr0 += 1\nr1 -= 1\nif r1 != 0 goto loop\nexit"
     count = 2 + 3 * 100 + 1
-    assert JITProgram(assemble(src), budget=count).run() == 100
+    assert JITProgram(assemble(src), budget=count, sandbox=True).run() == 100
     with pytest.raises(BudgetExceeded):
-        JITProgram(assemble(src), budget=count - 1).run()
+        JITProgram(assemble(src), budget=count - 1, sandbox=True).run()
     with pytest.raises(BudgetExceeded):
-        JITProgram(assemble(src), budget=count - 1).vm.run()
+        JITProgram(assemble(src), budget=count - 1, sandbox=True).vm.run()
 
 
 def test_unbounded_recursion_stops_at_the_call_depth_limit():
@@ -102,7 +102,7 @@ def test_unbounded_recursion_stops_at_the_call_depth_limit():
     ("w0 = 1\nw1 = 33\nw0 <<= w1\nexit", 2),
 ])
 def test_division_and_shift_corner_cases_do_not_trap(source, expected):
-    jit = JITProgram(assemble(source))
+    jit = JITProgram(assemble(source), sandbox=True)
     assert jit.run() == jit.vm.run() == expected
     assert JITProgram(assemble(source), checked=False).run() == expected
 
@@ -112,7 +112,7 @@ def test_falling_off_the_end_of_the_program_is_an_error():
     from pybpf.program import Program
 
     prog = Program([isa.Instruction(isa.ALU64 | isa.MOV | isa.K, 0, 0, 0, 1)])
-    jit = JITProgram(prog)
+    jit = JITProgram(prog, sandbox=True)
     with pytest.raises(VMError) as a:
         jit.vm.run()
     with pytest.raises(VMError) as b:
@@ -122,11 +122,11 @@ def test_falling_off_the_end_of_the_program_is_an_error():
 
 def test_legacy_packet_loads_outside_the_data_end_the_program_with_zero():
     src = "r6 = r1\nr0 = *(u32 *)skb[2]\nr0 = *(u32 *)skb[100]\nr0 = 5\nexit"
-    jit = JITProgram(assemble(src))
+    jit = JITProgram(assemble(src), sandbox=True)
     data = bytes(range(16))
     assert jit.run(data) == jit.vm.run(data) == 0
     src = "r6 = r1\nr0 = *(u32 *)skb[2]\nexit"
-    assert JITProgram(assemble(src)).run(data) == 0x02030405
+    assert JITProgram(assemble(src), sandbox=True).run(data) == 0x02030405
 
 
 def test_callx_calls_a_subprogram_a_helper_id_or_fails_like_the_interpreter():
@@ -146,10 +146,10 @@ def test_callx_calls_a_subprogram_a_helper_id_or_fails_like_the_interpreter():
                       I(isa.CALLX, 7), I(isa.JMP | isa.EXIT)])
     bad = Program([I(isa.LDDW, 7, 0, 0, 0, 1), I(isa.CALLX, 7), I(isa.JMP | isa.EXIT)])
     for prog in (func, helper):
-        jit = JITProgram(prog)
+        jit = JITProgram(prog, sandbox=True)
         assert jit.run() == jit.vm.run()
-    assert JITProgram(func).run() == 142
-    jit = JITProgram(bad)
+    assert JITProgram(func, sandbox=True).run() == 142
+    jit = JITProgram(bad, sandbox=True)
     with pytest.raises(VMError) as a:
         jit.vm.run()
     with pytest.raises(VMError) as b:

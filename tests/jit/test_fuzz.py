@@ -28,7 +28,7 @@ def _fuzz(seed: int, count: int, opt: int) -> dict[str, int]:
     programs = [random_program(rng) for _ in range(count)]
     kinds: dict[str, int] = {}
     mismatches = []
-    for jit, program in zip(compile_many(programs, budget=2000, opt=opt), programs):
+    for jit, program in zip(compile_many(programs, budget=2000, opt=opt, sandbox=True), programs):
         expected = outcome(jit.vm, DATA)
         try:
             got = outcome(jit, DATA)
@@ -56,6 +56,6 @@ def test_the_process_is_healthy_after_the_faults():
     from pybpf.jit import JITProgram
     from pybpf.program import Program
 
-    ok = JITProgram(Program.from_bytes(bytes.fromhex("b7000000070000009500000000000000")))
+    ok = JITProgram(Program.from_bytes(bytes.fromhex("b7000000070000009500000000000000")), sandbox=True)
     assert ok.run() == 7
     assert isinstance(BPFError(), Exception)

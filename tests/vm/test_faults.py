@@ -25,7 +25,7 @@ def mov(dst: int, imm: int) -> I:
 
 
 def run(insns: list[I], data: bytes = b"", stepping: bool = False, **kw) -> int:
-    return Interpreter(Program(insns), **kw).run(data, stepping=stepping)
+    return Interpreter(Program(insns), **kw, sandbox=True).run(data, stepping=stepping)
 
 
 @PATHS
@@ -99,7 +99,7 @@ def test_the_budget_counts_exactly_one_per_executed_instruction(stepping):
 
 def test_the_default_budget_is_one_million_instructions():
     insns = [I(isa.JMP | isa.JA, off=-1)]
-    vm = Interpreter(Program(insns))
+    vm = Interpreter(Program(insns), sandbox=True)
     assert vm.budget == 1_000_000
     with pytest.raises(BudgetExceeded):
         vm.run()
@@ -171,7 +171,7 @@ def test_running_off_the_end_of_the_program_faults(stepping):
 
 def test_an_unknown_helper_is_refused_at_load_time_by_id():
     with pytest.raises(HelperError) as info:
-        Interpreter(Program([I(isa.JMP | isa.CALL, imm=0x7FFF), EXIT]))
+        Interpreter(Program([I(isa.JMP | isa.CALL, imm=0x7FFF), EXIT]), sandbox=True)
     assert info.value.pc == 0
     assert "32767" in str(info.value)
 
@@ -179,25 +179,25 @@ def test_an_unknown_helper_is_refused_at_load_time_by_id():
 def test_an_unimplemented_kernel_helper_is_refused_by_name():
     missing = next(hid for hid in sorted(HELPER_NAMES) if hid and get_helper(hid) is None)
     with pytest.raises(HelperError) as info:
-        Interpreter(Program([mov(0, 0), I(isa.JMP | isa.CALL, imm=missing), EXIT]))
+        Interpreter(Program([mov(0, 0), I(isa.JMP | isa.CALL, imm=missing), EXIT]), sandbox=True)
     assert HELPER_NAMES[missing] in str(info.value)
     assert info.value.pc == 1
 
 
 def test_a_kfunc_call_is_refused_at_load_time():
     with pytest.raises(HelperError):
-        Interpreter(Program([I(isa.JMP | isa.CALL, 0, isa.CALL_KFUNC, 0, 1234), EXIT]))
+        Interpreter(Program([I(isa.JMP | isa.CALL, 0, isa.CALL_KFUNC, 0, 1234), EXIT]), sandbox=True)
 
 
 def test_writing_the_frame_pointer_is_refused_like_the_verifier_does():
     with pytest.raises(VMError) as info:
-        Interpreter(Program([mov(0, 0), mov(10, 0), EXIT]))
+        Interpreter(Program([mov(0, 0), mov(10, 0), EXIT]), sandbox=True)
     assert info.value.pc == 1
 
 
 def test_an_empty_program_is_refused():
     with pytest.raises(VMError):
-        Interpreter(Program([]))
+        Interpreter(Program([]), sandbox=True)
 
 
 @PATHS
@@ -241,7 +241,7 @@ def test_a_packet_load_outside_the_data_ends_the_program_with_zero(stepping):
 @PATHS
 def test_a_smaller_input_on_the_next_run_faults_where_the_larger_one_did_not(stepping):
     # the fast path caches the last region per access width; a removed region must not linger
-    vm = Interpreter(Program([I(isa.LDX | isa.MEM | isa.DW, 0, 1, 8), EXIT]))
+    vm = Interpreter(Program([I(isa.LDX | isa.MEM | isa.DW, 0, 1, 8), EXIT]), sandbox=True)
     for _ in range(3):
         assert vm.run(bytes(range(16)), stepping=stepping) == int.from_bytes(
             bytes(range(8, 16)), "little")
@@ -256,7 +256,7 @@ def test_a_fault_names_the_source_line_of_the_faulting_instruction(stepping):
     if not program.lines:
         pytest.skip("the assembler records no source lines")
     with pytest.raises(VMError) as info:
-        Interpreter(program).run(stepping=stepping)
+        Interpreter(program, sandbox=True).run(stepping=stepping)
     assert info.value.pc == 2
     assert info.value.source == program.lines[2].strip()
     assert "*(u64 *)(r1 + 0)" in str(info.value)
