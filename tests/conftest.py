@@ -8,6 +8,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import Phase, settings
+
+# `pytest --hypothesis-profile=no-shrink`: report failures without minimising them (a quick
+# survey of what fails; the default profile shrinks as usual)
+settings.register_profile("no-shrink", phases=[Phase.explicit, Phase.reuse, Phase.generate])
 
 ROOT = Path(__file__).resolve().parent.parent
 #: ../shared beside the repository (the bpf_conformance data and verifier suites)

@@ -17,16 +17,18 @@ import importlib
 import pytest
 
 from pybpf.jit import JITProgram
+from pybpf.vm.interpreter import SANDBOX_DEFAULT
 
 
 class JITEngine(JITProgram):
-    """``Interpreter``'s constructor, compiling the program (checked mode: these programs
-    are not verified first)."""
+    """``Interpreter``'s constructor, compiling the program: a verified program runs as
+    native code without run-time checks, a sandboxed one (the test asked for it) with them."""
 
     def __init__(self, program, *, maps=None, budget=None, helpers=None, prog_type=None,
-                 **_):
+                 sandbox=None, **_):
+        sandbox = SANDBOX_DEFAULT if sandbox is None else sandbox
         super().__init__(program, maps=maps, budget=budget, helpers=helpers,
-                         prog_type=prog_type, checked=True)
+                         prog_type=prog_type, sandbox=sandbox, checked=sandbox)
 
 
 #: modules whose tests take their engine from a module-level ``Interpreter`` name
