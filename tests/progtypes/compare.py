@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pybpf.asm import assemble
 from pybpf.program import Program
 from pybpf.vm import Interpreter
+from pybpf.verifier import PROG_TYPES
 
 
 @dataclass
@@ -22,6 +23,10 @@ def program_of(source: str | Program) -> Program:
     return assemble(source) if isinstance(source, str) else source
 
 
+#: program types pybpf's verifier models
+VERIFIED_TYPES = frozenset(PROG_TYPES) - {"raw"}
+
+
 def in_kernel(source: str | Program, prog_type: str, data: bytes,
               ctx: bytes | None = None) -> Outcome:
     from pybpf import kernel
@@ -31,8 +36,12 @@ def in_kernel(source: str | Program, prog_type: str, data: bytes,
 
 
 def in_pybpf(source: str | Program, prog_type: str, data: bytes,
-             ctx: bytes | None = None) -> Outcome:
-    vm = Interpreter(program_of(source), prog_type=prog_type)
+             ctx: bytes | None = None, sandbox: bool | None = None) -> Outcome:
+    """Run as pybpf runs it: verified first for the types pybpf's verifier models (a program
+    the kernel took must pass it), sandboxed for the others."""
+    if sandbox is None:
+        sandbox = prog_type not in VERIFIED_TYPES
+    vm = Interpreter(program_of(source), prog_type=prog_type, sandbox=sandbox)
     r0 = vm.run(data, ctx=ctx)
     return Outcome(r0 & 0xFFFFFFFF, vm.data_out(), vm.ctx_out())
 
