@@ -123,6 +123,7 @@ def tracepoint_access(off: int, size: int, write: bool) -> tuple[bool, str | Non
 
 #: helpers every type may call as root (bpf_base_func_proto), by kernel name
 BASE_HELPERS = frozenset({
+    "get_current_pid_tgid", "get_current_uid_gid", "get_current_comm",
     "map_lookup_elem", "map_lookup_percpu_elem", "map_update_elem", "map_delete_elem",
     "map_push_elem", "map_pop_elem", "map_peek_elem", "get_prandom_u32", "get_smp_processor_id", "get_numa_node_id",
     "tail_call", "ktime_get_ns", "ktime_get_boot_ns", "ktime_get_coarse_ns",
@@ -173,6 +174,38 @@ def _no_ctx_access(off: int, size: int, write: bool) -> tuple[bool, str | None]:
     return False, None
 
 
+def _engine_access(name: str, pointers: dict[int, str]) -> Access:
+    """The context rule of a type whose layout lives with the engine (:mod:`pybpf.progtypes`,
+    whose ``check_access`` is compared with the kernel in tests/progtypes); ``pointers``: the
+    offsets whose loads give packet or socket pointers."""
+    def access(off: int, size: int, write: bool) -> tuple[bool, str | None]:
+        from .. import progtypes as engine
+
+        if engine.get_prog_type(name).check_access(off, size, write) is not None:
+            return False, None
+        return True, pointers.get(off)
+    return access
+
+
+#: ``cg_skb_func_proto``: the socket-filter set plus socket and cgroup lookups
+_CGROUP_SKB_HELPERS = frozenset({
+    "skb_load_bytes", "skb_load_bytes_relative", "get_socket_cookie", "get_socket_uid",
+    "perf_event_output", "sk_fullsock", "sk_storage_get", "sk_storage_delete", "skb_cgroup_id",
+    "skb_ancestor_cgroup_id", "sk_cgroup_id", "sk_ancestor_cgroup_id", "tcp_sock",
+    "get_listener_sock", "skb_ecn_set_ce", "get_local_storage", "get_cgroup_classid"})
+
+#: helpers the lists here give a type that the running kernel refuses it
+#: (tests/progtypes/test_helper_rules.py reads them from the kernel)
+NOT_FOR = {
+    "socket_filter": {"csum_diff"},
+    "cgroup_skb": {"csum_diff"},
+    "sched_cls": {"redirect_map"},
+    "sched_act": {"redirect_map"},
+    **{t: {"ktime_get_coarse_ns"} for t in ("kprobe", "uprobe", "tracepoint", "raw_tracepoint",
+                                            "perf_event", "tracing", "lsm")},
+}
+
+
 @dataclass(frozen=True)
 class ProgType:
     name: str
@@ -185,6 +218,8 @@ class ProgType:
     fields: dict[int, str] = field(default_factory=dict)
 
     def allows_helper(self, name: str) -> bool:
+        if name in NOT_FOR.get(self.name, ()):
+            return False
         return name in BASE_HELPERS or name in self.helpers
 
 
@@ -200,6 +235,16 @@ PROG_TYPES: dict[str, ProgType] = {p.name: p for p in (
     ProgType("kprobe", "pt_regs", PT_REGS_SIZE, kprobe_access, _TRACING_HELPERS),
     ProgType("tracepoint", "tracepoint context", PERF_MAX_TRACE_SIZE, tracepoint_access,
              _TRACING_HELPERS),
+    ProgType("cgroup_skb", "__sk_buff", SKB_SIZE,
+             _engine_access("cgroup_skb", {SKB["data"]: st.PACKET,
+                                           SKB["data_end"]: st.PACKET_END,
+                                           SKB["sk"]: st.SOCK_COMMON_OR_NULL}),
+             _CGROUP_SKB_HELPERS, False, False, SKB_FIELD_NAMES),
+    ProgType("raw_tracepoint", "raw tracepoint arguments", 8 * 12,
+             _engine_access("raw_tracepoint", {}), _TRACING_HELPERS),
+    ProgType("perf_event", "bpf_perf_event_data", PT_REGS_SIZE + 16,
+             _engine_access("perf_event", {}),
+             _TRACING_HELPERS | {"perf_prog_read_value", "read_branch_records"}),
     # pybpf's own convention (uBPF's, no kernel counterpart): R1 points at the run's input
     # bytes, read-write, and R2 holds their length; there is no context, so the verifier checks
     # the program for one input size at a time (``verify(..., data_size=n)``)

@@ -123,7 +123,8 @@ def test_text_output_counts_verdicts_and_names_the_output_file(tmp_path, capsys)
 
 @pytest.mark.parametrize("args,message", [
     (["--pcap", "IN"], "needs --type"),
-    (["--type", "kprobe", "--pcap", "IN"], "may not be called by kprobe"),
+    (["--type", "kprobe", "--pcap", "IN", "--sandbox"], "may not be called by kprobe"),
+    (["--type", "kprobe", "--pcap", "IN"], "the verifier rejects the program as kprobe"),
     (["--type", "xdp", "-w", "OUT"], "-w needs --pcap"),
     (["--type", "xdp", "--pcap", "IN", "--data", "00"], "no --data"),
     (["--type", "nosuch", "--pcap", "IN"], "unknown program type"),
@@ -161,6 +162,10 @@ def test_a_fault_names_the_packet_it_happened_on(tmp_path, capsys):
     packets = capture_packets()
     packets[3] = packets[3][:59]
     write_pcap(tmp_path / "in.pcap", packets)
-    code, out, err = pybpf(capsys, "run", src, "--type", "xdp", "--pcap", tmp_path / "in.pcap")
+    code, out, err = pybpf(capsys, "run", src, "--type", "xdp", "--pcap", tmp_path / "in.pcap",
+                           "--sandbox")
     assert code != 0
     assert "packet 4 of" in err and "pc 1" in err
+    # verified (the default), the unchecked packet read is refused before any packet runs
+    code, out, err = pybpf(capsys, "run", src, "--type", "xdp", "--pcap", tmp_path / "in.pcap")
+    assert code != 0 and "R2 offset is outside of the packet" in err and out == ""

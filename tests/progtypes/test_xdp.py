@@ -136,10 +136,15 @@ def test_a_context_the_kernel_refuses_is_a_clear_error():
 
 
 def test_a_32_bit_load_of_data_is_rewritten_but_other_reads_are_refused():
+    # the interpreter's context rewriter (what holds in a sandboxed run)
     with pytest.raises(BPFError, match="32-bit"):
-        in_pybpf("r0 = *(u64 *)(r1 + 0)\nexit", "xdp", PACKET)
+        in_pybpf("r0 = *(u64 *)(r1 + 0)\nexit", "xdp", PACKET, sandbox=True)
     with pytest.raises(BPFError, match="not writable"):
-        in_pybpf("r2 = 1\n*(u32 *)(r1 + 12) = r2\nr0 = 0\nexit", "xdp", PACKET)
+        in_pybpf("r2 = 1\n*(u32 *)(r1 + 12) = r2\nr0 = 0\nexit", "xdp", PACKET, sandbox=True)
+    # and the verifier, as the kernel's
+    for source in ("r0 = *(u64 *)(r1 + 0)\nexit", "r2 = 1\n*(u32 *)(r1 + 12) = r2\nr0 = 0\nexit"):
+        with pytest.raises(BPFError, match="invalid bpf_context access"):
+            in_pybpf(source, "xdp", PACKET, sandbox=False)
 
 
 @pytest.mark.parametrize("flags", [0, 1])
