@@ -18,6 +18,9 @@ from ..errors import DecodeError
 from .callbacks import CALLBACK_HELPER_IDS
 
 MAX_SUBPROGS = 256
+#: ``may_goto`` (BPF_JMP | BPF_JCOND, src BPF_MAY_GOTO): a jump the runtime takes after a
+#: budget of iterations; the verifier explores both edges (Linux 6.9+)
+MAY_GOTO = 0xE5
 MAX_INSNS_PRIVILEGED = 1_000_000
 MAX_INSNS_UNPRIVILEGED = 4096
 
@@ -93,7 +96,7 @@ def _uses_defs(insn) -> tuple[int, int]:
         if op == isa.EXIT:
             # r0 only: the caller's r6-r9 are its own frame's, compared at the call site
             return 1, 0
-        if op == isa.JA:
+        if op == isa.JA or insn.opcode == MAY_GOTO:
             return 0, 0
         return bit(d) | (bit(s) if insn.opcode & isa.X else 0), 0
     return 0, 0
@@ -137,7 +140,7 @@ def build_layout(insns: list, *, unprivileged: bool = False,
     for pc, insn in enumerate(slots):
         if insn is None:
             continue
-        if insn.info is None:
+        if insn.info is None and insn.opcode != MAY_GOTO:
             raise StructuralError(f"unknown opcode {insn.opcode:02x}", pc, "unknown-opcode")
         if insn.opcode == isa.LDDW and insn.src not in (0, 1, 2, 3, 4, 5, 6):
             raise StructuralError("invalid bpf_ld_imm64 insn", pc, "bad-insn")

@@ -20,7 +20,7 @@ from . import calls
 from . import memory as mem
 from . import state as st
 from . import tnum as tn
-from .cfg import Layout
+from .cfg import MAY_GOTO, Layout
 from .callbacks import CALLBACK_HELPER_IDS, callback_exit
 from .memory import Reject
 from . import spinlock
@@ -51,7 +51,8 @@ _REV = {isa.JEQ: isa.JNE, isa.JNE: isa.JEQ, isa.JGT: isa.JLE, isa.JLE: isa.JGT,
 
 
 class Checkpoint:
-    __slots__ = ("state", "open", "miss", "hit", "key", "k", "entry", "backedges")
+    __slots__ = ("state", "open", "miss", "hit", "key", "k", "entry", "backedges",
+                 "site_may_goto")
 
     def __init__(self, state: VerifierState, key, k: int):
         self.state = state
@@ -65,6 +66,7 @@ class Checkpoint:
         # revisits whose precision is propagated when it closes
         self.entry: Checkpoint | None = None
         self.backedges: list | None = None
+        self.site_may_goto = False
 
 
 class Env:
@@ -95,6 +97,7 @@ class Env:
         self.last_pc = 0
         # callback visits queued by the current helper call (callbacks.push_callback)
         self.pending_callbacks: list = []
+        self.may_goto_open = 0   # open checkpoints at may_goto instructions
         # map index -> offset of the bpf_spin_lock in its value (from the object's BTF)
         self.lock_offs = spinlock.lock_offsets(program)
 
@@ -1419,6 +1422,7 @@ def _do_check(env: Env) -> None:
                 open_at[cpc] -= 1
                 if open_sites and open_sites[-1] is cp:
                     open_sites.pop()
+                    env.may_goto_open -= cp.site_may_goto
                 _close(env, cp)
                 checkpoints.setdefault(cpc, []).append(cp)
             log.pending = None
@@ -1478,6 +1482,34 @@ def _do_check(env: Env) -> None:
             fpr = None
             calls_cb = insn.opcode == isa.JMP | isa.CALL and insn.src == isa.CALL_HELPER \
                 and insn.imm in CALLBACK_HELPER_IDS
+            may_goto = insn.opcode == MAY_GOTO
+            if may_goto and looping:
+                # a later visit of a may_goto loop: contained in a visit still being explored
+                # at another depth ends it (is_may_goto_insn_at in is_state_visited)
+                hit = None
+                seen = 0
+                for cp in reversed(open_sites):
+                    if cp.key[0] != pc:
+                        continue
+                    seen += 1
+                    if cp.state.may_goto_depth != state.may_goto_depth and \
+                            _states_equal(env, cp.state, state, pc, RANGE_WITHIN):
+                        hit = cp
+                        break
+                    if seen == CALLBACK_CMP:
+                        break   # the latest visits only (see the callback case below)
+                if hit is not None:
+                    (hit.entry or hit).backedges.append(
+                        (hit.state, state, _live_masks(env, hit.state, pc)))
+                    log.pending = None
+                    if log.level >= 2:
+                        if popped is not None:
+                            log.parts.append(f"\nfrom {popped} to {pc}: safe\n")
+                            popped = None
+                        else:
+                            log.line(f"{pc}: safe")
+                    state = None
+                    continue
             if calls_cb:
                 # a callback came back to its call site: stop when the state is contained in
                 # one still being explored here (the kernel's RANGE_WITHIN hit on
@@ -1513,11 +1545,16 @@ def _do_check(env: Env) -> None:
                 add = True
             elif looping:
                 fpr = (pc, _fingerprint(state))
+                if may_goto:
+                    add = True
                 for cp in open_keys.get(fpr, ()):
                     if cp.state.exact_key() == state.exact_key():
                         raise Reject(f"infinite loop detected at insn {pc}", "infinite-loop",
                                      pc)
-                add = jmps - prev_jmps >= 20 or env.insn_processed - prev_insn >= 100
+                if not may_goto:
+                    add = jmps - prev_jmps >= 20 or env.insn_processed - prev_insn >= 100
+            elif may_goto:
+                add = True   # a forced checkpoint, as at callback call sites
             elif not calls_cb:
                 add = jmps - prev_jmps >= 2 and env.insn_processed - prev_insn >= 8
             if n_here > env.max_states_per_insn:
@@ -1529,9 +1566,12 @@ def _do_check(env: Env) -> None:
                     fpr = (pc, _fingerprint(state))
                 saved = state.copy()
                 cp = Checkpoint(saved, fpr, len(pending))
-                if open_sites and (calls_cb or any(f.in_callback for f in state.frames)):
+                if open_sites and (calls_cb or may_goto or env.may_goto_open or
+                                   any(f.in_callback for f in state.frames)):
                     cp.entry = open_sites[0]
-                if calls_cb:
+                if calls_cb or may_goto:
+                    cp.site_may_goto = may_goto
+                    env.may_goto_open += may_goto
                     if cp.entry is None:
                         cp.backedges = []
                     open_sites.append(cp)
@@ -1580,6 +1620,35 @@ def _do_check(env: Env) -> None:
             if op == isa.JA:
                 jmps += 1
                 nxt = insn.jump_target(pc)
+            elif insn.opcode == MAY_GOTO:
+                jmps += 1
+                if insn.src or insn.dst or insn.imm:
+                    raise Reject(f"invalid may_goto imm {insn.imm}", "bad-insn", pc)
+                # the current path takes the jump; the fall-through (one more iteration)
+                # is explored later, one level deeper, with imprecise scalars that changed
+                # since the previous visit widened
+                queued = state.copy()
+                queued.may_goto_depth += 1
+                sites = [f.callsite for f in state.frames]
+                seen_self = False
+                for cp in reversed(open_sites):
+                    if cp.key[0] == pc and [f.callsite for f in cp.state.frames] == sites:
+                        if not seen_self and cp.state.may_goto_depth == state.may_goto_depth \
+                                and cp is open_sites[-1] and cp.k == len(pending):
+                            seen_self = True   # the checkpoint of this very visit
+                            continue
+                        precision.widen_imprecise(cp.state, queued)
+                        break
+                if log.level >= 2:
+                    log.insn(pc, insn, state, start, pc)
+                elif log.level:
+                    log.parts.append(f"{pc}: {log_insn_text(insn, pc)}\n")
+                pending.append((queued, pc + 1, pc, len(log.parts)))
+                if len(pending) > JMP_SEQ_LIMIT:
+                    raise Reject(f"The sequence of {len(pending)} jumps is too complex.",
+                                 "too-complex", pc)
+                pc = insn.jump_target(pc)
+                continue
             elif op == isa.CALL:
                 if insn.opcode & isa.X:
                     raise Reject("callx is not supported by pybpf's verifier", "unsupported", pc)

@@ -91,6 +91,8 @@ def insn_text(insn: isa.Instruction, pc: int = 0) -> str:
         return f"{head}exit"
     if op == isa.JA:
         return f"{head}gotol pc{imm:+d}" if cls == isa.JMP32 else f"{head}goto pc{off:+d}"
+    if code == 0xE5:
+        return f"{head}may_goto pc{off:+d}"
     c = "w" if cls == isa.JMP32 else "r"
     if code & isa.X:
         return f"{head}if {c}{d} {_JMP.get(op, '?')} {c}{s} goto pc{off:+d}"

@@ -186,7 +186,7 @@ class VerifierState:
     """The whole machine on one path: frames (innermost last) and acquired references."""
 
     __slots__ = ("frames", "refs", "history", "insn_idx", "cb_unroll", "lock", "parent",
-                 "trace", "first_idx", "bt_memo")
+                 "trace", "first_idx", "bt_memo", "may_goto_depth")
 
     def __init__(self):
         self.frames: list[FuncState] = []
@@ -201,6 +201,7 @@ class VerifierState:
         self.trace: list = []
         self.first_idx = 0
         self.bt_memo: tuple | None = None   # the last backtracking request walked in full
+        self.may_goto_depth = 0   # may_goto fall-throughs taken on this path
 
     @property
     def cur(self) -> FuncState:
@@ -218,6 +219,7 @@ class VerifierState:
         s.trace = self.trace[:]
         s.first_idx = self.first_idx
         s.bt_memo = self.bt_memo
+        s.may_goto_depth = self.may_goto_depth
         return s
 
     def note_stack(self, frameno: int, spi: int) -> None:
@@ -241,4 +243,4 @@ class VerifierState:
         return tuple((tuple(r.key() for r in f.regs),
                       tuple(sorted((i, s.types, s.spilled.key() if s.spilled else None)
                                    for i, s in f.stack.items())), f.callsite)
-                     for f in self.frames) + (self.cb_unroll, self.lock)
+                     for f in self.frames) + (self.cb_unroll, self.lock, self.may_goto_depth)
