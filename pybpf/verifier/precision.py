@@ -409,9 +409,40 @@ def mark_regs(env, state, regnos, skip_last: bool = True) -> None:
             mask |= 1 << r
     if not mask:
         return
+    if skip_last and env.log.level < 2 and _repeat_of_memo(env, state, f, mask):
+        return
     bt = Backtrack(f)
     bt.regs[f] = mask
     backtrack(env, state, bt, skip_last)
+
+
+def _repeat_of_memo(env, state, f: int, mask: int) -> bool:
+    """The request was walked back in full from an earlier point of this segment and the
+    instructions since then leave it unchanged: nothing new can be marked. The memo then
+    moves to the current point (the common case of a loop's bound check)."""
+    memo = state.bt_memo
+    if memo is None:
+        return False
+    j0, _, frame0, regs0, stack0 = memo
+    if frame0 != f or regs0[f] != mask or sum(regs0) != mask or any(stack0):
+        return False
+    entries = state.trace
+    j = len(entries) - 2
+    if j < j0:
+        return False
+    kinds = _kinds(env)
+    for idx in range(j, j0, -1):
+        e = entries[idx]
+        if e.__class__ is not int:
+            return False
+        k, d, s = kinds[e]
+        if k == _SKIP:
+            continue
+        if k == _SLOW or mask >> d & 1 or (k == _JMP_X and mask >> s & 1):
+            return False
+    last = entries[j + 1]
+    state.bt_memo = (j, last if last.__class__ is int else last[0], frame0, regs0, stack0)
+    return True
 
 
 def mark_slot(env, state, frameno: int, spi: int, skip_last: bool = True) -> None:
