@@ -43,7 +43,8 @@ def outcome(engine, data: bytes):
 
 
 def compare(program, *, checked: bool, budget: int | None = None, data: bytes = PACKET):
-    jit = JITProgram(program, checked=checked, budget=budget)
+    # checked: an unverified (sandboxed) program; unchecked: native code for a verified one
+    jit = JITProgram(program, checked=checked, budget=budget, sandbox=checked)
     expected = outcome(jit.vm, data)        # the interpreter on the same memory
     got = outcome(jit, data)
     assert got == expected, f"JIT {got} != interpreter {expected} for:\n{describe(program)}"

@@ -60,7 +60,7 @@ out:
 
 def test_spin_lock_and_unlock_protect_a_value():
     program = assemble(LOCKED_COUNTER.format(second="unlock"))
-    vm = Interpreter(program)
+    vm = Interpreter(program, sandbox=True)
     assert [vm.run() for _ in range(3)] == [1, 2, 3]
     assert vm.maps[0][0][:4] == bytes(4)        # the lock word is released
 
@@ -68,7 +68,7 @@ def test_spin_lock_and_unlock_protect_a_value():
 def test_taking_a_held_spin_lock_is_a_helper_error():
     program = assemble(LOCKED_COUNTER.format(second="lock"))
     with pytest.raises(HelperError, match="bpf_spin_lock.*already held"):
-        Interpreter(program).run()
+        Interpreter(program, sandbox=True).run()
 
 
 MISUSE = """
@@ -89,7 +89,7 @@ MISUSE = """
                                               ("h", "bpf_ringbuf_query")])
 def test_a_helper_on_the_wrong_kind_of_map_is_a_clear_error(map_name, helper):
     program = assemble(MISUSE.format(map=map_name, helper=helper))
-    vm = Interpreter(program)
+    vm = Interpreter(program, sandbox=True)
     with pytest.raises(VMError, match=helper):
         vm.run()
     assert vm.maps[1].items() == [] and len(vm.maps[0]) == 0
@@ -104,7 +104,7 @@ def test_a_non_map_pointer_is_refused():
         exit
     """)
     with pytest.raises(VMError, match="not a map pointer"):
-        Interpreter(program).run()
+        Interpreter(program, sandbox=True).run()
 
 
 def test_program_update_errors_come_back_as_negative_errno():

@@ -74,7 +74,7 @@ def test_native_code_without_checks_needs_a_verified_program():
 
 def test_a_program_type_the_verifier_does_not_model_needs_the_sandbox():
     with pytest.raises(VerifierError) as info:
-        Interpreter(assemble("r0 = 0\nexit\n"), prog_type="cgroup_skb", sandbox=False)
+        Interpreter(assemble("r0 = 0\nexit\n"), prog_type="uprobe", sandbox=False)
     assert "sandbox" in str(info.value)
-    assert Interpreter(assemble("r0 = 0\nexit\n"), prog_type="cgroup_skb",
+    assert Interpreter(assemble("r0 = 0\nexit\n"), prog_type="uprobe",
                        sandbox=True).run(bytes(64)) == 0

@@ -64,9 +64,9 @@ def loop_program(n: int) -> Program:
 
 @pytest.mark.parametrize("stepping", [False, True])
 def test_callback_instructions_count_against_the_budget(stepping):
-    vm = Interpreter(loop_program(10))
+    vm = Interpreter(loop_program(10), sandbox=True)
     assert vm.run(stepping=stepping) == 10
     assert vm.insn_count == 6 + 10 * 2
     with pytest.raises(BudgetExceeded) as info:
-        Interpreter(loop_program(10), budget=6 + 5 * 2).run(stepping=stepping)
+        Interpreter(loop_program(10), budget=6 + 5 * 2, sandbox=True).run(stepping=stepping)
     assert info.value.pc == 9        # inside the callback

@@ -128,7 +128,7 @@ sub:
 
 @pytest.mark.parametrize("stepping", [False, True])
 def test_a_tail_call_from_a_subprogram_returns_to_its_caller_on_both_paths(stepping):
-    vm = Interpreter(asm.assemble(TAIL_CALL_FROM_SUBPROGRAM))
+    vm = Interpreter(asm.assemble(TAIL_CALL_FROM_SUBPROGRAM), sandbox=True)
     vm.maps[0][0] = asm.assemble("r0 = 42\nexit\n")
     assert vm.run(bytes(14), stepping=stepping) == 1042
     del vm.maps[0][0]                 # a failed tail call returns to the subprogram

@@ -147,7 +147,7 @@ def outcome(vm: Interpreter, data: bytes, stepping: bool):
        budget=st.integers(1, 400))
 def test_fast_path_and_stepping_path_agree_on_unverified_programs(main, sub, data, budget):
     # one interpreter, so that pointer values (which programs may do arithmetic on) are equal
-    vm = Interpreter(assemble(main, sub), budget=budget)
+    vm = Interpreter(assemble(main, sub), budget=budget, sandbox=True)
     fast = outcome(vm, data, stepping=False)
     slow = outcome(vm, data, stepping=True)
     assert fast == slow
