@@ -53,9 +53,19 @@ def admit(program: Program, prog_type: str, *, data_size: int = 0) -> None:
                             f"(--sandbox) to skip verification") from None
     if not result.accepted:
         what = f"as {prog_type}" if prog_type != "raw" else f"for {data_size}-byte input"
-        raise VerifierError(f"the verifier rejects the program {what}: {result.error} "
-                            f"(run with sandbox=True / --sandbox to skip verification)",
-                            result.pc, result.log)
+        try:
+            explanation = result.explain()
+        except Exception:  # an explanation is a courtesy; the verdict stands without it
+            explanation = None
+        at = ""
+        if explanation is not None and explanation.source:
+            place, _, text = explanation.source.partition(": ")
+            at = f" at {place} ({text.strip()})" if text else f" at {place}"
+        error = VerifierError(f"the verifier rejects the program {what}{at}: {result.error} "
+                              f"(run with sandbox=True / --sandbox to skip verification)",
+                              result.pc, result.log)
+        error.explanation = explanation     # rule, values, path and fix (``pybpf verify``)
+        raise error
 
 
 class ProgramExit(Exception):

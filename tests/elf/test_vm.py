@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pybpf.elf import load_object
-from pybpf.errors import VMError
+from pybpf.errors import VerifierError, VMError
 from pybpf.pytest_plugin import build_packet
 
 from .test_kernel import PACKETS, RUNNABLE
@@ -70,7 +70,14 @@ def test_vm_faults_name_the_c_file_and_line(bpf_compile, bpf_vm, tmp_path):
                    "    return data[4000];\n"
                    "}\n"
                    'char LICENSE[] SEC("license") = "GPL";\n')
-    vm = bpf_vm(bpf_compile(src), sandbox=True)     # the verifier would refuse data[4000]
+    # verified (the default), the engine refuses to load it, naming the C line and the rule
+    with pytest.raises(VerifierError) as refused:
+        bpf_vm(bpf_compile(src), sandbox=False)
+    assert f"{src}:6 (return data[4000];)" in str(refused.value)
+    assert "outside of the packet" in str(refused.value)
+    assert refused.value.explanation.suggestion
+    # sandboxed, it runs and faults at that line
+    vm = bpf_vm(bpf_compile(src), sandbox=True)
     with pytest.raises(VMError) as exc:
         vm.programs["oob"].test_run(build_packet("udp"))
     assert exc.value.source == f"{src}:6: return data[4000];"
