@@ -60,7 +60,7 @@ def admit(program: Program, prog_type: str, *, data_size: int = 0) -> None:
         at = ""
         if explanation is not None and explanation.source:
             place, _, text = explanation.source.partition(": ")
-            at = f" at {place} ({text.strip()})" if text else f" at {place}"
+            at = f" at {place} ({text.strip()})" if text else f" at '{place.strip()}'"
         error = VerifierError(f"the verifier rejects the program {what}{at}: {result.error} "
                               f"(run with sandbox=True / --sandbox to skip verification)",
                               result.pc, result.log)
