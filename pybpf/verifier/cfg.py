@@ -277,3 +277,59 @@ def _liveness(slots: list, n: int) -> list[int]:
                     in_work[p] = True
                     work.append(p)
     return live
+
+
+def loop_ids(layout: "Layout") -> list[int]:
+    """Per slot, the number of the loop (non-trivial strongly connected component of the
+    control flow graph) it belongs to, 0 for none; numbered in the order Tarjan's algorithm
+    completes them, fall-through edges first, as the kernel's ``compute_scc`` (shown in the
+    level-2 log's live-register table). Iterative: no recursion on hostile programs."""
+    slots, n = layout.insns, layout.nslots
+    index = [-1] * n
+    low = [0] * n
+    on_stack = [False] * n
+    ids = [0] * n
+    stack: list[int] = []
+    counter = 0
+    next_id = 1
+    for root in range(n):
+        if slots[root] is None or index[root] >= 0:
+            continue
+        work = [(root, 0)]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack[root] = True
+        while work:
+            v, k = work[-1]
+            succ = [w for w in _successors(slots[v], v) if w < n]
+            if k < len(succ):
+                work[-1] = (v, k + 1)
+                w = succ[k]
+                if index[w] < 0:
+                    index[w] = low[w] = counter
+                    counter += 1
+                    stack.append(w)
+                    on_stack[w] = True
+                    work.append((w, 0))
+                elif on_stack[w]:
+                    low[v] = min(low[v], index[w])
+                continue
+            work.pop()
+            if work:
+                u = work[-1][0]
+                low[u] = min(low[u], low[v])
+            if low[v] == index[v]:
+                members = []
+                while True:
+                    w = stack.pop()
+                    on_stack[w] = False
+                    members.append(w)
+                    if w == v:
+                        break
+                if len(members) > 1 or v in _successors(slots[v], v):
+                    for w in members:
+                        ids[w] = next_id
+                    next_id += 1
+    return ids
+

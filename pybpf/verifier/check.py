@@ -1124,7 +1124,9 @@ def _pseudo_call(env: Env, state: VerifierState, insn, pc: int) -> int:
     callee = FuncState(len(state.frames), sub, pc)
     for i in range(1, 6):
         callee.regs[i] = caller.regs[i]
-        # clear_caller_saved_regs: the arguments now live in the callee's frame
+    # clear_caller_saved_regs: r0-r5 of the caller are dead (the arguments now live in the
+    # callee's frame)
+    for i in range(6):
         caller.regs[i] = RegState()
     fp = RegState.pointer(st.STACK, frameno=callee.frameno)
     callee.regs[10] = fp
@@ -1406,6 +1408,10 @@ def _do_check(env: Env) -> None:
     prev_insn = 0
     jmps = prev_jmps = 0
     popped = None
+    if log.level >= 2:
+        from .log import header_lines
+        for line in header_lines(layout):
+            log.line(line)
     if log.level:
         log.state(0, state, initial=True)
     while True:

@@ -358,6 +358,22 @@ class VerifierLog:
         return "".join(self.parts)
 
 
+def header_lines(layout) -> list[str]:
+    """The start of a level-2 log: ``func#N @M`` per subprogram and the live registers
+    before every instruction with its loop number (``compute_live_registers``)."""
+    from .cfg import loop_ids
+    out = [f"func#{i} @{start}" for i, start in enumerate(layout.subprog_starts)]
+    out.append("Live regs before insn:")
+    loops = loop_ids(layout)
+    for pc, insn in enumerate(layout.insns):
+        if insn is None:
+            continue
+        live = "".join(str(i) if layout.live_in[pc] >> i & 1 else "." for i in range(10))
+        scc = f"{loops[pc]:>3}" if loops[pc] else "   "
+        out.append(f"{scc} {pc:>3}: {live} {insn_text(insn, pc)}")
+    return out
+
+
 def _inline(text: str, tail: str) -> str:
     """``text`` padded to the kernel's column for the state after ``;``."""
     pad = max(40, len(text) + 1 + 4)
