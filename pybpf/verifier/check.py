@@ -52,7 +52,7 @@ _REV = {isa.JEQ: isa.JNE, isa.JNE: isa.JEQ, isa.JGT: isa.JLE, isa.JLE: isa.JGT,
 
 class Checkpoint:
     __slots__ = ("state", "open", "miss", "hit", "key", "k", "entry", "backedges",
-                 "site_may_goto")
+                 "site_may_goto", "scc")
 
     def __init__(self, state: VerifierState, key, k: int):
         self.state = state
@@ -67,6 +67,7 @@ class Checkpoint:
         self.entry: Checkpoint | None = None
         self.backedges: list | None = None
         self.site_may_goto = False
+        self.scc = None   # the loop visit this checkpoint entered (log level 2 only)
 
 
 class Env:
@@ -98,6 +99,8 @@ class Env:
         # callback visits queued by the current helper call (callbacks.push_callback)
         self.pending_callbacks: list = []
         self.may_goto_open = 0   # open checkpoints at may_goto instructions
+        self.loop_ids: list | None = None   # loop number per slot (cfg.loop_ids), lazily
+        self.scc_entries: dict = {}          # loop visit -> the checkpoint that entered it
         # map index -> offset of the bpf_spin_lock in its value (from the object's BTF)
         self.lock_offs = spinlock.lock_offsets(program)
 
@@ -1374,6 +1377,30 @@ def do_check(env: Env) -> None:
             gc.enable()
 
 
+def _scc_chain(env: Env, state: VerifierState, pc: int):
+    """``compute_scc_callchain``: the call sites down to the first frame whose instruction
+    lies in a loop, and that loop's number; None outside loops."""
+    loops = env.loop_ids
+    if loops is None:
+        from .cfg import loop_ids
+        loops = env.loop_ids = loop_ids(env.layout)
+    sites = []
+    frames = state.frames
+    for i in range(len(frames)):
+        ip = pc if i == len(frames) - 1 else frames[i + 1].callsite
+        if loops[ip]:
+            return tuple(sites), loops[ip]
+        if i == len(frames) - 1:
+            return None
+        sites.append(ip)
+    return None
+
+
+def _scc_text(chain) -> str:
+    sites, scc = chain
+    return "(" + "".join(f"{c}," for c in sites) + f"{scc})"
+
+
 def _close(env: Env, cp: Checkpoint) -> None:
     """A checkpoint's subtree is fully explored. When it was a callback loop's entry, the
     precision its pruned revisits (back-edges) need is propagated until nothing changes
@@ -1429,6 +1456,9 @@ def _do_check(env: Env) -> None:
                 if open_sites and open_sites[-1] is cp:
                     open_sites.pop()
                     env.may_goto_open -= cp.site_may_goto
+                if cp.scc is not None:
+                    del env.scc_entries[cp.scc]
+                    log.line(f"SCC exit {_scc_text(cp.scc)}")
                 _close(env, cp)
                 checkpoints.setdefault(cpc, []).append(cp)
             log.pending = None
@@ -1586,6 +1616,12 @@ def _do_check(env: Env) -> None:
                 state.trace = []
                 state.first_idx = pc
                 state.bt_memo = None
+                if log.level >= 2:
+                    scc = _scc_chain(env, state, pc)
+                    if scc is not None and scc not in env.scc_entries:
+                        env.scc_entries[scc] = cp
+                        cp.scc = scc
+                        log.line(f"SCC enter {_scc_text(scc)}")
                 open_cps.append(cp)
                 open_keys.setdefault(fpr, []).append(cp)
                 open_at[pc] = open_at.get(pc, 0) + 1
