@@ -88,7 +88,9 @@ def _uses_defs(insn) -> tuple[int, int]:
     if cls == isa.LD:
         if insn.opcode == isa.LDDW:
             return 0, bit(d)
-        return (bit(6) | (bit(s) if insn.opcode & 0xE0 == isa.IND else 0)), 0x3F
+        # LD_ABS/LD_IND may end the program: every register counts as read (as the
+        # kernel's compute_live_registers)
+        return 0x3FF, 0x3F
     if cls in (isa.JMP, isa.JMP32):
         if op == isa.CALL:
             # a helper reads its arguments only, a subprogram r1-r5 (compute_live_registers)

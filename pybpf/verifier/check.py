@@ -636,9 +636,8 @@ def _ld_abs(env: Env, state: VerifierState, insn, pc: int) -> None:
         raise Reject("at the time of BPF_LD_ABS|IND R6 != pointer to skb", "ld-abs-ctx", pc)
     for i in range(1, 6):
         regs[i] = RegState()
-    out = _unknown(pc)
-    bd.truncate(out, isa.SIZE_BYTES[insn.opcode & 0x18])
-    regs[0] = out
+    # check_ld_abs: R0 is an unknown scalar, the load's size is not used for its bounds
+    regs[0] = _unknown(pc)
 
 
 def _lddw(env: Env, state: VerifierState, insn, pc: int) -> None:
@@ -1073,7 +1072,9 @@ def _cond_jmp(env: Env, state: VerifierState, insn, pc: int):
     pred = _branch_taken(dst, src, op, is32)
     if pred >= 0:
         # the decided branch depends on the exact ranges of the operands
-        precision.mark_regs(env, state, (insn.dst, insn.src if insn.opcode & isa.X else None))
+        precision.mark_regs(env, state, (insn.dst,))
+        if insn.opcode & isa.X:
+            precision.mark_regs(env, state, (insn.src,))   # a walk of its own, as the kernel
     if pred == 1:
         state.history = (pc, target, state.history)
         return [(state, target)]
