@@ -61,6 +61,11 @@ def verify(program: Program, *, prog_type: str | None = None, unprivileged: bool
                                   has_func_info=bool(getattr(program, "func_info", None)))
     except cfg.StructuralError as exc:
         text = exc.message + "\n" if log_level else ""
+        if log_level >= 2 and exc.error_id not in ("empty", "too-large", "bad-call",
+                                                    "too-many-subprogs"):
+            # check_subprogs prints the subprograms before the later structural checks
+            text = "".join(f"func#{i} @{start}\n" for i, start in
+                           enumerate(cfg.subprog_starts(program.insns))) + text
         return VerifierResult(False, exc.message, 0, text + "processed 0 insns (limit 1000000) "
                               "max_states_per_insn 0 total_states 0 peak_states 0 mark_read 0\n",
                               exc.error_id, exc.pc, {}, None, program, ptype_name)
@@ -69,10 +74,17 @@ def verify(program: Program, *, prog_type: str | None = None, unprivileged: bool
         do_check(env)
         check_stack_depth(env)
     except Reject as exc:
-        if log_level:
+        if log_level and not exc.facts.get("logged"):
             if exc.pc is not None and layout.insns[exc.pc] is not None and \
                     not log.text().endswith(f"{exc.pc}: {insn_text(layout.insns[exc.pc])}\n"):
-                log.parts.append(f"{exc.pc}: {insn_text(layout.insns[exc.pc])}\n")
+                line = f"{exc.pc}: {insn_text(layout.insns[exc.pc])}\n"
+                mark = env.log_mark
+                if exc.pc == env.last_pc and mark is not None and mark <= len(log.parts) \
+                        and line not in log.parts[mark:]:
+                    # the instruction goes before what its checks logged (backtracking)
+                    log.parts.insert(mark, line)
+                elif line not in log.parts[-1:]:
+                    log.parts.append(line)
             log.parts.append(exc.message + "\n")
         history = env.last_state.history if env.last_state is not None else None
         text = log.text() + summary_line(env) + "\n"

@@ -21,6 +21,9 @@ MAX_SUBPROGS = 256
 #: ``may_goto`` (BPF_JMP | BPF_JCOND, src BPF_MAY_GOTO): a jump the runtime takes after a
 #: budget of iterations; the verifier explores both edges (Linux 6.9+)
 MAY_GOTO = 0xE5
+#: opcodes LLVM knows that Linux 6.18's instruction table does not (``callx``, BPF_CALL | BPF_X):
+#: refused before the walk as "unknown opcode 8d"
+NOT_IN_KERNEL = frozenset({0x8D})
 MAX_INSNS_PRIVILEGED = 1_000_000
 MAX_INSNS_UNPRIVILEGED = 4096
 
@@ -142,7 +145,7 @@ def build_layout(insns: list, *, unprivileged: bool = False,
     for pc, insn in enumerate(slots):
         if insn is None:
             continue
-        if insn.info is None and insn.opcode != MAY_GOTO:
+        if (insn.info is None and insn.opcode != MAY_GOTO) or insn.opcode in NOT_IN_KERNEL:
             raise StructuralError(f"unknown opcode {insn.opcode:02x}", pc, "unknown-opcode")
         if insn.opcode == isa.LDDW and insn.src not in (0, 1, 2, 3, 4, 5, 6):
             raise StructuralError("invalid bpf_ld_imm64 insn", pc, "bad-insn")
@@ -279,6 +282,19 @@ def _liveness(slots: list, n: int) -> list[int]:
                     in_work[p] = True
                     work.append(p)
     return live
+
+
+def subprog_starts(insns: list) -> list[int]:
+    """First slots of the subprograms (main, call targets, callback address loads), for the
+    log of a program refused before its layout is complete."""
+    starts = {0}
+    pc = 0
+    for insn in insns:
+        if insn.opcode == isa.JMP | isa.CALL and insn.src == isa.CALL_LOCAL or \
+                insn.opcode == isa.LDDW and insn.src == isa.PSEUDO_FUNC:
+            starts.add(pc + 1 + insn.imm)
+        pc += insn.slots
+    return sorted(starts)
 
 
 def loop_ids(layout: "Layout") -> list[int]:

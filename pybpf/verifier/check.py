@@ -98,6 +98,7 @@ class Env:
         self.last_pc = 0
         # callback visits queued by the current helper call (callbacks.push_callback)
         self.pending_callbacks: list = []
+        self.log_mark: int | None = None   # log position where the current insn began
         self.may_goto_open = 0   # open checkpoints at may_goto instructions
         self.loop_ids: list | None = None   # loop number per slot (cfg.loop_ids), lazily
         self.scc_entries: dict = {}          # loop visit -> the checkpoint that entered it
@@ -1586,8 +1587,14 @@ def _do_check(env: Env) -> None:
                     add = True
                 for cp in open_keys.get(fpr, ()):
                     if cp.state.exact_key() == state.exact_key():
+                        if log.level:
+                            log.pending = None
+                            cur = len(state.frames) - 1
+                            log.line(f"infinite loop detected at insn {pc}")
+                            log.line("cur state:" + frame_text(state, cur, log.maps))
+                            log.line("old state:" + frame_text(cp.state, cur, log.maps))
                         raise Reject(f"infinite loop detected at insn {pc}", "infinite-loop",
-                                     pc)
+                                     pc, logged=True)
                 if not may_goto:
                     add = jmps - prev_jmps >= 20 or env.insn_processed - prev_insn >= 100
             elif may_goto:
@@ -1640,6 +1647,7 @@ def _do_check(env: Env) -> None:
             popped = None
         state.trace.append(pc)
         start = len(log.parts) if log.level else None
+        env.log_mark = start
         cls = insn.cls
         nxt = pc + insn.slots
         if cls in (isa.ALU, isa.ALU64):

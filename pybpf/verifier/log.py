@@ -192,6 +192,13 @@ def _scalar_text(r: RegState) -> str:
     return f"scalar({','.join(parts)})"
 
 
+def _spill_text(slot, frameno: int, maps) -> str:
+    """A spilled register; a narrow spill shows the other bytes' kinds first
+    (``fp-8=???????120``)."""
+    rest = slot.types.split(st.SPILL, 1)[0]
+    return rest + reg_text(slot.spilled, frameno, maps)
+
+
 def slot_text(slot) -> str | None:
     if slot.types[7] == st.SPILL and slot.spilled is not None:
         return None
@@ -220,7 +227,7 @@ def state_text(state, *, regs: set | None = None, slots: set | None = None, maps
                 continue
             slot = f.stack[spi]
             if slot.types[7] == st.SPILL and slot.spilled is not None:
-                out.append(f" fp{-(spi + 1) * 8}={reg_text(slot.spilled, f.frameno, maps)}")
+                out.append(f" fp{-(spi + 1) * 8}={_spill_text(slot, f.frameno, maps)}")
             elif any(t != st.INVALID for t in slot.types):
                 out.append(f" fp{-(spi + 1) * 8}={slot.types}")
     if state.refs:
@@ -239,7 +246,7 @@ def frame_text(state, fr: int, maps=None) -> str:
     for spi in sorted(f.stack):
         slot = f.stack[spi]
         if slot.types[7] == st.SPILL and slot.spilled is not None:
-            out.append(f" fp{-(spi + 1) * 8}={reg_text(slot.spilled, f.frameno, maps)}")
+            out.append(f" fp{-(spi + 1) * 8}={_spill_text(slot, f.frameno, maps)}")
         elif any(t != st.INVALID for t in slot.types):
             out.append(f" fp{-(spi + 1) * 8}={slot.types}")
     return "".join(out)
@@ -260,7 +267,9 @@ def _touched(insn) -> tuple[set, bool]:
             regs.add(0)
         return regs, True
     if cls == isa.LD:
-        return ({d} if insn.opcode == isa.LDDW else {0}), False
+        if insn.opcode == isa.LDDW:
+            return {d}, False
+        return ({0, 6, s} if insn.opcode & 0xE0 == isa.IND else {0, 6}), False
     if op == isa.CALL:
         return {0}, False
     if op in (isa.EXIT, isa.JA):
@@ -302,6 +311,14 @@ class VerifierLog:
             if r.type == st.STACK and r.var_off.mask == 0:
                 k = -(r.off + insn.off + bd.s64(r.var_off.value)) - 1
                 slots = {k // 8}
+            elif r.type == st.STACK and r.frameno == len(state.frames) - 1:
+                # a variable offset scratches every slot it may touch
+                size = isa.SIZE_BYTES[insn.opcode & 0x18]
+                lo = r.off + insn.off + r.smin
+                hi = r.off + insn.off + r.smax + size - 1
+                if -512 <= lo <= hi < 0:
+                    slots = {spi for spi in range((-hi - 1) // 8, (-lo - 1) // 8 + 1)
+                             if spi in state.cur.stack}
         live = {i for i in regs if state.cur.regs[i].type != st.NOT_INIT}
         return state_text(state, regs=live, slots=slots, maps=self.maps)
 

@@ -219,19 +219,8 @@ def mark_all_precise(state) -> bool:
 
 
 def _log_state(env, state, fr: int) -> str:
-    from .log import reg_text
-    f = state.frames[fr]
-    out = []
-    for i, r in enumerate(f.regs):
-        if r.type != st.NOT_INIT:
-            out.append(f" R{i}={reg_text(r, f.frameno, env.log.maps)}")
-    for spi in sorted(f.stack):
-        slot = f.stack[spi]
-        if slot.types[7] == st.SPILL and slot.spilled is not None:
-            out.append(f" fp{-(spi + 1) * 8}={reg_text(slot.spilled, f.frameno, env.log.maps)}")
-        elif any(t != st.INVALID for t in slot.types):
-            out.append(f" fp{-(spi + 1) * 8}={slot.types}")
-    return "".join(out)
+    from .log import frame_text
+    return frame_text(state, fr, env.log.maps)
 
 
 # instruction kinds for the fast path of the backward walk (no stack, no frames)
@@ -392,6 +381,9 @@ def backtrack(env, state, bt: Backtrack, skip_last: bool) -> bool:
             j = len(entries) - 1
             last_idx = _pc_of(entries[-1]) if entries else -1
     except Unsupported:
+        if log is not None:
+            log.line(f"mark_precise: frame{len(state.frames) - 1}: falling back to forcing "
+                     f"all scalars precise")
         return mark_all_precise(state) or changed
     # requests left at the program's start: something was not followed
     return mark_all_precise(state) or changed
