@@ -14,9 +14,20 @@
    Python's bytecode caches on (``PYTHONDONTWRITEBYTECODE`` is removed from the environment:
    an installed pybpf has its .pyc files). The Python interpreter's own start-up (``python3
    -c pass``: site, .pth files) is printed as well, as the floor of any Python tool.
-2. Per-event overhead: a tight getpid() loop of N calls timed with and without a counting
-   probe on sys_enter_getpid attached by each tool; overhead = extra ns per call (median of
-   three runs).
+2. Per-event overhead: a tight getpid() loop (``LOOP``: 300,000 calls of ``os.getpid()``,
+   timed inside the loop's own process) run with no probe, under pybpf and under bpftrace,
+   both tools running the same script (``SCRIPT``: ``@calls = count()`` on sys_enter_getpid)
+   and starting the loop with ``-c`` once the probe is attached. All three runs get the same
+   environment (one more variable moves the loop's stack and its speed by several ns) and,
+   within a round, the same CPU (the loop pins itself); six rounds go round the CPUs and
+   rotate the order of the three runs. Overhead = the median ns per call under a tool minus
+   the median without a probe; every round's figures are printed too (the machine may be
+   shared and noisy). The CPU matters for bpftrace: its program returns 1, so on the CPU its
+   perf event was opened on (CPU 0, as bcc opens it) the kernel also writes a perf sample
+   per event after the program; pybpf's program returns 0.
+   Both programs use the same map: bpftrace 0.17 keeps a ``count()`` without keys in a
+   one-slot per-CPU array (lookup inlined by the kernel, plain add, then an update helper
+   call); pybpf uses the same map type and adds in place (lookup inlined, plain add).
 
 Prints each measurement and the ratio pybpf / bpftrace (below 1.0: pybpf is faster), and one
 warm and one cold run's start-up steps (``PYBPF_TRACE_TIMINGS=1``).
@@ -38,6 +49,7 @@ SCRIPT = "tracepoint:syscalls:sys_enter_getpid { @calls = count(); }"
 LOOP = r"""
 import os, time, sys
 n = int(sys.argv[1])
+os.sched_setaffinity(0, {int(sys.argv[2])})
 t = time.perf_counter_ns()
 for _ in range(n):
     os.getpid()
@@ -66,10 +78,10 @@ def _plain_start(env: dict) -> float:
     return (time.perf_counter_ns() - t) / 1e9
 
 
-def _per_call(tool_cmd: list[str] | None, loop_file: str, n: int, env: dict) -> float:
-    work = f"{sys.executable} {loop_file} {n}"
+def _per_call(tool_cmd: list[str] | None, loop_file: str, n: int, cpu: int, env: dict) -> float:
+    work = f"{sys.executable} {loop_file} {n} {cpu}"
     if tool_cmd is None:
-        out = subprocess.run(work.split(), capture_output=True, text=True, check=True)
+        out = subprocess.run(work.split(), capture_output=True, text=True, check=True, env=env)
         return float(out.stdout.strip())
     out = subprocess.run(tool_cmd + ["-c", work], capture_output=True, text=True, timeout=300,
                          env=env, cwd=ROOT)
@@ -127,14 +139,35 @@ def main() -> None:
                                  env={**e, "PYBPF_TRACE_TIMINGS": "1"}, cwd=ROOT)
             steps = [l for l in out.stderr.splitlines() if "timings" in l]
             print(f"  {name} steps: {steps[0].split(': ', 1)[1] if steps else '?'}")
-        n = 300_000
-        base = statistics.median(_per_call(None, loop, n, env) for _ in range(3))
-        o_ours = statistics.median(_per_call(ours, loop, n, warm_env) for _ in range(3)) - base
-        o_theirs = statistics.median(_per_call(theirs, loop, n, env) for _ in range(3)) - base
-        print(f"per-event       pybpf {o_ours:8.1f} ns   bpftrace {o_theirs:8.1f} ns"
-              f"   ratio {o_ours / o_theirs if o_theirs > 0 else float('nan'):.2f}"
-              f"   (baseline getpid {base:.1f} ns, medians of 3)")
+        _per_event(ours, theirs, loop, warm_env)  # one environment for all three
 
+
+def _per_event(ours: list[str], theirs: list[str], loop: str, env: dict,
+               n: int = 300_000, rounds: int = 6) -> None:
+    """Per-event overhead, measured fairly: the same script (``SCRIPT``) attached by each
+    tool, the same getpid loop (``LOOP``) started by the tool with ``-c`` once its probe is
+    attached, in the same environment (an extra variable shifts the loop's stack and its
+    speed by several ns) and pinned to the same CPU in a round; the rounds go round the
+    CPUs and rotate the order of the three runs, so the machine's load hits all alike.
+    Each figure is the median of the rounds."""
+    cpus = sorted(os.sched_getaffinity(0))
+    runs = {"base": None, "pybpf": ours, "bpftrace": theirs}
+    samples: dict[str, list[float]] = {name: [] for name in runs}
+    order = list(runs)
+    for r in range(rounds):
+        cpu = cpus[r % len(cpus)]
+        for name in order[r % 3:] + order[:r % 3]:
+            samples[name].append(_per_call(runs[name], loop, n, cpu, env))
+    base = statistics.median(samples["base"])
+    o_ours = statistics.median(samples["pybpf"]) - base
+    o_theirs = statistics.median(samples["bpftrace"]) - base
+    print(f"per-event       pybpf {o_ours:8.1f} ns   bpftrace {o_theirs:8.1f} ns"
+          f"   ratio {o_ours / o_theirs if o_theirs > 0 else float('nan'):.2f}"
+          f"   (baseline getpid {base:.1f} ns; medians of {rounds} rounds)")
+    print("  ns/call by round (CPU " + ",".join(str(cpus[r % len(cpus)])
+                                             for r in range(rounds)) + "):")
+    for name, values in samples.items():
+        print(f"    {name:8s} " + " ".join(f"{v:.1f}" for v in values))
 
 if __name__ == "__main__":
     main()

@@ -226,8 +226,8 @@ def finish(unit: types.CompileUnit, obj: bytes, filename: str,
              MapSpec("stacks", "stack_trace", 4, 8 * types.MAX_STACK_FRAMES,
                      MAX_MAP_ENTRIES if unit.uses_stacks else 1)]
     for info in sorted(unit.maps.values(), key=lambda m: m.index):
-        specs.append(MapSpec(info.name[:15] or "_", "hash", info.key_size, info.value_size,
-                             MAX_MAP_ENTRIES))
+        specs.append(MapSpec(info.name[:15] or "_", info.map_type, info.key_size,
+                             info.value_size, 1 if info.is_array else MAX_MAP_ENTRIES))
     from ..elf import load_object
 
     spec = load_object(obj, name=filename, core_target="local")

@@ -425,7 +425,8 @@ class Compiler:
     # maps
     def _map_key(self, info: MapInfo, node: ast.Map, bucket: ir.Value | None = None):
         size = info.key_size
-        key = self._zeroed(size, f"key_{info.name}")
+        # whole words: a 4-byte array index must not share a word LLVM may merge stores into
+        key = self._zeroed((size + 7) & ~7, f"key_{info.name}")
         off = 0
         if not node.keys:
             off = 8  # scalar maps use one zero u64 key
@@ -500,23 +501,45 @@ class Compiler:
         self.b.position_at_end(done)
         return self.b.load(result), INT
 
-    def _map_atomic_add(self, info: MapInfo, node: ast.Map, delta: ir.Value,
-                        bucket: ir.Value | None = None) -> None:
-        key = self._map_key(info, node, bucket)
-        ptr = self._lookup(info, key)
-        found = self.fn.append_basic_block("found")
+    def _found(self, ptr: ir.Value, name: str = "found"):
+        """Branch on a lookup's result: (found block, missing block, done block); the
+        builder is left in the found block."""
+        found = self.fn.append_basic_block(name)
         missing = self.fn.append_basic_block("missing")
         done = self.fn.append_basic_block("done")
         self.b.cbranch(self.b.icmp_unsigned("!=", ptr, ir.Constant(i8p, None)), found, missing)
         self.b.position_at_end(found)
-        self.b.atomic_rmw("add", self.b.bitcast(ptr, i64.as_pointer()), delta, "monotonic")
+        return found, missing, done
+
+    def _map_atomic_add(self, info: MapInfo, node: ast.Map, delta: ir.Value,
+                        bucket: ir.Value | None = None) -> None:
+        """``*value += delta`` in place, inserting ``delta`` on a miss. A per-CPU map (every
+        aggregation, as bpftrace keeps them) is only ever written by its own CPU: a plain
+        load/add/store, no lock prefix; user space sums the CPUs. A shared hash map (``@x++``,
+        ``@x += n``) takes an atomic add."""
+        key = self._map_key(info, node, bucket)
+        ptr = self._lookup(info, key)
+        _, missing, done = self._found(ptr)
+        p64 = self.b.bitcast(ptr, i64.as_pointer())
+        if info.map_type == "hash":
+            self.b.atomic_rmw("add", p64, delta, "monotonic")
+        else:
+            self.b.store(self.b.add(self.b.load(p64), delta), p64)
         self.b.branch(done)
         self.b.position_at_end(missing)
-        slot = self._alloca(i64, "init")
-        self.b.store(delta, slot)
-        self._update(info, key, slot, 1)  # BPF_NOEXIST: a racing insert wins
+        if not info.is_array:  # an array's one slot always exists
+            self._update_new(info, key, [delta])
         self.b.branch(done)
         self.b.position_at_end(done)
+
+    def _update_new(self, info: MapInfo, key: ir.Value, values: list[ir.Value]) -> None:
+        """Insert a missing element. Per-CPU maps: BPF_ANY, which writes this CPU's slot only
+        (another CPU's insert in between zero-filled it: nothing is lost); a shared hash map:
+        BPF_NOEXIST, so a racing insert wins over a stale one."""
+        slot = self._alloca(ir.ArrayType(i64, len(values)), "init")
+        for i, v in enumerate(values):
+            self.b.store(v, self.b.gep(slot, [ir.Constant(i32, 0), ir.Constant(i32, i)]))
+        self._update(info, key, slot, 1 if info.map_type == "hash" else 0)
 
     def _aggregate(self, info: MapInfo, node: ast.Map, call: ast.Call) -> None:
         if not isinstance(call, ast.Call) or call.name != info.value:
@@ -532,51 +555,41 @@ class Compiler:
         value, vtype = self._expr(call.args[0])
         if vtype.kind != "int":
             raise self.error(f"{name}() needs an integer, not {vtype}", call.args[0])
+        one = ir.Constant(i64, 1)
         if name == "sum":
             self._map_atomic_add(info, node, value)
         elif name in ("avg", "stats"):
+            # this CPU's (count, total): plain adds, the map is per-CPU
             key = self._map_key(info, node)
             ptr = self._lookup(info, key)
-            found = self.fn.append_basic_block("found")
-            missing = self.fn.append_basic_block("missing")
-            done = self.fn.append_basic_block("done")
-            self.b.cbranch(self.b.icmp_unsigned("!=", ptr, ir.Constant(i8p, None)), found,
-                           missing)
-            self.b.position_at_end(found)
-            self.b.atomic_rmw("add", self.b.bitcast(ptr, i64.as_pointer()), ir.Constant(i64, 1),
-                              "monotonic")
-            self.b.atomic_rmw("add", self.b.bitcast(self.b.gep(ptr, [ir.Constant(i64, 8)]),
-                                                    i64.as_pointer()), value, "monotonic")
+            _, missing, done = self._found(ptr)
+            cnt_p = self.b.bitcast(ptr, i64.as_pointer())
+            tot_p = self.b.bitcast(self.b.gep(ptr, [ir.Constant(i64, 8)]), i64.as_pointer())
+            self.b.store(self.b.add(self.b.load(cnt_p), one), cnt_p)
+            self.b.store(self.b.add(self.b.load(tot_p), value), tot_p)
             self.b.branch(done)
             self.b.position_at_end(missing)
-            pair = self._alloca(ir.ArrayType(i64, 2), "pair")
-            self.b.store(ir.Constant(i64, 1), self.b.gep(pair, [ir.Constant(i32, 0),
-                                                                 ir.Constant(i32, 0)]))
-            self.b.store(value, self.b.gep(pair, [ir.Constant(i32, 0), ir.Constant(i32, 1)]))
-            self._update(info, key, pair, 1)
+            self._update_new(info, key, [one, value])
             self.b.branch(done)
             self.b.position_at_end(done)
         elif name in ("min", "max"):
+            # this CPU's (value, 1): the 1 tells user space the CPU has a value (a slot
+            # another CPU's insert zero-filled has 0 there and takes no part in the merge)
             key = self._map_key(info, node)
             ptr = self._lookup(info, key)
-            found = self.fn.append_basic_block("found")
+            _, missing, done = self._found(ptr)
             better = self.fn.append_basic_block("better")
-            missing = self.fn.append_basic_block("missing")
-            done = self.fn.append_basic_block("done")
-            self.b.cbranch(self.b.icmp_unsigned("!=", ptr, ir.Constant(i8p, None)), found,
-                           missing)
-            self.b.position_at_end(found)
             p64 = self.b.bitcast(ptr, i64.as_pointer())
-            cur = self.b.load(p64)
-            cmp = self.b.icmp_signed("<" if name == "min" else ">", value, cur)
-            self.b.cbranch(cmp, better, done)
+            seen_p = self.b.bitcast(self.b.gep(ptr, [ir.Constant(i64, 8)]), i64.as_pointer())
+            cmp = self.b.icmp_signed("<" if name == "min" else ">", value, self.b.load(p64))
+            fresh = self.b.icmp_unsigned("==", self.b.load(seen_p), ir.Constant(i64, 0))
+            self.b.cbranch(self.b.or_(cmp, fresh), better, done)
             self.b.position_at_end(better)
             self.b.store(value, p64)
+            self.b.store(one, seen_p)
             self.b.branch(done)
             self.b.position_at_end(missing)
-            slot = self._alloca(i64, "init")
-            self.b.store(value, slot)
-            self._update(info, key, slot, 1)
+            self._update_new(info, key, [value, one])
             self.b.branch(done)
             self.b.position_at_end(done)
         elif name == "hist":
@@ -1079,7 +1092,11 @@ class Compiler:
             raise self.error("delete() of a histogram element is not supported; use clear()",
                              e)
         key = self._map_key(info, node)
-        self._helper("bpf_map_delete_elem", i64, [self._map_ptr(info.index), self._ptr(key)])
+        if info.is_array:  # as bpftrace: an array element is zeroed (this CPU's slot)
+            self._update(info, key, self._zeroed(info.value_size, "zero"))
+        else:
+            self._helper("bpf_map_delete_elem", i64, [self._map_ptr(info.index),
+                                                      self._ptr(key)])
         return ir.Constant(i64, 0), NONE
 
     def _call_exit(self, e: ast.Call):

@@ -182,8 +182,37 @@ def _hist_rows(info: MapInfo, buckets: dict[int, int]) -> list[tuple[str, int]]:
             for b in range(used[0], used[-1] + 1)]
 
 
+def _i64(v: int) -> int:
+    v &= 0xFFFF_FFFF_FFFF_FFFF
+    return v - (1 << 64) if v >> 63 else v
+
+
+def merge_percpu(info: MapInfo, values: list[bytes]) -> bytes:
+    """One value from a per-CPU map's slots, as bpftrace merges them when it prints:
+    count/sum/hist/lhist buckets summed (64-bit wrap-around); avg/stats the (count, total)
+    pairs summed; min/max the least/greatest over the CPUs that have a value (their second
+    word is 1; none has one after ``zero()``: 0)."""
+    if info.value in ("min", "max"):
+        have = [struct.unpack_from("<q", v)[0] for v in values if struct.unpack_from("<Q", v, 8)[0]]
+        best = (min if info.value == "min" else max)(have) if have else 0
+        return struct.pack("<qQ", best, 1 if have else 0)
+    if info.value in ("avg", "stats"):
+        pairs = [struct.unpack_from("<qq", v) for v in values]
+        return struct.pack("<qq", _i64(sum(c for c, _ in pairs)), _i64(sum(t for _, t in pairs)))
+    return struct.pack("<q", _i64(sum(struct.unpack_from("<q", v)[0] for v in values)))
+
+
+def _c_div(a: int, b: int) -> int:
+    """C's signed division (toward zero), as bpftrace computes an average."""
+    q = abs(a) // b
+    return -q if a < 0 else q
+
+
 def format_map(info: MapInfo, entries: list[tuple[bytes, bytes]], symbols=None) -> str:
-    """One map's text as bpftrace prints it (entries: raw key and value bytes)."""
+    """One map's text as bpftrace prints it (entries: raw key and value bytes). A map
+    without entries is an empty line, as bpftrace 0.17 prints it (at exit and by print())."""
+    if not entries:  # avg and stats maps add their blank line even so
+        return "\n\n" if info.value in ("avg", "stats") else "\n"
     name = "@" + info.name
     lines: list[str] = []
     if info.value in ("hist", "lhist"):
@@ -201,7 +230,7 @@ def format_map(info: MapInfo, entries: list[tuple[bytes, bytes]], symbols=None) 
     for key, value in entries:
         if info.value in ("avg", "stats"):
             count, total = struct.unpack_from("<qq", value)
-            avg = total // count if count else 0
+            avg = _c_div(total, count) if count > 0 else 0
             text = (str(avg) if info.value == "avg"
                     else f"count {count}, average {avg}, total {total}")
             decoded.append((avg, f"{name}{_key_text(info, key, symbols)}: {text}"))

@@ -25,7 +25,7 @@ import marshal
 import os
 import sys
 
-FORMAT = 2
+FORMAT = 3
 CACHE_ENV = "PYBPF_TRACE_CACHE"
 #: lddw pseudo sources: pybpf's map-by-index form -> the kernel's map-by-fd form
 _PSEUDO_BY_FD = {5: 1, 6: 2}   # PSEUDO_MAP_IDX -> PSEUDO_MAP_FD, _IDX_VALUE -> _VALUE

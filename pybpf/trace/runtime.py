@@ -355,12 +355,13 @@ class Session:
             self._print_map(ident)
         elif kind in (EV_CLEAR, EV_ZERO):
             km = self.kernel_maps()[ident]
-            keys = list(km.keys())
-            for k in keys:
-                if kind == EV_CLEAR:
-                    km.delete(k)
+            # an array's elements cannot be deleted: bpftrace zeroes them on clear()
+            zero = kind == EV_ZERO or km.type.endswith("array")
+            for k in list(km.keys()):
+                if zero:
+                    km.update(k, bytes(km.value_size))  # every CPU's slot
                 else:
-                    km.update(k, bytes(km.value_size))
+                    km.delete(k)
         self.out.flush()
 
     def _stack_frames(self, stack_id: int) -> list[int]:
@@ -378,7 +379,11 @@ class Session:
 
         info = next(i for i in self.meta[0].values() if i.index == index)
         km = self.kernel_maps()[index]
-        entries = [(bytes(k), bytes(v)) for k, v in km.items()]
+        if km.percpu:  # aggregations: one value per CPU, merged as bpftrace merges them
+            entries = [(bytes(k), output.merge_percpu(info, [bytes(x) for x in v]))
+                       for k, v in km.items()]
+        else:
+            entries = [(bytes(k), bytes(v)) for k, v in km.items()]
         text = output.format_map(info, entries, self.symbols)
         if text:
             self.out.write(text)

@@ -78,7 +78,26 @@ class MapInfo:
     lhist: tuple[int, int, int] | None = None  # min, max, step
 
     @property
+    def map_type(self) -> str:
+        """The BPF map type, as bpftrace 0.17 chooses it: aggregations live in per-CPU maps
+        (plain read-modify-write in the program, merged over CPUs in user space -- see
+        :func:`pybpf.trace.output.merge_percpu`); a ``count()`` without keys in a one-slot
+        per-CPU array (so it always exists: printed as 0 before any event, zeroed rather than
+        deleted by ``clear``/``delete``); everything else in a hash map."""
+        if self.value == "count" and not self.key_types:
+            return "percpu_array"
+        if self.value in AGGREGATIONS:
+            return "percpu_hash"
+        return "hash"
+
+    @property
+    def is_array(self) -> bool:
+        return self.map_type == "percpu_array"
+
+    @property
     def key_size(self) -> int:
+        if self.is_array:
+            return 4  # the array's index, always 0
         size = sum(t.size for t in self.key_types) or 8
         if self.value in ("hist", "lhist"):
             size += 8  # bucket index appended to the user's key
@@ -88,6 +107,8 @@ class MapInfo:
     def value_size(self) -> int:
         if self.value in ("avg", "stats"):
             return 16  # count, total
+        if self.value in ("min", "max"):
+            return 16  # value, 1 once this CPU has one (merged over the CPUs that have)
         if self.value == "str":
             return self.value_type.size
         return 8
