@@ -431,6 +431,13 @@ class Compiler:
         if not node.keys:
             off = 8  # scalar maps use one zero u64 key
         for expr, ktype in zip(node.keys, info.key_types):
+            if isinstance(expr, ast.Builtin) and expr.name == "comm" and ktype.kind == "str":
+                # straight into the key (the helper pads with NULs): no buffer, no copy
+                dst = self.b.gep(self._ptr(key), [ir.Constant(i64, off)])
+                self._helper("bpf_get_current_comm", i64, [
+                    dst, ir.Constant(i32, min(ktype.size, COMM_LEN))])
+                off += ktype.size
+                continue
             value, vtype = self._expr(expr)
             if vtype.kind != ktype.kind:
                 raise self.error(f"@{info.name} key must be {ktype}, not {vtype}", expr)
