@@ -18,13 +18,13 @@
    timed inside the loop's own process) run with no probe, under pybpf and under bpftrace,
    both tools running the same script (``SCRIPT``: ``@calls = count()`` on sys_enter_getpid)
    and starting the loop with ``-c`` once the probe is attached. All three runs get the same
-   environment (one more variable moves the loop's stack and its speed by several ns) and,
+   environment (byte for byte: the size of a process's environment can move its speed) and,
    within a round, the same CPU (the loop pins itself); six rounds go round the CPUs and
    rotate the order of the three runs. Overhead = the median ns per call under a tool minus
    the median without a probe; every round's figures are printed too (the machine may be
-   shared and noisy). The CPU matters for bpftrace: its program returns 1, so on the CPU its
-   perf event was opened on (CPU 0, as bcc opens it) the kernel also writes a perf sample
-   per event after the program; pybpf's program returns 0.
+   shared and noisy), and each tool's median overhead on each CPU: bpftrace's per-call time
+   is bimodal (about 215 or 270 ns on this machine, the slow mode far more often on CPU 0),
+   pybpf's is not.
    Both programs use the same map: bpftrace 0.17 keeps a ``count()`` without keys in a
    one-slot per-CPU array (lookup inlined by the kernel, plain add, then an update helper
    call); pybpf uses the same map type and adds in place (lookup inlined, plain add).
@@ -146,8 +146,7 @@ def _per_event(ours: list[str], theirs: list[str], loop: str, env: dict,
                n: int = 300_000, rounds: int = 6) -> None:
     """Per-event overhead, measured fairly: the same script (``SCRIPT``) attached by each
     tool, the same getpid loop (``LOOP``) started by the tool with ``-c`` once its probe is
-    attached, in the same environment (an extra variable shifts the loop's stack and its
-    speed by several ns) and pinned to the same CPU in a round; the rounds go round the
+    attached, in the same environment and pinned to the same CPU in a round; the rounds go round the
     CPUs and rotate the order of the three runs, so the machine's load hits all alike.
     Each figure is the median of the rounds."""
     cpus = sorted(os.sched_getaffinity(0))
@@ -168,6 +167,12 @@ def _per_event(ours: list[str], theirs: list[str], loop: str, env: dict,
                                              for r in range(rounds)) + "):")
     for name, values in samples.items():
         print(f"    {name:8s} " + " ".join(f"{v:.1f}" for v in values))
+    for cpu in cpus[:rounds]:
+        pick = [r for r in range(rounds) if cpus[r % len(cpus)] == cpu]
+        base_c = statistics.median(samples["base"][r] for r in pick)
+        print(f"  on CPU {cpu}: " + "   ".join(
+            f"{name} {statistics.median(samples[name][r] for r in pick) - base_c:.1f} ns"
+            for name in ("pybpf", "bpftrace")))
 
 if __name__ == "__main__":
     main()
