@@ -189,3 +189,46 @@ def _exact_both(script: str, tmp_path) -> tuple[str, str]:
 def test_exit_output_of_zeroed_cleared_and_empty_maps_is_bpftraces(script, tmp_path):
     ours, theirs = _exact_both(script, tmp_path)
     assert ours == theirs
+
+
+def _bpftrace_map_types(path, tmp_path) -> dict[str, str]:
+    """The maps a running bpftrace made for a script: name (``AT_`` dropped) -> type, read
+    from its file descriptors (/proc fdinfo gives the map ids, the kernel the rest)."""
+    import time
+
+    from pybpf.kernel import KernelMap
+
+    proc = subprocess.Popen(["bpftrace", str(path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout.readline().startswith("Attaching")
+        time.sleep(0.3)  # the message comes before the attaching; the maps exist by now
+        found = {}
+        for fd in os.listdir(f"/proc/{proc.pid}/fdinfo"):
+            try:
+                with open(f"/proc/{proc.pid}/fdinfo/{fd}") as fh:
+                    fields = dict(l.split(":\t", 1) for l in fh.read().splitlines() if ":\t" in l)
+            except OSError:
+                continue
+            if "map_id" in fields:
+                with KernelMap.from_id(int(fields["map_id"])) as km:
+                    if km.name.startswith("AT_"):
+                        found[km.name[3:]] = km.type
+        return found
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_map_types_are_the_ones_bpftrace_creates(tmp_path):
+    from pybpf.trace.build import compile_script
+
+    script = ('tracepoint:syscalls:sys_enter_getppid { @c = count(); @k[pid] = count(); '
+              '@s = sum(1); @mi = min(1); @ma = max(1); @a = avg(1); @st = stats(1); '
+              '@h = hist(1); @l = lhist(1, 0, 10, 1); @i = 1; @n[pid] = comm; }')
+    path = tmp_path / "types.bt"
+    path.write_text(script)
+    theirs = _bpftrace_map_types(path, tmp_path)
+    ours = {s.name: s.type for s in compile_script(script, str(path)).map_specs[3:]}
+    assert ours == theirs
+    assert ours["c"] == "percpu_array" and ours["s"] == "percpu_hash"
