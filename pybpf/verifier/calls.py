@@ -279,12 +279,12 @@ def check_helper_call(env, state, insn, pc: int) -> None:
                 raise Reject(f"R{regno} unbounded memory access, use 'var &= const' or "
                              f"'if (var < const)'", "unbounded-size", pc, regno=regno,
                              umax=r.umax)
-            # the memory check relies on the size's exact range (check_mem_size_reg)
-            precision.mark_regs(env, state, (regno,))
             if last_mem is not None:
                 mregno, mreg, write = last_mem
                 helper_mem_access(env, state, mreg, mregno, r.umax, write, zero_ok, pc)
                 last_mem = None
+            # the memory check relied on the size's exact range (check_mem_size_reg)
+            precision.mark_regs(env, state, (regno,))
             continue
         if base == "const_alloc_size_or_zero":
             if r.type != st.SCALAR:
@@ -424,6 +424,7 @@ def check_helper_call(env, state, insn, pc: int) -> None:
             r0.id = env.new_id()
     elif base_ret == "ptr_to_ringbuf_mem_or_null":
         r0 = RegState.pointer(st.RINGBUF_MEM_OR_NULL, mem_size=meta_size or 0)
+        env.new_id()   # the kernel numbers the maybe-null id, then the reference's
         r0.id = env.new_id()
         r0.ref_obj_id = r0.id
         state.refs[r0.id] = pc

@@ -610,7 +610,8 @@ def _atomic(env: Env, state: VerifierState, insn, pc: int) -> None:
     if loaded is not None and loaded.is_pointer and insn.imm & isa.ATOMIC_FETCH:
         if not env.privileged:
             raise Reject(f"R{insn.dst} leaks addr into mem", "pointer-leak", pc)
-    _mem_access(env, state, insn.dst, insn.off, size, True, pc, value=RegState.scalar_unknown())
+    # the write of an atomic operation stores no register: misc bytes on the stack
+    _mem_access(env, state, insn.dst, insn.off, size, True, pc)
     if insn.imm & isa.ATOMIC_FETCH:
         _check_dst(fetch_reg, pc)
         out = loaded if loaded is not None and loaded.type == st.SCALAR else _unknown(pc)

@@ -85,8 +85,9 @@ def insn_text(insn: isa.Instruction, pc: int = 0) -> str:
             return f"{head}call pc{imm:+d}"
         if s == isa.CALL_KFUNC:
             return f"{head}call kernel-function"
-        name = NAMES_BY_ID[imm] if 0 < imm < len(NAMES_BY_ID) else "unknown"
-        return f"{head}call bpf_{name}#{imm}"
+        if not 0 < imm < len(NAMES_BY_ID):
+            return f"{head}call unknown#{imm}"
+        return f"{head}call bpf_{NAMES_BY_ID[imm]}#{imm}"
     if op == isa.EXIT:
         return f"{head}exit"
     if op == isa.JA:
@@ -211,11 +212,11 @@ def state_text(state, *, regs: set | None = None, slots: set | None = None, maps
     """``print_verifier_state``: every live register and stack slot, or only those listed."""
     out = []
     for f in state.frames:
+        if regs is not None and f is not state.frames[-1]:
+            continue   # the registers an instruction touched: its own frame only
         if f.frameno:
             out.append(f" frame{f.frameno}:")
-        show_all = regs is None or f is not state.frames[-1]
-        if regs is not None and f is not state.frames[-1]:
-            continue
+        show_all = regs is None
         for i, r in enumerate(f.regs):
             if r.type == st.NOT_INIT:
                 continue
@@ -286,6 +287,7 @@ class VerifierLog:
         self.maps = maps
         self.marks: list[int] = []
         self.pending: tuple | None = None   # (line index, label, state) not yet written
+        self.scratched: set = set()   # stack slots a helper call touched
 
     def line(self, text: str) -> None:
         if self.level:
@@ -303,9 +305,13 @@ class VerifierLog:
         regs.discard(None)
         if insn.is_jump and insn.opcode & 0xF0 != isa.JA and self.level < 2:
             return ""
+        slots = set()
+        if self.scratched:
+            if insn.opcode == isa.JMP | isa.CALL:
+                slots = {spi for spi in self.scratched if spi in state.cur.stack}
+            self.scratched = set()
         if not regs and not stack:
             return ""
-        slots = set()
         if stack:
             r = state.cur.regs[insn.src if stack == "load" else insn.dst]
             if r.type == st.STACK and r.var_off.mask == 0:

@@ -85,7 +85,7 @@ def check_packet(r: RegState, regno: int, off: int, size: int, zero_ok: bool, pc
     if off >= 0 and size_ok and off + size <= r.range:
         return
     raise Reject(f"invalid access to packet, off={off} size={size}, R{regno}(id={r.id},"
-                 f"off={r.off},r={r.range})\nR{regno} offset is outside of the packet",
+                 f"off={off},r={r.range})\nR{regno} offset is outside of the packet",
                  "packet-out-of-bounds", pc, regno=regno, off=off, size=size, range=r.range)
 
 
@@ -190,7 +190,8 @@ def stack_write(env, state, r: RegState, regno: int, off: int, size: int,
     if value is not None:
         spill = value.type != st.SCALAR or (aligned and (env.privileged or size == 8))
     else:
-        spill = aligned and env.privileged
+        # an immediate store; None: the write of an atomic operation (misc bytes)
+        spill = aligned and env.privileged and imm is not None
     if spill:
         # register spill (scalars of any size at a slot boundary, pointers of 8 bytes)
         if value is None:
@@ -315,6 +316,9 @@ def stack_helper_access(env, state, r: RegState, regno: int, size: int, write: b
     frame = frame_of(state, r)
     lo, hi = _stack_bounds(r, regno, r.off, size, "helper_write" if write else "helper", pc)
     _touch(frame, lo)
+    if write and env.log.level and r.frameno == len(state.frames) - 1:
+        # the slots a helper touched are printed after the call (scratched)
+        env.log.scratched.update(range((-(hi - 1) - 1) // 8, (-lo - 1) // 8 + 1))
     if write:
         for b in range(lo, hi):
             k = -b - 1
