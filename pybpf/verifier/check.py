@@ -737,6 +737,7 @@ def _scalar_branch_taken(r1: RegState, r2: RegState, op: int, is32: bool) -> int
     return 1 if yes else 0 if no else -1
 
 
+_PKT_ANY = (st.PACKET, st.PACKET_META, st.PACKET_END)
 #: pointer types the kernel knows are never NULL (``reg_not_null``)
 _NOT_NULL = {st.MAP_VALUE, st.MAP_KEY, st.MEM, st.RINGBUF_MEM, st.MAP_PTR}
 
@@ -744,6 +745,8 @@ _NOT_NULL = {st.MAP_VALUE, st.MAP_KEY, st.MEM, st.RINGBUF_MEM, st.MAP_PTR}
 def _branch_taken(r1: RegState, r2: RegState, op: int, is32: bool) -> int:
     p1, p2 = r1.is_pointer, r2.is_pointer
     if p1 and p2:
+        if not is32 and r1.type in _PKT_ANY and r2.type in _PKT_ANY:
+            return _pkt_branch_taken(r1, r2, op)
         return -1
     if p1 or p2:
         if not _is_const(r2, is32):
@@ -987,37 +990,78 @@ def _pkt_compare(this: VerifierState, other: VerifierState, insn, op: int) -> bo
         (d.type == st.PACKET_META and _is_init_pkt(s))
     rev = (d.type == st.PACKET_END and s.type == st.PACKET) or \
         (_is_init_pkt(d) and s.type == st.PACKET_META)
+    # this: the fall-through (condition false), other: the jump (condition true); the
+    # pointer proven at or beyond pkt_end on one side gets the kernel's marker range
     if op == isa.JGT:
         if fwd:
             _find_good_pkt_pointers(this, d, False)
+            _mark_pkt_end(other, insn.dst, True)
         elif rev:
             _find_good_pkt_pointers(other, os_, True)
+            _mark_pkt_end(this, insn.src, False)
         else:
             return False
     elif op == isa.JLT:
         if fwd:
             _find_good_pkt_pointers(other, od, True)
+            _mark_pkt_end(this, insn.dst, False)
         elif rev:
             _find_good_pkt_pointers(this, s, False)
+            _mark_pkt_end(other, insn.src, True)
         else:
             return False
     elif op == isa.JGE:
         if fwd:
             _find_good_pkt_pointers(this, d, True)
+            _mark_pkt_end(other, insn.dst, False)
         elif rev:
             _find_good_pkt_pointers(other, os_, False)
+            _mark_pkt_end(this, insn.src, True)
         else:
             return False
     elif op == isa.JLE:
         if fwd:
             _find_good_pkt_pointers(other, od, False)
+            _mark_pkt_end(this, insn.dst, True)
         elif rev:
             _find_good_pkt_pointers(this, s, True)
+            _mark_pkt_end(other, insn.src, False)
         else:
             return False
     else:
         return False
     return True
+
+
+#: ``range`` markers of a packet pointer known to be at (or beyond) pkt_end
+AT_PKT_END, BEYOND_PKT_END = -1, -2
+
+
+def _mark_pkt_end(state: VerifierState, regno: int, range_open: bool) -> None:
+    """``mark_pkt_end``: the compared packet pointer (not pkt_meta) is beyond pkt_end, or
+    at it; no byte at it may be read, and a second comparison with pkt_end is decided."""
+    r = state.cur.regs[regno]
+    if r.type == st.PACKET:
+        r.range = BEYOND_PKT_END if range_open else AT_PKT_END
+
+
+def _pkt_branch_taken(dst: RegState, src: RegState, op: int) -> int:
+    """``is_pkt_ptr_branch_taken``: a comparison with pkt_end of a pointer known to be at or
+    beyond it."""
+    if src.type == st.PACKET_END:
+        pkt = dst
+    elif dst.type == st.PACKET_END:
+        pkt = src
+        op = _FLIP[op]
+    else:
+        return -1
+    if pkt.range >= 0:
+        return -1
+    if op in (isa.JLE, isa.JGT) and pkt.range == BEYOND_PKT_END:
+        return int(op == isa.JGT)
+    if op in (isa.JLT, isa.JGE):
+        return int(op == isa.JGE)
+    return -1
 
 
 def _const_branch(a: int, imm: int, op: int, is32: bool) -> int:

@@ -163,7 +163,7 @@ def reg_text(r: RegState, frameno: int = 0, maps=None) -> str:
         parts.append(f"off={_snum(r.off)}")
     if t in st.PACKET_TYPES or t == st.PACKET_END:
         if t != st.PACKET_END:
-            parts.append(f"r={_unum(r.range)}")
+            parts.append(f"r={_unum(r.range & bd.U64)}")
     if t in (st.MEM, st.MEM_OR_NULL, st.RINGBUF_MEM, st.RINGBUF_MEM_OR_NULL):
         parts.append(f"sz={_unum(r.mem_size)}")
     if r.var_off.mask == 0:

@@ -132,6 +132,15 @@ CASES: list[tuple[str, str, str]] = [
     ("xdp_pkt_meta", "xdp",
      "r2 = *(u32 *)(r1 + 8)\nr3 = *(u32 *)(r1 + 0)\nr4 = r2\nr4 += 4\n"
      "if r4 > r3 goto out\nr0 = *(u32 *)(r2 + 0)\nexit\nout:\nr0 = 1\nexit"),
+    ("pkt_end_marker_decides_second_check", "xdp",
+     "r2 = *(u32 *)(r1 + 0)\nr3 = *(u32 *)(r1 + 4)\nr4 = r2\nr4 += 14\nif r4 > r3 goto out\n"
+     "r0 = 0\nexit\nout:\nif r4 > r3 goto out2\nr0 = *(u8 *)(r2 + 0)\nout2:\nr0 = 1\nexit"),
+    ("pkt_end_marker_at_end_is_not_beyond", "xdp",
+     "r2 = *(u32 *)(r1 + 0)\nr3 = *(u32 *)(r1 + 4)\nr4 = r2\nr4 += 14\nif r4 >= r3 goto out\n"
+     "r0 = 0\nexit\nout:\nif r4 > r3 goto out2\nr0 = *(u8 *)(r2 + 0)\nout2:\nr0 = 1\nexit"),
+    ("pkt_end_marker_pointer_not_readable", "xdp",
+     "r2 = *(u32 *)(r1 + 0)\nr3 = *(u32 *)(r1 + 4)\nr4 = r2\nr4 += 14\nif r4 > r3 goto out\n"
+     "r0 = 0\nexit\nout:\nr0 = *(u8 *)(r4 - 1)\nr0 = 1\nexit"),
     ("ld_abs_result_is_unbounded", "socket_filter",
      "r6 = r1\nr0 = *(u8 *)skb[12]\nr2 = r10\nr2 += -256\nr2 += r0\nr1 = 0\n"
      "*(u8 *)(r2 + 0) = r1\nr0 = 0\nexit"),
