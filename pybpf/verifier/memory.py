@@ -84,6 +84,10 @@ def check_packet(r: RegState, regno: int, off: int, size: int, zero_ok: bool, pc
     size_ok = size > 0 or (size == 0 and zero_ok)
     if off >= 0 and size_ok and off + size <= r.range:
         return
+    if r.range < 0:
+        # at or beyond pkt_end (a marker range): check_packet_access says only this
+        raise Reject(f"R{regno} offset is outside of the packet", "packet-out-of-bounds", pc,
+                     regno=regno, off=off, size=size, range=r.range)
     raise Reject(f"invalid access to packet, off={off} size={size}, R{regno}(id={r.id},"
                  f"off={off},r={r.range})\nR{regno} offset is outside of the packet",
                  "packet-out-of-bounds", pc, regno=regno, off=off, size=size, range=r.range)
