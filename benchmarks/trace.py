@@ -29,6 +29,10 @@
    one-slot per-CPU array (lookup inlined by the kernel, plain add, then an update helper
    call); pybpf uses the same map type and adds in place (lookup inlined, plain add).
 
+3. Program cost: the same loop once per tool and CPU with the kernel's bpf_stats on (held by
+   a BPF_ENABLE_STATS fd for that time only), then the probe program's run_time_ns / run_cnt:
+   the instructions and helper calls of each tool's program, without the syscall path.
+
 Prints each measurement and the ratio pybpf / bpftrace (below 1.0: pybpf is faster), and one
 warm and one cold run's start-up steps (``PYBPF_TRACE_TIMINGS=1``).
 Run as root: ``python3 benchmarks/trace.py [REPEAT]``.
@@ -54,6 +58,26 @@ t = time.perf_counter_ns()
 for _ in range(n):
     os.getpid()
 print((time.perf_counter_ns() - t) / n)
+"""
+
+#: the same loop, then the run time the kernel measured for the probe's program (bpf_stats,
+#: enabled by the benchmark while it holds a BPF_ENABLE_STATS fd): the program's own cost per
+#: event, without the syscall path around it and much less noisy than the loop's clock
+STAT_LOOP = LOOP + r"""
+from pybpf.kernel.prog import iter_prog_ids, prog_from_id, prog_info
+best = None
+for pid_ in iter_prog_ids():
+    try:
+        fd = prog_from_id(pid_)
+    except Exception:
+        continue
+    info = prog_info(fd)
+    os.close(fd)
+    if info.type == "tracepoint" and info.name in ("pbt_0", "sys_enter_getpi") \
+            and info.run_cnt >= n:
+        best = info
+if best is not None:
+    print(f"prog {best.run_time_ns / best.run_cnt}")
 """
 
 
@@ -140,6 +164,35 @@ def main() -> None:
             steps = [l for l in out.stderr.splitlines() if "timings" in l]
             print(f"  {name} steps: {steps[0].split(': ', 1)[1] if steps else '?'}")
         _per_event(ours, theirs, loop, warm_env)  # one environment for all three
+        _program_cost(ours, theirs, tmp, warm_env)
+
+
+def _program_cost(ours: list[str], theirs: list[str], tmp: str, env: dict,
+                  n: int = 1_000_000) -> None:
+    """The probe program's own run time per event as the kernel measures it (bpf_stats),
+    each tool on each CPU once: the instructions and helper calls alone."""
+    from pybpf.kernel import syscall, uapi
+    from pybpf.kernel.attrs import EnableStatsAttr
+
+    loop = os.path.join(tmp, "statloop.py")
+    with open(loop, "w") as fh:
+        fh.write(STAT_LOOP)
+    stats_fd = syscall.bpf(uapi.Cmd.ENABLE_STATS, EnableStatsAttr(type=0))
+    try:
+        rows = []
+        for cpu in sorted(os.sched_getaffinity(0)):
+            cells = []
+            for name, cmd in (("pybpf", ours), ("bpftrace", theirs)):
+                out = subprocess.run(cmd + ["-c", f"{sys.executable} {loop} {n} {cpu}"],
+                                     capture_output=True, text=True, timeout=300, env=env,
+                                     cwd=ROOT)
+                got = [l.split()[1] for l in out.stdout.splitlines() if l.startswith("prog ")]
+                cells.append(f"{name} {float(got[0]):.1f} ns" if got else f"{name} ?")
+            rows.append(f"CPU {cpu}: " + "   ".join(cells))
+    finally:
+        os.close(stats_fd)
+    print("program run time per event (kernel bpf_stats, its clock reads included): "
+          + "; ".join(rows))
 
 
 def _per_event(ours: list[str], theirs: list[str], loop: str, env: dict,
