@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from .. import isa
 from ..errors import DecodeError
 from .callbacks import CALLBACK_HELPER_IDS
+from .stacklive import stack_liveness
 
 MAX_SUBPROGS = 256
 #: ``may_goto`` (BPF_JMP | BPF_JCOND, src BPF_MAY_GOTO): a jump the runtime takes after a
@@ -47,6 +48,9 @@ class Layout:
     prune: list[bool]
     live_in: list[int]      # bitmask of registers possibly read from here on, by slot
     jump_targets: set[int] = field(default_factory=set)
+    #: bitmask of the own frame's stack slots possibly read from here on, by slot
+    #: (stacklive.py); every slot when unknown
+    stack_live: list[int] = field(default_factory=list)
 
     def subprog_end(self, idx: int) -> int:
         return self.subprog_starts[idx + 1] if idx + 1 < len(self.subprog_starts) else self.nslots
@@ -248,7 +252,8 @@ def build_layout(insns: list, *, unprivileged: bool = False,
                                               insn.imm in CALLBACK_HELPER_IDS):
                 prune[pc] = True
     live_in = _liveness(slots, n)
-    return Layout(slots, n, starts_l, subprog_of, prune, live_in, targets)
+    stack_live = stack_liveness(slots, starts_l, n, _call_uses, _successors)
+    return Layout(slots, n, starts_l, subprog_of, prune, live_in, targets, stack_live)
 
 
 def _liveness(slots: list, n: int) -> list[int]:

@@ -1309,11 +1309,15 @@ def _scalar_for_stack(env: Env, slot) -> RegState | None:
 
 
 def _stacksafe(env: Env, old: FuncState, cur: FuncState, idmap: dict, rev: dict,
-               exact: int = NOT_EXACT) -> bool:
-    """``stacksafe``: every byte the old state relied on is at least as good now."""
+               exact: int = NOT_EXACT, live: int = -1) -> bool:
+    """``stacksafe``: every byte the old state relied on is at least as good now; slots
+    not in ``live`` (never read again before being overwritten, stacklive.py) are skipped,
+    as the kernel skips dead slots."""
     priv = env.privileged
     cur_alloc = (cur.allocated + 7) // 8 * 8
     for spi, oslot in old.stack.items():
+        if not live >> spi & 1:
+            continue
         cslot = cur.stack.get(spi)
         ctypes = cslot.types if cslot is not None else st.INVALID * 8
         otypes = oslot.types
@@ -1362,17 +1366,35 @@ def _live_masks(env: Env, state: VerifierState, pc: int) -> list[int]:
     return out
 
 
+def _stack_live_masks(env: Env, state: VerifierState, pc: int) -> list[int]:
+    """Stack slots compared per frame: live before ``pc`` in the innermost frame, live
+    before the call instruction in the callers (which counts what a callee may read
+    through pointers it is given)."""
+    stack_live = env.layout.stack_live
+    frames = state.frames
+    if not stack_live:
+        return [-1] * len(frames)
+    return [stack_live[pc if fi == len(frames) - 1 else frames[fi + 1].callsite]
+            for fi in range(len(frames))]
+
+
 def _states_equal(env: Env, old: VerifierState, cur: VerifierState, pc: int,
                   exact: int = NOT_EXACT) -> bool:
     if len(old.frames) != len(cur.frames):
         return False
-    if set(old.refs) != set(cur.refs) or old.lock != cur.lock:
+    if len(old.refs) != len(cur.refs) or old.lock != cur.lock:
         return False
     if not env.privileged:
         exact = RANGE_WITHIN   # unprivileged: every scalar is precise
     idmap: dict = {}
     rev: dict = {}
+    # ``refsafe``: the acquired references pair up in order under the same id mapping as
+    # the registers (a record reserved on another loop iteration has another id)
+    for oid, cid in zip(old.refs, cur.refs):
+        if not _check_ids(oid, cid, idmap, rev):
+            return False
     masks = _live_masks(env, old, pc)
+    smasks = _stack_live_masks(env, old, pc)
     for fi, (of, cf) in enumerate(zip(old.frames, cur.frames)):
         if of.callsite != cf.callsite or of.callback_depth > cf.callback_depth:
             return False
@@ -1383,7 +1405,7 @@ def _states_equal(env: Env, old: VerifierState, cur: VerifierState, pc: int,
                 continue
             if not _regsafe(oregs[i], cregs[i], idmap, rev, exact):
                 return False
-        if not _stacksafe(env, of, cf, idmap, rev, exact):
+        if not _stacksafe(env, of, cf, idmap, rev, exact, smasks[fi]):
             return False
     return True
 
