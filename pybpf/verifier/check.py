@@ -52,7 +52,7 @@ _REV = {isa.JEQ: isa.JNE, isa.JNE: isa.JEQ, isa.JGT: isa.JLE, isa.JLE: isa.JGT,
 
 class Checkpoint:
     __slots__ = ("state", "open", "miss", "hit", "key", "k", "entry", "backedges",
-                 "site_may_goto", "scc")
+                 "site_may_goto", "scc", "evicted")
 
     def __init__(self, state: VerifierState, key, k: int):
         self.state = state
@@ -68,6 +68,9 @@ class Checkpoint:
         self.backedges: list | None = None
         self.site_may_goto = False
         self.scc = None   # the loop visit this checkpoint entered (log level 2 only)
+        # an in-progress state that kept missing was dropped from its list, as the kernel
+        # drops it (no longer a loop head for the infinite-loop check, never compared)
+        self.evicted = False
 
 
 class Env:
@@ -1470,6 +1473,19 @@ def _scc_text(chain) -> str:
     return "(" + "".join(f"{c}," for c in sites) + f"{scc})"
 
 
+def _unlist_open(open_keys: dict, open_at: dict, open_by_pc: dict, cp: Checkpoint) -> None:
+    """Take an in-progress checkpoint out of the lookups of open states."""
+    pc = cp.key[0]
+    same = open_keys[cp.key]
+    same.remove(cp)
+    if not same:
+        del open_keys[cp.key]
+    open_at[pc] -= 1
+    here = open_by_pc.get(pc)
+    if here and cp in here:
+        here.remove(cp)
+
+
 def _close(env: Env, cp: Checkpoint) -> None:
     """A checkpoint's subtree is fully explored. When it was a callback loop's entry, the
     precision its pruned revisits (back-edges) need is propagated until nothing changes
@@ -1499,6 +1515,7 @@ def _do_check(env: Env) -> None:
     checkpoints = env.checkpoints
     open_keys = env.open_keys
     open_at: dict[int, int] = {}
+    open_by_pc: dict[int, list] = {}
     state: VerifierState | None = initial_state(env)
     pc = 0
     prev_insn = 0
@@ -1517,11 +1534,8 @@ def _do_check(env: Env) -> None:
                 cp = open_cps.pop()
                 cp.open = False
                 cpc = cp.key[0]
-                same = open_keys[cp.key]
-                same.remove(cp)
-                if not same:
-                    del open_keys[cp.key]
-                open_at[cpc] -= 1
+                if not cp.evicted:
+                    _unlist_open(open_keys, open_at, open_by_pc, cp)
                 if open_sites and open_sites[-1] is cp:
                     open_sites.pop()
                     env.may_goto_open -= cp.site_may_goto
@@ -1529,7 +1543,10 @@ def _do_check(env: Env) -> None:
                     del env.scc_entries[cp.scc]
                     log.line(f"SCC exit {_scc_text(cp.scc)}")
                 _close(env, cp)
-                checkpoints.setdefault(cpc, []).append(cp)
+                if not cp.evicted:
+                    checkpoints.setdefault(cpc, []).append(cp)
+                else:
+                    env.cur_states -= 1   # freed from the kernel's free list now
             log.pending = None
             if not pending:
                 return
@@ -1664,6 +1681,15 @@ def _do_check(env: Env) -> None:
                                      pc, logged=True)
                 if not may_goto:
                     add = jmps - prev_jmps >= 20 or env.insn_processed - prev_insn >= 100
+                    if add:
+                        # is_state_visited's miss: an in-progress state that keeps missing
+                        # is evicted, after which this is no loop head any more (new
+                        # checkpoints every 2 jumps and 8 instructions again)
+                        for cp in list(open_by_pc.get(pc, ())):
+                            cp.miss += 1
+                            if cp.miss > cp.hit * 3 + 3:
+                                cp.evicted = True
+                                _unlist_open(open_keys, open_at, open_by_pc, cp)
             elif may_goto:
                 add = True   # a forced checkpoint, as at callback call sites
             elif not calls_cb:
@@ -1700,6 +1726,8 @@ def _do_check(env: Env) -> None:
                 open_cps.append(cp)
                 open_keys.setdefault(fpr, []).append(cp)
                 open_at[pc] = open_at.get(pc, 0) + 1
+                if not (calls_cb or may_goto):
+                    open_by_pc.setdefault(pc, []).append(cp)
                 env.total_states += 1
                 env.cur_states += 1
                 env.peak_states = max(env.peak_states, env.cur_states)
