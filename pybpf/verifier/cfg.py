@@ -49,8 +49,15 @@ class Layout:
     live_in: list[int]      # bitmask of registers possibly read from here on, by slot
     jump_targets: set[int] = field(default_factory=set)
     #: bitmask of the own frame's stack slots possibly read from here on, by slot
-    #: (stacklive.py); every slot when unknown
-    stack_live: list[int] = field(default_factory=list)
+    #: (stacklive.py), computed on first use: most small programs never compare stacks
+    _stack_live: list[int] | None = None
+
+    @property
+    def stack_live(self) -> list[int]:
+        if self._stack_live is None:
+            self._stack_live = stack_liveness(self.insns, self.subprog_starts, self.nslots,
+                                              _call_uses, _successors)
+        return self._stack_live
 
     def subprog_end(self, idx: int) -> int:
         return self.subprog_starts[idx + 1] if idx + 1 < len(self.subprog_starts) else self.nslots
@@ -252,8 +259,7 @@ def build_layout(insns: list, *, unprivileged: bool = False,
                                               insn.imm in CALLBACK_HELPER_IDS):
                 prune[pc] = True
     live_in = _liveness(slots, n)
-    stack_live = stack_liveness(slots, starts_l, n, _call_uses, _successors)
-    return Layout(slots, n, starts_l, subprog_of, prune, live_in, targets, stack_live)
+    return Layout(slots, n, starts_l, subprog_of, prune, live_in, targets)
 
 
 def _liveness(slots: list, n: int) -> list[int]:

@@ -1373,10 +1373,10 @@ def _stack_live_masks(env: Env, state: VerifierState, pc: int) -> list[int]:
     """Stack slots compared per frame: live before ``pc`` in the innermost frame, live
     before the call instruction in the callers (which counts what a callee may read
     through pointers it is given)."""
-    stack_live = env.layout.stack_live
     frames = state.frames
-    if not stack_live:
+    if not any(f.stack for f in frames):
         return [-1] * len(frames)
+    stack_live = env.layout.stack_live
     return [stack_live[pc if fi == len(frames) - 1 else frames[fi + 1].callsite]
             for fi in range(len(frames))]
 
