@@ -48,7 +48,6 @@ from .. import isa
 from ..errors import UsageError, VMError
 from ..program import Program
 from ..vm import DEFAULT_BUDGET, Interpreter
-from ..vm.interpreter import SANDBOX_DEFAULT
 from . import engine
 from .codegen import CODEGEN_VERSION, MapShape, ModuleGen, Options
 from .layout import CTX_FIELDS
@@ -162,7 +161,7 @@ class JITProgram:
         self.vm = _vm if _vm is not None else _interpreter(
             program, maps=maps, budget=self.budget, helpers=helpers, prog_type=prog_type,
             sandbox=sandbox)
-        if not checked and self.vm.sandbox and (sandbox is not None or not SANDBOX_DEFAULT):
+        if not checked and self.vm.sandbox:
             raise UsageError("native code without run-time checks needs a verified program: "
                              "use checked=True for a sandboxed (unverified) run")
         self.memory = self.vm.memory

@@ -19,7 +19,6 @@ leaves them undefined; the verifier forbids reading them).
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any, Callable, Iterable
 
@@ -36,8 +35,8 @@ M64 = isa.U64
 HelperImpl = Callable[..., int]
 
 
-#: what ``Interpreter(sandbox=None)`` means; PYBPF_STRICT=1 flips it while call sites migrate
-SANDBOX_DEFAULT = os.environ.get("PYBPF_STRICT") != "1"
+#: what ``Interpreter(sandbox=None)`` means: verify (the kernel's rule); opting out is explicit
+SANDBOX_DEFAULT = False
 
 
 def admit(program: Program, prog_type: str, *, data_size: int = 0) -> None:
