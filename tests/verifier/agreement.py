@@ -1,8 +1,8 @@
 """Measure how closely pybpf's walk follows the kernel's on the verifier corpora.
 
 For every program of the hand-written cases, the converted PREVAIL suites, a fixed sample of
-the hypothesis-generated families, the loop programs of the benchmark and the callback
-fixtures, both verifiers judge the program and the numbers of the kernel's summary line
+the hypothesis-generated families, the loop programs of the benchmark, the stack-liveness
+programs (``test_stack_liveness.py``) and the callback fixtures, both verifiers judge the program and the numbers of the kernel's summary line
 (``processed N insns ... total_states T peak_states P``) are compared. Prints, per corpus, how
 many verdicts agree and how many processed counts, total_states, peak_states and
 max_states_per_insn are equal, plus the summed absolute difference of the processed counts.
@@ -43,7 +43,7 @@ def _asm_corpora(generated: int, slow: bool):
     from pybpf.asm import assemble
     from .cases import CASES
     from .prevail import load_cases
-    out = {"cases": [], "prevail": [], "generated": [], "loops": []}
+    out = {"cases": [], "prevail": [], "generated": [], "loops": [], "stack liveness": []}
     for name, pt, text in CASES:
         out["cases"].append((name, pt, assemble(text)))
     for c in load_cases(ROOT.parent / "shared" / "verifier" / "prevail"):
@@ -76,6 +76,11 @@ def _asm_corpora(generated: int, slow: bool):
                     out["generated"].append((f"{family}#{i}", pt, assemble(text)))
                 except Exception:
                     continue
+    from .test_stack_liveness import LOOPS as LIVENESS_LOOPS, READS, _join_program
+    out["stack liveness"] = [(name, pt, build()) for name, (build, pt) in
+                             LIVENESS_LOOPS.items()]
+    out["stack liveness"] += [(name, "socket_filter", _join_program(text))
+                              for name, text in READS.items()]
     return out
 
 
