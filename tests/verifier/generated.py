@@ -207,6 +207,59 @@ def linked_programs(draw):
     return "\n".join(lines), "socket_filter"
 
 
+#: what one path of a join leaves in a slot (fp-8 .. fp-32); r6 is the ctx pointer
+_JOIN_STORES = {
+    "ptr": ["*(u64 *)(r10 {off}) = r6"],
+    "zero": ["r1 = 0", "*(u64 *)(r10 {off}) = r1"],
+    "scalar": ["r1 = 7", "*(u64 *)(r10 {off}) = r1"],
+    "half": ["*(u32 *)(r10 {off4}) = 0"],
+}
+#: how the slots are used after the join: fills dereferenced, overwrites (full and partial),
+#: a helper reading a key, a callee given a stack pointer, a load through a pointer kept in
+#: a register, a variable-offset load
+_JOIN_USES = {
+    "fill": ["r1 = *(u64 *)(r10 {off})", "r0 = *(u32 *)(r1 + 0)"],
+    "store": ["*(u64 *)(r10 {off}) = r6"],
+    "store4": ["*(u32 *)(r10 {off}) = 0"],
+    "lookup": ["r1 = h ll", "r2 = r10", "r2 += {off}", "call bpf_map_lookup_elem"],
+    "callee": ["r1 = r10", "r1 += {off}", "call sub"],
+    "viareg": ["r1 = *(u64 *)(r7 + {off32})", "r0 = *(u32 *)(r1 + 0)"],
+    "varoff": ["r2 = *(u32 *)(r6 + 0)", "r2 &= 8", "r1 = r10", "r1 += {off}", "r1 += r2",
+               "r1 = *(u64 *)(r1 + 0)"],
+}
+_JOIN_CALLEES = ["r1 = *(u64 *)(r1 + 0)\nr0 = *(u32 *)(r1 + 0)", "r0 = *(u64 *)(r1 + 0)",
+                 "r0 = 0"]
+
+
+@st.composite
+def join_programs(draw):
+    """Two paths that leave different things in stack slots join, and the slots are used
+    afterwards in one of several ways: pruning at the join may ignore only slots nothing
+    reads again (stack liveness)."""
+    def slot_lines(table, key):
+        off = -8 * draw(st.integers(1, 4))
+        return [x.format(off=off, off4=off + 4, off32=off + 32) for x in table[key]]
+
+    def stores(lo):
+        out = []
+        for key in draw(st.lists(st.sampled_from(sorted(_JOIN_STORES)), min_size=lo,
+                                 max_size=3)):
+            out += slot_lines(_JOIN_STORES, key)
+        return out
+    uses = []
+    for key in draw(st.lists(st.sampled_from(sorted(_JOIN_USES)), min_size=1, max_size=4)):
+        uses += slot_lines(_JOIN_USES, key)
+    lines = [".map h hash key=8 value=8 max_entries=4", "r6 = r1", "r7 = r10", "r7 += -32"]
+    lines += stores(0)
+    lines += ["call bpf_get_prandom_u32", "if r0 > 5 goto bad"] + stores(1) + \
+        ["goto join", "bad:"] + stores(1) + ["join:"] + uses + ["r0 = 0", "exit", "sub:",
+                                                               draw(st.sampled_from(
+                                                                   _JOIN_CALLEES)),
+                                                               "r0 = 0", "exit"]
+    return "\n".join(lines), "socket_filter"
+
+
 ALL = {"stack": stack_programs(), "packet": packet_programs(), "map": map_programs(),
        "ctx": ctx_programs(), "loop": loop_programs(), "arith": arith_programs(),
-       "helper": helper_programs(), "call": call_programs(), "linked": linked_programs()}
+       "helper": helper_programs(), "call": call_programs(), "linked": linked_programs(),
+       "join": join_programs()}
