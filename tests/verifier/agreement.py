@@ -2,10 +2,11 @@
 
 For every program of the hand-written cases, the converted PREVAIL suites, a fixed sample of
 the hypothesis-generated families, the loop programs of the benchmark, the stack-liveness
-programs (``test_stack_liveness.py``) and the callback fixtures, both verifiers judge the program and the numbers of the kernel's summary line
-(``processed N insns ... total_states T peak_states P``) are compared. Prints, per corpus, how
-many verdicts agree and how many processed counts, total_states, peak_states and
-max_states_per_insn are equal, plus the summed absolute difference of the processed counts.
+programs (``test_stack_liveness.py``) and the callback fixtures, both verifiers judge the
+program and the numbers of the kernel's summary line (``processed N insns ... total_states T
+peak_states P``) are compared. Prints, per corpus, how many verdicts agree and how many
+processed counts, total_states, peak_states and max_states_per_insn are equal, plus the
+summed absolute difference of the processed counts.
 
     python -m tests.verifier.agreement [--generated N] [--slow] [--show]
 """

@@ -20,8 +20,8 @@ import pytest
 
 from pybpf.asm import assemble
 from pybpf.verifier import verify
-from pybpf.verifier.stacklive import ALL, stack_liveness
 from pybpf.verifier.cfg import build_layout
+from pybpf.verifier.stacklive import ALL
 
 from .oracle import kernel_verdict
 
