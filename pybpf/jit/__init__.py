@@ -1,11 +1,12 @@
 """The JIT: eBPF to LLVM IR with llvmlite, to native code for the host CPU.
 
-``JITProgram(program, maps=None, budget=None, checked=True)`` is a drop-in for
-:class:`pybpf.vm.Interpreter`: ``run(data)`` returns r0 with r1 = the address of a copy of
-``data`` and r2 its length; faults raise the interpreter's :class:`pybpf.errors.VMError` /
+``JITProgram(program, maps=None, budget=None, checked=True, sandbox=None)`` is a drop-in for
+:class:`pybpf.vm.Interpreter` (which it builds first, so the program is verified the same way
+unless ``sandbox=True``): ``run(data)`` returns r0 with r1 = the address of a copy of ``data``
+and r2 its length; faults raise the interpreter's :class:`pybpf.errors.VMError` /
 :class:`pybpf.errors.BudgetExceeded`; ``memory`` and ``maps`` are the live Memory and maps,
-shared with Python. ``checked=False`` omits bounds checks and the budget (for programs the
-verifier accepted, as the kernel runs them). ``run_batch(packets)`` runs over many inputs in one
+shared with Python. ``checked=False`` omits bounds checks and the budget, as the kernel runs a
+verified program; it is refused for a sandboxed (unverified) one. ``run_batch(packets)`` runs over many inputs in one
 native call; ``emit_llvm()`` / ``emit_asm()`` show the optimised IR and the machine code.
 
 Modules: :mod:`.analysis` (functions, blocks, frame-pointer tracking), :mod:`.codegen` (IR per

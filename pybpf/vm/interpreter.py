@@ -10,11 +10,12 @@ state:
 * the *stepping path* (:mod:`.stepper`): one instruction at a time, used for ``--trace`` and to
   pin down the exact instruction at which the budget is exhausted.
 
-Semantics follow RFC 9669 as Linux executes it (see :mod:`.semantics`). Differences from the
-kernel, which verifies before it runs, are deliberate: nothing is verified here, so every
-memory access is checked against the regions at run time (:mod:`pybpf.memory`), execution is
-bounded by an instruction budget, and callees start with r0 and r6-r9 zeroed (the kernel
-leaves them undefined; the verifier forbids reading them).
+Semantics follow RFC 9669 as Linux executes it (see :mod:`.semantics`). Like the kernel, an
+interpreter runs only what pybpf's verifier accepts (:func:`admit`), unless it is built with
+``sandbox=True``. Either way every memory access is still checked against the regions at run
+time (:mod:`pybpf.memory`) and execution is bounded by an instruction budget -- the checks are
+what make a sandboxed run safe, and they cost the interpreter little -- and callees start with
+r0 and r6-r9 zeroed (the kernel leaves them undefined; the verifier forbids reading them).
 """
 
 from __future__ import annotations
