@@ -29,8 +29,7 @@ Where the JIT knowingly differs from the interpreter (only unverified programs c
   prandom, ``bpf_loop``;
 * a tail-call target runs on its caller's input *region* (the interpreter copies plain
   input data into the target's own region and back), so the target's r1 is the caller's
-  address for it; without a program type the interpreter also keeps the chain count across
-  runs, the JIT (like the kernel) starts every run with a new chain;
+  address for it;
 * LD_ABS / LD_IND bounds checks are shared by a run of loads and dropped where earlier loads
   already proved the length: a miss still ends the program with r0 = 0, but a run that will
   miss stops at its first load (nothing between them can be observed);
