@@ -258,6 +258,10 @@ def build_layout(insns: list, *, unprivileged: bool = False,
             if insn.src == isa.CALL_LOCAL or (insn.src == isa.CALL_HELPER and
                                               insn.imm in CALLBACK_HELPER_IDS):
                 prune[pc] = True
+            elif insn.src == isa.CALL_KFUNC:
+                from .kfuncs import is_iter_next
+                if is_iter_next(insn):
+                    prune[pc] = True   # iterator next: a forced checkpoint, a loop head
     live_in = _liveness(slots, n)
     return Layout(slots, n, starts_l, subprog_of, prune, live_in, targets)
 

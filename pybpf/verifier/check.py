@@ -17,6 +17,7 @@ from .. import isa
 from ..program import Program
 from . import bounds as bd
 from . import calls
+from . import kfuncs
 from . import memory as mem
 from . import state as st
 from . import tnum as tn
@@ -1324,6 +1325,15 @@ def _stacksafe(env: Env, old: FuncState, cur: FuncState, idmap: dict, rev: dict,
         cslot = cur.stack.get(spi)
         ctypes = cslot.types if cslot is not None else st.INVALID * 8
         otypes = oslot.types
+        if otypes[0] == st.ITER:
+            # an iterator: same state and a consistent reference, any depth (stacksafe's
+            # STACK_ITER case)
+            if cslot is None or ctypes[0] != st.ITER or cslot.spilled is None or \
+                    oslot.spilled.iter_state != cslot.spilled.iter_state or \
+                    not _check_ids(oslot.spilled.ref_obj_id, cslot.spilled.ref_obj_id,
+                                   idmap, rev):
+                return False
+            continue
         for i in range(8):
             ot = otypes[i]
             if ot == st.INVALID:
@@ -1605,6 +1615,36 @@ def _do_check(env: Env) -> None:
             calls_cb = insn.opcode == isa.JMP | isa.CALL and insn.src == isa.CALL_HELPER \
                 and insn.imm in CALLBACK_HELPER_IDS
             may_goto = insn.opcode == MAY_GOTO
+            iter_next = insn.opcode == isa.JMP | isa.CALL and insn.src == isa.CALL_KFUNC \
+                and kfuncs.is_iter_next(insn)
+            if iter_next and looping:
+                # an iteration came back to its ``next``: contained in a visit still being
+                # explored there while the iterator is active ends it (is_state_visited's
+                # is_iter_next_insn case); no infinite-loop check at iterator ``next``
+                hit = None
+                if kfuncs.iter_active(state, insn):
+                    seen = 0
+                    for cp in reversed(open_sites):
+                        if cp.key[0] != pc:
+                            continue
+                        seen += 1
+                        if _states_equal(env, cp.state, state, pc, RANGE_WITHIN):
+                            hit = cp
+                            break
+                        if seen == CALLBACK_CMP:
+                            break
+                if hit is not None:
+                    (hit.entry or hit).backedges.append(
+                        (hit.state, state, _live_masks(env, hit.state, pc)))
+                    log.pending = None
+                    if log.level >= 2:
+                        if popped is not None:
+                            log.parts.append(f"\nfrom {popped} to {pc}: safe\n")
+                            popped = None
+                        else:
+                            log.line(f"{pc}: safe")
+                    state = None
+                    continue
             if may_goto and looping:
                 # a later visit of a may_goto loop: contained in a visit still being explored
                 # at another depth ends it (is_may_goto_insn_at in is_state_visited)
@@ -1632,7 +1672,10 @@ def _do_check(env: Env) -> None:
                             log.line(f"{pc}: safe")
                     state = None
                     continue
-            if calls_cb:
+            if iter_next:
+                looping = False
+                add = True   # a forced checkpoint (mark_force_checkpoint)
+            elif calls_cb:
                 # a callback came back to its call site: stop when the state is contained in
                 # one still being explored here (the kernel's RANGE_WITHIN hit on
                 # in-progress states at callback-calling instructions)
@@ -1703,12 +1746,13 @@ def _do_check(env: Env) -> None:
                     fpr = (pc, _fingerprint(state))
                 saved = state.copy()
                 cp = Checkpoint(saved, fpr, len(pending))
-                if open_sites and (calls_cb or may_goto or env.may_goto_open or
+                loop_site = may_goto or iter_next
+                if open_sites and (calls_cb or loop_site or env.may_goto_open or
                                    any(f.in_callback for f in state.frames)):
                     cp.entry = open_sites[0]
-                if calls_cb or may_goto:
-                    cp.site_may_goto = may_goto
-                    env.may_goto_open += may_goto
+                if calls_cb or loop_site:
+                    cp.site_may_goto = loop_site
+                    env.may_goto_open += loop_site
                     if cp.entry is None:
                         cp.backedges = []
                     open_sites.append(cp)
@@ -1726,7 +1770,7 @@ def _do_check(env: Env) -> None:
                 open_cps.append(cp)
                 open_keys.setdefault(fpr, []).append(cp)
                 open_at[pc] = open_at.get(pc, 0) + 1
-                if not (calls_cb or may_goto):
+                if not (calls_cb or loop_site):
                     open_by_pc.setdefault(pc, []).append(cp)
                 env.total_states += 1
                 env.cur_states += 1
@@ -1802,8 +1846,33 @@ def _do_check(env: Env) -> None:
                     jmps += 1
                     nxt = _pseudo_call(env, state, insn, pc)
                 elif insn.src == isa.CALL_KFUNC:
-                    raise Reject("calls to kernel functions (kfuncs) are not supported by "
-                                 "pybpf's verifier", "unsupported", pc)
+                    jmps += 1
+                    queued = kfuncs.check_kfunc_call(env, state, insn, pc)
+                    if queued is not None:
+                        # iterator ``next``: this path sees the iterator drained; the next
+                        # iteration is explored later, with imprecise scalars that changed
+                        # since the previous visit of this ``next`` widened
+                        # (process_iter_next_call, find_prev_entry, widen_imprecise_scalars)
+                        sites = [f.callsite for f in state.frames]
+                        seen_self = False
+                        for cp in reversed(open_sites):
+                            if cp.key[0] == pc and [f.callsite for f in cp.state.frames] == sites:
+                                if not seen_self and cp is open_sites[-1] and \
+                                        cp.k == len(pending):
+                                    seen_self = True   # the checkpoint of this very visit
+                                    continue
+                                precision.widen_imprecise(cp.state, queued)
+                                break
+                        if log.level >= 2:
+                            log.insn(pc, insn, state, start, pc)
+                        elif log.level:
+                            log.parts.append(f"{pc}: {log_insn_text(insn, pc)}\n")
+                        pending.append((queued, pc + 1, pc, len(log.parts)))
+                        if len(pending) > JMP_SEQ_LIMIT:
+                            raise Reject(f"The sequence of {len(pending)} jumps is too "
+                                         "complex.", "too-complex", pc)
+                        pc = nxt
+                        continue
                 else:
                     jmps += 1
                     calls.check_helper_call(env, state, insn, pc)

@@ -229,6 +229,10 @@ def state_text(state, *, regs: set | None = None, slots: set | None = None, maps
             slot = f.stack[spi]
             if slot.types[7] == st.SPILL and slot.spilled is not None:
                 out.append(f" fp{-(spi + 1) * 8}={_spill_text(slot, f.frameno, maps)}")
+            elif slot.types[0] == st.ITER and slot.spilled is not None:
+                it = slot.spilled
+                out.append(f" fp{-(spi + 1) * 8}=iter_num(ref_id={it.ref_obj_id},"
+                           f"state={it.iter_state},depth={it.iter_depth})")
             elif any(t != st.INVALID for t in slot.types):
                 out.append(f" fp{-(spi + 1) * 8}={slot.types}")
     if state.refs:
@@ -248,6 +252,10 @@ def frame_text(state, fr: int, maps=None) -> str:
         slot = f.stack[spi]
         if slot.types[7] == st.SPILL and slot.spilled is not None:
             out.append(f" fp{-(spi + 1) * 8}={_spill_text(slot, f.frameno, maps)}")
+        elif slot.types[0] == st.ITER and slot.spilled is not None:
+            it = slot.spilled
+            out.append(f" fp{-(spi + 1) * 8}=iter_num(ref_id={it.ref_obj_id},"
+                       f"state={it.iter_state},depth={it.iter_depth})")
         elif any(t != st.INVALID for t in slot.types):
             out.append(f" fp{-(spi + 1) * 8}={slot.types}")
     return "".join(out)

@@ -139,6 +139,11 @@ def _get_slot(frame, spi: int) -> StackSlot:
     if slot is None:
         slot = StackSlot()
         frame.stack[spi] = slot
+    elif slot.types[0] == st.ITER:
+        # a store into an iterator destroys it (its reference stays acquired, so the
+        # program leaks it): the slot becomes ordinary misc bytes
+        slot.types = st.MISC * 8
+        slot.spilled = None
     return slot
 
 

@@ -35,6 +35,8 @@ RINGBUF_MEM = "ringbuf_mem"
 RINGBUF_MEM_OR_NULL = "ringbuf_mem_or_null"
 FUNC = "func"
 SOCK_COMMON_OR_NULL = "sock_common_or_null"
+#: the register kept in an iterator stack slot (kfuncs.py): its reference, state and depth
+ITER_REG = "iter"
 
 # a scalar id carrying a constant delta to the registers sharing it (``r1 = r2; r1 += 4``,
 # the kernel's BPF_ADD_CONST64/32 flags; the delta is kept in ``off``)
@@ -48,6 +50,8 @@ PACKET_TYPES = (PACKET, PACKET_META)
 
 # stack byte kinds (kernel: STACK_INVALID, STACK_MISC, STACK_ZERO, STACK_SPILL)
 INVALID, MISC, ZERO, SPILL = "?", "m", "0", "r"
+# an open-coded iterator (the kernel's STACK_ITER), whole 8-byte slots only (kfuncs.py)
+ITER = "i"
 
 
 _new = object.__new__
@@ -94,6 +98,25 @@ class RegState:
             self.map, self.mem_size, self.range, self.frameno, self.subprog, self.origin,
             self.precise)
         return r
+
+    # an iterator slot's register keeps the iterator's state ("active"/"drained") in ``map``
+    # and its depth in ``range`` (both unused by the iterator type), so copies and exact keys
+    # carry them without widening every register
+    @property
+    def iter_state(self):
+        return self.map
+
+    @iter_state.setter
+    def iter_state(self, v) -> None:
+        self.map = v
+
+    @property
+    def iter_depth(self) -> int:
+        return self.range
+
+    @iter_depth.setter
+    def iter_depth(self, v: int) -> None:
+        self.range = v
 
     def key(self) -> tuple:
         """Everything that matters for exact comparison (loop detection)."""

@@ -1,0 +1,189 @@
+"""Calls to kernel functions (kfuncs, ``call`` with ``src=BPF_PSEUDO_KFUNC_CALL``).
+
+The kfunc is named by its BTF id in ``imm`` (``off`` = 0: vmlinux, not a module BTF); pybpf
+resolves the id against the running kernel's ``/sys/kernel/btf/vmlinux``. Modelled, following
+Linux 6.18's ``check_kfunc_call`` (kernel/bpf/verifier.c, kernel/bpf/bpf_iter.c):
+
+- the numeric open-coded iterator ``bpf_iter_num_new/next/destroy`` (libbpf's ``bpf_for``,
+  ``bpf_repeat``): an 8-byte ``struct bpf_iter_num`` on the stack becomes an *iterator slot*
+  (``st.ITER`` bytes, the kernel's STACK_ITER) holding an acquired reference, its state (active
+  or drained) and its depth (iterations the path has entered); ``next`` forks the path as
+  ``process_iter_next_call``: the current path sees the iterator drained and ``R0 = 0``, the
+  queued one another iteration with ``R0`` a non-null pointer to the 4-byte int; the walk
+  (check.py) stops a loop when an iteration's state is contained in one still being explored
+  at the same ``next`` (RANGE_WITHIN), after widening imprecise scalars, so loops verify
+  without unrolling;
+- kfuncs with no arguments that the kernel allows for every program type it checks here
+  (probed: ``bpf_rcu_read_lock``/``unlock`` are not modelled as they need RCU section state).
+
+Anything else is refused as not supported (pybpf never accepts what it cannot check).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import state as st
+from .memory import Reject
+from .state import RegState
+
+#: iterator states (the kernel's BPF_ITER_STATE_ACTIVE / BPF_ITER_STATE_DRAINED)
+ACTIVE, DRAINED = "active", "drained"
+ITER_TYPE = "iter_num"
+#: size of ``struct bpf_iter_num``
+ITER_SIZE = 8
+
+
+@dataclass(frozen=True)
+class Kfunc:
+    """What pybpf knows of one kfunc: its role and the scalar registers it takes."""
+
+    name: str
+    role: str            # "iter_new", "iter_next", "iter_destroy"
+    nargs: int
+
+
+#: the kfuncs modelled, by name (ids come from the kernel's BTF)
+KFUNCS = {k.name: k for k in (
+    Kfunc("bpf_iter_num_new", "iter_new", 3),
+    Kfunc("bpf_iter_num_next", "iter_next", 1),
+    Kfunc("bpf_iter_num_destroy", "iter_destroy", 1),
+)}
+
+_names: dict[int, str] | None = None
+
+
+def kfunc_name(btf_id: int) -> str | None:
+    """The name of the kernel BTF FUNC ``btf_id`` (None when the kernel has no such FUNC)."""
+    global _names
+    if _names is None:
+        _names = {}
+    if btf_id in _names:
+        return _names[btf_id]
+    name = None
+    try:
+        from ..btf import load_vmlinux
+        t = load_vmlinux()[btf_id]
+        if type(t).__name__ == "Func":
+            name = t.name
+    except Exception:   # no kernel BTF here, or an id out of range
+        name = None
+    _names[btf_id] = name
+    return name
+
+
+def lookup(insn) -> Kfunc | None:
+    """The modelled kfunc an instruction calls, if any."""
+    if insn.off != 0:
+        return None
+    name = kfunc_name(insn.imm)
+    return KFUNCS.get(name) if name else None
+
+
+def is_iter_next(insn) -> bool:
+    k = lookup(insn)
+    return k is not None and k.role == "iter_next"
+
+
+def _iter_slot(env, state, pc: int, k: Kfunc, uninit: bool):
+    """The stack slot R1 points to; (frame, spi, slot) or a rejection in the kernel's words."""
+    r1 = state.cur.regs[1]
+    want = "uninitialized" if uninit else "an initialized"
+    if r1.type != st.STACK:
+        if r1.type == st.NOT_INIT:
+            raise Reject("R1 !read_ok", "uninit-reg", pc, regno=1)
+        raise Reject(f"arg#0 expected pointer to an iterator on stack", "kfunc-arg", pc)
+    if r1.var_off.mask:
+        raise Reject(f"R1 variable stack access prohibited for iter_num", "kfunc-arg", pc)
+    off = r1.off + r1.var_off.value
+    if off % 8:
+        env.log.line(f"cannot pass in iter at an offset={off}")
+        raise Reject(f"expected {want} {ITER_TYPE} as arg #0", "kfunc-arg", pc)
+    if off < -st_stack_size() or off + ITER_SIZE > 0:
+        raise Reject(f"invalid write to stack R1 off={off} size={ITER_SIZE}", "stack-oob", pc)
+    frame = state.frames[r1.frameno]
+    spi = (-off - 1) // 8
+    slot = frame.stack.get(spi)
+    is_iter = slot is not None and slot.types[0] == st.ITER and slot.spilled is not None
+    if is_iter == uninit:
+        raise Reject(f"expected {want} {ITER_TYPE} as arg #0", "kfunc-arg", pc)
+    return frame, spi, slot, off
+
+
+def st_stack_size() -> int:
+    from .. import isa
+    return isa.STACK_SIZE
+
+
+def _clobber(env, state, pc: int) -> list:
+    regs = state.cur.regs
+    for i in range(1, 6):
+        regs[i] = RegState()
+    return regs
+
+
+def check_kfunc_call(env, state, insn, pc: int):
+    """Check one kfunc call and apply its effect. For ``bpf_iter_num_next`` returns the queued
+    state of the next iteration (the caller pushes it); otherwise None."""
+    k = lookup(insn)
+    if k is None:
+        name = kfunc_name(insn.imm) if insn.off == 0 else None
+        what = f"kernel function {name}" if name else f"kernel function with BTF id {insn.imm}"
+        raise Reject(f"calls to {what} (kfunc) are not supported by pybpf's verifier",
+                     "unsupported", pc)
+    regs = state.cur.regs
+    queued = None
+    if k.role == "iter_new":
+        for i in (2, 3):
+            if regs[i].type == st.NOT_INIT:
+                raise Reject(f"R{i} !read_ok", "uninit-reg", pc, regno=i)
+            if regs[i].type != st.SCALAR:
+                raise Reject(f"R{i} is not a scalar", "kfunc-arg", pc, regno=i)
+        frame, spi, slot, off = _iter_slot(env, state, pc, k, uninit=True)
+        if off < -frame.allocated:
+            frame.allocated = -off
+        ref = env.new_id()
+        state.refs[ref] = pc
+        it = RegState(st.ITER_REG)
+        it.ref_obj_id = ref
+        it.iter_state = ACTIVE
+        it.iter_depth = 0
+        frame.stack[spi] = st.StackSlot(st.ITER * 8, it)
+        regs = _clobber(env, state, pc)
+        regs[0] = RegState.scalar_unknown()
+    elif k.role == "iter_destroy":
+        frame, spi, slot, off = _iter_slot(env, state, pc, k, uninit=False)
+        state.refs.pop(slot.spilled.ref_obj_id, None)
+        del frame.stack[spi]
+        regs = _clobber(env, state, pc)
+        regs[0] = RegState()
+    else:  # iter_next
+        frame, spi, slot, off = _iter_slot(env, state, pc, k, uninit=False)
+        regs = _clobber(env, state, pc)
+        fr = state.frames.index(frame)
+        it = slot.spilled
+        if it.iter_state == ACTIVE:
+            queued = state.copy()
+            qit = queued.frames[fr].stack[spi].spilled
+            qit.iter_depth = it.iter_depth + 1
+            r0 = RegState.pointer(st.MEM, mem_size=4)
+            r0.id = env.new_id()
+            queued.cur.regs[0] = r0
+        # the current path: the iterator is drained, next returned NULL
+        it.iter_state = DRAINED
+        regs[0] = RegState.scalar_const(0)
+    return queued
+
+
+def iter_active(state, insn) -> bool:
+    """At a ``next`` call: is the iterator R1 points to still active (is_state_visited's
+    condition for a loop hit)?"""
+    r1 = state.cur.regs[1]
+    if r1.type != st.STACK or r1.var_off.mask:
+        return False
+    off = r1.off + r1.var_off.value
+    if off % 8 or r1.frameno >= len(state.frames):
+        return False
+    slot = state.frames[r1.frameno].stack.get((-off - 1) // 8)
+    return slot is not None and slot.types[0] == st.ITER and slot.spilled is not None and \
+        slot.spilled.iter_state == ACTIVE
