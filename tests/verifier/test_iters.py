@@ -82,3 +82,22 @@ def test_a_bpf_for_loop_verifies_in_fewer_instructions_than_it_runs(programs):
     couple of visits of the loop body (imprecise scalars widened)."""
     ours = verify(programs["sum_range"])
     assert ours.accepted and summary(ours.log)[0] < 200
+
+
+ACCEPTED = ["sum_range", "nested_loops", "early_break", "repeat_count", "stack_index",
+            "explicit_calls"]
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("name", ACCEPTED)
+def test_an_accepted_iterator_program_runs_in_the_interpreter_as_in_the_kernel(programs, name):
+    """The interpreter (built only for programs the verifier accepts) returns what the
+    kernel's BPF_PROG_TEST_RUN returns."""
+    from pybpf import kernel
+    from pybpf.vm import Interpreter
+    prog = programs[name]
+    data = bytes(64)
+    ours = Interpreter(prog).run(data)
+    ours = ours if isinstance(ours, int) else ours.retval
+    with kernel.load_program(prog, log_level=0) as kp:
+        assert ours == kp.test_run(data).retval
