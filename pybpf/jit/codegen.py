@@ -27,6 +27,7 @@ from typing import Callable
 
 from .. import isa
 from ..helpers import HELPER_IDS
+from ..helpers.kfuncs import KFUNC_KEY
 from . import analysis as an
 from . import hashindex
 from .ring import RING_DECLARATIONS, RING_IR, RING_NATIVES
@@ -625,6 +626,8 @@ def emit_call(g: FunctionGen, insn: isa.Instruction, pc: int) -> bool:
         r0 = _dispatch(g, value, pc, _args(g))
     elif insn.src == isa.CALL_LOCAL:
         r0 = _local_call(g, pc + 1 + insn.imm, pc, _args(g))
+    elif insn.src == isa.CALL_KFUNC:    # through Python: pybpf.helpers.kfuncs
+        r0 = _trampoline(g, MODE_HELPER, str(KFUNC_KEY | insn.imm & isa.U32), pc, _args(g))
     else:
         opts = g.mod.options
         native = NATIVE_HELPERS.get(insn.imm) \

@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterable
 from .. import isa
 from ..errors import BPFError, HelperError, VerifierError, VMError
 from ..helpers import HELPER_NAMES, get_helper
+from ..helpers.kfuncs import KFUNC_KEY, KFUNCS, kfunc_name
 from ..memory import Memory, Region
 from ..program import Program
 
@@ -66,6 +67,18 @@ def admit(program: Program, prog_type: str, *, data_size: int = 0) -> None:
                               result.pc, result.log)
         error.explanation = explanation     # rule, values, path and fix (``pybpf verify``)
         raise error
+
+
+def _kfunc_impl(btf_id: int, pc: int) -> HelperImpl:
+    """The implementation of the kfunc with kernel BTF id ``btf_id`` (:mod:`pybpf.helpers.kfuncs`)."""
+    name = kfunc_name(btf_id)
+    if name is None:
+        raise HelperError(f"kfunc call: BTF id {btf_id} is not a function of the running "
+                          "kernel's BTF", pc=pc)
+    impl = KFUNCS.get(name)
+    if impl is None:
+        raise HelperError(f"kfunc {name} (BTF id {btf_id}) is not implemented by pybpf", pc=pc)
+    return impl
 
 
 class ProgramExit(Exception):
@@ -346,8 +359,7 @@ class Interpreter:
             if insn.src == isa.CALL_HELPER:
                 self.helper_impl(insn.imm, pc)
             elif insn.src == isa.CALL_KFUNC:
-                raise HelperError(f"kfunc call (BTF id {insn.imm}) is not supported by the "
-                                  "interpreter", pc=pc)
+                self.helper_impls[KFUNC_KEY | insn.imm & isa.U32] = _kfunc_impl(insn.imm, pc)
 
     def helper_impl(self, hid: int, pc: int | None) -> HelperImpl:
         impl = self.helper_impls.get(hid)

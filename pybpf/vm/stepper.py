@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Callable
 
 from .. import isa
 from ..errors import BudgetExceeded, VMError
+from ..helpers.kfuncs import KFUNC_KEY
 from . import semantics as sem
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -187,6 +188,8 @@ class Stepper:
     def _call(self, insn: isa.Instruction, pc: int) -> int:
         if insn.src == isa.CALL_LOCAL:
             return self._enter(pc + 1 + insn.imm, pc)
+        if insn.src == isa.CALL_KFUNC:
+            return self._helper(KFUNC_KEY | insn.imm & isa.U32, pc)
         return self._helper(insn.imm, pc)
 
     def _callx(self, insn: isa.Instruction, pc: int) -> int:

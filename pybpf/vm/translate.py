@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .. import isa
 from ..errors import VMError
+from ..helpers.kfuncs import KFUNC_KEY
 from . import semantics as sem
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -389,7 +390,8 @@ def _block_source(code: list, block: Block, span: Span | None = None) -> list[st
             lines.append(f"if depth >= {isa.MAX_CALL_DEPTH - 1}: DEEP({last_pc})")
             lines.append(f"r0, cnt = F{target}(r1, r2, r3, r4, r5, cnt, depth + 1)")
         else:
-            lines.append(f"r0, cnt = HELPER({last.imm}, {last_pc}, r1, r2, r3, r4, r5, cnt, "
+            key = last.imm if last.src != isa.CALL_KFUNC else KFUNC_KEY | last.imm & isa.U32
+            lines.append(f"r0, cnt = HELPER({key}, {last_pc}, r1, r2, r3, r4, r5, cnt, "
                          "depth)")
         return lines + _goto(code, fall, start, "", span)
     target = last.jump_target(last_pc)
