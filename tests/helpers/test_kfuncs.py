@@ -65,6 +65,9 @@ def test_iterator_ranges_and_their_errors_match_the_kernel(obj, start, end):
     want = kernel_retval(program, packet)
     for engine in engines(program):
         assert engine.run(packet) & 0xFFFFFFFF == want, (start, end)
+    # and the interpreter's stepping path (pybpf run --trace)
+    stepped = Interpreter(program, prog_type="xdp", sandbox=True).run(packet, stepping=True)
+    assert stepped & 0xFFFFFFFF == want
 
 
 def test_rcu_read_side_markers_run(obj):
