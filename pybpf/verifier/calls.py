@@ -15,6 +15,7 @@ from .. import helpers as helper_table
 from ..helpers.ids import HELPER_IDS, NAMES_BY_ID
 from . import bounds as bd
 from . import callbacks as cbk
+from .callbacks import CALLBACK_HELPER_IDS
 from . import memory as mem
 from . import precision
 from . import spinlock
@@ -222,6 +223,9 @@ def check_helper_call(env, state, insn, pc: int) -> None:
     proto = get_proto(hid)
     name = NAMES_BY_ID[hid] if 0 < hid < len(NAMES_BY_ID) else None
     spinlock.check_call_while_locked(state, name, pc)
+    if (state.rcu or state.preempt) and (name == "tail_call" or hid in CALLBACK_HELPER_IDS):
+        raise Reject(f"bpf_{name} inside a bpf_rcu_read_lock/bpf_preempt_disable region is not "
+                     "supported by pybpf's verifier", "unsupported", pc)
     if proto is None:
         if name is None:
             raise Reject(f"invalid func unknown#{hid}", "unknown-helper", pc, helper=hid)

@@ -635,6 +635,10 @@ def _ld_abs(env: Env, state: VerifierState, insn, pc: int) -> None:
     if state.lock is not None:
         raise Reject("BPF_LD_[ABS|IND] cannot be used inside bpf_spin_lock-ed region",
                      "ld-abs-in-lock", pc)
+    region = kfuncs.region_name(state)
+    if region:
+        raise Reject(f"BPF_LD_[ABS|IND] cannot be used inside {region}-ed region",
+                     "ld-abs-in-lock", pc)
     r6 = _read_reg(regs, 6, pc)
     if insn.opcode & 0xE0 == isa.IND:
         _read_reg(regs, insn.src, pc)
@@ -1225,6 +1229,10 @@ def _exit(env: Env, state: VerifierState, pc: int) -> int | None:
         raise Reject(f"Unreleased reference id={rid} alloc_insn={at}\nBPF_EXIT instruction "
                      f"in main prog would lead to reference leak", "reference-leak", pc,
                      alloc_pc=at)
+    region = kfuncs.region_name(state)
+    if region:
+        raise Reject(f"BPF_EXIT instruction in main prog cannot be used inside {region}-ed "
+                     "region", "exit-in-lock", pc)
     r0 = regs[0]
     if r0.type == st.NOT_INIT:
         raise Reject("R0 !read_ok", "uninit-return", pc, regno=0)
@@ -1395,7 +1403,8 @@ def _states_equal(env: Env, old: VerifierState, cur: VerifierState, pc: int,
                   exact: int = NOT_EXACT) -> bool:
     if len(old.frames) != len(cur.frames):
         return False
-    if len(old.refs) != len(cur.refs) or old.lock != cur.lock:
+    if len(old.refs) != len(cur.refs) or old.lock != cur.lock or old.rcu != cur.rcu or \
+            old.preempt != cur.preempt:
         return False
     if not env.privileged:
         exact = RANGE_WITHIN   # unprivileged: every scalar is precise

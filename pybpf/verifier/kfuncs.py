@@ -13,8 +13,13 @@ Linux 6.18's ``check_kfunc_call`` (kernel/bpf/verifier.c, kernel/bpf/bpf_iter.c)
   (check.py) stops a loop when an iteration's state is contained in one still being explored
   at the same ``next`` (RANGE_WITHIN), after widening imprecise scalars, so loops verify
   without unrolling;
-- kfuncs with no arguments that the kernel allows for every program type it checks here
-  (probed: ``bpf_rcu_read_lock``/``unlock`` are not modelled as they need RCU section state).
+- kfuncs with scalar or no arguments that the running kernel allows for every program type
+  pybpf's verifier models (probed with BPF_PROG_LOAD): the region pairs
+  ``bpf_rcu_read_lock``/``unlock`` (not nestable: "nested rcu read lock") and
+  ``bpf_preempt_disable``/``enable`` (nestable), whose open regions forbid ``exit`` from the
+  main program and ``LD_ABS``/``LD_IND``, and ``bpf_modify_return_test_tp(int)``, a scalar
+  kfunc. Others (e.g. ``bpf_ktime_get_coarse_ns``, which this kernel refuses for those types)
+  are refused as not supported.
 
 Anything else is refused as not supported (pybpf never accepts what it cannot check).
 """
@@ -39,8 +44,9 @@ class Kfunc:
     """What pybpf knows of one kfunc: its role and the scalar registers it takes."""
 
     name: str
-    role: str            # "iter_new", "iter_next", "iter_destroy"
+    role: str            # "iter_new", "iter_next", "iter_destroy", a region role, "scalar"
     nargs: int
+    ret: str = "void"    # "void" or "scalar" (for the roles without their own effect on R0)
 
 
 #: the kfuncs modelled, by name (ids come from the kernel's BTF)
@@ -48,7 +54,32 @@ KFUNCS = {k.name: k for k in (
     Kfunc("bpf_iter_num_new", "iter_new", 3),
     Kfunc("bpf_iter_num_next", "iter_next", 1),
     Kfunc("bpf_iter_num_destroy", "iter_destroy", 1),
+    Kfunc("bpf_rcu_read_lock", "rcu_lock", 0),
+    Kfunc("bpf_rcu_read_unlock", "rcu_unlock", 0),
+    Kfunc("bpf_preempt_disable", "preempt_disable", 0),
+    Kfunc("bpf_preempt_enable", "preempt_enable", 0),
+    Kfunc("bpf_modify_return_test_tp", "scalar", 1, "scalar"),
 )}
+
+#: kfuncs the kernel lets a program call while it holds a bpf_spin_lock (kfunc_spin_allowed:
+#: of those modelled, the numeric iterator)
+SPIN_ALLOWED = {"iter_new", "iter_next", "iter_destroy"}
+
+
+def region_name(state) -> str | None:
+    """The open kfunc region an ``exit`` or ``LD_ABS`` may not be inside, in the kernel's
+    words (RCU is checked first, as check_resource_leak does)."""
+    if state.rcu:
+        return "bpf_rcu_read_lock"
+    if state.preempt:
+        return "bpf_preempt_disable"
+    return None
+
+
+def _scalar_args(state, first: int, last: int, pc: int) -> None:
+    for i in range(first, last + 1):
+        if state.cur.regs[i].type != st.SCALAR:
+            raise Reject(f"R{i} is not a scalar", "kfunc-arg", pc, regno=i)
 
 _names: dict[int, str] | None = None
 
@@ -131,15 +162,22 @@ def check_kfunc_call(env, state, insn, pc: int):
         what = f"kernel function {name}" if name else f"kernel function with BTF id {insn.imm}"
         raise Reject(f"calls to {what} (kfunc) are not supported by pybpf's verifier",
                      "unsupported", pc)
+    if state.lock is not None and k.role not in SPIN_ALLOWED:
+        raise Reject("function calls are not allowed while holding a lock", "call-in-lock", pc)
     regs = state.cur.regs
     queued = None
-    if k.role == "iter_new":
-        for i in (2, 3):
-            if regs[i].type == st.NOT_INIT:
-                raise Reject(f"R{i} !read_ok", "uninit-reg", pc, regno=i)
-            if regs[i].type != st.SCALAR:
-                raise Reject(f"R{i} is not a scalar", "kfunc-arg", pc, regno=i)
+    region = _REGIONS.get(k.role)
+    if region is not None:
+        region(state, k, pc)
+        regs = _clobber(env, state, pc)
+        regs[0] = RegState()
+    elif k.role == "scalar":
+        _scalar_args(state, 1, k.nargs, pc)
+        regs = _clobber(env, state, pc)
+        regs[0] = RegState.scalar_unknown() if k.ret == "scalar" else RegState()
+    elif k.role == "iter_new":
         frame, spi, slot, off = _iter_slot(env, state, pc, k, uninit=True)
+        _scalar_args(state, 2, 3, pc)
         if off < -frame.allocated:
             frame.allocated = -off
         ref = env.new_id()
@@ -173,6 +211,34 @@ def check_kfunc_call(env, state, insn, pc: int):
         it.iter_state = DRAINED
         regs[0] = RegState.scalar_const(0)
     return queued
+
+
+def _rcu_lock(state, k: Kfunc, pc: int) -> None:
+    if state.rcu:
+        raise Reject(f"nested rcu read lock (kernel function {k.name})", "kfunc-region", pc)
+    state.rcu = True
+
+
+def _rcu_unlock(state, k: Kfunc, pc: int) -> None:
+    if not state.rcu:
+        raise Reject(f"unmatched rcu read unlock (kernel function {k.name})", "kfunc-region",
+                     pc)
+    state.rcu = False
+
+
+def _preempt_disable(state, k: Kfunc, pc: int) -> None:
+    state.preempt += 1
+
+
+def _preempt_enable(state, k: Kfunc, pc: int) -> None:
+    if not state.preempt:
+        raise Reject(f"unmatched attempt to enable preemption (kernel function {k.name})",
+                     "kfunc-region", pc)
+    state.preempt -= 1
+
+
+_REGIONS = {"rcu_lock": _rcu_lock, "rcu_unlock": _rcu_unlock,
+            "preempt_disable": _preempt_disable, "preempt_enable": _preempt_enable}
 
 
 def iter_active(state, insn) -> bool:

@@ -209,7 +209,7 @@ class VerifierState:
     """The whole machine on one path: frames (innermost last) and acquired references."""
 
     __slots__ = ("frames", "refs", "history", "insn_idx", "cb_unroll", "lock", "parent",
-                 "trace", "first_idx", "bt_memo", "may_goto_depth")
+                 "trace", "first_idx", "bt_memo", "may_goto_depth", "rcu", "preempt")
 
     def __init__(self):
         self.frames: list[FuncState] = []
@@ -225,6 +225,10 @@ class VerifierState:
         self.first_idx = 0
         self.bt_memo: tuple | None = None   # the last backtracking request walked in full
         self.may_goto_depth = 0   # may_goto fall-throughs taken on this path
+        # kfunc-delimited regions (kfuncs.py): inside bpf_rcu_read_lock (not nestable) and
+        # the bpf_preempt_disable depth (the kernel's active_rcu_lock, active_preempt_locks)
+        self.rcu = False
+        self.preempt = 0
 
     @property
     def cur(self) -> FuncState:
@@ -243,6 +247,8 @@ class VerifierState:
         s.first_idx = self.first_idx
         s.bt_memo = self.bt_memo
         s.may_goto_depth = self.may_goto_depth
+        s.rcu = self.rcu
+        s.preempt = self.preempt
         return s
 
     def note_stack(self, frameno: int, spi: int) -> None:
@@ -266,4 +272,5 @@ class VerifierState:
         return tuple((tuple(r.key() for r in f.regs),
                       tuple(sorted((i, s.types, s.spilled.key() if s.spilled else None)
                                    for i, s in f.stack.items())), f.callsite)
-                     for f in self.frames) + (self.cb_unroll, self.lock, self.may_goto_depth)
+                     for f in self.frames) + (self.cb_unroll, self.lock, self.may_goto_depth, self.rcu,
+                                   self.preempt)
