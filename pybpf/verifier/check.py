@@ -53,7 +53,7 @@ _REV = {isa.JEQ: isa.JNE, isa.JNE: isa.JEQ, isa.JGT: isa.JLE, isa.JLE: isa.JGT,
 
 class Checkpoint:
     __slots__ = ("state", "open", "miss", "hit", "key", "k", "entry", "backedges",
-                 "site_may_goto", "scc", "evicted")
+                 "site_may_goto", "scc", "evicted", "iter_chain")
 
     def __init__(self, state: VerifierState, key, k: int):
         self.state = state
@@ -72,6 +72,8 @@ class Checkpoint:
         # an in-progress state that kept missing was dropped from its list, as the kernel
         # drops it (no longer a loop head for the infinite-loop check, never compared)
         self.evicted = False
+        # at an iterator's next: the loop (cfg SCC and call chain) it heads
+        self.iter_chain = None
 
 
 class Env:
@@ -103,7 +105,11 @@ class Env:
         # callback visits queued by the current helper call (callbacks.push_callback)
         self.pending_callbacks: list = []
         self.log_mark: int | None = None   # log position where the current insn began
-        self.may_goto_open = 0   # open checkpoints at may_goto instructions
+        self.may_goto_open = 0   # open checkpoints at may_goto instructions and iterator nexts
+        # the loops (scc chains) of the open checkpoints at iterator nexts: a state is inside
+        # an iterator loop still being explored only there, not on the path after the loop
+        # (which the drained iterator reaches first)
+        self.iter_open: list = []
         self.loop_ids: list | None = None   # loop number per slot (cfg.loop_ids), lazily
         self.scc_entries: dict = {}          # loop visit -> the checkpoint that entered it
         # map index -> offset of the bpf_spin_lock in its value (from the object's BTF)
@@ -241,7 +247,7 @@ def _sane_offset(env, r: RegState, ptr_type: str, is_off_reg: bool, pc: int, reg
 
 
 _PTR_ARITH_OK = {st.CTX, st.MAP_VALUE, st.MAP_KEY, st.STACK, st.PACKET, st.PACKET_META,
-                 st.MEM, st.RINGBUF_MEM, st.FUNC}
+                 st.MEM, st.RINGBUF_MEM, st.RDONLY_MEM, st.FUNC}
 
 
 def _ptr_alu(env: Env, regs, insn, pc: int, ptr: RegState, off_reg: RegState,
@@ -536,7 +542,9 @@ def _mem_access(env: Env, state: VerifierState, regno: int, off: int, size: int,
         spinlock.check_direct_access(env, r, regno, off, size, pc)
         if not write:
             result = RegState.scalar_unknown()
-    elif t in (st.MEM, st.RINGBUF_MEM):
+    elif t in (st.MEM, st.RINGBUF_MEM, st.RDONLY_MEM):
+        if write and t == st.RDONLY_MEM:
+            raise Reject(f"R{regno} cannot write into {t}", "readonly-mem", pc, regno=regno)
         mem.check_mem_region(r, regno, r.off + off, size, r.mem_size, False, pc)
         if not write:
             result = RegState.scalar_unknown()
@@ -747,7 +755,7 @@ def _scalar_branch_taken(r1: RegState, r2: RegState, op: int, is32: bool) -> int
 
 _PKT_ANY = (st.PACKET, st.PACKET_META, st.PACKET_END)
 #: pointer types the kernel knows are never NULL (``reg_not_null``)
-_NOT_NULL = {st.MAP_VALUE, st.MAP_KEY, st.MEM, st.RINGBUF_MEM, st.MAP_PTR}
+_NOT_NULL = {st.MAP_VALUE, st.MAP_KEY, st.MEM, st.RINGBUF_MEM, st.RDONLY_MEM, st.MAP_PTR}
 
 
 def _branch_taken(r1: RegState, r2: RegState, op: int, is32: bool) -> int:
@@ -1558,6 +1566,8 @@ def _do_check(env: Env) -> None:
                 if open_sites and open_sites[-1] is cp:
                     open_sites.pop()
                     env.may_goto_open -= cp.site_may_goto
+                    if cp.iter_chain is not None:
+                        env.iter_open.remove(cp.iter_chain)
                 if cp.scc is not None:
                     del env.scc_entries[cp.scc]
                     log.line(f"SCC exit {_scc_text(cp.scc)}")
@@ -1756,12 +1766,18 @@ def _do_check(env: Env) -> None:
                 saved = state.copy()
                 cp = Checkpoint(saved, fpr, len(pending))
                 loop_site = may_goto or iter_next
-                if open_sites and (calls_cb or loop_site or env.may_goto_open or
+                in_loop = env.may_goto_open > len(env.iter_open) or (
+                    env.iter_open and _scc_chain(env, state, pc) in env.iter_open)
+                if open_sites and (calls_cb or loop_site or in_loop or
                                    any(f.in_callback for f in state.frames)):
                     cp.entry = open_sites[0]
                 if calls_cb or loop_site:
                     cp.site_may_goto = loop_site
                     env.may_goto_open += loop_site
+                    if iter_next:
+                        # a next outside any loop heads none (a fresh object matches no state)
+                        cp.iter_chain = _scc_chain(env, state, pc) or object()
+                        env.iter_open.append(cp.iter_chain)
                     if cp.entry is None:
                         cp.backedges = []
                     open_sites.append(cp)

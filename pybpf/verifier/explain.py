@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from .. import isa
 from .log import insn_text
 
 #: error id -> the rule in plain words
@@ -71,8 +72,15 @@ RULES: dict[str, str] = {
     "div-by-zero": "division or modulo by a constant zero",
     "invalid-shift": "shift amounts must be smaller than the register width",
     "frame-pointer-write": "r10 (the frame pointer) is read-only",
-    "reference-leak": "every acquired object (ring buffer record, socket) must be released on "
-                      "every path",
+    "reference-leak": "every acquired object (ring buffer record, socket, iterator) must be "
+                      "released on every path",
+    "kfunc-arg": "a kernel function's arguments must match its prototype: an iterator is an "
+                 "8-byte-aligned stack slot, set up by bpf_iter_num_new once before next and "
+                 "destroy, and not used after bpf_iter_num_destroy",
+    "kfunc-region": "bpf_rcu_read_lock/unlock and bpf_preempt_disable/enable must pair up on "
+                    "every path (RCU read locks do not nest)",
+    "readonly-mem": "this memory is read-only for the program (a map key, the int an "
+                    "iterator's next returns)",
     "call-depth": "bpf-to-bpf calls nest at most 8 frames",
     "stack-too-large": "the stacks of the deepest call chain must fit in 512 bytes",
     "jump-out-of-range": "jumps must land inside their own function",
@@ -261,7 +269,16 @@ def _suggest(eid: str, f: dict, line: str | None, result) -> str:
         return (f"only access fields of {f.get('ctx', 'the context')} that this program type "
                 f"allows, with their natural size")
     if eid == "reference-leak":
+        acquired = _slots(result.program).get(f.get("alloc_pc")) \
+            if result.program is not None else None
+        if acquired is not None and acquired.src == isa.CALL_KFUNC:
+            return ("call bpf_iter_num_destroy(&it) on every path after the loop (libbpf's "
+                    "bpf_for/bpf_repeat do it for you through __attribute__((cleanup)))")
         return "submit or discard the reserved record on every path (bpf_ringbuf_submit)"
+    if eid == "kfunc-region":
+        return "end the region (bpf_rcu_read_unlock / bpf_preempt_enable) before returning"
+    if eid == "readonly-mem":
+        return "copy the value into a local variable and change the copy"
     if eid == "div-by-zero":
         return "divide by a non-zero constant"
     if eid == "unbounded-size":

@@ -191,8 +191,15 @@ def check_kfunc_call(env, state, insn, pc: int):
         regs[0] = RegState.scalar_unknown()
     elif k.role == "iter_destroy":
         frame, spi, slot, off = _iter_slot(env, state, pc, k, uninit=False)
-        state.refs.pop(slot.spilled.ref_obj_id, None)
+        ref = slot.spilled.ref_obj_id
+        state.refs.pop(ref, None)
         del frame.stack[spi]
+        # release_reference: pointers from next become unknown scalars (root) or unreadable
+        for r in state.all_regs():
+            if r.ref_obj_id == ref:
+                fresh = RegState.scalar_unknown() if env.privileged else RegState()
+                for f in RegState.__slots__:
+                    setattr(r, f, getattr(fresh, f))
         regs = _clobber(env, state, pc)
         regs[0] = RegState()
     else:  # iter_next
@@ -204,8 +211,10 @@ def check_kfunc_call(env, state, insn, pc: int):
             queued = state.copy()
             qit = queued.frames[fr].stack[spi].spilled
             qit.iter_depth = it.iter_depth + 1
-            r0 = RegState.pointer(st.MEM, mem_size=4)
+            # read-only, tied to the iterator's reference (invalid once it is destroyed)
+            r0 = RegState.pointer(st.RDONLY_MEM, mem_size=4)
             r0.id = env.new_id()
+            r0.ref_obj_id = it.ref_obj_id
             queued.cur.regs[0] = r0
         # the current path: the iterator is drained, next returned NULL
         it.iter_state = DRAINED

@@ -84,7 +84,10 @@ def insn_text(insn: isa.Instruction, pc: int = 0) -> str:
         if s == isa.CALL_LOCAL:
             return f"{head}call pc{imm:+d}"
         if s == isa.CALL_KFUNC:
-            return f"{head}call kernel-function"
+            # the kernel's print_bpf_insn: the kfunc's name from its BTF id
+            from .kfuncs import kfunc_name
+            name = kfunc_name(imm) if not insn.off else None
+            return f"{head}call {name}#{imm}" if name else f"{head}call kernel-function"
         if not 0 < imm < len(NAMES_BY_ID):
             return f"{head}call unknown#{imm}"
         return f"{head}call bpf_{NAMES_BY_ID[imm]}#{imm}"
@@ -164,7 +167,7 @@ def reg_text(r: RegState, frameno: int = 0, maps=None) -> str:
     if t in st.PACKET_TYPES or t == st.PACKET_END:
         if t != st.PACKET_END:
             parts.append(f"r={_unum(r.range & bd.U64)}")
-    if t in (st.MEM, st.MEM_OR_NULL, st.RINGBUF_MEM, st.RINGBUF_MEM_OR_NULL):
+    if t in (st.MEM, st.MEM_OR_NULL, st.RINGBUF_MEM, st.RINGBUF_MEM_OR_NULL, st.RDONLY_MEM):
         parts.append(f"sz={_unum(r.mem_size)}")
     if r.var_off.mask == 0:
         if r.var_off.value and t != st.SCALAR:

@@ -32,6 +32,8 @@ PACKET_END = "pkt_end"
 MEM = "mem"
 MEM_OR_NULL = "mem_or_null"
 RINGBUF_MEM = "ringbuf_mem"
+# read-only memory (PTR_TO_MEM | MEM_RDONLY): the int an iterator's next returns (kfuncs.py)
+RDONLY_MEM = "rdonly_mem"
 RINGBUF_MEM_OR_NULL = "ringbuf_mem_or_null"
 FUNC = "func"
 SOCK_COMMON_OR_NULL = "sock_common_or_null"

@@ -23,8 +23,9 @@ SOURCE = HERE / "fixtures" / "iters.c"
 
 #: both reject, pybpf because the kfunc is not modelled (the kernel's reason differs)
 UNMODELLED = {"rcu_and_coarse_time"}
-#: accepted by both, but the walk differs slightly (docs/verifier-differences.md)
-COUNTS_DIFFER = {"stack_index"}
+#: accepted by both, but the walk differs slightly (docs/verifier-differences.md): the
+#: processed-instruction count is within 5% of the kernel's, the stored states within one
+COUNTS_DIFFER = {"stack_index", "iterator_in_a_subprogram_frame"}
 
 
 def _names() -> list[str]:
@@ -60,7 +61,10 @@ def test_iterator_program_gets_the_kernels_verdict(programs, name):
     if name in UNMODELLED:
         assert "not supported by pybpf's verifier" in ours.error
         return
-    if name not in COUNTS_DIFFER:
+    if name in COUNTS_DIFFER:
+        (n1, s1), (n2, s2) = summary(ours.log), summary(theirs.log)
+        assert abs(n1 - n2) <= n2 // 20 and abs(s1 - s2) <= 1, ((n1, s1), (n2, s2))
+    else:
         assert summary(ours.log) == summary(theirs.log), (summary(ours.log),
                                                           summary(theirs.log))
     if not theirs.accepted:
@@ -68,11 +72,13 @@ def test_iterator_program_gets_the_kernels_verdict(programs, name):
 
 
 def test_the_loop_body_sees_a_non_null_pointer_to_the_int(programs):
-    """At level 2 the instruction after ``next`` on the iteration path has R0 = mem, not
-    null, and the iterator slot shows its reference, state and depth."""
+    """At level 2 the instruction after ``next`` on the iteration path has R0 = read-only
+    memory of 4 bytes tied to the iterator's reference (the kernel's
+    ``rdonly_mem(id=2,ref_obj_id=1,sz=4)``), not null, and the iterator slot shows its
+    reference, state and depth."""
     ours = verify(programs["explicit_calls"], log_level=2)
     assert ours.accepted
-    assert re.search(r"R0=mem\(", ours.log) or "R0_w=mem(" in ours.log, ours.log[:2000]
+    assert "R0=rdonly_mem(id=2,ref_obj_id=1,sz=4)" in ours.log, ours.log[:2000]
     assert "iter_num(ref_id=1,state=active,depth=1)" in ours.log
 
 
@@ -85,6 +91,7 @@ def test_a_bpf_for_loop_verifies_in_fewer_instructions_than_it_runs(programs):
 
 
 ACCEPTED = ["sum_range", "nested_loops", "early_break", "repeat_count", "stack_index",
+            "iterator_in_a_subprogram_frame",
             "explicit_calls"]
 
 
@@ -101,3 +108,29 @@ def test_an_accepted_iterator_program_runs_in_the_interpreter_as_in_the_kernel(p
     ours = ours if isinstance(ours, int) else ours.retval
     with kernel.load_program(prog, log_level=0) as kp:
         assert ours == kp.test_run(data).retval
+
+
+def test_a_leaked_iterator_is_explained_with_its_c_line_and_the_destroy_fix(programs):
+    from pybpf.verifier.explain import explain
+    ours = verify(programs["missing_destroy"])
+    e = explain(ours)
+    assert e.error_id == "reference-leak"
+    assert "iters.c" in e.source and "return sum;" in e.source
+    assert "iterator" in e.rule and "bpf_iter_num_destroy" in e.suggestion
+
+
+@pytest.mark.kernel
+def test_the_log_names_the_kfunc_as_the_kernel_does(programs):
+    """The kernel prints ``call bpf_iter_num_new#<btf id>``."""
+    prog = programs["explicit_calls"]
+    ours = verify(prog, log_level=2)
+    theirs = kernel_verdict_btf(prog)
+    names = set(re.findall(r"call (bpf_iter_num_\w+#\d+)", ours.log))
+    assert names and names <= set(re.findall(r"call (bpf_iter_num_\w+#\d+)",
+                                             theirs.log + _kernel_log2(prog)))
+
+
+def _kernel_log2(prog) -> str:
+    from pybpf import kernel
+    with kernel.load_program(prog, log_level=2) as kp:
+        return kp.log or ""
