@@ -85,6 +85,22 @@ def rcu_read_unlock(env, *_):
     return 0
 
 
+@kfunc("bpf_preempt_disable")
+def preempt_disable(env, *_):
+    return 0            # nothing preempts a run here
+
+
+@kfunc("bpf_preempt_enable")
+def preempt_enable(env, *_):
+    return 0
+
+
+@kfunc("bpf_modify_return_test_tp")
+def modify_return_test_tp(env, nonce, *_):
+    """A test hook: fires a tracepoint (none here) and returns its argument."""
+    return _s32(nonce) & 0xFFFFFFFFFFFFFFFF
+
+
 @functools.lru_cache(maxsize=None)
 def kfunc_name(btf_id: int) -> str | None:
     """The name of the kernel function with BTF id ``btf_id`` (None if there is none, or no

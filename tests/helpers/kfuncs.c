@@ -9,6 +9,9 @@ extern int *bpf_iter_num_next(struct bpf_iter_num *it) __ksym;
 extern void bpf_iter_num_destroy(struct bpf_iter_num *it) __ksym;
 extern void bpf_rcu_read_lock(void) __ksym;
 extern void bpf_rcu_read_unlock(void) __ksym;
+extern void bpf_preempt_disable(void) __ksym;
+extern void bpf_preempt_enable(void) __ksym;
+extern int bpf_modify_return_test_tp(int nonce) __ksym;
 
 /* sum the first n bytes after the Ethernet header, n from the packet (at most 32) */
 SEC("xdp")
@@ -60,7 +63,21 @@ int rcu_section(struct xdp_md *ctx)
 {
     bpf_rcu_read_lock();
     bpf_rcu_read_unlock();
+    bpf_preempt_disable();
+    bpf_preempt_enable();
     return 2;
+}
+
+/* a scalar kfunc: the packet's first word through bpf_modify_return_test_tp */
+SEC("xdp")
+int scalar_kfunc(struct xdp_md *ctx)
+{
+    int *words = (void *)(long)ctx->data;
+    int *end = (void *)(long)ctx->data_end;
+
+    if (words + 1 > end)
+        return 0;
+    return bpf_modify_return_test_tp(words[0]) & 0xffff;
 }
 
 char LICENSE[] SEC("license") = "GPL";

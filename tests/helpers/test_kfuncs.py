@@ -70,7 +70,16 @@ def test_iterator_ranges_and_their_errors_match_the_kernel(obj, start, end):
     assert stepped & 0xFFFFFFFF == want
 
 
-def test_rcu_read_side_markers_run(obj):
+@pytest.mark.parametrize("word", [0, 7, -1, 0x12345678])
+def test_a_scalar_kfunc_returns_what_the_kernels_does(obj, word):
+    program = obj.programs["scalar_kfunc"]
+    packet = struct.pack("<i", word) + bytes(60)
+    want = kernel_retval(program, packet)
+    for engine in engines(program):
+        assert engine.run(packet) & 0xFFFFFFFF == want
+
+
+def test_rcu_and_preemption_markers_run(obj):
     program = obj.programs["rcu_section"]
     want = kernel_retval(program, bytes(64))
     for engine in engines(program):
