@@ -1154,14 +1154,14 @@ def _emit(module: "ir.Module | str", opt: int, kind: str):
     import os
     import tempfile
 
-    import llvmlite.binding  # noqa: F401 - loaded once here, shared with the child
-
     text = str(module)
     with tempfile.TemporaryFile() as result, tempfile.TemporaryFile() as errors:
         pid = os.fork()
         if pid == 0:  # the child: compile, write the result, leave without cleanup
             code = 1
             try:
+                # llvmlite's binding loads in the child, alongside the parent's own imports of
+                # what follows (two cores: the two overlap)
                 import llvmlite.binding as llvm
 
                 os.dup2(errors.fileno(), 2)
