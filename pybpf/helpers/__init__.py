@@ -54,7 +54,7 @@ class Helper:
 HELPERS: dict[int, Helper] = {}
 
 #: modules that register helpers (imported lazily by :func:`get_helper`)
-FAMILIES = ["basic", "maps", "packet", "tracing", "misc"]
+FAMILIES = ["basic", "maps", "packet", "tracing", "misc", "dynptr"]
 _loaded = False
 
 
