@@ -28,6 +28,7 @@ from typing import Callable
 from .. import isa
 from ..helpers import HELPER_IDS
 from ..helpers.kfuncs import KFUNC_KEY
+from ..helpers.maps import MAX_TAIL_CALL_CNT
 from . import analysis as an
 from . import hashindex
 from .ring import RING_DECLARATIONS, RING_IR, RING_NATIVES
@@ -997,6 +998,8 @@ def _native_tail_call(g: FunctionGen, insn: isa.Instruction, pc: int) -> str | N
         return None
     e = g.e
     table = e(f"inttoptr i64 {g.mod.const(('tail_table', st[1]), g)} to ptr")
+    if g.plan.entry == 0:
+        _self_tail_jump(g, table, shape.max_entries)
     t = e(f"call i64 @pybpf.tail_prepare(ptr %ctx, ptr {table}, i64 {shape.max_entries}, "
           f"i64 {g.reg(3)}, i64 {st[1]}, i64 {pc})")
     go, miss, nest, join = (e.fresh(x)[1:] for x in ("tc.go", "tc.miss", "tc.nest",
@@ -1032,6 +1035,41 @@ def _native_tail_call(g: FunctionGen, insn: isa.Instruction, pc: int) -> str | N
     r0 = e(f"phi i64 [ {entered}, %{nest} ], [ {t}, %{miss} ]")
     _tail_return(g)
     return r0
+
+
+def _self_tail_jump(g: FunctionGen, table: str, n: int) -> None:
+    """The fast path of a tail call from a program's entry function (depth 0) to the very
+    program it is: the table's second half holds, per slot, this context's own address when
+    the slot's program is this one (:meth:`.tailcall.TailCalls.resolve`), so the jump needs
+    no target context, no hand-over and no settling -- count the chain (the kernel's
+    ``tail_call_cnt`` check, inline), give the budget back and jump (``musttail``, a direct
+    ``jmp``) to the start of this function with the run's r1/r2 on the same frame, as the
+    kernel's JIT reuses the caller's stack. Anything else (a miss, a full chain, another
+    program, a subprogram) goes on to ``pybpf.tail_prepare``."""
+    e = g.e
+    idx = e(f"and i64 {g.reg(3)}, {isa.U32}")
+    inside = e(f"icmp ult i64 {idx}, {n}")
+    look, check, go, slow = (e.fresh(x)[1:] for x in ("ts.look", "ts.check", "ts.go",
+                                                      "ts.slow"))
+    e.do(f"br i1 {inside}, label %{look}, label %{slow}")
+    e.label(look)
+    word = e(f"getelementptr i64, ptr {table}, i64 {e(f'add i64 {idx}, {n}')}")
+    mine = e(f"icmp eq i64 {e(f'load i64, ptr {word}, align 8')}, "
+             f"{e('ptrtoint ptr %ctx to i64')}")
+    top = e("icmp eq i64 %depth, 0")
+    e.do(f"br i1 {e(f'and i1 {mine}, {top}')}, label %{check}, label %{slow}")
+    e.label(check)
+    cnt = g.ctx_load("tail_cnt")
+    room = e(f"icmp ult i64 {cnt}, {MAX_TAIL_CALL_CNT}")
+    e.do(f"br i1 {room}, label %{go}, label %{slow}")
+    e.label(go)
+    g.ctx_store("tail_cnt", e(f"add i64 {cnt}, 1"))
+    g.ctx_store("budget", g.ctx_load("budget_full"))
+    r1, r2 = g.ctx_load("run_r1"), g.ctx_load("run_r2")
+    r = e(f"musttail call i64 @{g.mod.prefix}f0(ptr %ctx, i64 {r1}, i64 {r2}, i64 0, i64 0, "
+          "i64 0, i64 0)")
+    e.do(f"ret i64 {r}")
+    e.label(slow)
 
 
 #: native paths that call BPF code, after which the caller must test the status

@@ -231,7 +231,8 @@ class TailCalls:
     def table_address(self, index: int) -> int:
         rt = self.runtime()
         m = rt.vm.maps[index]
-        table = (ctypes.c_uint64 * max(m.max_entries, 1))()
+        # one word per slot for the general path, then one per slot for the self jump
+        table = (ctypes.c_uint64 * (2 * max(m.max_entries, 1)))()
         self.tables[index] = (table, list(m.entries))
         return ctypes.addressof(table)
 
@@ -280,7 +281,23 @@ class TailCalls:
         if jit.runtime.tails is not None:
             jit.runtime.tails.begin_run()
         table[slot] = jit.runtime.address
+        if self.is_self(target, jit):
+            table[len(table) // 2 + slot] = rt.address
         return jit.runtime.address
+
+    def is_self(self, target: Any, jit: Any) -> bool:
+        """Whether ``target`` is the caller's own program, run exactly as the caller runs it
+        (the same maps, helpers, program type and options): then a jump from the caller's
+        entry function may restart the caller on its own context -- what a separate target
+        instance would do, on the same input, maps and chain count (the stack is zeroed or
+        unread as on any entry), without handing anything over."""
+        owner = self.runtime()._program()
+        return (owner is not None and owner.program is target
+                and len(jit.maps) == len(owner.maps)
+                and all(a is b for a, b in zip(jit.maps, owner.maps))
+                and jit.vm.helper_overrides == owner.vm.helper_overrides
+                and jit.vm.prog_type is owner.vm.prog_type
+                and jit.compiled is owner.compiled)
 
     def target(self, target: Any) -> Any:
         """The JITProgram running ``target`` for this caller (made once, like the

@@ -348,6 +348,73 @@ def test_native_tail_call_pipelines_match_the_kernel(checked):
                 km.close()
 
 
+#: prog_array contents in turn (slot -> stage program): a self-calling stage 0, then one that
+#: leaves it for stage 1 (which jumps to slot 2), back, into stage 1 and back into stage 0
+#: (reached from a target now), and none (a miss falls through)
+SLOT_STATES = [{0: 0}, {0: 1}, {0: 0}, {0: 1, 2: 0}, {}]
+
+
+@pytest.mark.parametrize("checked", [True, False], ids=["checked", "unchecked"])
+def test_a_self_tail_call_follows_its_slot_changing_between_runs_like_the_interpreter(checked):
+    programs = pipeline([(0, 0), (1, 2)])
+    jit = linked(JITProgram, programs, checked=checked)
+    vm = linked(Interpreter, programs)
+    assert "ts.go" in jit.emit_llvm(optimised=False)      # the self jump is generated
+    for state in SLOT_STATES:
+        for engine in (jit, vm):
+            for slot in range(4):
+                if slot in state:
+                    engine.maps[0][slot] = programs[state[slot]]
+                elif engine.maps[0].program_at(slot) is not None:
+                    engine.maps[0].delete(slot)
+        for _ in range(2):
+            assert jit.run(PACKET) == vm.run(PACKET)
+        r0, _ = jit.time_runs(PACKET, 3)
+        assert r0 == vm.run(PACKET)
+        for _ in range(2):      # the interpreter makes the other two of those three runs
+            vm.run(PACKET)
+        assert dict(jit.maps[1].items()) == dict(vm.maps[1].items())
+    batch = [PACKET, PACKET[:20], PACKET]
+    jit.maps[0][0] = vm.maps[0][0] = programs[0]
+    assert jit.run_batch(batch) == [vm.run(p) for p in batch]
+    assert dict(jit.maps[1].items()) == dict(vm.maps[1].items())
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("checked", [True, False], ids=["checked", "unchecked"])
+def test_a_self_tail_call_follows_its_slot_changing_between_runs_like_the_kernel(checked):
+    from pybpf import kernel
+
+    programs = pipeline([(0, 0), (1, 2)])
+    for p in programs:
+        p.prog_type = "socket_filter"
+    jit = linked(JITProgram, programs, checked=checked)
+    kmaps = [kernel.KernelMap.create(s) for s in programs[0].maps]
+    loaded = []
+    try:
+        loaded = [kernel.load_program(p, maps=kmaps) for p in programs]
+        jit.maps[0].delete(1)           # linked() filled slot 1: both start as the kernel's
+        occupied: set[int] = set()
+        for state in SLOT_STATES:
+            for slot in range(4):
+                if slot in state:
+                    jit.maps[0][slot] = programs[state[slot]]
+                    kmaps[0].update(slot, loaded[state[slot]].fd)
+                    occupied.add(slot)
+                elif slot in occupied:
+                    jit.maps[0].delete(slot)
+                    kmaps[0].delete(slot)
+                    occupied.discard(slot)
+            for _ in range(2):
+                assert jit.run(PACKET) & 0xFFFFFFFF == loaded[0].test_run(PACKET).retval
+            assert dict(jit.maps[1].items()) == dict(kmaps[1].items())
+    finally:
+        for kp in loaded:
+            kp.close()
+        for km in kmaps:
+            km.close()
+
+
 # --- LRU and per-CPU lookups ----------------------------------------------------------------------
 
 def lru_ops_program(kind: str, ops: list[tuple[bool, int]]) -> str:
