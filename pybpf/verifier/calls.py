@@ -15,6 +15,7 @@ from .. import helpers as helper_table
 from ..helpers.ids import HELPER_IDS, NAMES_BY_ID
 from . import bounds as bd
 from . import callbacks as cbk
+from . import dynptr
 from .callbacks import CALLBACK_HELPER_IDS
 from . import memory as mem
 from . import precision
@@ -94,6 +95,19 @@ FALLBACK_PROTOS: dict[str, tuple[str, tuple[str, ...]]] = {
     "get_stackid": ("integer", ("ptr_to_ctx", "const_map_ptr", "anything")),
     "spin_lock": ("void", ("ptr_to_spin_lock",)),
     "spin_unlock": ("void", ("ptr_to_spin_lock",)),
+    # dynptrs (dynptr.py), the kernel's bpf_*_proto of kernel/bpf/helpers.c and ringbuf.c
+    "dynptr_from_mem": ("integer", ("ptr_to_uninit_mem", "const_size_or_zero", "anything",
+                                    "ptr_to_dynptr|local|uninit")),
+    "ringbuf_reserve_dynptr": ("integer", ("const_map_ptr", "anything", "anything",
+                                           "ptr_to_dynptr|ringbuf|uninit")),
+    "ringbuf_submit_dynptr": ("void", ("ptr_to_dynptr|ringbuf|release", "anything")),
+    "ringbuf_discard_dynptr": ("void", ("ptr_to_dynptr|ringbuf|release", "anything")),
+    "dynptr_read": ("integer", ("ptr_to_uninit_mem", "const_size_or_zero",
+                                "ptr_to_dynptr|rdonly", "anything", "anything")),
+    "dynptr_write": ("integer", ("ptr_to_dynptr|rdonly", "anything", "ptr_to_mem|rdonly",
+                                 "const_size_or_zero", "anything")),
+    "dynptr_data": ("ptr_to_dynptr_mem_or_null", ("ptr_to_dynptr|rdonly", "anything",
+                                                  "const_alloc_size_or_zero")),
 }
 
 #: helpers that may move packet data: every packet pointer is invalidated after them
@@ -116,6 +130,7 @@ _HELPER_MAPS = {
     "tail_call": {"prog_array"},
     "perf_event_output": {"perf_event_array"}, "perf_event_read": {"perf_event_array"},
     "ringbuf_output": {"ringbuf"}, "ringbuf_reserve": {"ringbuf"}, "ringbuf_query": {"ringbuf"},
+    "ringbuf_reserve_dynptr": {"ringbuf"},
     "get_stackid": {"stack_trace"},
     "map_push_elem": {"queue", "stack", "bloom_filter"},
     "map_pop_elem": {"queue", "stack"},
@@ -245,6 +260,8 @@ def check_helper_call(env, state, insn, pc: int) -> None:
     release_ref = 0
     callback_pc = None
     last_mem: tuple | None = None   # (regno, reg, write) of a memory arg awaiting its size
+    dmeta: dict = {}                # the dynptr argument (dynptr.process_arg)
+    release_dynptr = False
     for i, kind in enumerate(args):
         regno = i + 1
         r = regs[regno]
@@ -355,6 +372,14 @@ def check_helper_call(env, state, insn, pc: int) -> None:
                              f"disallowed", "modified-ptr", pc, regno=regno)
             callback_pc = r.subprog
             continue
+        if base == "ptr_to_dynptr":
+            if r.type != st.STACK:
+                raise _type_error(regno, r, "fp, dynptr_ptr", pc)
+            if "release" in flags:
+                dynptr.check_release_arg(env, state, r, regno, pc)
+                release_dynptr = True
+            dynptr.process_arg(env, state, r, regno, flags, pc, dmeta)
+            continue
         if base in ("ptr_to_stack",):
             if "maybe_null" in flags and _is_null(r):
                 continue
@@ -395,6 +420,11 @@ def check_helper_call(env, state, insn, pc: int) -> None:
         if r3.type == st.SCALAR and not r3.var_off.mask and \
                 r3.var_off.value < env.maps[meta_map].max_entries:
             precision.mark_regs(env, state, (3,))
+    if release_dynptr:
+        dynptr.release(env, state, dmeta, pc)
+    if name == "dynptr_from_mem" and regs[1].type != st.MAP_VALUE:
+        raise Reject(f"Unsupported reg type {mem.reg_type_str(regs[1])} for "
+                     f"bpf_dynptr_from_mem data", "dynptr-from-mem", pc)
     if release_ref:
         if release_ref not in state.refs:
             raise Reject("reference has not been acquired before", "unacquired-ref", pc)
@@ -432,6 +462,13 @@ def check_helper_call(env, state, insn, pc: int) -> None:
         r0.id = env.new_id()
         r0.ref_obj_id = r0.id
         state.refs[r0.id] = pc
+    elif base_ret == "ptr_to_dynptr_mem":   # RET_PTR_TO_DYNPTR_MEM_OR_NULL
+        # a slice of the dynptr: invalid once the dynptr is destroyed or released
+        r0 = RegState.pointer(st.MEM_OR_NULL, mem_size=meta_size or 0)
+        r0.id = env.new_id()
+        _, _, dynptr_id, ref = dmeta["dynptr"]
+        r0.subprog = dynptr_id
+        r0.ref_obj_id = ref
     else:
         raise Reject(f"helper bpf_{name}#{hid} return kind '{ret}' is not supported by "
                      f"pybpf's verifier", "unsupported-helper", pc, helper=name)

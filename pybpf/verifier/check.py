@@ -958,7 +958,9 @@ MAP_IN_MAP = ("array_of_maps", "hash_of_maps")
 def _mark_ptr_or_null(env, state: VerifierState, regno: int, is_null: bool) -> None:
     reg = state.cur.regs[regno]
     rid, ref = reg.id, reg.ref_obj_id
-    if is_null and ref:
+    # only a pointer that is itself the reference (a ring buffer record) releases it when
+    # null; a dynptr slice shares its dynptr's reference, which stays (mark_ptr_or_null_regs)
+    if is_null and ref and ref == rid:
         state.refs.pop(ref, None)
     for r in state.all_regs():
         if r.type in st.NULLABLE and r.id == rid:
@@ -1341,6 +1343,15 @@ def _stacksafe(env: Env, old: FuncState, cur: FuncState, idmap: dict, rev: dict,
         cslot = cur.stack.get(spi)
         ctypes = cslot.types if cslot is not None else st.INVALID * 8
         otypes = oslot.types
+        if otypes[0] == st.DYNPTR and oslot.spilled is not None:
+            # a dynptr: same kind and slot, a consistent reference (stacksafe's STACK_DYNPTR)
+            if cslot is None or ctypes != otypes or cslot.spilled is None or \
+                    oslot.spilled.map != cslot.spilled.map or \
+                    oslot.spilled.range != cslot.spilled.range or \
+                    not _check_ids(oslot.spilled.ref_obj_id, cslot.spilled.ref_obj_id,
+                                   idmap, rev):
+                return False
+            continue
         if otypes[0] == st.ITER:
             # an iterator: same state and a consistent reference, any depth (stacksafe's
             # STACK_ITER case)

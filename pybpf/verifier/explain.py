@@ -72,8 +72,18 @@ RULES: dict[str, str] = {
     "div-by-zero": "division or modulo by a constant zero",
     "invalid-shift": "shift amounts must be smaller than the register width",
     "frame-pointer-write": "r10 (the frame pointer) is read-only",
-    "reference-leak": "every acquired object (ring buffer record, socket, iterator) must be "
-                      "released on every path",
+    "reference-leak": "every acquired object (ring buffer record or dynptr, socket, "
+                      "iterator) must be released on every path",
+    "dynptr-init": "a dynptr is created in a struct bpf_dynptr on the stack, at an 8-byte "
+                   "aligned offset, where no referenced dynptr is live",
+    "dynptr-uninit": "a dynptr argument must be a struct bpf_dynptr initialised by "
+                     "bpf_dynptr_from_mem or bpf_ringbuf_reserve_dynptr and not yet released "
+                     "or overwritten",
+    "dynptr-kind": "this helper only takes a dynptr of the kind named (ring buffer or local)",
+    "dynptr-overwrite": "the bytes of a struct bpf_dynptr may only be changed through the "
+                        "dynptr helpers; a ring buffer dynptr must be submitted or discarded "
+                        "before its slot is reused",
+    "dynptr-from-mem": "bpf_dynptr_from_mem takes a map value as its memory",
     "kfunc-arg": "a kernel function's arguments must match its prototype: an iterator is an "
                  "8-byte-aligned stack slot, set up by bpf_iter_num_new once before next and "
                  "destroy, and not used after bpf_iter_num_destroy",
@@ -274,7 +284,18 @@ def _suggest(eid: str, f: dict, line: str | None, result) -> str:
         if acquired is not None and acquired.src == isa.CALL_KFUNC:
             return ("call bpf_iter_num_destroy(&it) on every path after the loop (libbpf's "
                     "bpf_for/bpf_repeat do it for you through __attribute__((cleanup)))")
+        if acquired is not None and acquired.imm == 198:   # bpf_ringbuf_reserve_dynptr
+            return ("call bpf_ringbuf_submit_dynptr(&ptr, 0) or bpf_ringbuf_discard_dynptr"
+                    "(&ptr, 0) on every path, also when the reservation failed")
         return "submit or discard the reserved record on every path (bpf_ringbuf_submit)"
+    if eid == "dynptr-overwrite":
+        return ("use a separate struct bpf_dynptr variable for other data, and submit or "
+                "discard a ring buffer dynptr before reusing it")
+    if eid in ("dynptr-init", "dynptr-uninit", "dynptr-kind"):
+        return ("declare `struct bpf_dynptr ptr;` as its own local variable, initialise it "
+                "once with bpf_dynptr_from_mem/bpf_ringbuf_reserve_dynptr and pass `&ptr`")
+    if eid == "dynptr-from-mem":
+        return "look the memory up in a map (an array map value) and pass that pointer"
     if eid == "kfunc-region":
         return "end the region (bpf_rcu_read_unlock / bpf_preempt_enable) before returning"
     if eid == "readonly-mem":

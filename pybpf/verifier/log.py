@@ -14,6 +14,7 @@ from .. import isa
 from ..helpers.ids import NAMES_BY_ID
 from . import bounds as bd
 from . import state as st
+from . import dynptr
 from .state import RegState
 
 _SIZE = {isa.W: "u32", isa.H: "u16", isa.B: "u8", isa.DW: "u64"}
@@ -232,6 +233,9 @@ def state_text(state, *, regs: set | None = None, slots: set | None = None, maps
             slot = f.stack[spi]
             if slot.types[7] == st.SPILL and slot.spilled is not None:
                 out.append(f" fp{-(spi + 1) * 8}={_spill_text(slot, f.frameno, maps)}")
+            elif slot.types[0] == st.DYNPTR and slot.spilled is not None:
+                if slot.spilled.range == 1:
+                    out.append(f" fp{-(spi + 1) * 8}={dynptr.slot_text(slot)}")
             elif slot.types[0] == st.ITER and slot.spilled is not None:
                 it = slot.spilled
                 out.append(f" fp{-(spi + 1) * 8}=iter_num(ref_id={it.ref_obj_id},"
@@ -255,6 +259,9 @@ def frame_text(state, fr: int, maps=None) -> str:
         slot = f.stack[spi]
         if slot.types[7] == st.SPILL and slot.spilled is not None:
             out.append(f" fp{-(spi + 1) * 8}={_spill_text(slot, f.frameno, maps)}")
+        elif slot.types[0] == st.DYNPTR and slot.spilled is not None:
+            if slot.spilled.range == 1:
+                out.append(f" fp{-(spi + 1) * 8}={dynptr.slot_text(slot)}")
         elif slot.types[0] == st.ITER and slot.spilled is not None:
             it = slot.spilled
             out.append(f" fp{-(spi + 1) * 8}=iter_num(ref_id={it.ref_obj_id},"
@@ -337,7 +344,10 @@ class VerifierLog:
                     slots = {spi for spi in range((-hi - 1) // 8, (-lo - 1) // 8 + 1)
                              if spi in state.cur.stack}
         live = {i for i in regs if state.cur.regs[i].type != st.NOT_INIT}
-        return state_text(state, regs=live, slots=slots, maps=self.maps)
+        text = state_text(state, regs=live, slots=slots, maps=self.maps)
+        # scratched slots with nothing left to print (a released dynptr) still end the line
+        # with the kernel's ";"
+        return text or (_EMPTY if slots else "")
 
     def insn(self, pc: int, insn, state, start: int | None = None,
              label: int | None = None, lazy: bool = False) -> None:
@@ -412,7 +422,11 @@ def _inline(text: str, tail: str) -> str:
     """``text`` padded to the kernel's column for the state after ``;``."""
     pad = max(40, len(text) + 1 + 4)
     pad = (pad + 7) // 8 * 8 - (len(text) + 1) - 1
-    return text + " " * pad + ";" + tail
+    return text + " " * pad + ";" + tail.replace(_EMPTY, "")
+
+
+#: a state after an instruction that prints as a bare ";"
+_EMPTY = "\0"
 
 
 def summary_line(env) -> str:

@@ -175,6 +175,8 @@ def stack_write(env, state, r: RegState, regno: int, off: int, size: int,
     frame = frame_of(state, r)
     lo, hi = _stack_bounds(r, regno, off, size, "write", pc)
     _touch(frame, lo)
+    # a store into a dynptr's slot destroys the dynptr (destroy_if_dynptr_stack_slot)
+    _dynptr.destroy_range(env, state, frame, lo, hi, pc)
     if r.var_off.mask:
         writing_zero = (value is not None and value.is_const() and value.var_off.value == 0) \
             or (value is None and imm == 0)
@@ -329,6 +331,7 @@ def stack_helper_access(env, state, r: RegState, regno: int, size: int, write: b
         # the slots a helper touched are printed after the call (scratched)
         env.log.scratched.update(range((-(hi - 1) - 1) // 8, (-lo - 1) // 8 + 1))
     if write:
+        _dynptr.check_helper_write(frame, lo, hi, pc)
         for b in range(lo, hi):
             k = -b - 1
             slot = frame.stack.get(k // 8)
@@ -343,3 +346,7 @@ def stack_helper_access(env, state, r: RegState, regno: int, size: int, write: b
             _set_byte(frame, b, st.MISC)
         return
     _stack_range_value(env, frame, regno, lo, hi, r.off, pc, "helper")
+
+
+# dynptr.py needs Reject from this module
+from . import dynptr as _dynptr  # noqa: E402

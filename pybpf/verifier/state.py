@@ -39,6 +39,8 @@ FUNC = "func"
 SOCK_COMMON_OR_NULL = "sock_common_or_null"
 #: the register kept in an iterator stack slot (kfuncs.py): its reference, state and depth
 ITER_REG = "iter"
+#: the register kept in each of a dynptr's two stack slots (dynptr.py)
+DYNPTR_REG = "dynptr"
 
 # a scalar id carrying a constant delta to the registers sharing it (``r1 = r2; r1 += 4``,
 # the kernel's BPF_ADD_CONST64/32 flags; the delta is kept in ``off``)
@@ -54,6 +56,8 @@ PACKET_TYPES = (PACKET, PACKET_META)
 INVALID, MISC, ZERO, SPILL = "?", "m", "0", "r"
 # an open-coded iterator (the kernel's STACK_ITER), whole 8-byte slots only (kfuncs.py)
 ITER = "i"
+# a dynptr (the kernel's STACK_DYNPTR): two whole slots (dynptr.py)
+DYNPTR = "d"
 
 
 _new = object.__new__
