@@ -32,7 +32,7 @@ from ..helpers.maps import MAX_TAIL_CALL_CNT
 from . import analysis as an
 from . import hashindex
 from .ring import RING_DECLARATIONS, RING_IR, RING_NATIVES
-from .tailcall import TAIL_DECLARATION, TAIL_IR
+from .tailcall import FULL as TAIL_FULL, HANDED, TAIL_DECLARATION, TAIL_IR
 from .layout import CTX_FIELDS, FRAMES, MODE_CALLX, MODE_HELPER, REGION_WORDS, Fault
 
 C = CTX_FIELDS
@@ -999,7 +999,7 @@ def _native_tail_call(g: FunctionGen, insn: isa.Instruction, pc: int) -> str | N
     e = g.e
     table = e(f"inttoptr i64 {g.mod.const(('tail_table', st[1]), g)} to ptr")
     if g.plan.entry == 0:
-        _self_tail_jump(g, table, shape.max_entries)
+        _entry_tail_jump(g, table, shape.max_entries)
     t = e(f"call i64 @pybpf.tail_prepare(ptr %ctx, ptr {table}, i64 {shape.max_entries}, "
           f"i64 {g.reg(3)}, i64 {st[1]}, i64 {pc})")
     go, miss, nest, join = (e.fresh(x)[1:] for x in ("tc.go", "tc.miss", "tc.nest",
@@ -1013,17 +1013,7 @@ def _native_tail_call(g: FunctionGen, insn: isa.Instruction, pc: int) -> str | N
         top = e("icmp eq i64 %depth, 0")
         e.do(f"br i1 {top}, label %{jump}, label %{nest}")
         e.label(jump)
-        g.ctx_store("status", str(int(Fault.TAILJUMP)))
-        g.ctx_store("jumped", t)
-        words = {}
-        for name in ("entry", "run_r1", "run_r2"):
-            words[name] = e(f"getelementptr i64, ptr {tp}, i64 {C[name]}")
-        fn = e(f"load ptr, ptr {words['entry']}, align 8")
-        r1 = e(f"load i64, ptr {words['run_r1']}, align 8")
-        r2 = e(f"load i64, ptr {words['run_r2']}, align 8")
-        r = e(f"musttail call i64 {fn}(ptr {tp}, i64 {r1}, i64 {r2}, i64 0, i64 0, i64 0, "
-              "i64 0)")
-        e.do(f"ret i64 {r}")
+        _jump(g, tp, t)
     else:
         e.do(f"br label %{nest}")
     e.label(nest)
@@ -1037,27 +1027,51 @@ def _native_tail_call(g: FunctionGen, insn: isa.Instruction, pc: int) -> str | N
     return r0
 
 
-def _self_tail_jump(g: FunctionGen, table: str, n: int) -> None:
-    """The fast path of a tail call from a program's entry function (depth 0) to the very
-    program it is: the table's second half holds, per slot, this context's own address when
-    the slot's program is this one (:meth:`.tailcall.TailCalls.resolve`), so the jump needs
-    no target context, no hand-over and no settling -- count the chain (the kernel's
-    ``tail_call_cnt`` check, inline), give the budget back and jump (``musttail``, a direct
-    ``jmp``) to the start of this function with the run's r1/r2 on the same frame, as the
-    kernel's JIT reuses the caller's stack. Anything else (a miss, a full chain, another
-    program, a subprogram) goes on to ``pybpf.tail_prepare``."""
+def _jump(g: FunctionGen, tp: str, t: str) -> None:
+    """Jump (``musttail``) from the entry function at depth 0 into the target context ``tp``
+    (address ``t``), handed over already. The chain's *root* -- the context its driver or
+    ``pybpf.tail_enter`` called -- records that it jumped and to which context, so settling
+    the run is one step to the last context, whatever the chain's length."""
+    e = g.e
+    root_i = g.ctx_load("root")
+    root = e(f"inttoptr i64 {root_i} to ptr")
+    e.do(f"store i64 {int(Fault.TAILJUMP)}, ptr {root}, align 8")     # status is word 0
+    jumped = e(f"getelementptr i64, ptr {root}, i64 {C['jumped']}")
+    e.do(f"store i64 {t}, ptr {jumped}, align 8")
+    words = {name: e(f"getelementptr i64, ptr {tp}, i64 {C[name]}")
+             for name in ("root", "entry", "run_r1", "run_r2")}
+    e.do(f"store i64 {root_i}, ptr {words['root']}, align 8")
+    fn = e(f"load ptr, ptr {words['entry']}, align 8")
+    r1 = e(f"load i64, ptr {words['run_r1']}, align 8")
+    r2 = e(f"load i64, ptr {words['run_r2']}, align 8")
+    r = e(f"musttail call i64 {fn}(ptr {tp}, i64 {r1}, i64 {r2}, i64 0, i64 0, i64 0, i64 0)")
+    e.do(f"ret i64 {r}")
+
+
+def _entry_tail_jump(g: FunctionGen, table: str, n: int) -> None:
+    """The fast paths of a tail call from a program's entry function (depth 0), inline as
+    the kernel's JIT emits its tail call (bounds check, ``tail_call_cnt`` check, load of the
+    target, jump); anything else -- a miss, a full chain, a slot not resolved yet, a call
+    from deeper down -- goes on to ``pybpf.tail_prepare`` after this.
+
+    * The slot holds this very program (the table's second half holds this context's own
+      address then, :meth:`.tailcall.TailCalls.resolve`): restart this function on its own
+      context -- no hand-over, no settling; the budget is given back and the jump is a
+      direct ``jmp`` reusing the frame, as the kernel reuses the caller's stack.
+    * The slot's target context is known: hand it the run's state (:data:`.tailcall.HANDED`,
+      the chain count, its input window) and jump (:func:`_jump`)."""
     e = g.e
     idx = e(f"and i64 {g.reg(3)}, {isa.U32}")
     inside = e(f"icmp ult i64 {idx}, {n}")
-    look, check, go, slow = (e.fresh(x)[1:] for x in ("ts.look", "ts.check", "ts.go",
-                                                      "ts.slow"))
+    look, check, go, known, kcheck, kgo, slow = (e.fresh(x)[1:] for x in (
+        "ts.look", "ts.check", "ts.go", "tk.known", "tk.check", "tk.go", "ts.slow"))
     e.do(f"br i1 {inside}, label %{look}, label %{slow}")
     e.label(look)
+    top = e("icmp eq i64 %depth, 0")
     word = e(f"getelementptr i64, ptr {table}, i64 {e(f'add i64 {idx}, {n}')}")
     mine = e(f"icmp eq i64 {e(f'load i64, ptr {word}, align 8')}, "
              f"{e('ptrtoint ptr %ctx to i64')}")
-    top = e("icmp eq i64 %depth, 0")
-    e.do(f"br i1 {e(f'and i1 {mine}, {top}')}, label %{check}, label %{slow}")
+    e.do(f"br i1 {e(f'and i1 {mine}, {top}')}, label %{check}, label %{known}")
     e.label(check)
     cnt = g.ctx_load("tail_cnt")
     room = e(f"icmp ult i64 {cnt}, {MAX_TAIL_CALL_CNT}")
@@ -1069,6 +1083,33 @@ def _self_tail_jump(g: FunctionGen, table: str, n: int) -> None:
     r = e(f"musttail call i64 @{g.mod.prefix}f0(ptr %ctx, i64 {r1}, i64 {r2}, i64 0, i64 0, "
           "i64 0, i64 0)")
     e.do(f"ret i64 {r}")
+    e.label(known)
+    d = e(f"load i64, ptr {e(f'getelementptr i64, ptr {table}, i64 {idx}')}, align 8")
+    target = e(f"icmp ugt i64 {d}, {TAIL_FULL}")
+    e.do(f"br i1 {e(f'and i1 {target}, {top}')}, label %{kcheck}, label %{slow}")
+    e.label(kcheck)
+    kcnt = g.ctx_load("tail_cnt")
+    kroom = e(f"icmp ult i64 {kcnt}, {MAX_TAIL_CALL_CNT}")
+    e.do(f"br i1 {kroom}, label %{kgo}, label %{slow}")
+    e.label(kgo)
+    tp = e(f"inttoptr i64 {d} to ptr")
+
+    def put(name: str, value: str) -> None:
+        e.do(f"store i64 {value}, ptr {e(f'getelementptr i64, ptr {tp}, i64 {C[name]}')}, "
+             "align 8")
+
+    put("tail_cnt", e(f"add i64 {kcnt}, 1"))
+    handed = {name: g.ctx_load(name) for name in HANDED}
+    for name, value in handed.items():
+        put(name, value)
+    put("budget", handed["budget_full"])
+    put("status", "0")
+    table_word = e(f"getelementptr i64, ptr {tp}, i64 {C['regions']}")
+    regions = e(f"inttoptr i64 {e(f'load i64, ptr {table_word}, align 8')} to ptr")
+    e.do(f"store i64 {handed['data_lo']}, ptr {regions}, align 8")     # entry 0: the input
+    span = e(f"getelementptr i64, ptr {regions}, i64 1")
+    e.do(f"store i64 {handed['data_len']}, ptr {span}, align 8")
+    _jump(g, tp, d)
     e.label(slow)
 
 

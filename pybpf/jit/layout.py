@@ -39,7 +39,8 @@ CTX_FIELDS: dict[str, int] = {name: i for i, name in enumerate((
     "budget_full",  # the budget each run (and each tail-call target) starts with
     "run_r1",       # r1 and r2 the run started with (a tail-call target starts with them)
     "run_r2",
-    "jumped",       # Fault.TAILJUMP: the context of the target this one jumped to
+    "jumped",       # Fault.TAILJUMP: the context of the last target of this one's chain
+    "root",         # the context whose Fault.TAILJUMP and jumped this chain's jumps record
 ))}
 FRAMES = len(CTX_FIELDS)                      # frames[depth]: lowest address of stack frame
 CTX_WORDS = FRAMES + isa.MAX_CALL_DEPTH
@@ -63,8 +64,8 @@ class Fault(enum.IntEnum):
     CALLX = 9        # callx to a value that is neither a subprogram nor a helper id
     TAILRET = 10     # a tail call replaced the calling function: it returns exit_value
     TAILFAULT = 11   # a native tail-call target faulted: fault_addr = the target's context
-    TAILJUMP = 12    # the entry function jumped to a tail-call target (its context: jumped);
-                     # the run's outcome is in the last context of that chain (tail_settle)
+    TAILJUMP = 12    # the chain started here (root) jumped to tail-call targets, the last of
+                     # which (jumped) holds the run's outcome (tail_settle)
 
 
 #: helper trampoline modes (its second argument)

@@ -91,6 +91,7 @@ class Runtime:
         w[C["text"]] = vm.text.address
         w[C["consts"]] = ctypes.addressof(self._const_table)
         w[C["rng"]] = int.from_bytes(os.urandom(8), "little") | 1
+        w[C["root"]] = self.address     # a chain started here records its jumps here
         for d, fp in enumerate(vm.frame_pointers):
             w[FRAMES + d] = fp - isa.STACK_SIZE
         _RUNTIMES[self.address] = self

@@ -133,20 +133,13 @@ entry:
 {_word("%ctx", "status", "sp")}
   %st0 = load i64, ptr %sp, align 8
   %jumped0 = icmp eq i64 %st0, {int(Fault.TAILJUMP)}
-  br i1 %jumped0, label %follow, label %done
-follow:
-  %c = phi ptr [ %ctx, %entry ], [ %next, %again ]
+  br i1 %jumped0, label %last, label %done
+last:
+{_word("%ctx", "jumped", "cjp")}
+  %c.i = load i64, ptr %cjp, align 8
+  %c = inttoptr i64 %c.i to ptr
 {_word("%c", "status", "csp")}
   %cst = load i64, ptr %csp, align 8
-  %more = icmp eq i64 %cst, {int(Fault.TAILJUMP)}
-  br i1 %more, label %again, label %last
-again:
-  store i64 0, ptr %csp, align 8
-{_word("%c", "jumped", "cjp")}
-  %next.i = load i64, ptr %cjp, align 8
-  %next = inttoptr i64 %next.i to ptr
-  br label %follow
-last:
 {_copy("%c", "%ctx", "rng", "c")}
 {_copy("%c", "%ctx", "tail_cnt", "c")}
   %ok = icmp eq i64 %cst, 0
@@ -161,7 +154,6 @@ clean:
 fault:
   store i64 {int(Fault.TAILFAULT)}, ptr %sp, align 8
 {_word("%ctx", "fault_addr", "fap")}
-  %c.i = ptrtoint ptr %c to i64
   store i64 %c.i, ptr %fap, align 8
   br label %done
 done:
@@ -170,6 +162,9 @@ done:
 
 define i64 @pybpf.tail_enter(ptr %ctx, ptr %t, i64 %pc) nounwind {{
 entry:
+{_word("%t", "root", "trp")}
+  %t.i = ptrtoint ptr %t to i64
+  store i64 %t.i, ptr %trp, align 8
 {_word("%t", "entry", "tep")}
   %entry.fn = load ptr, ptr %tep, align 8
 {_word("%t", "run_r1", "r1p")}
@@ -200,7 +195,6 @@ fault:
 {_word("%ctx", "status", "fsp")}
   store i64 {int(Fault.TAILFAULT)}, ptr %fsp, align 8
 {_word("%ctx", "fault_addr", "fap")}
-  %t.i = ptrtoint ptr %t to i64
   store i64 %t.i, ptr %fap, align 8
 {_word("%ctx", "fault_pc", "fpp")}
   store i64 %pc, ptr %fpp, align 8
