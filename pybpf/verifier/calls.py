@@ -432,7 +432,10 @@ def check_helper_call(env, state, insn, pc: int) -> None:
         for reg in state.all_regs():
             if reg.ref_obj_id == release_ref:
                 _invalidate(env, reg)
-    if name in CHANGES_PKT_DATA:
+    changes_data = name in CHANGES_PKT_DATA or (
+        name == "dynptr_write" and dmeta["dynptr"][4] in dynptr.PACKET_KINDS)
+    if changes_data:
+        dynptr.invalidate_packet_slices(env, state)
         for reg in state.all_regs():
             if reg.type in (st.PACKET, st.PACKET_META, st.PACKET_END):
                 _invalidate(env, reg)
@@ -466,7 +469,10 @@ def check_helper_call(env, state, insn, pc: int) -> None:
         # a slice of the dynptr: invalid once the dynptr is destroyed or released
         r0 = RegState.pointer(st.MEM_OR_NULL, mem_size=meta_size or 0)
         r0.id = env.new_id()
-        _, _, dynptr_id, ref = dmeta["dynptr"]
+        _, _, dynptr_id, ref, kind = dmeta["dynptr"]
+        if kind in dynptr.PACKET_KINDS:
+            raise Reject(f"bpf_dynptr_data on a {kind} dynptr is not supported by pybpf's "
+                         "verifier", "unsupported", pc)
         r0.subprog = dynptr_id
         r0.ref_obj_id = ref
     else:

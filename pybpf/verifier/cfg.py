@@ -125,6 +125,13 @@ def _call_uses(insn) -> int:
         proto = get_proto(insn.imm)
         if proto is not None:
             return ((1 << (len(proto[2]) + 1)) - 1) & ~1
+    if insn.src == isa.CALL_KFUNC:
+        # the dynptr kfuncs read their prototype's arguments, as the kernel's liveness shows
+        # (the iterator kfuncs keep r1-r5: docs/verifier-differences.md)
+        from .kfuncs import lookup
+        k = lookup(insn)
+        if k is not None and k.role.startswith("dynptr_"):
+            return ((1 << (k.nargs + 1)) - 1) & ~1
     return 0x3E
 
 

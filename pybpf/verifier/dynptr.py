@@ -33,6 +33,10 @@ from .state import RegState
 DYNPTR_SIZE = 16
 #: dynptr kinds that hold an acquired reference (dynptr_type_refcounted)
 REFCOUNTED = frozenset({"ringbuf"})
+#: the types of a dynptr's data slices (bpf_dynptr_data, bpf_dynptr_slice[_rdwr])
+SLICE_TYPES = (st.MEM, st.MEM_OR_NULL, st.RDONLY_MEM, st.RDONLY_MEM_OR_NULL)
+#: dynptr kinds over packet data: their slices die when the packet may move
+PACKET_KINDS = frozenset({"skb", "xdp"})
 #: kind flags an argument kind may carry (DYNPTR_TYPE_*)
 KINDS = ("local", "ringbuf", "skb", "xdp")
 
@@ -110,7 +114,7 @@ def _invalidate(env, state, frame, spi: int) -> None:
     frame.stack[spi] = st.StackSlot()
     frame.stack[spi - 1] = st.StackSlot()
     for reg in state.all_regs():
-        if reg.type in (st.MEM, st.MEM_OR_NULL) and reg.subprog == dynptr_id and dynptr_id:
+        if reg.type in SLICE_TYPES and reg.subprog == dynptr_id and dynptr_id:
             _mark_invalid(env, reg)
 
 
@@ -173,7 +177,7 @@ def process_arg(env, state, r: RegState, regno: int, flags: set[str], pc: int, m
     if kind is not None and d.map != kind:
         raise Reject(f"Expected a dynptr of type {kind} as arg #{regno - 1}", "dynptr-kind",
                      pc, regno=regno)
-    meta["dynptr"] = (frame, spi, d.id, d.ref_obj_id)
+    meta["dynptr"] = (frame, spi, d.id, d.ref_obj_id, d.map)
 
 
 def check_release_arg(env, state, r: RegState, regno: int, pc: int) -> None:
@@ -188,7 +192,7 @@ def check_release_arg(env, state, r: RegState, regno: int, pc: int) -> None:
 def release(env, state, meta: dict, pc: int) -> None:
     """``unmark_stack_slots_dynptr``: release the reference, invalidate the dynptr's slots,
     its clones and every slice carrying the reference."""
-    frame, spi, dynptr_id, ref = meta["dynptr"]
+    frame, spi, dynptr_id, ref, _kind = meta["dynptr"]
     if not ref:
         _invalidate(env, state, frame, spi)
         return
@@ -215,3 +219,11 @@ def slot_text(slot) -> str | None:
         # both slots also carry the dynptr's id as their dynptr_id
         parts.append(f"dynptr_id={d.id}")
     return f"dynptr_{d.map}({','.join(parts)})"
+
+
+def invalidate_packet_slices(env, state) -> None:
+    """``clear_all_pkt_pointers`` also invalidates slices of skb and xdp dynptrs (their kind is
+    kept in the slice's ``map`` field)."""
+    for reg in state.all_regs():
+        if reg.type in SLICE_TYPES and reg.map in PACKET_KINDS:
+            _mark_invalid(env, reg)

@@ -59,7 +59,20 @@ KFUNCS = {k.name: k for k in (
     Kfunc("bpf_preempt_disable", "preempt_disable", 0),
     Kfunc("bpf_preempt_enable", "preempt_enable", 0),
     Kfunc("bpf_modify_return_test_tp", "scalar", 1, "scalar"),
+    Kfunc("bpf_dynptr_from_skb", "dynptr_from_pkt", 3, "scalar"),
+    Kfunc("bpf_dynptr_from_xdp", "dynptr_from_pkt", 3, "scalar"),
+    Kfunc("bpf_dynptr_slice", "dynptr_slice", 4),
+    Kfunc("bpf_dynptr_slice_rdwr", "dynptr_slice", 4),
 )}
+
+#: the packet dynptr constructors: the dynptr kind and the program types pybpf lets call them
+#: (compared with the kernel; others are refused as the kernel refuses them, or as not
+#: supported where pybpf has not compared)
+PACKET_DYNPTR = {"bpf_dynptr_from_skb": ("skb", frozenset({"sched_cls", "sched_act"})),
+                 "bpf_dynptr_from_xdp": ("xdp", frozenset({"xdp"}))}
+#: program types in which the kernel refuses a packet dynptr constructor (probed)
+PACKET_DYNPTR_REFUSED = {"bpf_dynptr_from_skb": frozenset({"xdp"}),
+                         "bpf_dynptr_from_xdp": frozenset({"sched_cls", "sched_act"})}
 
 #: kfuncs the kernel lets a program call while it holds a bpf_spin_lock (kfunc_spin_allowed:
 #: of those modelled, the numeric iterator)
@@ -175,6 +188,14 @@ def check_kfunc_call(env, state, insn, pc: int):
         _scalar_args(state, 1, k.nargs, pc)
         regs = _clobber(env, state, pc)
         regs[0] = RegState.scalar_unknown() if k.ret == "scalar" else RegState()
+    elif k.role == "dynptr_from_pkt":
+        _dynptr_from_pkt(env, state, k, pc)
+        regs = _clobber(env, state, pc)
+        regs[0] = RegState.scalar_unknown()
+    elif k.role == "dynptr_slice":
+        r0 = _dynptr_slice(env, state, k, pc)
+        regs = _clobber(env, state, pc)
+        regs[0] = r0
     elif k.role == "iter_new":
         frame, spi, slot, off = _iter_slot(env, state, pc, k, uninit=True)
         _scalar_args(state, 2, 3, pc)
@@ -262,3 +283,90 @@ def iter_active(state, insn) -> bool:
     slot = state.frames[r1.frameno].stack.get((-off - 1) // 8)
     return slot is not None and slot.types[0] == st.ITER and slot.spilled is not None and \
         slot.spilled.iter_state == ACTIVE
+
+
+def _dynptr_stack_arg(state, regno: int, pc: int) -> RegState:
+    r = state.cur.regs[regno]
+    if r.type == st.NOT_INIT:
+        raise Reject(f"R{regno} !read_ok", "uninit-reg", pc, regno=regno)
+    if r.type != st.STACK:
+        raise Reject(f"arg#{regno - 1} expected pointer to stack or const struct bpf_dynptr",
+                     "kfunc-arg", pc, regno=regno)
+    return r
+
+
+def _dynptr_from_pkt(env, state, k: Kfunc, pc: int) -> None:
+    """``bpf_dynptr_from_skb`` / ``bpf_dynptr_from_xdp``: R1 the unmodified context, R2 flags,
+    R3 an uninitialised dynptr that becomes an skb/xdp dynptr (dynptr.py)."""
+    from . import dynptr
+    kind, allowed = PACKET_DYNPTR[k.name]
+    ptype = env.ptype.name
+    if ptype in PACKET_DYNPTR_REFUSED[k.name]:
+        raise Reject(f"calling kernel function {k.name} is not allowed", "kfunc-not-allowed",
+                     pc)
+    if ptype not in allowed:
+        raise Reject(f"kernel function {k.name} in a {ptype} program is not supported by "
+                     "pybpf's verifier", "unsupported", pc)
+    r1 = state.cur.regs[1]
+    if r1.type == st.NOT_INIT:
+        raise Reject("R1 !read_ok", "uninit-reg", pc, regno=1)
+    if r1.type != st.CTX:
+        raise Reject(f"arg#0 expected pointer to ctx, but got {r1.type}", "kfunc-arg", pc)
+    if r1.off or r1.var_off.mask or r1.var_off.value:
+        raise Reject(f"R1 is a modified context pointer: not supported by pybpf's verifier",
+                     "unsupported", pc)
+    _scalar_args(state, 2, 2, pc)
+    r3 = _dynptr_stack_arg(state, 3, pc)
+    dynptr.process_arg(env, state, r3, 3, {"uninit", kind}, pc, {})
+
+
+def _dynptr_slice(env, state, k: Kfunc, pc: int) -> RegState:
+    """``bpf_dynptr_slice[_rdwr](ptr, offset, buffer__opt, buffer__szk)``: a pointer to
+    ``buffer__szk`` (a constant) bytes, or NULL, tied to the dynptr (invalid once it is
+    destroyed or released, and for skb/xdp dynptrs when the packet may move); read-only for
+    bpf_dynptr_slice."""
+    from . import dynptr
+    from . import precision
+    from .calls import helper_mem_access
+    regs = state.cur.regs
+    meta: dict = {}
+    dynptr.process_arg(env, state, _dynptr_stack_arg(state, 1, pc), 1, {"rdonly"}, pc, meta)
+    _scalar_args(state, 2, 2, pc)
+    r3, r4 = regs[3], regs[4]
+    if r3.type == st.NOT_INIT:
+        raise Reject("R3 !read_ok", "uninit-reg", pc, regno=3)
+    if r4.type != st.SCALAR:
+        raise Reject("R4 is not a scalar", "kfunc-arg", pc, regno=4)
+    if r4.var_off.mask:
+        raise Reject("R4 must be a known constant", "kfunc-arg", pc, regno=4)
+    size = r4.var_off.value
+    precision.mark_regs(env, state, (4,))
+    null_buffer = r3.type == st.SCALAR and not r3.var_off.mask and r3.var_off.value == 0
+    if not null_buffer:
+        if r3.type != st.STACK:
+            raise Reject(f"buffer argument R3 of type {r3.type} is not supported by pybpf's "
+                         "verifier", "unsupported", pc)
+        try:
+            # the buffer is checked as read, then as written (check_kfunc_mem_size_reg,
+            # each check relying on the size's exact value); the written slots are not
+            # printed after the call (not scratched)
+            scratched = set(env.log.scratched)
+            helper_mem_access(env, state, r3, 3, size, False, False, pc)
+            precision.mark_regs(env, state, (4,))
+            helper_mem_access(env, state, r3, 3, size, True, False, pc)
+            env.log.scratched = scratched
+        except Reject as exc:
+            env.log.line(exc.args[0] if exc.args else str(exc))
+            raise Reject("arg#2 arg#3 memory, len pair leads to invalid memory access",
+                         "kfunc-arg", pc) from None
+    rdwr = k.name.endswith("_rdwr")
+    if rdwr and not env.ptype.direct_packet_write:
+        raise Reject("the prog does not allow writes to packet data", "readonly-packet", pc)
+    _, _, dynptr_id, ref, kind = meta["dynptr"]
+    r0 = RegState.pointer(st.MEM_OR_NULL if rdwr else st.RDONLY_MEM_OR_NULL, mem_size=size)
+    r0.id = env.new_id()
+    r0.subprog = dynptr_id
+    # pybpf also ties a ring buffer dynptr's slice to its reference (never looser)
+    r0.ref_obj_id = ref
+    r0.map = kind
+    return r0

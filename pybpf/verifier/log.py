@@ -168,7 +168,8 @@ def reg_text(r: RegState, frameno: int = 0, maps=None) -> str:
     if t in st.PACKET_TYPES or t == st.PACKET_END:
         if t != st.PACKET_END:
             parts.append(f"r={_unum(r.range & bd.U64)}")
-    if t in (st.MEM, st.MEM_OR_NULL, st.RINGBUF_MEM, st.RINGBUF_MEM_OR_NULL, st.RDONLY_MEM):
+    if t in (st.MEM, st.MEM_OR_NULL, st.RINGBUF_MEM, st.RINGBUF_MEM_OR_NULL, st.RDONLY_MEM,
+             st.RDONLY_MEM_OR_NULL):
         parts.append(f"sz={_unum(r.mem_size)}")
     if r.var_off.mask == 0:
         if r.var_off.value and t != st.SCALAR:

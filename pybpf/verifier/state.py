@@ -35,6 +35,8 @@ RINGBUF_MEM = "ringbuf_mem"
 # read-only memory (PTR_TO_MEM | MEM_RDONLY): the int an iterator's next returns (kfuncs.py)
 RDONLY_MEM = "rdonly_mem"
 RINGBUF_MEM_OR_NULL = "ringbuf_mem_or_null"
+# a bpf_dynptr_slice result before its null check (PTR_TO_MEM | MEM_RDONLY | PTR_MAYBE_NULL)
+RDONLY_MEM_OR_NULL = "rdonly_mem_or_null"
 FUNC = "func"
 SOCK_COMMON_OR_NULL = "sock_common_or_null"
 #: the register kept in an iterator stack slot (kfuncs.py): its reference, state and depth
@@ -49,7 +51,7 @@ ADD_CONST32 = 1 << 30
 ADD_CONST = ADD_CONST64 | ADD_CONST32
 
 NULLABLE = {MAP_VALUE_OR_NULL: MAP_VALUE, MEM_OR_NULL: MEM,
-            RINGBUF_MEM_OR_NULL: RINGBUF_MEM, SOCK_COMMON_OR_NULL: "sock_common"}
+            RINGBUF_MEM_OR_NULL: RINGBUF_MEM, RDONLY_MEM_OR_NULL: RDONLY_MEM, SOCK_COMMON_OR_NULL: "sock_common"}
 PACKET_TYPES = (PACKET, PACKET_META)
 
 # stack byte kinds (kernel: STACK_INVALID, STACK_MISC, STACK_ZERO, STACK_SPILL)

@@ -1,6 +1,7 @@
 """Dynamic pointers (``struct bpf_dynptr``: local dynptrs over a map value, ring buffer dynptrs,
-data slices): pybpf's verdict on every program of ``fixtures/dynptr.c`` is the running
-kernel's, with the same processed-instruction and stored-state counts and, on rejection, the
+data slices, and the packet dynptrs of the kfuncs bpf_dynptr_from_skb/xdp with
+bpf_dynptr_slice[_rdwr]): pybpf's verdict on every program of ``fixtures/dynptr.c`` and
+``fixtures/dynptr_pkt.c`` is the running kernel's, with the same processed-instruction and stored-state counts and, on rejection, the
 kernel's own error line; at log level 2 the logs are the kernel's line for line (map
 addresses and names and BTF source lines aside), dynptr slot notation included.
 
@@ -23,24 +24,39 @@ from .test_log_level2 import _comparable as _printed
 
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "fixtures" / "dynptr.c"
+PKT_SOURCE = HERE / "fixtures" / "dynptr_pkt.c"
 
 ACCEPTED = ["local_read_write", "local_data_slice", "local_reinitialised", "ringbuf_submit",
             "ringbuf_discard_on_failure"]
 
 
-def _names() -> list[str]:
-    return re.findall(r'SEC\("socket"\)\s*\nint (\w+)\(', SOURCE.read_text())
+PKT_ACCEPTED = ["skb_slice_read", "skb_slice_rdwr_without_buffer", "skb_dynptr_read",
+                "xdp_slice_read", "skb_write_then_fresh_slice"]
 
 
-@pytest.fixture(scope="module")
-def programs(tmp_path_factory):
+def _names(source: Path = SOURCE) -> list[str]:
+    return re.findall(r'SEC\("\w+"\)\s*\nint (\w+)\(', source.read_text())
+
+
+def _compile(tmp_path_factory, source: Path):
     from pybpf.pytest_plugin import compile_c, find_clang
     if find_clang() is None:
         pytest.skip("clang is not installed")
     from pybpf.elf import load_object
     out = tmp_path_factory.mktemp("verifier-dynptr")
-    obj = load_object(compile_c(SOURCE, out, "-I", str(HERE.parent / "fixtures")))
-    return obj.programs
+    return load_object(compile_c(source, out, "-I", str(HERE.parent / "fixtures"))).programs
+
+
+@pytest.fixture(scope="module")
+def programs(tmp_path_factory):
+    return _compile(tmp_path_factory, SOURCE)
+
+
+@pytest.fixture(scope="module")
+def pkt_programs(tmp_path_factory):
+    if not Path("/sys/kernel/btf/vmlinux").exists():
+        pytest.skip("no kernel BTF: kfunc ids cannot be resolved")
+    return _compile(tmp_path_factory, PKT_SOURCE)
 
 
 def summary(log: str) -> tuple[int, int] | None:
@@ -52,7 +68,22 @@ def summary(log: str) -> tuple[int, int] | None:
 @pytest.mark.kernel
 @pytest.mark.parametrize("name", _names())
 def test_dynptr_program_gets_the_kernels_verdict(programs, name):
-    prog = programs[name]
+    _same_verdict(programs[name])
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("name", _names(PKT_SOURCE))
+def test_packet_dynptr_program_gets_the_kernels_verdict(pkt_programs, name):
+    _same_verdict(pkt_programs[name])
+
+
+def test_the_packet_fixture_has_its_accepted_programs(pkt_programs):
+    for name in _names(PKT_SOURCE):
+        ours = verify(pkt_programs[name])
+        assert ours.accepted == (name in PKT_ACCEPTED), (name, ours.error)
+
+
+def _same_verdict(prog):
     ours = verify(prog)
     theirs = kernel_verdict_btf(prog)
     assert ours.accepted == theirs.accepted, (ours.error, theirs.log[-600:])
@@ -76,7 +107,7 @@ def test_the_fixture_has_the_accepted_programs_and_ten_distinct_rejections(progr
     assert len(reasons) >= 10, reasons
 
 
-_NOISE = re.compile(r"^; .* @ dynptr\.c:\d+$|^arg#0 reference type|^verification time|"
+_NOISE = re.compile(r"^; .* @ dynptr(_pkt)?\.c:\d+$|^arg#0 reference type|^verification time|"
                     r"^stack depth|^processed ")
 
 
@@ -92,13 +123,23 @@ def _comparable(log: str) -> list[str]:
 
 
 @pytest.mark.kernel
+@pytest.mark.parametrize("name", ["skb_slice_read", "skb_slice_after_dynptr_write",
+                                  "xdp_slice_read"])
+def test_level_2_log_of_a_packet_dynptr_is_the_kernels(pkt_programs, name):
+    _same_level_2_log(pkt_programs[name])
+
+
+@pytest.mark.kernel
 @pytest.mark.parametrize("name", ["ringbuf_submit", "ringbuf_discard_on_failure",
                                   "local_data_slice", "slice_used_after_submit",
                                   "overwrite_ringbuf_dynptr", "discard_twice"])
 def test_level_2_log_shows_dynptr_slots_as_the_kernel(programs, name):
+    _same_level_2_log(programs[name])
+
+
+def _same_level_2_log(prog):
     from pybpf import kernel
     from pybpf.errors import KernelError
-    prog = programs[name]
     ours = verify(prog, log_level=2).log
     try:
         with kernel.load_program(prog, log_level=2) as kp:
@@ -150,3 +191,24 @@ def test_an_overwritten_ring_buffer_dynptr_is_explained(programs):
     e = explain(verify(programs["overwrite_ringbuf_dynptr"]))
     assert e.error_id == "dynptr-overwrite"
     assert "bpf_dynptr" in e.rule and "discard" in e.suggestion
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("name", PKT_ACCEPTED)
+def test_an_accepted_packet_dynptr_program_runs_in_the_interpreter_as_in_the_kernel(
+        pkt_programs, name):
+    """Needs the engines' kfuncs bpf_dynptr_from_skb/xdp and bpf_dynptr_slice[_rdwr]."""
+    from pybpf import kernel
+    from pybpf.helpers.kfuncs import KFUNCS
+    needed = {"bpf_dynptr_from_skb", "bpf_dynptr_from_xdp", "bpf_dynptr_slice",
+              "bpf_dynptr_slice_rdwr"}
+    missing = sorted(needed - set(KFUNCS))
+    if missing:
+        pytest.skip(f"kfuncs not implemented by the engines yet: {missing}")
+    from pybpf.vm import Interpreter
+    prog = pkt_programs[name]
+    data = bytes(range(64))
+    ours = Interpreter(prog).run(data)
+    ours = ours if isinstance(ours, int) else ours.retval
+    with kernel.load_program(prog, log_level=0) as kp:
+        assert ours == kp.test_run(data).retval
