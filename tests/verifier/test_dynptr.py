@@ -27,7 +27,8 @@ SOURCE = HERE / "fixtures" / "dynptr.c"
 PKT_SOURCE = HERE / "fixtures" / "dynptr_pkt.c"
 
 ACCEPTED = ["local_read_write", "local_data_slice", "local_reinitialised", "ringbuf_submit",
-            "ringbuf_discard_on_failure"]
+            "ringbuf_discard_on_failure", "ringbuf_in_a_loop", "dynptr_passed_to_a_subprogram",
+            "either_kind_then_release_both"]
 
 
 PKT_ACCEPTED = ["skb_slice_read", "skb_slice_rdwr_without_buffer", "skb_dynptr_read",
