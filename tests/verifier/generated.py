@@ -259,7 +259,58 @@ def join_programs(draw):
     return "\n".join(lines), "socket_filter"
 
 
-ALL = {"stack": stack_programs(), "packet": packet_programs(), "map": map_programs(),
+DYNPTR_MAPS = (".map arr array key=4 value=16 max_entries=1\n"
+               ".map rb ringbuf key=0 value=0 max_entries=4096\n")
+
+
+def _dynptr_op(draw, slots) -> list[str]:
+    """One dynptr operation on one of the slots (some of them not 8-aligned or too high)."""
+    d = draw(st.sampled_from(slots))
+    op = draw(st.sampled_from(["from_mem", "reserve", "submit", "discard", "read", "write",
+                               "data", "use_slice", "store", "load", "branch_submit"]))
+    at = [f"r4 = r10", f"r4 += {d}"]
+    if op == "from_mem":
+        return ["r1 = r6", "r2 = 16", "r3 = 0", *at, "call bpf_dynptr_from_mem"]
+    if op == "reserve":
+        return ["r1 = rb ll", "r2 = 8", "r3 = 0", *at, "call bpf_ringbuf_reserve_dynptr"]
+    if op in ("submit", "discard"):
+        return ["r1 = r10", f"r1 += {d}", "r2 = 0", f"call bpf_ringbuf_{op}_dynptr"]
+    if op == "branch_submit":
+        # release on one path only
+        return ["r0 = *(u32 *)(r8 + 0)", "if r0 > 10 goto +4", "r1 = r10", f"r1 += {d}",
+                "r2 = 0", "call bpf_ringbuf_submit_dynptr"]
+    if op == "read":
+        return ["r1 = r10", "r1 += -72", "r2 = 8", "r3 = r10", f"r3 += {d}", "r4 = 0",
+                "r5 = 0", "call bpf_dynptr_read"]
+    if op == "write":
+        return ["r1 = r10", f"r1 += {d}", "r2 = 0", "r3 = r10", "r3 += -72", "r4 = 8",
+                "r5 = 0", "call bpf_dynptr_write"]
+    if op == "data":
+        return ["r1 = r10", f"r1 += {d}", "r2 = 0", "r3 = 8", "call bpf_dynptr_data",
+                "r7 = r0"]
+    if op == "use_slice":
+        return ["if r7 == 0 goto +1", "r0 = *(u64 *)(r7 + 0)"]
+    if op == "store":
+        k = draw(st.sampled_from([0, 4, 8]))
+        return [f"*(u32 *)(r10 {d + k:+d}) = 0"]
+    return [f"r0 = *(u64 *)(r10 {d:+d})"]
+
+
+@st.composite
+def dynptr_programs(draw):
+    """Sequences of dynptr helper calls (local and ring buffer dynptrs, slices, stores into
+    and loads from their slots, a release on one path) over a few stack offsets."""
+    slots = draw(st.sampled_from([[-16, -32], [-16, -24], [-20, -48], [-8, -40]]))
+    lines = ["r8 = r1", "*(u64 *)(r10 -72) = 0", "*(u32 *)(r10 -76) = 0", "r2 = r10",
+             "r2 += -76", "r1 = arr ll", "call bpf_map_lookup_elem", "if r0 != 0 goto +2",
+             "r0 = 0", "exit", "r6 = r0", "r7 = 0"]
+    for _ in range(draw(st.integers(1, 6))):
+        lines += _dynptr_op(draw, slots)
+    lines += ["r0 = 0", "exit"]
+    return DYNPTR_MAPS + "\n".join(lines), "socket_filter"
+
+
+ALL = {"dynptr": dynptr_programs(), "stack": stack_programs(), "packet": packet_programs(), "map": map_programs(),
        "ctx": ctx_programs(), "loop": loop_programs(), "arith": arith_programs(),
        "helper": helper_programs(), "call": call_programs(), "linked": linked_programs(),
        "join": join_programs()}
