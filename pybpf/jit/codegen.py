@@ -32,13 +32,13 @@ from ..helpers.maps import MAX_TAIL_CALL_CNT
 from . import analysis as an
 from . import hashindex
 from .ring import RING_DECLARATIONS, RING_IR, RING_NATIVES
-from .tailcall import FULL as TAIL_FULL, HANDED, TAIL_DECLARATION, TAIL_IR
+from .tailcall import FULL as TAIL_FULL, HANDED, TAIL_DECLARATION, TAIL_IR, table_offsets
 from .layout import CTX_FIELDS, FRAMES, MODE_CALLX, MODE_HELPER, REGION_WORDS, Fault
 
 C = CTX_FIELDS
 #: part of every compilation cache key: bump when the generated code or the context layout
 #: changes, so objects cached on disk by an older pybpf are not reused
-CODEGEN_VERSION = (2, tuple(CTX_FIELDS))
+CODEGEN_VERSION = (3, tuple(CTX_FIELDS))
 STACK = isa.STACK_SIZE
 WIDTH = {isa.W: 32, isa.H: 16, isa.B: 8, isa.DW: 64}
 
@@ -997,7 +997,10 @@ def _native_tail_call(g: FunctionGen, insn: isa.Instruction, pc: int) -> str | N
     if shape.type != "prog_array":
         return None
     e = g.e
-    table = e(f"inttoptr i64 {g.mod.const(('tail_table', st[1]), g)} to ptr")
+    table = g.mod.const(("tail_table", st[1]), g)     # made by the runtime either way
+    offset = table_offsets(g.mod.shapes).get(st[1])
+    table = e(f"inttoptr i64 {table} to ptr") if offset is None \
+        else e(f"getelementptr i64, ptr %ctx, i64 {offset}")
     if g.plan.entry == 0:
         _entry_tail_jump(g, table, shape.max_entries)
     t = e(f"call i64 @pybpf.tail_prepare(ptr %ctx, ptr {table}, i64 {shape.max_entries}, "
@@ -1027,7 +1030,7 @@ def _native_tail_call(g: FunctionGen, insn: isa.Instruction, pc: int) -> str | N
     return r0
 
 
-def _jump(g: FunctionGen, tp: str, t: str) -> None:
+def _jump(g: FunctionGen, tp: str, t: str, args: tuple[str, str] | None = None) -> None:
     """Jump (``musttail``) from the entry function at depth 0 into the target context ``tp``
     (address ``t``), handed over already. The chain's *root* -- the context its driver or
     ``pybpf.tail_enter`` called -- records that it jumped and to which context, so settling
@@ -1042,9 +1045,11 @@ def _jump(g: FunctionGen, tp: str, t: str) -> None:
              for name in ("root", "entry", "run_r1", "run_r2")}
     e.do(f"store i64 {root_i}, ptr {words['root']}, align 8")
     fn = e(f"load ptr, ptr {words['entry']}, align 8")
-    r1 = e(f"load i64, ptr {words['run_r1']}, align 8")
-    r2 = e(f"load i64, ptr {words['run_r2']}, align 8")
-    r = e(f"musttail call i64 {fn}(ptr {tp}, i64 {r1}, i64 {r2}, i64 0, i64 0, i64 0, i64 0)")
+    if args is None:        # the run's r1/r2, as handed over to the target
+        args = (e(f"load i64, ptr {words['run_r1']}, align 8"),
+                e(f"load i64, ptr {words['run_r2']}, align 8"))
+    r = e(f"musttail call i64 {fn}(ptr {tp}, i64 {args[0]}, i64 {args[1]}, i64 0, i64 0, "
+          "i64 0, i64 0)")
     e.do(f"ret i64 {r}")
 
 
@@ -1078,7 +1083,8 @@ def _entry_tail_jump(g: FunctionGen, table: str, n: int) -> None:
     e.do(f"br i1 {room}, label %{go}, label %{slow}")
     e.label(go)
     g.ctx_store("tail_cnt", e(f"add i64 {cnt}, 1"))
-    g.ctx_store("budget", g.ctx_load("budget_full"))
+    if g.checked:
+        g.ctx_store("budget", g.ctx_load("budget_full"))
     r1, r2 = g.ctx_load("run_r1"), g.ctx_load("run_r2")
     r = e(f"musttail call i64 @{g.mod.prefix}f0(ptr %ctx, i64 {r1}, i64 {r2}, i64 0, i64 0, "
           "i64 0, i64 0)")
@@ -1099,17 +1105,20 @@ def _entry_tail_jump(g: FunctionGen, table: str, n: int) -> None:
              "align 8")
 
     put("tail_cnt", e(f"add i64 {kcnt}, 1"))
-    handed = {name: g.ctx_load(name) for name in HANDED}
+    # unchecked code never reads its budget (a target runs unchecked as its caller does)
+    handed = {name: g.ctx_load(name) for name in HANDED
+              if g.checked or name != "budget_full"}
     for name, value in handed.items():
         put(name, value)
-    put("budget", handed["budget_full"])
+    if g.checked:
+        put("budget", handed["budget_full"])
     put("status", "0")
     table_word = e(f"getelementptr i64, ptr {tp}, i64 {C['regions']}")
     regions = e(f"inttoptr i64 {e(f'load i64, ptr {table_word}, align 8')} to ptr")
     e.do(f"store i64 {handed['data_lo']}, ptr {regions}, align 8")     # entry 0: the input
     span = e(f"getelementptr i64, ptr {regions}, i64 1")
     e.do(f"store i64 {handed['data_len']}, ptr {span}, align 8")
-    _jump(g, tp, d)
+    _jump(g, tp, d, (handed["run_r1"], handed["run_r2"]))
     e.label(slow)
 
 

@@ -31,7 +31,7 @@ from ..memory import Region
 from ..vm import Interpreter, ProgramExit
 from ..vm.interpreter import TailCallReturn
 from . import hashindex
-from .tailcall import TailCalls
+from .tailcall import TailCalls, table_words
 from .layout import CTX_FIELDS, CTX_WORDS, FRAMES, MODE_CALLX, MODE_TAIL, REGION_WORDS, Fault
 
 C = CTX_FIELDS
@@ -75,7 +75,11 @@ class Runtime:
     def __init__(self, vm: Interpreter, consts: list[tuple[str, int]]):
         self.vm = vm
         self.memory = vm.memory
-        self.words = (ctypes.c_uint64 * CTX_WORDS)()
+        from . import _shape
+
+        #: what the code generator assumed of the maps (where tail-call tables live)
+        self.shapes = [_shape(m) for m in vm.maps]
+        self.words = (ctypes.c_uint64 * (CTX_WORDS + table_words(self.shapes)))()
         self.address = ctypes.addressof(self.words)
         self.pending: BaseException | None = None
         #: bpf_tail_call tables and targets (.tailcall), made when the code asks for a table

@@ -40,7 +40,7 @@ from typing import Any
 
 from ..errors import HelperError
 from ..helpers.maps import E2BIG, MAX_TAIL_CALL_CNT
-from .layout import CTX_FIELDS, MODE_TAIL, Fault
+from .layout import CTX_FIELDS, CTX_WORDS, MODE_TAIL, Fault
 
 C = CTX_FIELDS
 ENOENT = 2
@@ -208,6 +208,33 @@ declare i64 @pybpf.tail_enter(ptr, ptr, i64) nounwind
 """
 
 
+#: words of tail-call tables a context may hold after its own words (beyond: a separate table)
+INLINE_TABLE_WORDS = 1024
+
+
+def table_offsets(shapes: list) -> dict[int, int]:
+    """Word offset, from the context's start, of the table of each prog_array (by map index)
+    kept inside the context -- so the code finds a target with one load from ``ctx``, no
+    chain through the constants table (each hop of a tail-call chain waits for those loads,
+    as the kernel's JIT waits for only the array's slot). ``shapes`` are the maps'
+    :class:`.codegen.MapShape`, the same for the code generator and the runtime."""
+    offsets, used = {}, 0
+    for i, shape in enumerate(shapes):
+        if shape.type != "prog_array":
+            continue
+        size = 2 * max(shape.max_entries, 1)
+        if used + size <= INLINE_TABLE_WORDS:
+            offsets[i] = CTX_WORDS + used
+            used += size
+    return offsets
+
+
+def table_words(shapes: list) -> int:
+    """Words the context needs for :func:`table_offsets`' tables."""
+    offsets = table_offsets(shapes)
+    return sum(2 * max(shapes[i].max_entries, 1) for i in offsets)
+
+
 def _same(a: list, b: list) -> bool:
     return len(a) == len(b) and all(x is y for x, y in zip(a, b))
 
@@ -226,7 +253,9 @@ class TailCalls:
         rt = self.runtime()
         m = rt.vm.maps[index]
         # one word per slot for the general path, then one per slot for the self jump
-        table = (ctypes.c_uint64 * (2 * max(m.max_entries, 1)))()
+        kind = ctypes.c_uint64 * (2 * max(m.max_entries, 1))
+        offset = table_offsets(rt.shapes).get(index)
+        table = kind() if offset is None else kind.from_address(rt.address + 8 * offset)
         self.tables[index] = (table, list(m.entries))
         return ctypes.addressof(table)
 
