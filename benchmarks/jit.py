@@ -16,8 +16,11 @@ Each time is the best of five measurements on both sides.
 The ring buffer benchmark reserves, fills and submits 32 records per run; both rings (4 MiB)
 are emptied before each measurement, so every reservation succeeds on both sides.
 
-The tail-call benchmark is a program in slot 0 of its own prog_array: every run is a chain
-of 33 tail calls (34 executions), the kernel's limit on both sides.
+The tail-call benchmarks run a chain of 33 tail calls (34 executions) per run, the kernel's
+limit on both sides: ``tail_chain`` is a program in slot 0 of its own prog_array (pybpf
+restarts a program that tail-calls itself on its own context, which LLVM may turn into a
+loop), ``tail_pingpong`` two programs that tail-call each other (slots 0 and 1), so every
+jump goes to another program: the general hand-over and jump.
 
 The packet parser runs a batch of generated packets: pybpf through ``run_batch`` (one native
 call for the batch), the kernel one test run per packet. Prints each time ratio (pybpf / kernel,
@@ -31,6 +34,7 @@ Usage: ``python benchmarks/jit.py [--repeat N] [--json]``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import random
@@ -46,6 +50,18 @@ from pybpf.jit import JITProgram, engine  # noqa: E402
 
 #: a packet whose bytes 16..19 seed the computations (all benchmarks read it the same way)
 PACKET = bytes(range(64))
+
+TAIL_PINGPONG = """
+    .map jmp prog_array key=4 value=4 max_entries=2
+        r6 = r1
+        r0 = *(u32 *)skb[16]
+        r1 = r6
+        r2 = jmp ll
+        r3 = {slot}
+        call bpf_tail_call
+        r0 = 1
+        exit
+    """
 
 BENCHMARKS: dict[str, str] = {
     "loop_sum": """
@@ -275,7 +291,10 @@ BENCHMARKS: dict[str, str] = {
         r0 = 1
         exit
     """,
+    "tail_pingpong": TAIL_PINGPONG.format(slot=1),
 }
+#: the other program of a two-program benchmark, in slot 1 of its prog_array
+PARTNERS = {"tail_pingpong": TAIL_PINGPONG.format(slot=0)}
 # the stack checksum's mixing step without a 64-bit immediate form pybpf must not depend on
 BENCHMARKS["stack_checksum"] = BENCHMARKS["stack_checksum"].replace(
     "r0 = r0 << 1 | 0 ll", "r4 = r0\n        r4 >>= 63\n        r0 <<= 1\n        r0 |= r4")
@@ -421,14 +440,23 @@ def run(repeat: int) -> dict:
         prog = program(name)
         jit = JITProgram(prog, checked=False)
         checked = JITProgram(prog, checked=True, budget=1 << 40)
-        with kernel.load_program(prog) as kp:
+        with kernel.load_program(prog) as kp, contextlib.ExitStack() as stack:
+            partner = kpartner = None
+            if name in PARTNERS:
+                partner = assemble(PARTNERS[name], filename=f"{name}.1.s")
+                partner.prog_type = "sched_cls"
+                kpartner = stack.enter_context(kernel.load_program(partner, maps=kp.maps))
             for ours in (jit, checked):         # tail_chain: the program calls itself
                 for m in ours.maps:
                     if m.type == "prog_array":
                         m[0] = prog
+                        if partner is not None:
+                            m[1] = partner
             for m in kp.maps:
                 if m.type == "prog_array":
                     m.update(0, kp.fd)
+                    if kpartner is not None:
+                        m.update(1, kpartner.fd)
             if name == "packet_parser":
                 batch = packets(256)
                 rounds = max(repeat // 256, 1)

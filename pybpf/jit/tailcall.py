@@ -35,6 +35,7 @@ attaches it, or the caller's data region -- until :meth:`TailCalls.end_run`.
 from __future__ import annotations
 
 import ctypes
+import operator
 import weakref
 from typing import Any
 
@@ -236,7 +237,11 @@ def table_words(shapes: list) -> int:
 
 
 def _same(a: list, b: list) -> bool:
-    return len(a) == len(b) and all(x is y for x, y in zip(a, b))
+    return len(a) == len(b) and all(map(operator.is_, a, b))
+
+
+#: bumped whenever a caller makes a target (the cached chains of callers are stale then)
+_GRAPH = [0]
 
 
 class TailCalls:
@@ -248,6 +253,8 @@ class TailCalls:
         self.tables: dict[int, tuple[Any, list]] = {}
         #: id(target program) -> (program, its JITProgram)
         self.targets: dict[int, tuple[Any, Any]] = {}
+        self._flat: list[TailCalls] | None = None
+        self._flat_version = -1
 
     def table_address(self, index: int) -> int:
         rt = self.runtime()
@@ -260,32 +267,53 @@ class TailCalls:
         return ctypes.addressof(table)
 
     # --- per run ---------------------------------------------------------------------------------
-    def begin_run(self, seen: set | None = None) -> None:
-        """Forget tables whose prog_array changed; lend every known target this run's input."""
-        seen = set() if seen is None else seen
-        rt = self.runtime()
-        if rt is None or id(self) in seen:
-            return
-        seen.add(id(self))
-        for index, (table, snapshot) in list(self.tables.items()):
-            entries = rt.vm.maps[index].entries
-            if not _same(entries, snapshot):
-                ctypes.memset(ctypes.addressof(table), 0, ctypes.sizeof(table))
-                self.tables[index] = (table, list(entries))
-        for _, jit in self.targets.values():
-            jit.runtime.borrow_input(rt)
-            if jit.runtime.tails is not None:
-                jit.runtime.tails.begin_run(seen)
+    def chain(self) -> list["TailCalls"]:
+        """This caller and every caller reachable through its targets, each once, callers
+        before their targets -- kept until some caller makes a new target (``_GRAPH``), so a
+        run of a long chain of instances does not walk it recursively each time."""
+        if self._flat is None or self._flat_version != _GRAPH[0]:
+            flat: list[TailCalls] = []
+            seen: set[int] = set()
 
-    def end_run(self, seen: set | None = None) -> None:
-        seen = set() if seen is None else seen
-        if id(self) in seen:
-            return
-        seen.add(id(self))
-        for _, jit in self.targets.values():
-            jit.runtime.return_input(self.runtime())
-            if jit.runtime.tails is not None:
-                jit.runtime.tails.end_run(seen)
+            def visit(tails: "TailCalls") -> None:
+                if id(tails) in seen:
+                    return
+                seen.add(id(tails))
+                flat.append(tails)
+                for _, jit in tails.targets.values():
+                    if jit.runtime.tails is not None:
+                        visit(jit.runtime.tails)
+
+            visit(self)
+            self._flat, self._flat_version = flat, _GRAPH[0]
+        return self._flat
+
+    def begin_run(self) -> None:
+        """Forget tables whose prog_array changed; lend every known target this run's input
+        (callers before their targets: a target lends what its caller borrowed)."""
+        for tails in self.chain():
+            rt = tails.runtime()
+            if rt is None:
+                continue
+            for index, (table, snapshot) in tails.tables.items():
+                entries = rt.vm.maps[index].entries
+                if not _same(entries, snapshot):
+                    ctypes.memset(ctypes.addressof(table), 0, ctypes.sizeof(table))
+                    tails.tables[index] = (table, list(entries))
+            vm = rt.vm
+            for _, jit in tails.targets.values():
+                target = jit.runtime
+                if vm.context is None and target.vm.data_region is vm.data_region \
+                        and vm.data_region is not None:
+                    continue        # lent already (the common case of a repeated run)
+                target.borrow_input(rt)
+
+    def end_run(self) -> None:
+        for tails in self.chain():
+            rt = tails.runtime()
+            for _, jit in tails.targets.values():
+                if jit.runtime.vm.context is not None:
+                    jit.runtime.return_input(rt)
 
     # --- MODE_TAIL -------------------------------------------------------------------------------
     def resolve(self, index: int, slot: int) -> int:
@@ -344,4 +372,5 @@ class TailCalls:
                          native_helpers=owner.native_helpers, cache_dir=owner.cache_dir,
                          prog_type=ptype, sandbox=owner.sandbox_request)
         self.targets[id(target)] = (target, jit)
+        _GRAPH[0] += 1
         return jit
