@@ -10,26 +10,38 @@ model with native parts:
   constants; same options, budget and ``sandbox`` as the caller), made the first time the
   caller jumps to it -- a target that tail-calls makes its own targets the same way, so a
   program that tail-calls itself is a chain of instances, as in the interpreter;
-* per prog_array the caller has a native *table*, one word per slot: 0 not known yet, 1
-  empty, 2 occupied but first reached with the chain full (no target made yet), otherwise
-  the target's context address (whose ``entry`` word is its native code);
-* the routines of :data:`TAIL_IR` (in the shared runtime module) do the jump.
+* per prog_array the caller has a native *table* of two words per slot, kept inside the
+  caller's context words when small (:func:`table_offsets`: the code finds it at a constant
+  offset from ``ctx``, one load, as the kernel's JIT loads the array's slot). First half, per
+  slot: 0 not known yet, 1 empty, 2 occupied but first reached with the chain full (no
+  target made yet), otherwise the target's context address (whose ``entry`` word is its
+  native code). Second half: the caller's own context address when the slot holds the
+  caller's own program, run exactly as the caller runs it (:meth:`TailCalls.is_self`);
+* from a program's entry function at depth 0 the jump is inline
+  (:func:`pybpf.jit.codegen._entry_tail_jump`): to itself, it counts the chain and restarts
+  the function on its own context (a direct ``musttail`` jump -- a program that tail-calls
+  itself needs no second instance then, nor any hand-over); to a known target, it counts the
+  chain, hands the run's state (:data:`HANDED`, the chain count, the input window) to the
+  target's context and jumps (``musttail``) into the target's entry, recording the target as
+  ``jumped`` and ``Fault.TAILJUMP`` in the chain's *root* context (the one the driver or
+  ``pybpf.tail_enter`` called, handed on as ``root``), so ``pybpf.tail_settle`` finds the
+  last context in one step, however long the chain;
+* anything else goes to the routines of :data:`TAIL_IR` (in the shared runtime module).
   ``pybpf.tail_prepare`` checks the slot and the table (``MODE_TAIL`` through the trampoline
   for a slot not known yet, :meth:`TailCalls.resolve`) and the chain count, then hands the
-  run's state (input window, r1/r2 of the run, budget, CPU, chain count) to the target's
-  context. From a program's entry function at depth 0 the code then jumps (``musttail``) into
-  the target, leaving ``Fault.TAILJUMP`` and the target's context (``jumped``) behind;
-  whoever called that entry -- the driver, or ``pybpf.tail_enter`` -- follows the chain with
-  ``pybpf.tail_settle`` to the last context for the outcome. Deeper down (a tail call in a
-  subprogram) ``pybpf.tail_enter`` calls the target and the calling function returns its
-  r0. A target that ends the whole program (LD_ABS miss) gives its r0 as the interpreter's
-  ``run_in_chain`` does; a target that faults leaves ``Fault.TAILFAULT`` and its context in
-  ``fault_addr``, and the caller raises that target's error.
+  run's state to the target's context; the entry function then jumps as above. Deeper down
+  (a tail call in a subprogram) ``pybpf.tail_enter`` calls the target as the root of its own
+  chain and the calling function returns its r0. A target that ends the whole program
+  (LD_ABS miss) gives its r0 as the interpreter's ``run_in_chain`` does; a target that
+  faults leaves ``Fault.TAILFAULT`` and its context in ``fault_addr``, and the caller raises
+  that target's error.
 
 Tables hold what the prog_array held when the run started: :meth:`TailCalls.begin_run` (called
-before every native run) forgets a table whose prog_array changed since, and lends every known
-target the caller's input -- the context attached to the target's memory as the interpreter
-attaches it, or the caller's data region -- until :meth:`TailCalls.end_run`.
+before every native run) forgets a table whose prog_array changed since (both halves), and
+lends every known target the caller's input -- the context attached to the target's memory
+as the interpreter attaches it, or the caller's data region -- until
+:meth:`TailCalls.end_run`; both walk a flat list of the callers reachable from the run's
+program (:meth:`TailCalls.chain`), rebuilt only when some caller made a new target.
 """
 
 from __future__ import annotations

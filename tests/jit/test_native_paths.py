@@ -325,7 +325,8 @@ def test_a_native_tail_call_in_a_subprogram_returns_to_its_caller():
 def test_native_tail_call_pipelines_match_the_kernel(checked):
     from pybpf import kernel
 
-    for stages, expected in (([(0, 1), (1, 2), (2, 3)], None), ([(0, 0)], 34)):
+    for stages, expected in (([(0, 1), (1, 2), (2, 3)], None), ([(0, 0)], 34),
+                             ([(0, 1), (1, 0)], 17)):
         programs = pipeline(stages)
         for p in programs:
             p.prog_type = "socket_filter"
@@ -376,6 +377,21 @@ def test_a_self_tail_call_follows_its_slot_changing_between_runs_like_the_interp
         assert dict(jit.maps[1].items()) == dict(vm.maps[1].items())
     batch = [PACKET, PACKET[:20], PACKET]
     jit.maps[0][0] = vm.maps[0][0] = programs[0]
+    assert jit.run_batch(batch) == [vm.run(p) for p in batch]
+    assert dict(jit.maps[1].items()) == dict(vm.maps[1].items())
+
+
+@pytest.mark.parametrize("checked", [True, False], ids=["checked", "unchecked"])
+def test_two_programs_tail_calling_each_other_stop_after_33_jumps_like_the_interpreter(checked):
+    programs = pipeline([(0, 1), (1, 0)])      # every jump goes to the other program
+    jit = linked(JITProgram, programs, checked=checked)
+    vm = linked(Interpreter, programs)
+    assert "tk.go" in jit.emit_llvm(optimised=False)      # the inline jump is generated
+    for _ in range(3):      # 34 runs: the last is stage 1's
+        assert jit.run(PACKET) == vm.run(PACKET) == 101
+    assert dict(jit.maps[1].items()) == dict(vm.maps[1].items())
+    assert jit.maps[1][0] == jit.maps[1][1] == (3 * 17).to_bytes(8, "little")
+    batch = [PACKET, PACKET[:20]]
     assert jit.run_batch(batch) == [vm.run(p) for p in batch]
     assert dict(jit.maps[1].items()) == dict(vm.maps[1].items())
 
