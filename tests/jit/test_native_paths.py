@@ -283,9 +283,11 @@ def test_a_fault_in_a_native_tail_call_target_is_the_targets_error():
     programs = pipeline([(0, 1)])
     programs.append(faulty)
     for engine_class in (Interpreter, JITProgram):
-        with pytest.raises(VMError) as info:
-            linked(engine_class, programs).run(PACKET)
-        assert info.value.pc == 0
+        engine = linked(engine_class, programs)
+        for _ in range(2):      # the JIT's second run jumps inline to the known target
+            with pytest.raises(VMError) as info:
+                engine.run(PACKET)
+            assert info.value.pc == 0
     jit = linked(JITProgram, programs)
     jit.maps[0][1] = programs[0]       # the process is healthy: the same engine runs on
     assert jit.run(PACKET) == 100
