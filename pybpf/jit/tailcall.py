@@ -252,7 +252,7 @@ def _same(a: list, b: list) -> bool:
     return len(a) == len(b) and all(map(operator.is_, a, b))
 
 
-#: bumped whenever a caller makes a target (the cached chains of callers are stale then)
+#: bumped whenever a caller makes a target or a table (cached chains of callers are stale)
 _GRAPH = [0]
 
 
@@ -266,6 +266,8 @@ class TailCalls:
         #: id(target program) -> (program, its JITProgram)
         self.targets: dict[int, tuple[Any, Any]] = {}
         self._flat: list[TailCalls] | None = None
+        #: the last full begin_run: (_GRAPH, data region, [(prog_array, entries then)])
+        self._quiet: tuple[int, Any, list] | None = None
         self._flat_version = -1
 
     def table_address(self, index: int) -> int:
@@ -276,6 +278,7 @@ class TailCalls:
         offset = table_offsets(rt.shapes).get(index)
         table = kind() if offset is None else kind.from_address(rt.address + 8 * offset)
         self.tables[index] = (table, list(m.entries))
+        _GRAPH[0] += 1
         return ctypes.addressof(table)
 
     # --- per run ---------------------------------------------------------------------------------
@@ -302,16 +305,29 @@ class TailCalls:
 
     def begin_run(self) -> None:
         """Forget tables whose prog_array changed; lend every known target this run's input
-        (callers before their targets: a target lends what its caller borrowed)."""
+        (callers before their targets: a target lends what its caller borrowed).
+
+        A repeated run with nothing changed -- no caller made a target or a table, the
+        prog_arrays hold what they held at the last full pass and the run's program has the
+        same data region and no context -- has nothing to do (``_quiet``)."""
+        root = self.runtime()
+        quiet = self._quiet
+        if quiet is not None and root is not None and root.vm.context is None \
+                and quiet[0] == _GRAPH[0] and quiet[1] is root.vm.data_region \
+                and root.vm.data_region is not None \
+                and all(_same(m.entries, snap) for m, snap in quiet[2]):
+            return
+        arrays: dict[int, Any] = {}
         for tails in self.chain():
             rt = tails.runtime()
             if rt is None:
                 continue
             for index, (table, snapshot) in tails.tables.items():
-                entries = rt.vm.maps[index].entries
-                if not _same(entries, snapshot):
+                m = rt.vm.maps[index]
+                arrays[id(m)] = m
+                if not _same(m.entries, snapshot):
                     ctypes.memset(ctypes.addressof(table), 0, ctypes.sizeof(table))
-                    tails.tables[index] = (table, list(entries))
+                    tails.tables[index] = (table, list(m.entries))
             vm = rt.vm
             for _, jit in tails.targets.values():
                 target = jit.runtime
@@ -319,8 +335,14 @@ class TailCalls:
                         and vm.data_region is not None:
                     continue        # lent already (the common case of a repeated run)
                 target.borrow_input(rt)
+        self._quiet = None if root is None else (
+            _GRAPH[0], root.vm.data_region, [(m, list(m.entries)) for m in arrays.values()])
 
     def end_run(self) -> None:
+        root = self.runtime()
+        if root is not None and root.vm.context is None and self._quiet is not None \
+                and self._quiet[0] == _GRAPH[0]:
+            return      # no target was lent a context (they get one only from a caller's)
         for tails in self.chain():
             rt = tails.runtime()
             for _, jit in tails.targets.values():

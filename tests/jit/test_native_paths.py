@@ -611,6 +611,23 @@ def test_a_target_whose_packet_load_misses_ends_the_chain_with_r0_0_like_the_int
     assert results == [0, 1]
 
 
+def test_repeated_runs_lend_each_new_input_to_the_targets():
+    """Runs with nothing changed skip the per-run tail-call bookkeeping: a new input (of the
+    same size or not) or a changed slot must still reach the targets."""
+    target = assemble("r6 = r1\nr0 = *(u8 *)skb[1]\nr0 += 1000\nexit")
+    other = assemble("r6 = r1\nr0 = *(u8 *)skb[2]\nr0 += 2000\nexit")
+    programs = [assemble(STAGE.format(stage=0, next=1, ret=100)), target, other]
+    jit = linked(JITProgram, programs, checked=False)
+    vm = linked(Interpreter, programs)
+    inputs = [bytes([0, i, 2 * i]) + bytes(i % 3) for i in range(1, 12)]
+    for n, data in enumerate(inputs):
+        if n == 6:
+            jit.maps[0][1] = vm.maps[0][1] = other
+        assert jit.run(data) == vm.run(data)
+        assert jit.run(data) == vm.run(data)
+    assert jit.run(inputs[-1]) == 2000 + 2 * 11
+
+
 def test_native_tail_calls_in_a_batch_see_each_packet():
     """run_batch moves the input window per packet in native code: the target must too."""
     target = assemble("r6 = r1\nr0 = *(u8 *)skb[1]\nr0 += 1000\nexit")
