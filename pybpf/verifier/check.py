@@ -1418,6 +1418,43 @@ def _stack_live_masks(env: Env, state: VerifierState, pc: int) -> list[int]:
             for fi in range(len(frames))]
 
 
+def _in_progress_hit(env: Env, open_sites: list, state: VerifierState, pc: int,
+                     accept=None):
+    """A visit of ``pc`` still being explored that contains ``state`` (RANGE_WITHIN), among
+    the latest CALLBACK_CMP there only: comparing with every earlier one would make a loop
+    that never converges quadratic (fewer comparisons only prune less). ``accept`` narrows
+    which visits count as a hit (they still count towards the limit)."""
+    seen = 0
+    for cp in reversed(open_sites):
+        if cp.key[0] != pc:
+            continue
+        seen += 1
+        if (accept is None or accept(cp)) and \
+                _states_equal(env, cp.state, state, pc, RANGE_WITHIN):
+            return cp
+        if seen == CALLBACK_CMP:
+            return None
+    return None
+
+
+def _backedge(env: Env, hit, state: VerifierState, pc: int) -> None:
+    """Record ``state`` as a back-edge into the loop ``hit`` belongs to (its precision is
+    propagated when the loop's exploration ends)."""
+    (hit.entry or hit).backedges.append((hit.state, state, _live_masks(env, hit.state, pc)))
+
+
+def _log_safe(log, pc: int, popped):
+    """The kernel's level-2 line for a pruned path: ``from A to B: safe`` right after a
+    state was popped, else ``B: safe``; returns the new ``popped`` (cleared once printed)."""
+    log.pending = None
+    if log.level >= 2:
+        if popped is not None:
+            log.parts.append(f"\nfrom {popped} to {pc}: safe\n")
+            return None
+        log.line(f"{pc}: safe")
+    return popped
+
+
 def _states_equal(env: Env, old: VerifierState, cur: VerifierState, pc: int,
                   exact: int = NOT_EXACT) -> bool:
     if len(old.frames) != len(cur.frames):
@@ -1627,13 +1664,7 @@ def _do_check(env: Env) -> None:
                         break
                     cp.miss += 1
                 if state is None:
-                    log.pending = None
-                    if log.level >= 2:
-                        if popped is not None:
-                            log.parts.append(f"\nfrom {popped} to {pc}: safe\n")
-                            popped = None
-                        else:
-                            log.line(f"{pc}: safe")
+                    popped = _log_safe(log, pc, popped)
                     continue
                 if len(lst) > 3:
                     lst[:] = [cp for cp in lst if cp.miss <= cp.hit * 3 + 3]
@@ -1651,55 +1682,22 @@ def _do_check(env: Env) -> None:
                 # an iteration came back to its ``next``: contained in a visit still being
                 # explored there while the iterator is active ends it (is_state_visited's
                 # is_iter_next_insn case); no infinite-loop check at iterator ``next``
-                hit = None
-                if kfuncs.iter_active(state, insn):
-                    seen = 0
-                    for cp in reversed(open_sites):
-                        if cp.key[0] != pc:
-                            continue
-                        seen += 1
-                        if _states_equal(env, cp.state, state, pc, RANGE_WITHIN):
-                            hit = cp
-                            break
-                        if seen == CALLBACK_CMP:
-                            break
+                hit = _in_progress_hit(env, open_sites, state, pc) \
+                    if kfuncs.iter_active(state, insn) else None
                 if hit is not None:
-                    (hit.entry or hit).backedges.append(
-                        (hit.state, state, _live_masks(env, hit.state, pc)))
-                    log.pending = None
-                    if log.level >= 2:
-                        if popped is not None:
-                            log.parts.append(f"\nfrom {popped} to {pc}: safe\n")
-                            popped = None
-                        else:
-                            log.line(f"{pc}: safe")
+                    _backedge(env, hit, state, pc)
+                    popped = _log_safe(log, pc, popped)
                     state = None
                     continue
             if may_goto and looping:
                 # a later visit of a may_goto loop: contained in a visit still being explored
                 # at another depth ends it (is_may_goto_insn_at in is_state_visited)
-                hit = None
-                seen = 0
-                for cp in reversed(open_sites):
-                    if cp.key[0] != pc:
-                        continue
-                    seen += 1
-                    if cp.state.may_goto_depth != state.may_goto_depth and \
-                            _states_equal(env, cp.state, state, pc, RANGE_WITHIN):
-                        hit = cp
-                        break
-                    if seen == CALLBACK_CMP:
-                        break   # the latest visits only (see the callback case below)
+                hit = _in_progress_hit(
+                    env, open_sites, state, pc,
+                    lambda cp: cp.state.may_goto_depth != state.may_goto_depth)
                 if hit is not None:
-                    (hit.entry or hit).backedges.append(
-                        (hit.state, state, _live_masks(env, hit.state, pc)))
-                    log.pending = None
-                    if log.level >= 2:
-                        if popped is not None:
-                            log.parts.append(f"\nfrom {popped} to {pc}: safe\n")
-                            popped = None
-                        else:
-                            log.line(f"{pc}: safe")
+                    _backedge(env, hit, state, pc)
+                    popped = _log_safe(log, pc, popped)
                     state = None
                     continue
             if iter_next:
@@ -1710,30 +1708,10 @@ def _do_check(env: Env) -> None:
                 # one still being explored here (the kernel's RANGE_WITHIN hit on
                 # in-progress states at callback-calling instructions)
                 if looping:
-                    # the latest visits only: comparing with every earlier one would make a
-                    # callback that never converges quadratic (fewer comparisons only prune
-                    # less)
-                    here = []
-                    for cp in reversed(open_sites):
-                        if cp.key[0] == pc:
-                            here.append(cp)
-                            if len(here) == CALLBACK_CMP:
-                                break
-                    hit = None
-                    for cp in here:
-                        if _states_equal(env, cp.state, state, pc, RANGE_WITHIN):
-                            hit = cp
-                            break
+                    hit = _in_progress_hit(env, open_sites, state, pc)
                     if hit is not None:
-                        (hit.entry or hit).backedges.append(
-                            (hit.state, state, _live_masks(env, hit.state, pc)))
-                        log.pending = None
-                        if log.level >= 2:
-                            if popped is not None:
-                                log.parts.append(f"\nfrom {popped} to {pc}: safe\n")
-                                popped = None
-                            else:
-                                log.line(f"{pc}: safe")
+                        _backedge(env, hit, state, pc)
+                        popped = _log_safe(log, pc, popped)
                         state = None
                         continue
                 looping = False
