@@ -231,21 +231,28 @@ def state_text(state, *, regs: set | None = None, slots: set | None = None, maps
         for spi in sorted(f.stack):
             if slots is not None and spi not in slots:
                 continue
-            slot = f.stack[spi]
-            if slot.types[7] == st.SPILL and slot.spilled is not None:
-                out.append(f" fp{-(spi + 1) * 8}={_spill_text(slot, f.frameno, maps)}")
-            elif slot.types[0] == st.DYNPTR and slot.spilled is not None:
-                if slot.spilled.range == 1:
-                    out.append(f" fp{-(spi + 1) * 8}={dynptr.slot_text(slot)}")
-            elif slot.types[0] == st.ITER and slot.spilled is not None:
-                it = slot.spilled
-                out.append(f" fp{-(spi + 1) * 8}=iter_num(ref_id={it.ref_obj_id},"
-                           f"state={it.iter_state},depth={it.iter_depth})")
-            elif any(t != st.INVALID for t in slot.types):
-                out.append(f" fp{-(spi + 1) * 8}={slot.types}")
+            text = _slot_text(f.stack[spi], f.frameno, maps)
+            if text:
+                out.append(f" fp{-(spi + 1) * 8}={text}")
     if state.refs:
         out.append(" refs=" + ",".join(str(k) for k in state.refs))
     return "".join(out)
+
+
+def _slot_text(slot, frameno: int, maps) -> str | None:
+    """One stack slot as the kernel prints it after ``fp-N=``: a spilled register, a dynptr
+    (its first slot only), an iterator, or the byte kinds; None for an invalid slot."""
+    if slot.types[7] == st.SPILL and slot.spilled is not None:
+        return _spill_text(slot, frameno, maps)
+    if slot.types[0] == st.DYNPTR and slot.spilled is not None:
+        return dynptr.slot_text(slot) if slot.spilled.range == 1 else None
+    if slot.types[0] == st.ITER and slot.spilled is not None:
+        it = slot.spilled
+        return (f"iter_num(ref_id={it.ref_obj_id},state={it.iter_state},"
+                f"depth={it.iter_depth})")
+    if any(t != st.INVALID for t in slot.types):
+        return slot.types
+    return None
 
 
 def frame_text(state, fr: int, maps=None) -> str:
@@ -257,18 +264,9 @@ def frame_text(state, fr: int, maps=None) -> str:
         if r.type != st.NOT_INIT:
             out.append(f" R{i}={reg_text(r, f.frameno, maps)}")
     for spi in sorted(f.stack):
-        slot = f.stack[spi]
-        if slot.types[7] == st.SPILL and slot.spilled is not None:
-            out.append(f" fp{-(spi + 1) * 8}={_spill_text(slot, f.frameno, maps)}")
-        elif slot.types[0] == st.DYNPTR and slot.spilled is not None:
-            if slot.spilled.range == 1:
-                out.append(f" fp{-(spi + 1) * 8}={dynptr.slot_text(slot)}")
-        elif slot.types[0] == st.ITER and slot.spilled is not None:
-            it = slot.spilled
-            out.append(f" fp{-(spi + 1) * 8}=iter_num(ref_id={it.ref_obj_id},"
-                       f"state={it.iter_state},depth={it.iter_depth})")
-        elif any(t != st.INVALID for t in slot.types):
-            out.append(f" fp{-(spi + 1) * 8}={slot.types}")
+        text = _slot_text(f.stack[spi], f.frameno, maps)
+        if text:
+            out.append(f" fp{-(spi + 1) * 8}={text}")
     return "".join(out)
 
 
