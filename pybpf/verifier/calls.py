@@ -280,7 +280,7 @@ def check_helper_call(env, state, insn, pc: int) -> None:
             continue
         if base == "ptr_to_ctx":
             # the raw type's input (R1 at entry) is its context, for tail calls and helpers
-            if r.type != st.CTX and not (env.ptype.name == "raw" and r.type == st.MEM):
+            if r.type != env.ptype.ctx_type:
                 raise _type_error(regno, r, "ctx", pc)
             if r.off or r.var_off.mask or r.var_off.value:
                 raise Reject(f"dereference of modified ctx ptr R{regno} off={r.off} disallowed",

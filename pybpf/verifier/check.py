@@ -650,7 +650,7 @@ def _ld_abs(env: Env, state: VerifierState, insn, pc: int) -> None:
     r6 = _read_reg(regs, 6, pc)
     if insn.opcode & 0xE0 == isa.IND:
         _read_reg(regs, insn.src, pc)
-    if r6.type != st.CTX and not (env.ptype.name == "raw" and r6.type == st.MEM):
+    if r6.type != env.ptype.ctx_type:
         raise Reject("at the time of BPF_LD_ABS|IND R6 != pointer to skb", "ld-abs-ctx", pc)
     for i in range(1, 6):
         regs[i] = RegState()
@@ -1502,7 +1502,7 @@ def _fingerprint(state: VerifierState) -> tuple:
 def initial_state(env: Env) -> VerifierState:
     s = VerifierState()
     f = FuncState(0, 0, -1)
-    if env.ptype.name == "raw":
+    if env.ptype.ctx_type == st.MEM:
         f.regs[1] = RegState.pointer(st.MEM, mem_size=env.data_size)
         f.regs[2] = RegState.scalar_const(env.data_size)
     else:

@@ -216,6 +216,9 @@ class ProgType:
     direct_packet_write: bool = False
     ld_abs: bool = False
     fields: dict[int, str] = field(default_factory=dict)
+    #: what R1 holds at entry and what stands for the context where a helper or LD_ABS wants
+    #: it: the context, or (pybpf's raw type) the input region
+    ctx_type: str = st.CTX
 
     def allows_helper(self, name: str) -> bool:
         if name in NOT_FOR.get(self.name, ()):
@@ -249,7 +252,8 @@ PROG_TYPES: dict[str, ProgType] = {p.name: p for p in (
     # bytes, read-write, and R2 holds their length; there is no context, so the verifier checks
     # the program for one input size at a time (``verify(..., data_size=n)``)
     ProgType("raw", "input data", 0, _no_ctx_access,
-             _SKB_HELPERS | _TC_HELPERS | _XDP_HELPERS | _TRACING_HELPERS, ld_abs=True),
+             _SKB_HELPERS | _TC_HELPERS | _XDP_HELPERS | _TRACING_HELPERS, ld_abs=True,
+             ctx_type=st.MEM),
 )}
 
 #: section prefixes -> program types (libbpf's convention), for objects without an explicit type
