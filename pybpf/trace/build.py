@@ -11,10 +11,10 @@ import re
 from dataclasses import dataclass, field
 
 from ..errors import KernelError
-from ..program import MapSpec, Program
 from . import ast, probes, types
 from .parser import TraceSyntaxError, parse
 from .plan import file_stamp as plan_stamp
+from .worker import verdict_record
 
 MAX_MAP_ENTRIES = 4096  # bpftrace's default map size
 
@@ -27,24 +27,6 @@ class CompiledScript:
     object_code: bytes
     source_name: str = "<script>"
     wildcards: list = field(default_factory=list)  # see plan.wildcards_hold
-
-
-def verdict_record(prog: Program) -> tuple | None:
-    """pybpf's verifier on one probe's program, as plain data: (accepted, pc, explanation).
-    None when it cannot say (a program type it does not model): the kernel stays the judge,
-    the verdict serves the script-level explanation of a refusal."""
-    try:
-        from ..verifier import verify
-        verdict = verify(prog)
-    except Exception:  # noqa: BLE001 - an explanation aid must never stop a trace
-        return None
-    if verdict.accepted:
-        return (True, None, "")
-    try:
-        explanation = str(verdict.explain())
-    except Exception:  # noqa: BLE001
-        explanation = verdict.error or ""
-    return (False, verdict.pc, explanation)
 
 
 _LOG_INSN = re.compile(r"^(\d+): \(", re.M)
@@ -217,19 +199,27 @@ def compile_unit(source: str, filename: str, mark=lambda step: None):
     return unit, wildcards
 
 
+def map_rows(unit: types.CompileUnit) -> list[tuple[str, str, int, int, int]]:
+    """(name, type, key size, value size, max entries) of every map the script uses: the
+    three internal ones (events, the start time, stacks) first, in index order."""
+    rows = [("events", "ringbuf", 0, 0, types.RINGBUF_SIZE),
+            ("start", "array", 4, 8, 1),
+            ("stacks", "stack_trace", 4, 8 * types.MAX_STACK_FRAMES,
+             MAX_MAP_ENTRIES if unit.uses_stacks else 1)]
+    for info in sorted(unit.maps.values(), key=lambda m: m.index):
+        rows.append((info.name[:15] or "_", info.map_type, info.key_size, info.value_size,
+                     1 if info.is_array else MAX_MAP_ENTRIES))
+    return rows
+
+
 def finish(unit: types.CompileUnit, obj: bytes, filename: str,
            wildcards: list) -> CompiledScript:
     """The back half: pybpf's own object loader reads the programs back from LLVM's object,
     with BTF and the script's lines; each gets its maps, license and program type."""
-    specs = [MapSpec("events", "ringbuf", 0, 0, types.RINGBUF_SIZE),
-             MapSpec("start", "array", 4, 8, 1),
-             MapSpec("stacks", "stack_trace", 4, 8 * types.MAX_STACK_FRAMES,
-                     MAX_MAP_ENTRIES if unit.uses_stacks else 1)]
-    for info in sorted(unit.maps.values(), key=lambda m: m.index):
-        specs.append(MapSpec(info.name[:15] or "_", info.map_type, info.key_size,
-                             info.value_size, 1 if info.is_array else MAX_MAP_ENTRIES))
     from ..elf import load_object
+    from ..program import MapSpec
 
+    specs = [MapSpec(*row) for row in map_rows(unit)]
     spec = load_object(obj, name=filename, core_target="local")
     programs = []
     for name, probe, ap, section in unit.functions:
@@ -250,5 +240,38 @@ def verified_plan(compiled: CompiledScript) -> dict:
 
     made = make_plan(compiled)
     made["verdicts"] = [verdict_record(prog) for _, prog, _ in compiled.programs]
+    return made
+
+
+def compiled_plan(source: str, filename: str, worker, mark=lambda step: None,
+                  while_waiting=None) -> dict:
+    """A cache miss's plan the quick way: ``worker`` (a :class:`.worker.Worker` forked with
+    the verifier before the parse began) compiles the IR, cuts each probe's bytecode out of
+    the object and verifies it, so this process needs neither the ELF and BTF readers nor
+    the verifier; ``while_waiting`` runs here while the worker compiles. When the worker cannot (a probe section with relocations; a probe its
+    verifier refuses, whose explanation wants the object's line info) the full road
+    (:func:`compile_script`, :func:`verified_plan`) gives the plan."""
+    from .plan import assemble
+
+    try:
+        unit, wildcards = compile_unit(source, filename, mark)
+        programs = [(name, section, probes.PROG_TYPES[ap.provider])
+                    for name, _, ap, section in unit.functions]
+        rows = map_rows(unit)
+        worker.send({"ir": unit.ir_text(), "kind": "code", "verify": True,
+                     "programs": programs, "maps": rows})
+        if while_waiting is not None:
+            while_waiting()
+        answer = worker.answer()
+    finally:
+        worker.close()
+    mark("llvm+verify")
+    if "fallback" in answer:
+        return verified_plan(compile_script(source, filename))
+    made = assemble(filename, rows,
+                    [(name, prog_type, code, "GPL", ap) for (name, _, prog_type), code, (_, _, ap, _)
+                     in zip(programs, answer["code"], unit.functions)],
+                    unit, wildcards)
+    made["verdicts"] = answer["verdicts"]
     return made
 

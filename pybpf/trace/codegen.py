@@ -1114,108 +1114,15 @@ class Compiler:
         return ir.Constant(i64, 0), NONE
 
 
-def _optimize(parsed, machine) -> None:
-    """Run LLVM's O2 pipeline (mem2reg first of all) so the BPF stack stays small."""
-    import llvmlite.binding as llvm
-
-    try:
-        pto = llvm.create_pipeline_tuning_options(speed_level=2)
-        pb = llvm.create_pass_builder(machine, pto)
-        pm = pb.getModulePassManager()
-        pm.run(parsed, pb)
-    except AttributeError:  # an older llvmlite: legacy pass manager
-        pmb = llvm.create_pass_manager_builder()
-        pmb.opt_level = 2
-        pm = llvm.create_module_pass_manager()
-        pmb.populate(pm)
-        pm.run(parsed)
-
-
-def _machine(opt: int):
-    import llvmlite.binding as llvm
-
-    llvm.initialize_all_targets()
-    llvm.initialize_all_asmprinters()
-    return llvm.Target.from_triple("bpfel").create_target_machine(cpu="v3", opt=opt,
-                                                                  reloc="static")
-
-
-_LLVM_ERROR = re.compile(r"^(?:error|Error): (?:(?P<file>[^:\n]*):(?P<line>\d+):(?P<col>\d+): )?"
-                         r"(?:in function \S+ [^:]*: )?(?P<msg>.*)$", re.M)
-
-
-def _emit(module: "ir.Module | str", opt: int, kind: str):
-    """Run LLVM's BPF backend in a forked child.
-
-    The backend reports some errors -- the 512-byte stack limit above all -- on stderr and
-    then *exits the process*; a child keeps that from killing pybpf, and its stderr becomes a
-    :class:`TraceSyntaxError` at the script line LLVM names (the IR carries the script's
-    lines as debug locations)."""
-    import os
-    import tempfile
-
-    text = str(module)
-    with tempfile.TemporaryFile() as result, tempfile.TemporaryFile() as errors:
-        pid = os.fork()
-        if pid == 0:  # the child: compile, write the result, leave without cleanup
-            code = 1
-            try:
-                # llvmlite's binding loads in the child, alongside the parent's own imports of
-                # what follows (two cores: the two overlap)
-                import llvmlite.binding as llvm
-
-                os.dup2(errors.fileno(), 2)
-                machine = _machine(opt)
-                parsed = llvm.parse_assembly(text)
-                parsed.verify()
-                _optimize(parsed, machine)
-                out = (machine.emit_object(parsed) if kind == "obj"
-                       else machine.emit_assembly(parsed).encode())
-                os.write(result.fileno(), out)
-                code = 0
-            except BaseException as exc:  # noqa: BLE001 - reported through the file
-                os.write(errors.fileno(), f"error: {exc}\n".encode())
-            finally:
-                os._exit(code)
-        _import_next_steps()  # while LLVM works in the child: a core may be free
-        _, status = os.waitpid(pid, 0)
-        errors.seek(0)
-        diagnostics = errors.read().decode(errors="replace")
-        result.seek(0)
-        out = result.read()
-    m = _LLVM_ERROR.search(diagnostics)
-    if m or not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
-        if not m:
-            raise TraceSyntaxError(f"LLVM failed to compile the script: "
-                                   f"{diagnostics.strip() or 'status ' + str(status)}")
-        line = int(m.group("line")) if m.group("line") else None
-        col = int(m.group("col")) if m.group("col") else None
-        msg = m.group("msg").split(". Please move")[0]
-        if "stack limit" in msg:
-            msg += (" (BPF programs have 512 bytes of stack: use fewer string variables or "
-                    "split the probe)")
-        raise TraceSyntaxError(msg, m.group("file") or "<script>", line, col)
-    if diagnostics.strip():
-        import sys
-        sys.stderr.write(diagnostics)
-    return out if kind == "obj" else out.decode()
-
-
-def _import_next_steps() -> None:
-    """Import what follows a compilation (pybpf's ELF loader reads the object back, its
-    verifier checks the programs) while the child compiles: cold start-up overlaps the two."""
-    try:
-        import elftools.elf.elffile  # noqa: F401 - pybpf.elf's reader imports it on first use
-        import pybpf.elf  # noqa: F401
-        import pybpf.verifier  # noqa: F401
-    except Exception:  # noqa: BLE001 - the real import, later, reports any problem
-        pass
-
-
 def emit_object(module: "ir.Module | str", opt: int = 2) -> bytes:
-    """Compile an LLVM module for the BPF target into an ELF relocatable object."""
-    return _emit(module, opt, "obj")
+    """Compile an LLVM module for the BPF target into an ELF relocatable object (in the
+    LLVM worker, :mod:`.worker`)."""
+    from .worker import emit
+
+    return emit(str(module), opt, "obj")
 
 
 def emit_assembly(module: "ir.Module | str", opt: int = 2) -> str:
-    return _emit(module, opt, "asm")
+    from .worker import emit
+
+    return emit(str(module), opt, "asm")

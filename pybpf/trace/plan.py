@@ -35,32 +35,54 @@ LDDW = 0x18
 def make_plan(compiled) -> dict:
     """The plan of a :class:`pybpf.trace.build.CompiledScript`."""
     from .. import isa
+
+    rows = [(s.name, s.type, s.key_size, s.value_size, s.max_entries)
+            for s in compiled.map_specs]
+    programs = [(name, prog.prog_type, isa.encode(prog.insns), prog.license or "GPL", ap)
+                for name, prog, ap in compiled.programs]
+    return assemble(compiled.source_name, rows, programs, compiled.unit, compiled.wildcards)
+
+
+def assemble(source_name: str, map_rows: list, programs: list, unit, wildcards: list) -> dict:
+    """A plan from its parts: ``map_rows`` (name, type, key, value, max entries) in index
+    order, ``programs`` (name, program type, bytecode, license, attach point) per probe, the
+    compile unit (its metadata is pickled) and what the wildcards matched."""
     from ..kernel import uapi
 
-    maps = [(s.name, s.type, int(uapi.map_type(s.type)), s.key_size, s.value_size,
-             s.max_entries) for s in compiled.map_specs]
-    programs = []
-    for name, prog, ap in compiled.programs:
-        chunks, refs, slot = [], [], 0
-        for insn in prog.insns:
-            code = isa.encode([insn])
-            if insn.opcode == LDDW and insn.src in _PSEUDO_BY_FD:
-                refs.append((slot, insn.imm, _PSEUDO_BY_FD[insn.src]))
-            chunks.append(code)
-            slot += len(code) // 8
-        programs.append({
-            "name": name, "prog_type": prog.prog_type,
-            "ptype": int(uapi.prog_type(prog.prog_type)), "insns": b"".join(chunks),
-            "refs": refs, "license": prog.license or "GPL", "provider": ap.provider,
+    maps = [(name, kind, int(uapi.map_type(kind)), key, value, entries)
+            for name, kind, key, value, entries in map_rows]
+    plans = []
+    for name, prog_type, code, license_, ap in programs:
+        plans.append({
+            "name": name, "prog_type": prog_type,
+            "ptype": int(uapi.prog_type(prog_type)), "insns": code,
+            "refs": map_references(code), "license": license_, "provider": ap.provider,
             "target": ap.target, "func": ap.func, "unit": ap.unit, "freq": ap.freq,
             "raw": ap.raw, "line": ap.line, "col": ap.col})
     import pickle
 
-    unit = compiled.unit
     meta = pickle.dumps((unit.maps, unit.formats, unit.stack_index),
                         protocol=pickle.HIGHEST_PROTOCOL)
-    return {"format": FORMAT, "source_name": compiled.source_name, "maps": maps,
-            "programs": programs, "meta": meta, "wildcards": compiled.wildcards}
+    return {"format": FORMAT, "source_name": source_name, "maps": maps,
+            "programs": plans, "meta": meta, "wildcards": wildcards}
+
+
+def map_references(code: bytes) -> list[tuple[int, int, int]]:
+    """(slot, map index, the kernel's pseudo source) of every map reference in ``code``:
+    the ``lddw`` instructions by map index that :func:`patched_insns` turns into fds."""
+    refs = []
+    slot, end = 0, len(code) // 8
+    while slot < end:
+        at = slot * 8
+        if code[at] == LDDW:
+            src = code[at + 1] >> 4
+            if src in _PSEUDO_BY_FD:
+                refs.append((slot, int.from_bytes(code[at + 4:at + 8], "little", signed=True),
+                             _PSEUDO_BY_FD[src]))
+            slot += 2
+        else:
+            slot += 1
+    return refs
 
 
 def file_stamp(path: str) -> list:

@@ -83,14 +83,25 @@ def get_plan(source: str, filename: str, timings: Timings | None = None) -> dict
             if timings:
                 timings.mark("cache-hit")
             return found
-    from .build import compile_script, verified_plan
+    # LLVM and the verifier load in a child while this process parses and generates IR
+    from .worker import Worker
 
-    made = verified_plan(compile_script(source, filename, timings))
-    if timings:
-        timings.mark("verify")
+    worker = Worker(verifier=True)
+    from .build import compiled_plan
+
+    made = compiled_plan(source, filename, worker, timings.mark if timings else lambda s: None,
+                         _import_session)
     if path is not None:
         plan.write(path, made)
     return made
+
+
+def _import_session() -> None:
+    """Import what starting a session needs, while the LLVM worker compiles (a cache miss):
+    the two overlap."""
+    from ..kernel import attrs, perf, ringbuf, syscall, uapi  # noqa: F401
+    from ..kernel.attach import _perf_link  # noqa: F401
+    from . import output  # noqa: F401
 
 
 class _Loaded:
