@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..errors import KernelError
 from . import ast, probes, types
 from .parser import TraceSyntaxError, parse
 from .plan import file_stamp as plan_stamp
 from .worker import verdict_record
+
+if TYPE_CHECKING:  # pybpf.program is imported only by the full road
+    from ..program import MapSpec, Program
 
 MAX_MAP_ENTRIES = 4096  # bpftrace's default map size
 

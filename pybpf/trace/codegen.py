@@ -13,8 +13,6 @@ Values: every integer is 64-bit (bpftrace's default); strings are fixed-size byt
 
 from __future__ import annotations
 
-import re
-
 import llvmlite.ir as ir
 
 from ..helpers.ids import HELPER_IDS
