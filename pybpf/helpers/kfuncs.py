@@ -15,6 +15,9 @@ iterator behind libbpf's ``bpf_for``/``bpf_repeat``; read for behaviour only):
 * ``bpf_iter_num_destroy(it)``: exhausts it.
 
 The iterator is 8 bytes of the program's stack: ``cur`` and ``end`` as two s32.
+
+The packet dynptr kfuncs (``bpf_dynptr_from_skb``/``_xdp``, ``bpf_dynptr_slice[_rdwr]``) live
+with the other dynptr code in :mod:`pybpf.helpers.dynptr`, which registers them here.
 """
 
 from __future__ import annotations
@@ -112,3 +115,6 @@ def kfunc_name(btf_id: int) -> str | None:
     except Exception:  # noqa: BLE001 - no kernel BTF, or an id outside it: not a kfunc
         return None
     return t.name if type(t).__name__ == "Func" else None
+
+
+from . import dynptr  # noqa: E402,F401 - registers the packet dynptr kfuncs (bpf_dynptr_from_skb, ...)

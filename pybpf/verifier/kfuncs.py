@@ -68,7 +68,8 @@ KFUNCS = {k.name: k for k in (
 #: the packet dynptr constructors: the dynptr kind and the program types pybpf lets call them
 #: (compared with the kernel; others are refused as the kernel refuses them, or as not
 #: supported where pybpf has not compared)
-PACKET_DYNPTR = {"bpf_dynptr_from_skb": ("skb", frozenset({"sched_cls", "sched_act"})),
+PACKET_DYNPTR = {"bpf_dynptr_from_skb": ("skb", frozenset({"sched_cls", "sched_act",
+                                                           "socket_filter", "cgroup_skb"})),
                  "bpf_dynptr_from_xdp": ("xdp", frozenset({"xdp"}))}
 #: program types in which the kernel refuses a packet dynptr constructor (probed)
 PACKET_DYNPTR_REFUSED = {"bpf_dynptr_from_skb": frozenset({"xdp"}),
