@@ -73,13 +73,20 @@ def _in_bounds(size: int, offset: int, length: int) -> bool:
 @helper("dynptr_from_mem", "integer", "ptr_to_uninit_mem", "const_size_or_zero", "anything",
         "ptr_to_dynptr|local|uninit")
 def dynptr_from_mem(env, data, size, flags, ptr, *_):
+    return _create(env, ptr, flags, data, LOCAL, size)
+
+
+def _create(env, ptr: int, flags: int, data: int, kind: int, size: int,
+            rdonly: bool = False) -> int:
+    """Make the dynptr at ``ptr``, or a null one and the kernel's error: flags (none are
+    defined) -EINVAL, then a size over 16 MiB - 1 -E2BIG."""
     if flags:
         _null(env, ptr)
         return _err(errno.EINVAL)
     if size > SIZE_MASK:
         _null(env, ptr)
         return _err(errno.E2BIG)
-    _init(env, ptr, data, LOCAL, size)
+    _init(env, ptr, data, kind, size, rdonly)
     return 0
 
 
@@ -179,21 +186,14 @@ def dynptr_data(env, ptr, offset, length, *_):
 @kfunc("bpf_dynptr_from_skb")
 def dynptr_from_skb(env, skb, flags, ptr, *_):
     c = packet._context(env, "dynptr_from_skb", "l2")
-    if flags:
-        _null(env, ptr)
-        return _err(errno.EINVAL)
-    _init(env, ptr, skb, SKB, c.packet.size, rdonly=c.prog_type.name not in SKB_WRITABLE)
-    return 0
+    return _create(env, ptr, flags, skb, SKB, c.packet.size,
+                   rdonly=c.prog_type.name not in SKB_WRITABLE)
 
 
 @kfunc("bpf_dynptr_from_xdp")
 def dynptr_from_xdp(env, xdp, flags, ptr, *_):
     c = packet._context(env, "dynptr_from_xdp", "adjust_head")
-    if flags:
-        _null(env, ptr)
-        return _err(errno.EINVAL)
-    _init(env, ptr, xdp, XDP, (c.data_end - c.data) & SIZE_MASK)
-    return 0
+    return _create(env, ptr, flags, xdp, XDP, c.data_end - c.data)
 
 
 def _slice(env, ptr: int, offset: int, length: int, rdwr: bool) -> int:

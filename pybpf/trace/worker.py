@@ -78,19 +78,14 @@ class Worker:
     def answer(self):
         """The child's answer to the request :meth:`send` gave."""
         try:
-            chunks = []
-            while True:
-                chunk = os.read(self._res_r, 1 << 16)
-                if not chunk:
-                    break
-                chunks.append(chunk)
+            data = _read_all(self._res_r)
             status = self._wait()
             diagnostics = self._diagnostics()
         finally:
             self.close()
         failed = not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0
         _raise_diagnostics(diagnostics, failed, status)
-        return marshal.loads(b"".join(chunks))
+        return marshal.loads(data)
 
     def _wait(self) -> int:
         _, status = os.waitpid(self.pid, 0)
@@ -99,13 +94,7 @@ class Worker:
 
     def _diagnostics(self) -> str:
         os.lseek(self._errors, 0, os.SEEK_SET)
-        parts = []
-        while True:
-            chunk = os.read(self._errors, 1 << 16)
-            if not chunk:
-                break
-            parts.append(chunk)
-        return b"".join(parts).decode(errors="replace")
+        return _read_all(self._errors).decode(errors="replace")
 
     def close(self) -> None:
         """Close every descriptor; a child still running (no request was sent: the parse
@@ -127,6 +116,16 @@ class Worker:
             self.close()
         except Exception:  # noqa: BLE001
             pass
+
+
+def _read_all(fd: int) -> bytes:
+    """Everything until end of file (a pipe's writer closed it; a memfd's end)."""
+    parts = []
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return b"".join(parts)
+        parts.append(chunk)
 
 
 def emit(text: str, opt: int, kind: str):
@@ -184,15 +183,10 @@ def _serve(req_r: int, res_w: int, opt: int, verifier: bool) -> int:
     if verifier:
         from .. import verifier as _v  # noqa: F401 - loaded while the parent parses
         from ..program import Program  # noqa: F401
-    parts = []
-    while True:
-        chunk = os.read(req_r, 1 << 16)
-        if not chunk:
-            break
-        parts.append(chunk)
-    if not parts:  # the parent gave up (a parse error, Ctrl-C)
+    data = _read_all(req_r)
+    if not data:  # the parent gave up (a parse error, Ctrl-C)
         return 0
-    request = marshal.loads(b"".join(parts))
+    request = marshal.loads(data)
     parsed = llvm.parse_assembly(request["ir"])
     parsed.verify()
     _optimize(parsed, machine)

@@ -1,19 +1,6 @@
 /* Dynamic pointers over a map value and over ring buffer records, for comparing pybpf's
  * helpers with the kernel's (test_dynptr.py). */
-#include "pybpf_fixture.h"
-
-static long (*bpf_dynptr_from_mem)(void *data, __u32 size, __u64 flags,
-                                   struct bpf_dynptr *ptr) = (void *)197;
-static long (*bpf_ringbuf_reserve_dynptr)(void *ringbuf, __u32 size, __u64 flags,
-                                          struct bpf_dynptr *ptr) = (void *)198;
-static void (*bpf_ringbuf_submit_dynptr)(struct bpf_dynptr *ptr, __u64 flags) = (void *)199;
-static void (*bpf_ringbuf_discard_dynptr)(struct bpf_dynptr *ptr, __u64 flags) = (void *)200;
-static long (*bpf_dynptr_read)(void *dst, __u32 len, const struct bpf_dynptr *src, __u32 offset,
-                               __u64 flags) = (void *)201;
-static long (*bpf_dynptr_write)(const struct bpf_dynptr *dst, __u32 offset, void *src,
-                                __u32 len, __u64 flags) = (void *)202;
-static void *(*bpf_dynptr_data)(const struct bpf_dynptr *ptr, __u32 offset,
-                                __u32 len) = (void *)203;
+#include "pybpf_dynptr.h"
 
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);

@@ -3,21 +3,9 @@
  * program takes its offsets and flags from the packet's first bytes after the Ethernet header,
  * so test_dynptr_pkt.py can compare pybpf's engines with the kernel (BPF_PROG_TEST_RUN) on
  * generated packets: answers, bytes read and the packet written. */
-#include "pybpf_fixture.h"
+#include "pybpf_dynptr.h"
 
-extern int bpf_dynptr_from_skb(struct __sk_buff *skb, __u64 flags,
-			       struct bpf_dynptr *ptr__uninit) __ksym;
-extern int bpf_dynptr_from_xdp(struct xdp_md *x, __u64 flags,
-			       struct bpf_dynptr *ptr__uninit) __ksym;
-extern void *bpf_dynptr_slice(const struct bpf_dynptr *p, __u32 offset, void *buffer__opt,
-			      __u32 buffer__szk) __ksym;
-extern void *bpf_dynptr_slice_rdwr(const struct bpf_dynptr *p, __u32 offset,
-				   void *buffer__opt, __u32 buffer__szk) __ksym;
-static long (*bpf_dynptr_read)(void *dst, __u32 len, const struct bpf_dynptr *src,
-			       __u32 offset, __u64 flags) = (void *)201;
-static long (*bpf_dynptr_write)(const struct bpf_dynptr *dst, __u32 offset, void *src,
-				__u32 len, __u64 flags) = (void *)202;
-static long (*bpf_xdp_adjust_head_)(struct xdp_md *ctx, int delta) = (void *)44;
+static long (*bpf_xdp_adjust_head)(struct xdp_md *ctx, int delta) = (void *)44;
 
 /* the control bytes: at offset 14 in the packet, read with a dynptr as well */
 struct ctl {
@@ -169,7 +157,7 @@ int xdp_after_adjust_head(struct xdp_md *ctx)
 	bpf_dynptr_from_xdp(ctx, 0, &d);
 	if (bpf_dynptr_read(&c, sizeof(c), &d, 14, 0))
 		return 0xdead;
-	if (bpf_xdp_adjust_head_(ctx, c.arg & 15))
+	if (bpf_xdp_adjust_head(ctx, c.arg & 15))
 		return 0xbad;
 	ret = bpf_dynptr_read(&word, 4, &d, c.off, 0);
 	return ret ? 0x10000 | (-ret & 0xff) : word & 0xffff;
