@@ -7,6 +7,7 @@ script starts from its plan (:mod:`.plan`) without the parser, LLVM or the ELF r
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -101,6 +102,8 @@ def _expand(script: ast.Script):
     wildcards: list = []
     for probe in script.probes:
         for ap in probe.attach_points:
+            if ap.provider in ("uprobe", "uretprobe") and "/" not in ap.target:
+                ap = _resolved_target(ap, script, wildcards)
             if ap.provider == "tracepoint":
                 matches = probes.expand_tracepoints(ap.target, ap.func)
                 if not matches:
@@ -114,8 +117,10 @@ def _expand(script: ast.Script):
                                           raw=f"tracepoint:{cat}:{ev}")
                     fields[(cat, ev)] = probes.tracepoint_fields(cat, ev)
                     items.append((probe, one, f"tracepoint/{cat}/{ev}"))
-            elif ap.provider in ("uprobe", "uretprobe") and any(c in ap.func for c in "*?["):
-                names = _matching_functions(ap, script)
+            elif ap.provider in ("uprobe", "uretprobe"):
+                # as bpftrace 0.17: the function is matched against the binary's symbols, a
+                # name without wildcards too; one that matches nothing attaches nothing
+                names = _matching_functions(ap)
                 wildcards.append(("uprobe", ap.target, ap.func, plan_stamp(ap.target)))
                 for fn in names:
                     one = ast.AttachPoint(ap.line, ap.col, ap.provider, ap.target, fn,
@@ -134,18 +139,34 @@ def _expand(script: ast.Script):
     return items, fields, wildcards
 
 
-def _matching_functions(ap: ast.AttachPoint, script: ast.Script) -> list[str]:
-    """Function symbols of a binary matching a wildcard (``uprobe:/bin/bash:readl*``)."""
+def _resolved_target(ap: ast.AttachPoint, script: ast.Script,
+                     wildcards: list) -> ast.AttachPoint:
+    """``uprobe:libc:malloc`` as bpftrace names it, ``uprobe:/lib/.../libc.so.6:malloc``: the
+    bare name resolved (:func:`probes.resolve_uprobe_target`), and recorded, so a cached plan
+    is used only while the name still resolves to that file."""
+    path = probes.resolve_uprobe_target(ap.target)
+    if path is None:
+        raise TraceSyntaxError(f"uprobe target file '{ap.target}' does not exist or is not "
+                               "executable (neither on $PATH nor a library in the dynamic "
+                               "linker's cache)", script.filename, ap.line, ap.col)
+    wildcards.append(("target", ap.target, "", path))
+    return ast.AttachPoint(ap.line, ap.col, ap.provider, path, ap.func,
+                           raw=f"{ap.provider}:{path}:{ap.func}")
+
+
+def _matching_functions(ap: ast.AttachPoint) -> list[str]:
+    """Function symbols of a binary matching the probe's function (``uprobe:/bin/bash:readl*``
+    or a plain name); a missing binary is the attach's error, so it is kept then."""
     import fnmatch
 
-    from .symbols import _elf_symbols
+    from .symbols import function_names
 
-    _, names, _ = _elf_symbols(ap.target)
-    found = sorted({n for n in names if fnmatch.fnmatchcase(n, ap.func)})
-    if not found:
-        raise TraceSyntaxError(f"no function of {ap.target} matches '{ap.func}'",
-                               script.filename, ap.line, ap.col)
-    return found
+    if not os.path.exists(ap.target):
+        return [ap.func]  # attaching says: no such binary
+    names = function_names(ap.target)
+    if not any(c in ap.func for c in "*?["):
+        return [ap.func] if ap.func in names else []
+    return sorted(n for n in names if fnmatch.fnmatchcase(n, ap.func))
 
 
 def _kfunc_params(ap: ast.AttachPoint, script: ast.Script) -> list:
@@ -184,6 +205,9 @@ def compile_unit(source: str, filename: str, mark=lambda step: None):
     mark("imports")
     script = parse(source, filename)
     items, fields, wildcards = _expand(script)
+    if not items:  # every probe was a uprobe on a function its binary does not have
+        raise TraceSyntaxError("no probes to attach (no function named by the script's "
+                               "uprobes exists in its binary)", filename, 1, 1)
     # one ELF section per program: two probes on one hook must not share a section
     seen: dict[str, int] = {}
     for i, (probe, ap, section) in enumerate(items):

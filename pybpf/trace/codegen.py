@@ -17,6 +17,7 @@ import llvmlite.ir as ir
 
 from ..helpers.ids import HELPER_IDS
 from ..isa import PSEUDO_MAP_IDX
+from .events import EV_JOIN, JOIN_ARGNUM, JOIN_ARGSIZE
 from . import ast
 from .parser import TraceSyntaxError
 from .probes import PT_REGS_ARGS, PT_REGS_RET, TracepointField
@@ -680,6 +681,8 @@ class Compiler:
         value, vtype = self._expr(e.expr)
         if vtype.kind != "int":
             raise self.error(f"cannot cast {vtype} to {e.type_name}", e)
+        if e.type_name.startswith(("struct ", "union ")):
+            return value, self._kernel_cast_type(e)
         bits = {"int8": 8, "uint8": 8, "char": 8, "int16": 16, "uint16": 16, "short": 16,
                 "int32": 32, "uint32": 32, "int": 32}.get(e.type_name.rstrip("*"), 64)
         signed = not e.type_name.startswith("u")
@@ -687,6 +690,20 @@ class Compiler:
             t = self.b.trunc(value, ir.IntType(bits))
             value = self.b.sext(t, i64) if signed else self.b.zext(t, i64)
         return value, SType("int", signed=signed)
+
+    def _kernel_cast_type(self, e: ast.Cast) -> SType:
+        """``(struct NAME *)``: a pointer to the kernel's struct (or union) NAME."""
+        from . import kerneltypes
+
+        kind, _, name = e.type_name.partition(" ")
+        stars = len(name) - len(name.rstrip("*"))
+        if stars != 1:
+            raise self.error(f"cast to a pointer to the {kind}, e.g. ({kind} "
+                             f"{name.rstrip('*')} *)", e)
+        try:
+            return kerneltypes.pointer_type(kerneltypes.record_id(kind, name.rstrip("*")))
+        except kerneltypes.KernelTypeError as exc:
+            raise self.error(str(exc), e) from None
 
     def _e_Unary(self, e: ast.Unary):
         value, vtype = self._expr(e.operand)
@@ -862,6 +879,8 @@ class Compiler:
             return b.sub(now, b.load(start)), UINT
         if name == "cpu":
             return b.zext(self._helper("bpf_get_smp_processor_id", i32, []), i64), UINT
+        if name == "curtask":
+            return self._helper("bpf_get_current_task", i64, []), self._curtask_type(e)
         if name == "rand":
             return b.zext(self._helper("bpf_get_prandom_u32", i32, []), i64), UINT
         if name == "comm":
@@ -903,9 +922,52 @@ class Compiler:
                  else f"function {key[1]}")
         raise self.error(f"{where} has no field '{e.field}' (fields: {names})", e)
 
+    def _curtask_type(self, e: ast.Node) -> SType:
+        from . import kerneltypes
+
+        try:
+            return kerneltypes.pointer_type(kerneltypes.record_id("struct", "task_struct"))
+        except kerneltypes.KernelTypeError as exc:
+            raise self.error(str(exc), e) from None
+
+    def _member(self, base: SType, e: ast.FieldAccess) -> tuple[int, int, SType]:
+        """(offset, bytes to read, type) of the kernel struct member ``e.field`` of ``base``."""
+        from . import kerneltypes
+
+        if not base.btf:
+            raise self.error(f"'{e.field}': field access needs args or a kernel struct "
+                             f"pointer, e.g. (struct task_struct *)curtask; this is {base}", e)
+        try:
+            return kerneltypes.member(base.btf, e.field)
+        except kerneltypes.KernelTypeError as exc:
+            raise self.error(str(exc), e) from None
+
+    def _kernel_member(self, e: ast.FieldAccess):
+        """``ptr->field`` / ``record.field`` on kernel memory: read with bpf_probe_read (a
+        struct or union member is addressed, not read)."""
+        base, btype = self._expr(e.expr)
+        offset, size, mtype = self._member(btype, e)
+        addr = self.b.add(base, ir.Constant(i64, offset))
+        if mtype.rec:
+            return addr, mtype
+        if mtype.kind == "str":
+            buf = self._zeroed(size, e.field)
+            self._helper("bpf_probe_read", i64, [self._ptr(buf), ir.Constant(i32, size),
+                                                 self.b.inttoptr(addr, i8p)])
+            return buf, mtype
+        slot = self._alloca(i64, e.field)
+        self.b.store(ir.Constant(i64, 0), slot)
+        self._helper("bpf_probe_read", i64, [self._ptr(slot), ir.Constant(i32, size),
+                                             self.b.inttoptr(addr, i8p)])
+        value = self.b.load(slot)
+        if size < 8:
+            narrow = self.b.trunc(value, ir.IntType(size * 8))
+            value = self.b.sext(narrow, i64) if mtype.signed else self.b.zext(narrow, i64)
+        return value, mtype
+
     def _e_FieldAccess(self, e: ast.FieldAccess):
         if not (isinstance(e.expr, ast.Builtin) and e.expr.name == "args"):
-            raise self.error("field access is supported on args only", e)
+            return self._kernel_member(e)
         f = self._tp_field(e)
         if f.array_len and "char" in f.ctype and not f.ctype.startswith("__data_loc"):
             buf = self._zeroed(f.array_len, f.name)
@@ -916,7 +978,13 @@ class Compiler:
             raise self.error(f"field '{f.name}' ({f.ctype}, {f.size} bytes) is not supported",
                              e)
         signed = f.signed or f.ctype in ("int", "long", "short", "pid_t")
-        return self._ctx_load(f.offset, f.size, signed), SType("int", signed=signed)
+        value = self._ctx_load(f.offset, f.size, signed)
+        if f.size == 8 and f.ctype.startswith(("struct ", "union ", "const struct ")):
+            from . import kerneltypes
+            target = kerneltypes.pointer_to(f.ctype)
+            if target:  # "struct __kernel_timespec *": its members through the BTF
+                return value, kerneltypes.pointer_type(target)
+        return value, SType("int", signed=signed)
 
     def _e_Index(self, e: ast.Index):
         raise self.error("indexing is not supported yet", e)
@@ -1043,6 +1111,59 @@ class Compiler:
         self._emit_event(EV_PRINTF, fmt.id, values)
         return ir.Constant(i64, 0), NONE
 
+    def _call_join(self, e: ast.Call):
+        """join(char *arr[] [, delim]): the array's strings (up to its NULL, at most
+        JOIN_ARGNUM of JOIN_ARGSIZE bytes) printed as one line, as bpftrace prints them. The
+        record (16 KiB) is reserved in the ring buffer and the strings read straight into it:
+        the BPF stack could not hold it."""
+        if not 1 <= len(e.args) <= 2:
+            raise self.error("join() takes an array of strings and an optional delimiter", e)
+        delim = " "
+        if len(e.args) == 2:
+            if not isinstance(e.args[1], ast.String):
+                raise self.error("join()'s delimiter must be a string literal", e.args[1])
+            delim = e.args[1].value
+        arr, atype = self._expr(e.args[0])
+        if atype.kind != "int":
+            raise self.error("join() needs a pointer to an array of strings", e.args[0])
+        fmt = PrintfFormat(len(self.formats), delim, [], EV_JOIN)
+        self.formats.append(fmt)
+        size = 16 + JOIN_ARGNUM * JOIN_ARGSIZE
+        rec = self._helper("bpf_ringbuf_reserve", i8p, [self._map_ptr(self.ringbuf_index),
+                                                       ir.Constant(i64, size),
+                                                       ir.Constant(i64, 0)])
+        done = self.fn.append_basic_block("join_done")
+        fill = self.fn.append_basic_block("join_fill")
+        self.b.cbranch(self.b.icmp_unsigned("==", self.b.ptrtoint(rec, i64),
+                                            ir.Constant(i64, 0)), done, fill)
+        self.b.position_at_end(fill)
+        self.b.store(ir.Constant(i64, EV_JOIN), self.b.bitcast(rec, i64.as_pointer()))
+        self.b.store(ir.Constant(i64, fmt.id),
+                     self.b.bitcast(self.b.gep(rec, [ir.Constant(i64, 8)]), i64.as_pointer()))
+        slot = self._alloca(i64, "join_ptr")
+        submit = self.fn.append_basic_block("join_submit")
+        for i in range(JOIN_ARGNUM):
+            dst = self.b.gep(rec, [ir.Constant(i64, 16 + i * JOIN_ARGSIZE)])
+            self._helper("bpf_probe_read", i64, [self._ptr(slot), ir.Constant(i32, 8),
+                                                 self.b.inttoptr(self.b.add(
+                                                     arr, ir.Constant(i64, 8 * i)), i8p)])
+            ptr = self.b.load(slot)
+            more = self.fn.append_basic_block(f"join_arg{i}")
+            end = self.fn.append_basic_block(f"join_end{i}")
+            self.b.cbranch(self.b.icmp_unsigned("==", ptr, ir.Constant(i64, 0)), end, more)
+            self.b.position_at_end(end)  # the array's NULL: an empty string ends the list
+            self.b.store(ir.Constant(i8, 0), dst)
+            self.b.branch(submit)
+            self.b.position_at_end(more)
+            self._helper("bpf_probe_read_str", i64, [dst, ir.Constant(i32, JOIN_ARGSIZE),
+                                                     self.b.inttoptr(ptr, i8p)])
+        self.b.branch(submit)
+        self.b.position_at_end(submit)
+        self._helper("bpf_ringbuf_submit", i64, [rec, ir.Constant(i64, 0)])
+        self.b.branch(done)
+        self.b.position_at_end(done)
+        return ir.Constant(i64, 0), NONE
+
     def _call_time(self, e: ast.Call):
         fmt = "%H:%M:%S\n"
         if e.args:
@@ -1063,9 +1184,17 @@ class Compiler:
         return info
 
     def _call_print(self, e: ast.Call):
-        if len(e.args) == 1 and isinstance(e.args[0], ast.Map) and not e.args[0].keys:
-            info = self._map_arg(e, "print")
-            self._emit_event(EV_PRINT, info.index, [])
+        if 1 <= len(e.args) <= 3 and isinstance(e.args[0], ast.Map) and not e.args[0].keys:
+            # print(@map[, top[, div]]): the greatest ``top`` entries, values divided by
+            # ``div``; both integer literals, as bpftrace requires
+            for extra in e.args[1:]:
+                if not isinstance(extra, ast.Integer):
+                    raise self.error("print() expects an integer literal for its top and div "
+                                     "arguments", extra)
+            info = self._map_arg(ast.Call(e.line, e.col, e.name, e.args[:1]), "print")
+            limits = [a.value for a in e.args[1:]] + [0] * (3 - len(e.args))
+            self._emit_event(EV_PRINT, info.index,
+                             [(ir.Constant(i64, v), INT) for v in limits])
             return ir.Constant(i64, 0), NONE
         if len(e.args) != 1:
             raise self.error("print() takes one argument", e)

@@ -164,9 +164,11 @@ def _bar(count: int, top: int) -> str:
     return "|" + "@" * n + " " * (width - n) + "|"
 
 
-def _draw(rows: list[tuple[str, int]]) -> list[str]:
+def _draw(rows: list[tuple[str, int]], div: int = 1) -> list[str]:
+    """Histogram rows; ``div`` (print()'s third argument) divides the counts shown, while the
+    bars stay those of the undivided counts, as bpftrace 0.17 draws them."""
     top = max((c for _, c in rows), default=0)
-    return [f"{label:<16}{count:>8} {_bar(count, top)}" for label, count in rows]
+    return [f"{label:<16}{count // div:>8} {_bar(count, top)}" for label, count in rows]
 
 
 def _hist_rows(info: MapInfo, buckets: dict[int, int]) -> list[tuple[str, int]]:
@@ -208,11 +210,19 @@ def _c_div(a: int, b: int) -> int:
     return -q if a < 0 else q
 
 
-def format_map(info: MapInfo, entries: list[tuple[bytes, bytes]], symbols=None) -> str:
+def format_map(info: MapInfo, entries: list[tuple[bytes, bytes]], symbols=None, *,
+               top: int = 0, div: int = 0) -> str:
     """One map's text as bpftrace prints it (entries: raw key and value bytes). A map
-    without entries is an empty line, as bpftrace 0.17 prints it (at exit and by print())."""
+    without entries is an empty line, as bpftrace 0.17 prints it (at exit and by print()).
+
+    ``top`` and ``div`` are print()'s: only the ``top`` greatest entries (histograms: by their
+    total count), values divided by ``div`` (0 or 1: as they are); a stats() map ignores both,
+    as bpftrace does."""
     if not entries:  # avg and stats maps add their blank line even so
         return "\n\n" if info.value in ("avg", "stats") else "\n"
+    if info.value == "stats":
+        top = div = 0
+    div = div or 1
     name = "@" + info.name
     lines: list[str] = []
     if info.value in ("hist", "lhist"):
@@ -221,9 +231,9 @@ def format_map(info: MapInfo, entries: list[tuple[bytes, bytes]], symbols=None) 
             (bucket,) = struct.unpack_from("<Q", key, len(key) - 8)
             (count,) = struct.unpack_from("<Q", value)
             groups.setdefault(_user_key(info, key), {})[bucket] = count
-        for ukey in sorted(groups, key=lambda k: sum(groups[k].values())):
+        for ukey in _top(sorted(groups, key=lambda k: sum(groups[k].values())), top):
             lines.append(f"{name}{_key_text(info, ukey, symbols)}: ")
-            lines.extend(_draw(_hist_rows(info, groups[ukey])))
+            lines.extend(_draw(_hist_rows(info, groups[ukey]), div))
             lines.append("")
         return "\n".join(lines) + ("\n" if lines else "")
     decoded = []
@@ -231,7 +241,7 @@ def format_map(info: MapInfo, entries: list[tuple[bytes, bytes]], symbols=None) 
         if info.value in ("avg", "stats"):
             count, total = struct.unpack_from("<qq", value)
             avg = _c_div(total, count) if count > 0 else 0
-            text = (str(avg) if info.value == "avg"
+            text = (str(_c_div(avg, div)) if info.value == "avg"
                     else f"count {count}, average {avg}, total {total}")
             decoded.append((avg, f"{name}{_key_text(info, key, symbols)}: {text}"))
         elif info.value == "str" or info.value_type.display:
@@ -239,9 +249,14 @@ def format_map(info: MapInfo, entries: list[tuple[bytes, bytes]], symbols=None) 
             decoded.append((0, f"{name}{_key_text(info, key, symbols)}: {text}"))
         else:
             (v,) = struct.unpack_from("<q", value)
-            decoded.append((v, f"{name}{_key_text(info, key, symbols)}: {v}"))
+            decoded.append((v, f"{name}{_key_text(info, key, symbols)}: {_c_div(v, div)}"))
     decoded.sort(key=lambda item: item[0])
-    lines = [text for _, text in decoded]
+    lines = [text for _, text in _top(decoded, top)]
     if info.value in ("avg", "stats") and lines:
         lines.append("")
     return "\n".join(lines) + ("\n" if lines else "")
+
+
+def _top(items: list, top: int) -> list:
+    """The last ``top`` of ``items`` (sorted ascending: the greatest), or all when 0."""
+    return items[-top:] if top and len(items) > top else items

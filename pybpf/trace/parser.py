@@ -11,6 +11,7 @@ Errors are :class:`TraceSyntaxError` with the script's line and column.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
@@ -58,7 +59,7 @@ _TOKEN = re.compile(r"""
     (?P<ws>[ \t\r\n]+)
   | (?P<comment>//[^\n]*|/\*.*?\*/)
   | (?P<string>"(?:[^"\\\n]|\\.)*")
-  | (?P<number>0[xX][0-9a-fA-F]+|\d+(?:_\d+)*)
+  | (?P<number>0[xX][0-9a-fA-F]+|\d+(?:_\d+)*(?:[eE]\d+)?)
   | (?P<map>@[A-Za-z_0-9]*)
   | (?P<var>\$[A-Za-z_0-9]+)
   | (?P<ident>[A-Za-z_][A-Za-z_0-9]*)
@@ -154,6 +155,10 @@ _TYPE_NAMES = {"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "
 
 class Parser:
     def __init__(self, source: str, filename: str = "<script>"):
+        # preprocessor state: the open #if branches (taken or not) and the defined names
+        self._conditions: list[bool] = []
+        self._defined = {"BPFTRACE_HAVE_BTF"} if os.path.exists("/sys/kernel/btf/vmlinux") \
+            else set()
         self.lexer = _Lexer(source, filename)
         self.filename = filename
         self.source = source
@@ -199,16 +204,60 @@ class Parser:
         return ast.Script(1, 1, probes, self.source, self.filename)
 
     def _skip_preamble(self) -> None:
-        # "#include <...>" and "#define" lines: accepted and ignored (types come from BTF)
+        """Preprocessor lines between probes. ``#include`` and ``#define`` are accepted and
+        ignored (types come from the kernel's BTF); ``#ifdef``/``#ifndef``/``#else``/``#endif``
+        choose lines as the C preprocessor does, with ``BPFTRACE_HAVE_BTF`` defined as
+        bpftrace defines it on a kernel with BTF, so a script's fallback struct declarations
+        for kernels without BTF are skipped (a ``struct`` declaration outside them is
+        refused: the kernel's own types are the ones used)."""
+        lexer = self.lexer
         while True:
-            self.lexer._skip_space()
-            src, pos = self.lexer.src, self.lexer.pos
-            if src.startswith("#", pos):
-                end = src.find("\n", pos)
-                end = len(src) if end < 0 else end
-                self.lexer._advance(src[pos:end])
+            lexer._skip_space()
+            src, pos = lexer.src, lexer.pos
+            end = src.find("\n", pos)
+            end = len(src) if end < 0 else end
+            line = src[pos:end]
+            if line.startswith("#"):
+                self._directive(line, lexer.line, pos - lexer.line_start + 1)
+                lexer._advance(line)
                 continue
+            if self._skipping() and pos < len(src):
+                lexer._advance(src[pos:end])
+                continue
+            if self._conditions and pos >= len(src):
+                raise TraceSyntaxError("#if without #endif", self.filename, lexer.line, 1)
+            if line.startswith(("struct ", "union ")) and "{" in src[pos:src.find(";", pos)]:
+                raise TraceSyntaxError("struct declarations are not supported: the kernel's "
+                                       "own types (BTF) are used", self.filename, lexer.line,
+                                       pos - lexer.line_start + 1)
             return
+
+    def _skipping(self) -> bool:
+        return not all(self._conditions)
+
+    def _directive(self, line: str, lineno: int, col: int) -> None:
+        if line.startswith("#!"):  # the interpreter line of an executable script
+            return
+        words = line[1:].split()
+        word = words[0] if words else ""
+        if word in ("ifdef", "ifndef"):
+            if len(words) < 2:
+                raise TraceSyntaxError(f"#{word} needs a name", self.filename, lineno, col)
+            defined = words[1] in self._defined
+            self._conditions.append(defined if word == "ifdef" else not defined)
+        elif word == "else":
+            if not self._conditions:
+                raise TraceSyntaxError("#else without #if", self.filename, lineno, col)
+            self._conditions[-1] = not self._conditions[-1]
+        elif word == "endif":
+            if not self._conditions:
+                raise TraceSyntaxError("#endif without #if", self.filename, lineno, col)
+            self._conditions.pop()
+        elif word == "define" and len(words) > 1 and not self._skipping():
+            self._defined.add(words[1].split("(")[0])
+        elif word not in ("include", "define", "undef", "pragma", ""):
+            raise TraceSyntaxError(f"preprocessor directive #{word} is not supported",
+                                   self.filename, lineno, col)
 
     def _probe(self) -> ast.Probe:
         points = []
@@ -306,7 +355,7 @@ class Parser:
                 count = self._next()
                 if count.kind != "number":
                     raise self._error("unroll needs a constant count", count)
-                n = int(count.text.replace("_", ""), 0)
+                n = self._integer(count)
                 if not 1 <= n <= 100:
                     raise self._error("unroll count must be between 1 and 100", count)
                 self._expect(")")
@@ -392,6 +441,17 @@ class Parser:
             # a cast "(uint32)x" or a parenthesised expression / tuple
             self._next()
             nxt = self._peek()
+            if nxt.kind == "ident" and nxt.text in ("struct", "union"):
+                # "(struct task_struct *)curtask": a kernel type, from the kernel's BTF
+                self._next()
+                name = self._next()
+                if name.kind != "ident":
+                    raise self._error(f"expected the {nxt.text}'s name", name)
+                type_name = f"{nxt.text} {name.text}"
+                while self._accept("*"):
+                    type_name += "*"
+                self._expect(")")
+                return ast.Cast(tok.line, tok.col, type_name, self._unary())
             if nxt.kind == "ident" and nxt.text in _TYPE_NAMES:
                 type_tok = self._next()
                 type_name = type_tok.text
@@ -437,10 +497,22 @@ class Parser:
             else:
                 return expr
 
+    def _integer(self, tok) -> int:
+        """``42``, ``0x2a``, ``1_000`` or, as bpftrace writes it, ``1e6`` (an integer: the
+        mantissa times a power of ten)."""
+        text = tok.text.replace("_", "")
+        if text[:2] in ("0x", "0X"):
+            return int(text, 16)
+        mantissa, _, exponent = text.lower().partition("e")
+        value = int(mantissa) * 10 ** int(exponent or 0)
+        if value >= 1 << 64:
+            raise self._error(f"integer literal {tok.text} does not fit in 64 bits", tok)
+        return value
+
     def _primary(self) -> ast.Expr:
         tok = self._next()
         if tok.kind == "number":
-            return ast.Integer(tok.line, tok.col, int(tok.text.replace("_", ""), 0))
+            return ast.Integer(tok.line, tok.col, self._integer(tok))
         if tok.kind == "string":
             return ast.String(tok.line, tok.col, _unescape(tok.text[1:-1]))
         if tok.kind == "var":

@@ -107,6 +107,11 @@ def wildcards_hold(plan: dict) -> bool:
     from ..kernel.perf import ensure_tracefs
 
     for kind, target, func, matched in wildcards:
+        if kind == "target":  # a bare uprobe target: the same file on $PATH / in ld.so.cache
+            from .probes import resolve_uprobe_target
+            if resolve_uprobe_target(target) != matched:
+                return False
+            continue
         if kind == "uprobe":
             if file_stamp(target) != matched:
                 return False

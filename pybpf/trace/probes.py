@@ -92,3 +92,47 @@ def expand_tracepoints(category: str, event: str) -> list[tuple[str, str]]:
             if fnmatch.fnmatchcase(ev, event) and (root / cat / ev / "format").exists():
                 out.append((cat, ev))
     return out
+
+
+# --- uprobe targets ---------------------------------------------------------------------------
+
+#: the ld.so cache's architecture tag of this machine's own libraries
+_LD_ARCH = {"x86_64": "x86-64", "aarch64": "AArch64"}
+
+
+def resolve_uprobe_target(target: str) -> str | None:
+    """The file a uprobe's target names, found as bpftrace 0.17 finds it: a path is taken as
+    it is; a bare name is an executable on ``$PATH`` (the first, ``uprobe:bash:readline``),
+    else, for ``libNAME``, the first library of this machine's architecture in the dynamic
+    linker's cache whose name starts with ``libNAME.so`` (``uprobe:libc:malloc`` is
+    /lib/x86_64-linux-gnu/libc.so.6 here). None when nothing matches."""
+    if "/" in target:
+        return target
+    for folder in os.environ.get("PATH", "").split(":"):
+        path = os.path.join(folder or ".", target)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    if target.startswith("lib"):
+        return _ld_cache_library(target + ".so")
+    return None
+
+
+def _ld_cache_library(prefix: str) -> str | None:
+    """The first entry of ``ldconfig -p`` (the cache in its own order) named ``prefix...``
+    and built for this machine's architecture."""
+    import platform
+    import subprocess
+
+    arch = _LD_ARCH.get(platform.machine())
+    try:
+        out = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True, timeout=10,
+                             env={**os.environ, "PATH": os.environ.get("PATH", "") +
+                                  ":/sbin:/usr/sbin"}).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in out.splitlines():
+        m = re.match(r"\s+(\S+) \(([^)]*)\) => (\S+)$", line)
+        if m and m.group(1).startswith(prefix) and (arch is None or arch in m.group(2)):
+            return m.group(3)
+    return None
+

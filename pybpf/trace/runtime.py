@@ -27,7 +27,8 @@ import sys
 import time
 from typing import Callable, TextIO
 
-from .events import EV_CLEAR, EV_EXIT, EV_PRINT, EV_PRINTF, EV_TIME, EV_ZERO
+from .events import (EV_CLEAR, EV_EXIT, EV_JOIN, EV_PRINT, EV_PRINTF, EV_TIME, EV_ZERO,
+                     JOIN_ARGNUM, JOIN_ARGSIZE)
 
 _TIME_UNITS = {"s": 10**9, "ms": 10**6, "us": 10**3}
 #: bpftrace's short names for software events, mapped to the kernel's
@@ -358,12 +359,22 @@ class Session:
             fmt = formats[ident]
             args = output.decode_args(record[16:], fmt.arg_types, self.symbols)
             self.out.write(output.format_printf(fmt.fmt, args))
+        elif kind == EV_JOIN:  # the strings up to the first empty one, delimited
+            parts = []
+            for i in range(JOIN_ARGNUM):
+                at = 16 + i * JOIN_ARGSIZE
+                text = bytes(record[at:at + JOIN_ARGSIZE]).split(b"\0", 1)[0]
+                if not text:
+                    break
+                parts.append(text.decode(errors="replace"))
+            self.out.write(formats[ident].fmt.join(parts) + "\n")
         elif kind == EV_TIME:
             self.out.write(output.format_time(formats[ident].fmt))
         elif kind == EV_EXIT:
             self.exited = True
-        elif kind == EV_PRINT:
-            self._print_map(ident)
+        elif kind == EV_PRINT:  # print(@map, top, div)
+            top, div = struct.unpack_from("<QQ", record, 16)
+            self._print_map(ident, top=top, div=div)
         elif kind in (EV_CLEAR, EV_ZERO):
             km = self.kernel_maps()[ident]
             # an array's elements cannot be deleted: bpftrace zeroes them on clear()
@@ -385,7 +396,7 @@ class Session:
             return []
         return list(struct.unpack(f"<{len(raw) // 8}Q", bytes(raw)))
 
-    def _print_map(self, index: int) -> None:
+    def _print_map(self, index: int, *, top: int = 0, div: int = 0) -> None:
         from . import output
 
         info = next(i for i in self.meta[0].values() if i.index == index)
@@ -395,7 +406,7 @@ class Session:
                        for k, v in km.items()]
         else:
             entries = [(bytes(k), bytes(v)) for k, v in km.items()]
-        text = output.format_map(info, entries, self.symbols)
+        text = output.format_map(info, entries, self.symbols, top=top, div=div)
         if text:
             self.out.write(text)
 

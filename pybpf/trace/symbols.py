@@ -47,26 +47,58 @@ class KernelSymbols:
 
 
 @lru_cache(maxsize=64)
-def _elf_symbols(path: str) -> tuple[list[int], list[str], list[tuple[int, int, int]]]:
-    """Function symbols of an ELF file (by file offset) and its loadable segments."""
+def _function_symbols(path: str) -> tuple[list[tuple[int, str, bool]], list[tuple[int, int, int]]]:
+    """(address, name, is a GNU ifunc) of every function symbol of an ELF file (``.dynsym``
+    first, then ``.symtab``; aliases kept) and its loadable segments."""
     from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
 
+    found: list[tuple[int, str, bool]] = []
     try:
         with open(path, "rb") as fh:
             elf = ELFFile(fh)
             segs = [(s["p_vaddr"], s["p_memsz"], s["p_offset"]) for s in elf.iter_segments()
                     if s["p_type"] == "PT_LOAD"]
-            syms: dict[int, str] = {}
             for secname in (".dynsym", ".symtab"):
                 sec = elf.get_section_by_name(secname)
-                if sec is None:
+                if sec is None or not elf.elfclass == 64 or not elf.little_endian:
                     continue
-                for sym in sec.iter_symbols():
-                    if sym["st_info"]["type"] == "STT_FUNC" and sym["st_value"] and sym.name:
-                        syms.setdefault(sym["st_value"], sym.name)
-    except (OSError, ELFError, ValueError):
-        return [], [], []
+                strings = elf.get_section(sec["sh_link"]).data()
+                data = sec.data()
+                # the symbol array in bulk: pyelftools decodes each symbol through construct
+                # (tens of microseconds apiece; a libc has thousands)
+                for name_off, info, _, _, value, _ in _SYM64.iter_unpack(
+                        data[:len(data) - len(data) % _SYM64.size]):
+                    kind = info & 0xF
+                    if kind in (_STT_FUNC, _STT_GNU_IFUNC) and value and name_off:
+                        end = strings.find(b"\0", name_off)
+                        name = strings[name_off:end if end >= 0 else None].decode(
+                            errors="replace")
+                        if name:
+                            found.append((value, name, kind == _STT_GNU_IFUNC))
+    except (OSError, ELFError, ValueError, IndexError):
+        return [], []
+    return found, segs
+
+
+#: Elf64_Sym: st_name, st_info, st_other, st_shndx, st_value, st_size
+_SYM64 = struct.Struct("<IBBHQQ")
+_STT_FUNC, _STT_GNU_IFUNC = 2, 10
+
+
+def function_names(path: str) -> set[str]:
+    """The names a uprobe on ``path`` can attach to: every function symbol, ifuncs too."""
+    return {name for _, name, _ in _function_symbols(path)[0]}
+
+
+def _elf_symbols(path: str) -> tuple[list[int], list[str], list[tuple[int, int, int]]]:
+    """Function symbols of an ELF file by address (the first name of each, ifunc resolvers
+    left out: what a stack frame prints) and its loadable segments."""
+    found, segs = _function_symbols(path)
+    syms: dict[int, str] = {}
+    for addr, name, ifunc in found:
+        if not ifunc:
+            syms.setdefault(addr, name)
     addrs = sorted(syms)
     return addrs, [syms[a] for a in addrs], segs
 

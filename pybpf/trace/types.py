@@ -34,8 +34,15 @@ class SType:
     signed: bool = True
     display: str = ""
     frames: int = 0
+    #: kernel memory (:mod:`.kerneltypes`): the BTF id an address points at; ``rec``: the
+    #: value is the address of a struct/union member itself (embedded, not pointed to)
+    btf: int = 0
+    rec: bool = False
 
     def __str__(self) -> str:
+        if self.btf:
+            from .kerneltypes import type_name
+            return type_name(self.btf) + ("" if self.rec else " *")
         if self.display:
             return self.display
         return {"int": "int64" if self.signed else "uint64",

@@ -30,7 +30,9 @@ def symbol_offset(path: str, symbol: str) -> int:
                 if table is None:
                     continue
                 for sym in table.get_symbol_by_name(symbol) or []:
-                    if sym["st_value"] and sym["st_info"]["type"] in ("STT_FUNC", "STT_GNU_IFUNC"):
+                    # a GNU ifunc (type 10) is STT_LOOS to pyelftools
+                    if sym["st_value"] and sym["st_info"]["type"] in (
+                            "STT_FUNC", "STT_GNU_IFUNC", "STT_LOOS"):
                         address = sym["st_value"]
                         break
                 if address is not None:

@@ -1,0 +1,111 @@
+"""Kernel types in scripts: ``(struct task_struct *)curtask``, ``$task->real_parent->pid``,
+``args->rqtp->tv_sec`` -- structs, unions and their members as the running kernel's BTF
+(``/sys/kernel/btf/vmlinux``) lays them out, which is where bpftrace 0.17 takes them from on a
+kernel with BTF (it then defines ``BPFTRACE_HAVE_BTF``, and scripts skip their own struct
+declarations).
+
+A script value that refers to kernel memory is a 64-bit address whose :class:`SType` carries
+the BTF id of what it points at (``btf``); a member that is itself a struct or union is not
+read but addressed (``rec``: the value is the member's address), so ``$task->se.cfs_rq`` reads
+only the pointer at the end. Members are read with ``bpf_probe_read`` by the compiler.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .types import SType
+
+#: C integer spellings of tracepoint fields and casts, by (size, signed)
+_POINTER_CTYPE = re.compile(r"^(?:const\s+)?(struct|union)\s+(\w+)\s*\*$")
+
+
+def _btf():
+    from ..btf.parser import load_vmlinux
+    return load_vmlinux()
+
+
+class KernelTypeError(Exception):
+    """A type or member the kernel's BTF does not have (the compiler adds the script place)."""
+
+
+def record_id(kind: str, name: str) -> int:
+    """The BTF id of ``struct NAME`` / ``union NAME``."""
+    try:
+        found = _btf().find(name, kind)
+    except Exception as exc:  # noqa: BLE001 - no readable kernel BTF
+        raise KernelTypeError(f"kernel types need the kernel's BTF ({exc})") from None
+    complete = [t for t in found if getattr(t, "members", None) or getattr(t, "size", 0)]
+    if not complete:
+        raise KernelTypeError(f"the kernel's BTF has no {kind} {name}")
+    return complete[0].id
+
+
+def pointer_to(ctype: str) -> int:
+    """The BTF id a tracepoint field such as ``struct __kernel_timespec *`` points at, or 0."""
+    m = _POINTER_CTYPE.match(ctype.strip())
+    if not m:
+        return 0
+    try:
+        return record_id(m.group(1), m.group(2))
+    except KernelTypeError:
+        return 0
+
+
+def pointer_type(btf_id: int) -> SType:
+    """A pointer to the type ``btf_id``."""
+    return SType("int", 8, False, btf=btf_id)
+
+
+def type_name(btf_id: int) -> str:
+    t = _btf()[btf_id]
+    return f"{t.kind} {t.name}" if t.kind in ("struct", "union") else (t.name or t.kind)
+
+
+def member(record: int, name: str) -> tuple[int, int, SType]:
+    """(byte offset, bytes to read, type) of member ``name`` of the struct or union
+    ``record``; members of anonymous structs and unions are found as C finds them."""
+    btf = _btf()
+    found = _find_member(btf, record, name, 0)
+    if found is None:
+        raise KernelTypeError(f"{type_name(record)} has no member '{name}'")
+    bit_offset, type_id, bitfield = found
+    if bitfield or bit_offset % 8:
+        raise KernelTypeError(f"{type_name(record)}.{name} is a bit field, which scripts "
+                              "cannot read yet")
+    return (bit_offset // 8, *value_type(type_id, f"{type_name(record)}.{name}"))
+
+
+def _find_member(btf, record: int, name: str, base: int):
+    t = btf.skip_modifiers(record)
+    for m in getattr(t, "members", ()):
+        if m.name == name:
+            return base + m.bit_offset, m.type_id, m.bitfield_size
+        if not m.name:  # an anonymous struct or union: its members are the outer one's
+            inner = _find_member(btf, m.type_id, name, base + m.bit_offset)
+            if inner is not None:
+                return inner
+    return None
+
+
+def value_type(type_id: int, what: str) -> tuple[int, SType]:
+    """(bytes to read, script type) of a value of BTF type ``type_id``: an integer (enums and
+    pointers too; held in 64 bits), a string (a char array), or a struct/union by its
+    address (nothing to read)."""
+    btf = _btf()
+    t = btf.skip_modifiers(type_id)
+    if t.kind == "int":
+        return t.size, SType("int", signed=bool(t.encoding & 1))
+    if t.kind in ("enum", "enum64"):
+        return t.size, SType("int", signed=bool(getattr(t, "signed", False)))
+    if t.kind == "ptr":
+        return 8, pointer_type(btf.skip_modifiers(t.type_id).id)
+    if t.kind in ("struct", "union"):
+        return 0, SType("int", 8, False, btf=t.id, rec=True)
+    if t.kind == "array":
+        elem = btf.skip_modifiers(t.type_id)
+        if elem.kind == "int" and elem.size == 1:
+            return t.nelems, SType("str", t.nelems)
+        raise KernelTypeError(f"{what} is an array of {elem.name or elem.kind}, which scripts "
+                              "cannot read yet (char arrays are strings)")
+    raise KernelTypeError(f"{what} is a {t.kind}, which scripts cannot read")
