@@ -181,6 +181,8 @@ class Compiler:
                 return SType("str", STRLEN)
             if expr.name in _STACK_TYPES:
                 return _STACK_TYPES[expr.name]
+            if expr.name == "curtask":
+                return self._curtask_type(expr)
             return UINT if expr.name in ("pid", "tid", "uid", "gid", "nsecs", "cpu",
                                          "elapsed", "rand") else INT
         if isinstance(expr, ast.Variable):
@@ -199,10 +201,19 @@ class Compiler:
             info = self.maps.get(expr.name)
             return info.value_type if info else INT
         if isinstance(expr, ast.FieldAccess):
+            if not (isinstance(expr.expr, ast.Builtin) and expr.expr.name == "args"):
+                return self._member(self._static_type(expr.expr, vars_), expr)[2]
             fld = self._maybe_tp_field(expr)
             if fld is not None and fld.array_len and "char" in fld.ctype:
                 return SType("str", fld.array_len)
+            if fld is not None and fld.size == 8:
+                from . import kerneltypes
+                target = kerneltypes.pointer_to(fld.ctype)
+                if target:
+                    return kerneltypes.pointer_type(target)
             return INT
+        if isinstance(expr, ast.Cast) and expr.type_name.startswith(("struct ", "union ")):
+            return self._kernel_cast_type(expr)
         return INT
 
     def _maybe_tp_field(self, expr: ast.FieldAccess) -> TracepointField | None:

@@ -58,3 +58,39 @@ def test_shipped_tools_parse():
     assert len(tools) >= 5
     for tool in tools:
         parse(tool.read_text(), tool.name)
+
+
+def test_integer_literals_take_exponents_and_separators_as_bpftrace_does():
+    script = parse("BEGIN { @a = 1e6; @b = 2_000; @c = 3E2; @d = 0x10; @e = 18446744073709551615; }")
+    values = [stmt.value.value for stmt in script.probes[0].body]
+    assert values == [1_000_000, 2000, 300, 16, (1 << 64) - 1]
+
+
+@pytest.mark.parametrize("literal", ["1e20", "18446744073709551616"])
+def test_an_integer_literal_beyond_64_bits_is_refused_at_its_place(literal):
+    with pytest.raises(TraceSyntaxError) as err:
+        parse(f"BEGIN {{ @a = {literal}; }}")
+    assert (err.value.line, err.value.col) == (1, 14) and "64 bits" in str(err.value)
+
+
+def test_preprocessor_branches_are_taken_as_with_btf():
+    """Scripts declare structs for kernels without BTF under #ifndef BPFTRACE_HAVE_BTF."""
+    script = parse("#!/usr/bin/env bpftrace\n#ifndef BPFTRACE_HAVE_BTF\n#include <linux/sched.h>\n"
+                   "struct cfs_rq { int nr_running; };\n#else\n#include <sys/socket.h>\n"
+                   "#endif\n#define MINE 1\n#ifdef MINE\nBEGIN { }\n#else\nEND { }\n#endif\n"
+                   "#ifdef NOT_DEFINED\nEND { }\n#endif\ninterval:s:1 { }\n")
+    assert [p.attach_points[0].provider for p in script.probes] == ["BEGIN", "interval"]
+
+
+@pytest.mark.parametrize("source,line,words", [
+    ("#ifdef X\nBEGIN { }\n", 3, "without #endif"),
+    ("#endif\nBEGIN { }\n", 1, "#endif without #if"),
+    ("#else\nBEGIN { }\n", 1, "#else without #if"),
+    ("#if 1\nBEGIN { }\n#endif\n", 1, "#if is not supported"),
+    ("struct foo { int a; };\nBEGIN { }\n", 1, "struct declarations are not supported"),
+])
+def test_bad_preprocessor_lines_and_struct_declarations_are_refused_at_their_line(
+        source, line, words):
+    with pytest.raises(TraceSyntaxError) as err:
+        parse(source)
+    assert err.value.line == line and words in str(err.value)

@@ -115,7 +115,7 @@ def test_ctrl_c_prints_maps_and_detaches():
 @pytest.mark.kernel
 @pytest.mark.parametrize("tool, header", [
     ("opensnoop.bt", "PID    COMM               FD ERR PATH"),
-    ("execsnoop.bt", "TIME(ms)   PID    PROGRAM"),
+    ("execsnoop.bt", "TIME(ms)   PID    ARGS"),
     ("statsnoop.bt", "PID    COMM             ERR PATH"),
     ("killsnoop.bt", "PID    COMM              SIG TPID   RESULT"),
     ("syscount.bt", "Counting syscalls"),
@@ -140,7 +140,7 @@ def test_shipped_tools_run_and_see_their_workload(tool, header, tmp_path):
         assert header in proc.stdout
     expected = {
         "opensnoop.bt": f"cat {'':12}",  # cat opened the file
-        "execsnoop.bt": "/bin/true",
+        "execsnoop.bt": f"/bin/sh {work}",
         "statsnoop.bt": str(target),
         "killsnoop.bt": "sh ",
         "syscount.bt": "@process[sh]",
@@ -152,6 +152,33 @@ def test_shipped_tools_run_and_see_their_workload(tool, header, tmp_path):
     if tool == "opensnoop.bt":
         assert str(target) in proc.stdout
     target.unlink()
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("tool, header, expected", [
+    ("naptime.bt", "PPID   PCOMM            PID    COMM             SECONDS",
+     ["python3          0.123", "python3          0.005"]),
+    ("gethostlatency.bt", "LATms HOST", ["localhost"]),
+    ("threadsnoop.bt", "FUNC", ["python3"]),
+    ("execsnoop.bt", "ARGS", ["/usr/bin/python3 "]),
+])
+def test_shipped_tools_for_libraries_and_kernel_structs_see_their_workload(tool, header,
+                                                                           expected, tmp_path):
+    """A python3 that sleeps with nanosleep(2), looks a name up and starts a thread."""
+    work = tmp_path / "work.py"
+    work.write_text(
+        "import ctypes, socket, threading\n"
+        "class TS(ctypes.Structure):\n"
+        "    _fields_ = [('s', ctypes.c_long), ('ns', ctypes.c_long)]\n"
+        "for ns in (123456789, 5000000):\n"
+        "    ctypes.CDLL(None).syscall(35, ctypes.byref(TS(0, ns)), None)\n"
+        "socket.getaddrinfo('localhost', 80)\n"
+        "t = threading.Thread(target=print); t.start(); t.join()\n")
+    proc = _pybpf("trace", str(TOOLS / tool), "-c", f"/usr/bin/python3 {work}")
+    assert proc.returncode == 0, proc.stderr
+    assert header in proc.stdout
+    for text in expected:
+        assert text in proc.stdout, proc.stdout[-2000:]
 
 
 @pytest.mark.kernel
