@@ -254,6 +254,25 @@ class BTF:
         found = [self[i] for i in self._by_name.get(name, ())]
         return [t for t in found if kind is None or t.kind == kind]
 
+    def enumerator(self, name: str) -> tuple[int, Enum] | None:
+        """(value, its enum) of the enumerator ``name`` (a C identifier such as
+        ``SKB_DROP_REASON_NOT_SPECIFIED``), or None. Only enum types are decoded to build the
+        index: a kernel's BTF has some 100,000 types, a few thousand of them enums."""
+        if getattr(self, "_enumerators", None) is None:
+            index: dict[str, tuple[int, Enum]] = {}
+            offsets = getattr(self, "type_offsets", None)
+            ids = range(1, self._count) if offsets is None else (
+                i for i in range(1, self._count)
+                if (int.from_bytes(self.raw[offsets[i] + 4:offsets[i] + 8], "little") >> 24
+                    & 0x1F) in (6, 19))     # BTF_KIND_ENUM, BTF_KIND_ENUM64
+            for type_id in ids:
+                t = self[type_id]
+                if isinstance(t, Enum):
+                    for v in t.values:
+                        index.setdefault(v.name, (v.value, t))
+            self._enumerators = index
+        return self._enumerators.get(name)
+
     def find_one(self, name: str, kind: str | None = None) -> Type:
         found = self.find(name, kind)
         if not found:

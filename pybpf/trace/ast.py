@@ -40,6 +40,13 @@ class Variable(Node):
 
 
 @dataclass
+class Identifier(Node):
+    """A C constant by name (``AF_INET``, ``SKB_DROP_REASON_NOT_SPECIFIED``): a macro of the
+    script or of its ``#include``-d headers, or an enumerator of the kernel's BTF."""
+    name: str
+
+
+@dataclass
 class Map(Node):
     """``@name`` or ``@name[k1, k2]``; ``keys`` is empty for a scalar map."""
     name: str
@@ -105,7 +112,7 @@ class IncDec(Node):
     prefix: bool
 
 
-Expr = (Integer | String | Builtin | Variable | Map | Call | Binary | Unary | Ternary
+Expr = (Integer | String | Builtin | Identifier | Variable | Map | Call | Binary | Unary | Ternary
         | FieldAccess | Index | Cast | Tuple | IncDec)
 
 
@@ -182,3 +189,6 @@ class Script(Node):
     probes: list[Probe]
     source: str = ""
     filename: str = "<script>"
+    #: the preprocessor's: ``#define NAME VALUE`` lines and ``#include``-d headers (taken)
+    macros: dict[str, str] = field(default_factory=dict)
+    includes: list[str] = field(default_factory=list)

@@ -50,6 +50,11 @@ class Compiler:
         self.formats: list[PrintfFormat] = []
         self.functions: list = []
         self._tp_fields = tracepoint_fields
+        # lifetime markers for pooled temporaries: LLVM's stack colouring then lets
+        # temporaries of different sizes share the 512-byte stack (see _alloca)
+        marker = ir.FunctionType(ir.VoidType(), [i64, i8p])
+        self._lifetime_start = ir.Function(self.module, marker, name="llvm.lifetime.start.p0i8")
+        self._lifetime_end = ir.Function(self.module, marker, name="llvm.lifetime.end.p0i8")
         self._pseudo = ir.Function(self.module, ir.FunctionType(i64, [i64, i64]),
                                    name="llvm.bpf.pseudo")
         # two internal maps: the event ring buffer and the start time for `elapsed`
@@ -190,6 +195,8 @@ class Compiler:
         if isinstance(expr, ast.Call):
             if expr.name == "str":
                 return SType("str", STRLEN)
+            if expr.name == "ntop":
+                return _STACK_TYPES["inet"]
             if expr.name in _STACK_TYPES:
                 return SType(**{**_STACK_TYPES[expr.name].__dict__, "frames":
                                 _frames_arg(expr)}) if expr.name in ("kstack", "ustack") \
@@ -281,12 +288,23 @@ class Compiler:
         free = self._pool_free.setdefault(key, [])
         slot = free.pop() if free else self.entry_builder.alloca(ty, name=name)
         self._pool_used.append((key, slot))
+        self._lifetime(self._lifetime_start, slot)
         return slot
 
     def _release_temps(self) -> None:
+        """End of a statement: its temporaries are dead (their slots go back to the pool, and
+        LLVM learns they may hold other temporaries of any size)."""
         for key, slot in self._pool_used:
             self._pool_free[key].append(slot)
+            self._lifetime(self._lifetime_end, slot)
         self._pool_used.clear()
+
+    def _lifetime(self, marker: ir.Function, slot: ir.Value) -> None:
+        if self.b.block.is_terminated:  # after exit(): nothing follows to mark
+            return
+        size = slot.type.pointee
+        nbytes = size.count if isinstance(size, ir.ArrayType) else 8
+        self.b.call(marker, [ir.Constant(i64, nbytes), self._ptr(slot)])
 
     def _zeroed(self, size: int, name: str = "") -> ir.Value:
         buf = self._alloca(ir.ArrayType(i8, size), name)
@@ -662,16 +680,32 @@ class Compiler:
         return ir.Constant(i64, e.value & 0xFFFF_FFFF_FFFF_FFFF), INT
 
     def _e_String(self, e: ast.String):
+        buf = self._zeroed(STRLEN, "str")
+        self._store_literal(buf, self._literal(e))
+        return buf, SType("str", STRLEN)
+
+    def _literal(self, e: ast.String) -> bytes:
         data = e.value.encode()
         if len(data) > STRLEN - 1:
             raise self.error(f"string is too long (over {STRLEN} bytes with its NUL)", e)
-        buf = self._zeroed(STRLEN, "str")
+        return data
+
+    def _store_literal(self, dst: ir.Value, data: bytes) -> None:
+        """Write a string literal's bytes (8 at a time) into zeroed memory."""
         for i in range(0, len(data), 8):
             chunk = data[i:i + 8].ljust(8, b"\0")
-            p = self.b.bitcast(self.b.gep(self._ptr(buf), [ir.Constant(i64, i)]),
+            p = self.b.bitcast(self.b.gep(self._ptr(dst), [ir.Constant(i64, i)]),
                                i64.as_pointer())
             self.b.store(ir.Constant(i64, int.from_bytes(chunk, "little")), p, align=1)
-        return buf, SType("str", STRLEN)
+
+    def _e_Identifier(self, e: ast.Identifier):
+        from . import kerneltypes
+
+        try:
+            value, vtype = kerneltypes.constant(e.name, self.script.macros, self.script.includes)
+        except kerneltypes.KernelTypeError as exc:
+            raise self.error(str(exc), e) from None
+        return ir.Constant(i64, value & 0xFFFF_FFFF_FFFF_FFFF), vtype
 
     def _e_Variable(self, e: ast.Variable):
         return self._var(e)
@@ -700,7 +734,7 @@ class Compiler:
         if bits < 64:
             t = self.b.trunc(value, ir.IntType(bits))
             value = self.b.sext(t, i64) if signed else self.b.zext(t, i64)
-        return value, SType("int", signed=signed)
+        return value, SType("int", signed=signed, width=bits // 8)
 
     def _kernel_cast_type(self, e: ast.Cast) -> SType:
         """``(struct NAME *)``: a pointer to the kernel's struct (or union) NAME."""
@@ -990,7 +1024,9 @@ class Compiler:
                              e)
         signed = f.signed or f.ctype in ("int", "long", "short", "pid_t")
         value = self._ctx_load(f.offset, f.size, signed)
-        if f.size == 8 and f.ctype.startswith(("struct ", "union ", "const struct ")):
+        if f.size != 8:
+            return value, SType("int", signed=signed, width=f.size)
+        if f.ctype.startswith(("struct ", "union ", "const struct ")):
             from . import kerneltypes
             target = kerneltypes.pointer_to(f.ctype)
             if target:  # "struct __kernel_timespec *": its members through the BTF
@@ -1060,6 +1096,51 @@ class Compiler:
     def _call_usym(self, e: ast.Call):
         return self._pair(self._sym_arg(e, "usym"), _STACK_TYPES["usym"])
 
+    def _call_bswap(self, e: ast.Call):
+        """Reverse the bytes of an integer of its C width (a ``__be16`` port: two bytes)."""
+        if len(e.args) != 1:
+            raise self.error("bswap() takes one integer", e)
+        value, vtype = self._expr(e.args[0])
+        if vtype.kind != "int":
+            raise self.error(f"bswap() needs an integer, not {vtype}", e.args[0])
+        width = vtype.width if vtype.width in (1, 2, 4, 8) else 8
+        if width == 1:
+            return value, SType("int", signed=False, width=1)
+        narrow = value if width == 8 else self.b.trunc(value, ir.IntType(width * 8))
+        swapped = self.b.bswap(narrow)
+        return (swapped if width == 8 else self.b.zext(swapped, i64)), \
+            SType("int", signed=False, width=width)
+
+    def _call_ntop(self, e: ast.Call):
+        """ntop([af,] addr): an IPv4 (an integer as it lies in memory, or 4 bytes) or IPv6
+        (16 bytes) address, printed as inet_ntop prints it; held as (af, 16 address bytes)."""
+        if not 1 <= len(e.args) <= 2:
+            raise self.error("ntop() takes an address and, first, an optional family", e)
+        addr, atype = self._expr(e.args[-1])
+        if atype.kind == "int":
+            size = 4
+        elif atype.kind in ("str", "buf") and atype.size in (4, 16):
+            size = atype.size
+        else:
+            raise self.error(f"ntop() needs an integer or 4 or 16 bytes, not {atype}", e.args[-1])
+        if len(e.args) == 2:
+            af, ftype = self._expr(e.args[0])
+            if ftype.kind != "int":
+                raise self.error("ntop()'s family must be an integer (AF_INET, AF_INET6)",
+                                 e.args[0])
+        else:
+            af = ir.Constant(i64, 2 if size == 4 else 10)   # AF_INET, AF_INET6
+        buf = self._zeroed(24, "inet")
+        p = self._ptr(buf)
+        self.b.store(af, self.b.bitcast(p, i64.as_pointer()))
+        dst = self.b.gep(p, [ir.Constant(i64, 8)])
+        if atype.kind == "int":
+            self.b.store(self.b.trunc(addr, i32), self.b.bitcast(dst, i32.as_pointer()),
+                         align=1)
+        else:
+            self._memcpy(dst, addr, size)
+        return buf, _STACK_TYPES["inet"]
+
     def _call_str(self, e: ast.Call):
         if not 1 <= len(e.args) <= 2:
             raise self.error("str() takes a pointer and an optional length", e)
@@ -1100,7 +1181,10 @@ class Compiler:
         off = 16
         for value, vtype in values:
             dst = self.b.gep(p, [ir.Constant(i64, off)])
-            if vtype.kind == "int":
+            if isinstance(value, bytes):  # a string literal: written in place, no copy
+                self._store_literal(dst, value)
+                off += vtype.size
+            elif vtype.kind == "int":
                 self.b.store(value, self.b.bitcast(dst, i64.as_pointer()), align=1)
                 off += 8
             else:
@@ -1112,7 +1196,10 @@ class Compiler:
     def _call_printf(self, e: ast.Call):
         if not e.args or not isinstance(e.args[0], ast.String):
             raise self.error("printf() needs a format string first", e)
-        values = [self._expr(a) for a in e.args[1:]]
+        # string literal arguments go straight into the event (a 64-byte copy each would
+        # crowd the 512-byte stack: bpftrace's tools print column headers this way)
+        values = [(self._literal(a), SType("str", STRLEN)) if isinstance(a, ast.String)
+                  else self._expr(a) for a in e.args[1:]]
         fmt = PrintfFormat(len(self.formats), e.args[0].value, [t for _, t in values])
         from .output import check_format
         problem = check_format(fmt.fmt, fmt.arg_types)

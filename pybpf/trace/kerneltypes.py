@@ -12,7 +12,10 @@ only the pointer at the end. Members are read with ``bpf_probe_read`` by the com
 
 from __future__ import annotations
 
+import functools
 import re
+import shutil
+import subprocess
 
 from .types import SType
 
@@ -95,9 +98,9 @@ def value_type(type_id: int, what: str) -> tuple[int, SType]:
     btf = _btf()
     t = btf.skip_modifiers(type_id)
     if t.kind == "int":
-        return t.size, SType("int", signed=bool(t.encoding & 1))
+        return t.size, SType("int", signed=bool(t.encoding & 1), width=t.size)
     if t.kind in ("enum", "enum64"):
-        return t.size, SType("int", signed=bool(getattr(t, "signed", False)))
+        return t.size, SType("int", signed=bool(getattr(t, "signed", False)), width=t.size)
     if t.kind == "ptr":
         return 8, pointer_type(btf.skip_modifiers(t.type_id).id)
     if t.kind in ("struct", "union"):
@@ -109,3 +112,66 @@ def value_type(type_id: int, what: str) -> tuple[int, SType]:
         raise KernelTypeError(f"{what} is an array of {elem.name or elem.kind}, which scripts "
                               "cannot read yet (char arrays are strings)")
     raise KernelTypeError(f"{what} is a {t.kind}, which scripts cannot read")
+
+
+# --- constants: macros and enumerators -------------------------------------------------------
+
+def constant(name: str, macros: dict[str, str], includes: list[str]) -> tuple[int, SType]:
+    """The value of the C constant ``name``: a ``#define`` of the script, a macro of the
+    headers it ``#include``-s (read with ``clang -E -dM``, as bpftrace reads them through
+    clang), or an enumerator of the kernel's BTF (``SKB_DROP_REASON_NOT_SPECIFIED``)."""
+    value = _macro_value(name, macros)
+    if value is None and includes:
+        value = _macro_value(name, {**header_macros(tuple(includes)), **macros})
+    if value is not None:
+        return value, SType("int")
+    try:
+        found = _btf().enumerator(name)
+    except Exception:  # noqa: BLE001 - no kernel BTF: not an enumerator then
+        found = None
+    if found is not None:
+        value, enum = found
+        return value, SType("int", signed=bool(enum.signed), width=enum.size)
+    raise KernelTypeError(f"unknown identifier '{name}' (neither a macro of the script or "
+                          "its #includes nor an enumerator of the kernel's BTF)")
+
+
+_INT_LITERAL = re.compile(r"^\(*\s*(-?(?:0[xX][0-9a-fA-F]+|\d+))[uUlL]*\s*\)*$")
+
+
+def _macro_value(name: str, table: dict[str, str], depth: int = 0) -> int | None:
+    """An object-like macro's integer value, following macros defined as other macros."""
+    text = table.get(name)
+    if text is None or depth > 16:
+        return None
+    text = text.strip()
+    m = _INT_LITERAL.match(text)
+    if m:
+        return int(m.group(1), 0)
+    inner = text.strip("() ")
+    if re.fullmatch(r"[A-Za-z_]\w*", inner):
+        return _macro_value(inner, table, depth + 1)
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def header_macros(includes: tuple[str, ...]) -> dict[str, str]:
+    """Object-like macros of ``#include <...>``-d system headers; empty without clang."""
+    clang = next((shutil.which(c) for c in ("clang", "clang-19", "clang-18", "clang-17",
+                                           "clang-16", "clang-15", "clang-14")
+                  if shutil.which(c)), None)
+    if clang is None:
+        return {}
+    source = "".join(f"#include <{h}>\n" for h in includes)
+    try:
+        out = subprocess.run([clang, "-E", "-dM", "-x", "c", "-"], input=source,
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    macros = {}
+    for line in out.stdout.splitlines():
+        m = re.match(r"#define ([A-Za-z_]\w*) (.*)$", line)
+        if m:
+            macros[m.group(1)] = m.group(2)
+    return macros
+

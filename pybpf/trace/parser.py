@@ -44,6 +44,9 @@ BUILTINS = {
     "curtask", "rand", "cgroup", "cpid", "args", "username", "jiffies",
 }
 
+#: identifiers read as C constants (macros, enumerators): upper case, as C writes them
+_CONSTANT = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+
 PROVIDER_ALIASES = {
     "t": "tracepoint", "tracepoint": "tracepoint", "rawtracepoint": "rawtracepoint",
     "rt": "rawtracepoint", "u": "uprobe", "uprobe": "uprobe", "ur": "uretprobe",
@@ -157,6 +160,8 @@ class Parser:
     def __init__(self, source: str, filename: str = "<script>"):
         # preprocessor state: the open #if branches (taken or not) and the defined names
         self._conditions: list[bool] = []
+        self._macros: dict[str, str] = {}
+        self._includes: list[str] = []
         self._defined = {"BPFTRACE_HAVE_BTF"} if os.path.exists("/sys/kernel/btf/vmlinux") \
             else set()
         self.lexer = _Lexer(source, filename)
@@ -201,7 +206,8 @@ class Parser:
             probes.append(self._probe())
         if not probes:
             raise TraceSyntaxError("no probes in script", self.filename, 1, 1)
-        return ast.Script(1, 1, probes, self.source, self.filename)
+        return ast.Script(1, 1, probes, self.source, self.filename, self._macros,
+                          self._includes)
 
     def _skip_preamble(self) -> None:
         """Preprocessor lines between probes. ``#include`` and ``#define`` are accepted and
@@ -255,6 +261,10 @@ class Parser:
             self._conditions.pop()
         elif word == "define" and len(words) > 1 and not self._skipping():
             self._defined.add(words[1].split("(")[0])
+            if "(" not in words[1]:  # an object-like macro: a constant the script may use
+                self._macros[words[1]] = " ".join(words[2:])
+        elif word == "include" and len(words) > 1 and not self._skipping():
+            self._includes.append(words[1].strip('<>"'))
         elif word not in ("include", "define", "undef", "pragma", ""):
             raise TraceSyntaxError(f"preprocessor directive #{word} is not supported",
                                    self.filename, lineno, col)
@@ -538,6 +548,8 @@ class Parser:
                 return ast.Call(tok.line, tok.col, tok.text, args)
             if tok.text in BUILTINS:
                 return ast.Builtin(tok.line, tok.col, tok.text)
+            if _CONSTANT.match(tok.text):  # resolved by the compiler (macros, kernel enums)
+                return ast.Identifier(tok.line, tok.col, tok.text)
             raise self._error(f"unknown identifier '{tok.text}'", tok)
         found = "end of input" if tok.kind == "eof" else repr(tok.text)
         raise self._error(f"expected an expression, found {found}", tok)

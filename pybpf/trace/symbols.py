@@ -103,6 +103,16 @@ def _elf_symbols(path: str) -> tuple[list[int], list[str], list[tuple[int, int, 
     return addrs, [syms[a] for a in addrs], segs
 
 
+def inet_text(value: bytes) -> str:
+    """An ntop() value (family, 16 address bytes) as inet_ntop(3) writes it."""
+    import socket
+
+    (family,) = struct.unpack_from("<Q", value)
+    if family == socket.AF_INET6:
+        return socket.inet_ntop(socket.AF_INET6, bytes(value[8:24]))
+    return socket.inet_ntop(socket.AF_INET, bytes(value[8:12]))
+
+
 class Symbolizer:
     """What :mod:`.output` calls to print symbol and stack values."""
 
@@ -179,4 +189,6 @@ class Symbolizer:
             return self.usym(addr, pid)
         if display == "ustack":
             return self.ustack(value, frames)
+        if display == "inet":
+            return inet_text(value)
         return str(value)

@@ -38,6 +38,9 @@ class SType:
     #: value is the address of a struct/union member itself (embedded, not pointed to)
     btf: int = 0
     rec: bool = False
+    #: bytes of the C integer an ``int`` came from (a member, a field, a cast): held in 64
+    #: bits, but ``bswap`` swaps this many
+    width: int = 8
 
     def __str__(self) -> str:
         if self.btf:
@@ -59,6 +62,8 @@ AGGREGATIONS = {"count", "sum", "avg", "min", "max", "stats", "hist", "lhist"}
 _STACK_TYPES = {
     "kstack": SType("int", 8, False, "kstack"), "ustack": SType("buf", 16, False, "ustack"),
     "ksym": SType("int", 8, False, "ksym"), "usym": SType("buf", 16, False, "usym"),
+    # ntop(): the address family (u64) and 16 address bytes
+    "inet": SType("buf", 24, False, "inet"),
 }
 MAX_STACK_FRAMES = 127  # the kernel's default perf_event_max_stack, as bpftrace uses
 BPF_F_USER_STACK = 1 << 8

@@ -185,3 +185,28 @@ def test_a_struct_member_the_kernel_lacks_is_refused_at_its_line_as_bpftrace_ref
     assert ours.returncode == 1 and "Traceback" not in ours.stderr
     assert "runqlen.bt:37:" in ours.stderr and "struct cfs_rq has no member 'nr_running'" \
         in ours.stderr
+
+
+def test_ntop_bswap_and_constants_print_what_bpftrace_prints(tmp_path):
+    """IPv4 from an integer and IPv6 from 16 kernel bytes, bswap at the operand's width,
+    a #define, an enumerator of the kernel's BTF."""
+    script = (
+        "#define MYPORT 0x1f90\n"
+        "tracepoint:syscalls:sys_enter_nanosleep /comm == \"python3\"/ {"
+        " $t = (struct task_struct *)curtask;"
+        " printf(\"%s %s %s %s|%d %d|%d %d %d\\n\", ntop(0x0100007f), ntop(2, 0x0a0b0c0d),"
+        " ntop(10, $t->comm), ntop($t->comm), TCP_ESTABLISHED, MYPORT, bswap((uint16)MYPORT),"
+        " bswap((uint32)1), bswap(args->__syscall_nr));"
+        " @[ntop(0x0100007f)] = count(); }")
+    ours, theirs = _both(["-e", script, "-c", _nap_workload(tmp_path)], tmp_path)
+    assert ours == theirs
+    assert "127.0.0.1 13.12.11.10 7079:7468:6f6e:3300::" in ours
+    assert "|1 8080|36895 16777216 587202560\n" in ours and "@[127.0.0.1]: 3" in ours
+
+
+def test_macros_of_included_headers_are_the_headers_values(tmp_path):
+    if shutil.which("clang") is None and shutil.which("clang-19") is None:
+        pytest.skip("clang reads the headers' macros")
+    script = "#include <sys/socket.h>\nBEGIN { printf(\"%d %d\\n\", AF_INET, AF_INET6); exit(); }"
+    ours, theirs = _both(["-e", script], tmp_path)
+    assert ours == theirs and "2 10\n" in ours

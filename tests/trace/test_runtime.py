@@ -243,12 +243,14 @@ def test_in_process_run_releases_every_fd_and_program():
 
 def test_a_probe_over_the_bpf_stack_is_refused_at_its_script_line(tmp_path):
     script = tmp_path / "big.bt"
-    script.write_text('BEGIN {\n  $a = "1"; $b = "2"; $c = "3"; $d = "4"; $e = "5"; $f = "6";'
-                      ' $g = "7"; $h = "8"; $i = "9";\n  printf("%s%s%s%s\\n", $a, $b, $c, $d);'
-                      ' printf("%s%s%s%s%s\\n", $e, $f, $g, $h, $i);\n}\n')
+    names = [f"$s{i}" for i in range(12)]   # twelve strings read at run time, all live
+    body = "".join(f"  {n} = str(arg{i % 6});\n" for i, n in enumerate(names))
+    cond = " && ".join(f"{names[i]} == {names[i + 1]}" for i in range(11))
+    script.write_text(f"uprobe:/bin/bash:readline {{\n{body}  if ({cond}) {{ @x = count(); }}"
+                      "\n}\n")
     proc = _pybpf("trace", str(script))
     assert proc.returncode == 1
-    assert f"{script}:3:" in proc.stderr and "stack" in proc.stderr
+    assert f"{script}:13:" in proc.stderr and "stack" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
