@@ -221,6 +221,11 @@ class Compiler:
             return INT
         if isinstance(expr, ast.Cast) and expr.type_name.startswith(("struct ", "union ")):
             return self._kernel_cast_type(expr)
+        if isinstance(expr, ast.Index):
+            base = self._static_type(expr.expr, vars_)
+            if base.kind == "str":
+                return SType("int", signed=False, width=1)
+            return self._index_element(expr, base)[2]
         return INT
 
     def _maybe_tp_field(self, expr: ast.FieldAccess) -> TracepointField | None:
@@ -267,6 +272,7 @@ class Compiler:
             go = fn.append_basic_block("pred_true")
             self.b.cbranch(cond, go, self.exit_block)
             self.b.position_at_end(go)
+            self._release_temps()  # the predicate's strings are dead once it has decided
         self._stmts(probe.body)
         if not self.b.block.is_terminated:
             self.b.branch(self.exit_block)
@@ -350,8 +356,14 @@ class Compiler:
             else_bb = self.fn.append_basic_block("if_else")
             done = self.fn.append_basic_block("if_done")
             self.b.cbranch(cond, then_bb, else_bb)
+            # the condition's temporaries are dead in both branches: back to the pool now
+            # (no marker after the branch), their lifetimes ended at the top of each branch
+            condition_temps = [slot for _, slot in self._pool_used]
+            self._release_temps()
             for bb, body in ((then_bb, stmt.then), (else_bb, stmt.other)):
                 self.b.position_at_end(bb)
+                for slot in condition_temps:
+                    self._lifetime(self._lifetime_end, slot)
                 self._stmts(body)
                 if not self.b.block.is_terminated:
                     self.b.branch(done)
@@ -992,23 +1004,28 @@ class Compiler:
         struct or union member is addressed, not read)."""
         base, btype = self._expr(e.expr)
         offset, size, mtype = self._member(btype, e)
-        addr = self.b.add(base, ir.Constant(i64, offset))
-        if mtype.rec:
-            return addr, mtype
-        if mtype.kind == "str":
-            buf = self._zeroed(size, e.field)
+        return self._read_kernel(self.b.add(base, ir.Constant(i64, offset)), size, mtype,
+                                 e.field)
+
+    def _read_kernel(self, addr: ir.Value, size: int, vtype: SType, name: str):
+        """The value of type ``vtype`` at ``addr`` (``size`` bytes, bpf_probe_read); a
+        struct or union is its address."""
+        if vtype.rec:
+            return addr, vtype
+        if vtype.kind == "str":
+            buf = self._zeroed(size, name)
             self._helper("bpf_probe_read", i64, [self._ptr(buf), ir.Constant(i32, size),
                                                  self.b.inttoptr(addr, i8p)])
-            return buf, mtype
-        slot = self._alloca(i64, e.field)
+            return buf, vtype
+        slot = self._alloca(i64, name)
         self.b.store(ir.Constant(i64, 0), slot)
         self._helper("bpf_probe_read", i64, [self._ptr(slot), ir.Constant(i32, size),
                                              self.b.inttoptr(addr, i8p)])
         value = self.b.load(slot)
         if size < 8:
             narrow = self.b.trunc(value, ir.IntType(size * 8))
-            value = self.b.sext(narrow, i64) if mtype.signed else self.b.zext(narrow, i64)
-        return value, mtype
+            value = self.b.sext(narrow, i64) if vtype.signed else self.b.zext(narrow, i64)
+        return value, vtype
 
     def _e_FieldAccess(self, e: ast.FieldAccess):
         if not (isinstance(e.expr, ast.Builtin) and e.expr.name == "args"):
@@ -1033,8 +1050,42 @@ class Compiler:
                 return value, kerneltypes.pointer_type(target)
         return value, SType("int", signed=signed)
 
+    def _index_element(self, e: ast.Index, btype: SType) -> tuple[int, int, SType]:
+        """(stride, bytes to read, type) of the element ``e`` selects."""
+        from . import kerneltypes
+
+        if btype.btf:
+            try:
+                found = (kerneltypes.array_element(btype.btf) if btype.rec
+                         else kerneltypes.element(btype.btf))
+            except kerneltypes.KernelTypeError as exc:
+                raise self.error(str(exc), e) from None
+            if found is not None:
+                return found
+        base = e.expr
+        if isinstance(base, ast.FieldAccess) and isinstance(base.expr, ast.Builtin) \
+                and base.expr.name == "args":
+            found = kerneltypes.ctype_element(self._tp_field(base).ctype)
+            if found is not None:
+                return found
+        raise self.error(f"cannot index {btype}: a pointer (args->argv, a kernel pointer) or "
+                         "a string with a constant index", e)
+
     def _e_Index(self, e: ast.Index):
-        raise self.error("indexing is not supported yet", e)
+        """``args->argv[1]``, ``$ptr[i]`` (read from memory), ``$str[3]`` (a byte)."""
+        base, btype = self._expr(e.expr)
+        index, itype = self._expr(e.index)
+        if itype.kind != "int":
+            raise self.error(f"an index must be an integer, not {itype}", e.index)
+        if btype.kind == "str":
+            if not isinstance(e.index, ast.Integer) or not 0 <= e.index.value < btype.size:
+                raise self.error(f"a string's index must be a constant from 0 to "
+                                 f"{btype.size - 1}", e.index)
+            byte = self.b.load(self.b.gep(self._ptr(base), [ir.Constant(i64, e.index.value)]))
+            return self.b.zext(byte, i64), SType("int", signed=False, width=1)
+        stride, size, etype = self._index_element(e, btype)
+        addr = self.b.add(base, self.b.mul(index, ir.Constant(i64, stride)))
+        return self._read_kernel(addr, size, etype, "elem")
 
     # calls
     def _e_Call(self, e: ast.Call, statement: bool = False):

@@ -62,6 +62,8 @@ def pointer_type(btf_id: int) -> SType:
 
 def type_name(btf_id: int) -> str:
     t = _btf()[btf_id]
+    if t.kind == "array":
+        return f"{type_name(t.type_id)}[{t.nelems}]"
     return f"{t.kind} {t.name}" if t.kind in ("struct", "union") else (t.name or t.kind)
 
 
@@ -91,6 +93,47 @@ def _find_member(btf, record: int, name: str, base: int):
     return None
 
 
+def element(pointee: int) -> tuple[int, int, SType]:
+    """(stride, bytes to read, type) of ``p[i]`` for a pointer to BTF type ``pointee``."""
+    return (_btf().sizeof(pointee), *value_type(pointee, type_name(pointee)))
+
+
+def array_element(array: int) -> tuple[int, int, SType] | None:
+    """The same for ``a[i]`` of an array member (``array``: its BTF id), or None when
+    ``array`` is not an array (a struct member is not indexed)."""
+    t = _btf().skip_modifiers(array)
+    if t.kind != "array":
+        return None
+    return element(t.type_id)
+
+
+#: C integer types a tracepoint field may point at: (size, signed)
+_C_INTS = {"char": (1, True), "unsigned char": (1, False), "u8": (1, False), "s8": (1, True),
+           "__u8": (1, False), "short": (2, True), "unsigned short": (2, False),
+           "u16": (2, False), "__u16": (2, False), "int": (4, True), "unsigned int": (4, False),
+           "u32": (4, False), "__u32": (4, False), "s32": (4, True), "pid_t": (4, True),
+           "long": (8, True), "unsigned long": (8, False), "u64": (8, False),
+           "__u64": (8, False), "s64": (8, True), "size_t": (8, False), "loff_t": (8, True)}
+
+
+def ctype_element(ctype: str) -> tuple[int, int, SType] | None:
+    """(stride, bytes to read, type) of ``field[i]`` for a tracepoint field of C type
+    ``ctype`` (``const char *const *``: 8-byte pointers), or None when it is no pointer
+    to something a script can read."""
+    text = ctype.strip()
+    if not text.endswith("*"):
+        return None
+    inner = re.sub(r"\bconst\b|\bvolatile\b", " ", text[:-1]).strip()
+    inner = " ".join(inner.split())
+    if inner.endswith("*"):
+        return 8, 8, SType("int", signed=False)
+    if inner in _C_INTS:
+        size, signed = _C_INTS[inner]
+        return size, size, SType("int", signed=signed, width=size)
+    target = pointer_to(text)
+    return element(target) if target else None
+
+
 def value_type(type_id: int, what: str) -> tuple[int, SType]:
     """(bytes to read, script type) of a value of BTF type ``type_id``: an integer (enums and
     pointers too; held in 64 bits), a string (a char array), or a struct/union by its
@@ -109,8 +152,7 @@ def value_type(type_id: int, what: str) -> tuple[int, SType]:
         elem = btf.skip_modifiers(t.type_id)
         if elem.kind == "int" and elem.size == 1:
             return t.nelems, SType("str", t.nelems)
-        raise KernelTypeError(f"{what} is an array of {elem.name or elem.kind}, which scripts "
-                              "cannot read yet (char arrays are strings)")
+        return 0, SType("int", 8, False, btf=t.id, rec=True)   # indexed: array_element()
     raise KernelTypeError(f"{what} is a {t.kind}, which scripts cannot read")
 
 

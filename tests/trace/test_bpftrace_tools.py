@@ -210,3 +210,20 @@ def test_macros_of_included_headers_are_the_headers_values(tmp_path):
     script = "#include <sys/socket.h>\nBEGIN { printf(\"%d %d\\n\", AF_INET, AF_INET6); exit(); }"
     ours, theirs = _both(["-e", script], tmp_path)
     assert ours == theirs and "2 10\n" in ours
+
+
+def test_indexing_pointers_and_kernel_arrays_reads_what_bpftrace_reads(tmp_path):
+    """``args->argv[i]`` (a user array of pointers, up to its NULL) and an array member of a
+    kernel struct (``task_struct.pid_links[1]``), with the predicate's and the printf's
+    strings sharing the 512-byte stack."""
+    work = tmp_path / "work.sh"
+    work.write_text("#!/bin/sh\n/bin/echo hello world >/dev/null\n")
+    script = (
+        'tracepoint:syscalls:sys_enter_execve /str(args->filename) == "/bin/echo"/ {'
+        ' printf("%s %s %s %d|", str(args->argv[0]), str(args->argv[1]), str(args->argv[2]),'
+        ' args->argv[3] == 0); $t = (struct task_struct *)curtask;'
+        ' printf("%d %d\\n", $t->pid_links[0].next == 0, $t->pid_links[1].pprev != 0);'
+        ' @[str(args->argv[1])] = count(); }')
+    ours, theirs = _both(["-e", script, "-c", f"/bin/sh {work}"], tmp_path)
+    assert ours == theirs
+    assert "/bin/echo hello world 1|1 1\n" in ours and "@[hello]: 1" in ours

@@ -23,8 +23,8 @@ pytestmark = pytest.mark.skipif(not Path("/sys/kernel/btf/vmlinux").exists(),
     ("$t = (struct task_struct *)curtask; @x = $t->no_such_member;", "no_such_member",
      "struct task_struct has no member 'no_such_member'"),
     ("@x = pid->comm;", "comm", "field access needs args or a kernel struct pointer"),
-    ("$t = (struct task_struct *)curtask; @x = $t->pid_links;", "pid_links",
-     "is an array of"),
+    ("$t = (struct task_struct *)curtask; @x = $t->se[0];", "[",
+     "cannot index struct sched_entity"),
 ])
 def test_what_the_kernels_btf_cannot_give_is_refused_at_its_place(body, at, words):
     source = f"BEGIN {{ {body} }}"
