@@ -1196,27 +1196,57 @@ class Compiler:
         if not 1 <= len(e.args) <= 2:
             raise self.error("str() takes a pointer and an optional length", e)
         arg = e.args[0]
-        size = STRLEN
-        if len(e.args) == 2:
-            if not isinstance(e.args[1], ast.Integer) or not 1 <= e.args[1].value <= STRLEN:
-                raise self.error(f"str() length must be a constant from 1 to {STRLEN}", e)
-            size = e.args[1].value + 1
+        if not self._str_reads(arg):
+            return self._expr(arg)   # already a string
         buf = self._zeroed(STRLEN, "strbuf")
-        if isinstance(arg, ast.FieldAccess):
+        self._str_into(e, buf)
+        return buf, SType("str", STRLEN)
+
+    def _str_reads(self, arg: ast.Expr) -> bool:
+        """Whether str(arg) reads memory (a pointer, a __data_loc field), as opposed to
+        passing a string value through."""
+        if isinstance(arg, ast.FieldAccess) and isinstance(arg.expr, ast.Builtin) \
+                and arg.expr.name == "args":
+            if self._tp_field(arg).ctype.startswith("__data_loc"):
+                return True
+        vars_ = {name: slot[1] for name, slot in self.scope.vars.items()}
+        return self._static_type(arg, vars_).kind not in ("str", "buf")
+
+    def _str_into(self, e: ast.Call, dst: ir.Value) -> None:
+        """Read the string str(p[, n]) reads into ``dst`` (STRLEN zeroed bytes): straight into
+        a printf event, so a printf of several strings needs no copies of them."""
+        arg = e.args[0]
+        size: ir.Value = ir.Constant(i32, STRLEN)
+        if len(e.args) == 2:
+            size = self._str_size(e.args[1])
+        if isinstance(arg, ast.FieldAccess) and isinstance(arg.expr, ast.Builtin) \
+                and arg.expr.name == "args":
             f = self._tp_field(arg)
             if f.ctype.startswith("__data_loc"):
                 loc = self._ctx_load(f.offset, 4, False)
                 off = self.b.and_(loc, ir.Constant(i64, 0xFFFF))
                 src = self.b.gep(self.fn.args[0], [off])
-                self._helper("bpf_probe_read_kernel_str", i64, [self._ptr(buf),
-                                                                ir.Constant(i32, size), src])
-                return buf, SType("str", STRLEN)
+                self._helper("bpf_probe_read_kernel_str", i64, [self._ptr(dst), size, src])
+                return
         value, vtype = self._expr(arg)
-        if vtype.kind == "str":
-            return value, vtype
-        self._helper("bpf_probe_read_str", i64, [self._ptr(buf), ir.Constant(i32, size),
+        if vtype.kind != "int":
+            raise self.error(f"str() needs a pointer, not {vtype}", arg)
+        self._helper("bpf_probe_read_str", i64, [self._ptr(dst), size,
                                                  self.b.inttoptr(value, i8p)])
-        return buf, SType("str", STRLEN)
+
+    def _str_size(self, length: ast.Expr) -> ir.Value:
+        """str(p, n)'s read size: n bytes and the NUL, at most the string size; ``n`` may be
+        known only at run time (``str(args->buf, args->count)``)."""
+        if isinstance(length, ast.Integer):
+            if not 0 <= length.value:
+                raise self.error("str()'s length cannot be negative", length)
+            return ir.Constant(i32, min(length.value, STRLEN - 1) + 1)
+        n, ntype = self._expr(length)
+        if ntype.kind != "int":
+            raise self.error(f"str()'s length must be an integer, not {ntype}", length)
+        limit = ir.Constant(i64, STRLEN - 1)
+        capped = self.b.select(self.b.icmp_unsigned("<", n, limit), n, limit)
+        return self.b.trunc(self.b.add(capped, ir.Constant(i64, 1)), i32)
 
     def _emit_event(self, kind: int, ident: int, values: list[tuple[ir.Value, SType]]):
         size = 16 + sum(8 if t.kind == "int" else t.size for _, t in values)
@@ -1235,6 +1265,9 @@ class Compiler:
             if isinstance(value, bytes):  # a string literal: written in place, no copy
                 self._store_literal(dst, value)
                 off += vtype.size
+            elif callable(value):  # str(): read straight into the event
+                value(dst)
+                off += vtype.size
             elif vtype.kind == "int":
                 self.b.store(value, self.b.bitcast(dst, i64.as_pointer()), align=1)
                 off += 8
@@ -1249,8 +1282,16 @@ class Compiler:
             raise self.error("printf() needs a format string first", e)
         # string literal arguments go straight into the event (a 64-byte copy each would
         # crowd the 512-byte stack: bpftrace's tools print column headers this way)
-        values = [(self._literal(a), SType("str", STRLEN)) if isinstance(a, ast.String)
-                  else self._expr(a) for a in e.args[1:]]
+        values = []
+        for a in e.args[1:]:
+            if isinstance(a, ast.String):
+                values.append((self._literal(a), SType("str", STRLEN)))
+            elif isinstance(a, ast.Call) and a.name == "str" and 1 <= len(a.args) <= 2 \
+                    and self._str_reads(a.args[0]):
+                # read into the event itself when the event is written
+                values.append((lambda dst, a=a: self._str_into(a, dst), SType("str", STRLEN)))
+            else:
+                values.append(self._expr(a))
         fmt = PrintfFormat(len(self.formats), e.args[0].value, [t for _, t in values])
         from .output import check_format
         problem = check_format(fmt.fmt, fmt.arg_types)

@@ -227,3 +227,20 @@ def test_indexing_pointers_and_kernel_arrays_reads_what_bpftrace_reads(tmp_path)
     ours, theirs = _both(["-e", script, "-c", f"/bin/sh {work}"], tmp_path)
     assert ours == theirs
     assert "/bin/echo hello world 1|1 1\n" in ours and "@[hello]: 1" in ours
+
+
+def test_str_with_a_length_known_at_run_time_reads_what_bpftrace_reads(tmp_path):
+    """``str(args->buf, args->count)``: four strings of one printf read straight into its
+    event (copies of them would not fit the 512-byte stack beside it)."""
+    writer = tmp_path / "pywr"
+    writer.symlink_to("/usr/bin/python3")
+    work = tmp_path / "wr.py"
+    work.write_text('import os\nfd = os.open("/dev/null", os.O_WRONLY)\n'
+                    'os.write(fd, b"hello world\\n")\nos.write(fd, b"x" * 100)\n')
+    script = ('tracepoint:syscalls:sys_enter_write /comm == "pywr"/ {'
+              ' printf("[%s] [%s] [%s] [%s]\\n", str(args->buf, args->count), str(args->buf, 3),'
+              ' str(args->buf, 0), str(args->buf, args->count - 2));'
+              ' @[str(args->buf, 2)] = sum(args->count); }')
+    ours, theirs = _both(["-e", script, "-c", f"{writer} {work}"], tmp_path)
+    assert ours == theirs
+    assert "] [hel] [] [hello worl]\n" in ours and "[" + "x" * 63 + "] [xxx]" in ours
