@@ -159,8 +159,11 @@ class Compiler:
     def _declare_map(self, target: ast.Map, kind: str, vtype: SType, vars_, lh) -> None:
         key_types = [self._static_type(k, vars_) for k in target.keys]
         for k, t in zip(target.keys, key_types):
-            if t.kind not in ("int", "str", "buf"):
+            if t.kind not in ("int", "str", "buf") or t.rec:
                 raise self.error(f"map key of type {t} is not supported", k)
+        if vtype.rec:
+            raise self.error(f"a map cannot hold a {vtype}: store one of its members",
+                             target)
         info = self.maps.get(target.name)
         if info is None:
             self.maps[target.name] = MapInfo(target.name, self._next_map_index, key_types, kind,
@@ -1084,6 +1087,12 @@ class Compiler:
             byte = self.b.load(self.b.gep(self._ptr(base), [ir.Constant(i64, e.index.value)]))
             return self.b.zext(byte, i64), SType("int", signed=False, width=1)
         stride, size, etype = self._index_element(e, btype)
+        if btype.rec and isinstance(e.index, ast.Integer):
+            from . import kerneltypes
+            count = kerneltypes.array_length(btype.btf)
+            if not 0 <= e.index.value < count:
+                raise self.error(f"index {e.index.value} is outside {btype} (0 to "
+                                 f"{count - 1})", e.index)
         addr = self.b.add(base, self.b.mul(index, ir.Constant(i64, stride)))
         return self._read_kernel(addr, size, etype, "elem")
 
@@ -1292,6 +1301,9 @@ class Compiler:
                 values.append((lambda dst, a=a: self._str_into(a, dst), SType("str", STRLEN)))
             else:
                 values.append(self._expr(a))
+        for a, (_, t) in zip(e.args[1:], values):
+            if t.rec:
+                raise self.error(f"printf() cannot print a {t}: print one of its members", a)
         fmt = PrintfFormat(len(self.formats), e.args[0].value, [t for _, t in values])
         from .output import check_format
         problem = check_format(fmt.fmt, fmt.arg_types)

@@ -98,6 +98,10 @@ def element(pointee: int) -> tuple[int, int, SType]:
     return (_btf().sizeof(pointee), *value_type(pointee, type_name(pointee)))
 
 
+def array_length(array: int) -> int:
+    return _btf().skip_modifiers(array).nelems
+
+
 def array_element(array: int) -> tuple[int, int, SType] | None:
     """The same for ``a[i]`` of an array member (``array``: its BTF id), or None when
     ``array`` is not an array (a struct member is not indexed)."""

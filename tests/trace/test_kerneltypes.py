@@ -25,6 +25,14 @@ pytestmark = pytest.mark.skipif(not Path("/sys/kernel/btf/vmlinux").exists(),
     ("@x = pid->comm;", "comm", "field access needs args or a kernel struct pointer"),
     ("$t = (struct task_struct *)curtask; @x = $t->se[0];", "[",
      "cannot index struct sched_entity"),
+    ("$t = (struct task_struct *)curtask; @x = $t->pid_links[4].next;", "4]",
+     "index 4 is outside struct hlist_node[4] (0 to 3)"),
+    ("$t = (struct task_struct *)curtask; @x = $t->se.load;", "@x",
+     "a map cannot hold a struct load_weight"),
+    ("$t = (struct task_struct *)curtask; printf(\"%d\", $t->se);", "se)",
+     "printf() cannot print a struct sched_entity"),
+    ("$t = (struct task_struct *)curtask; @x = $t->comm[16];", "16]",
+     "a string's index must be a constant from 0 to 15"),
 ])
 def test_what_the_kernels_btf_cannot_give_is_refused_at_its_place(body, at, words):
     source = f"BEGIN {{ {body} }}"
