@@ -100,6 +100,13 @@ class Cast(Node):
 
 
 @dataclass
+class SizeOf(Node):
+    """``sizeof(uint32)``, ``sizeof(struct task_struct)`` or ``sizeof(expression)``."""
+    type_name: str | None
+    expr: "Expr | None"
+
+
+@dataclass
 class Tuple(Node):
     items: list["Expr"]
 
@@ -113,7 +120,7 @@ class IncDec(Node):
 
 
 Expr = (Integer | String | Builtin | Identifier | Variable | Map | Call | Binary | Unary | Ternary
-        | FieldAccess | Index | Cast | Tuple | IncDec)
+        | FieldAccess | Index | Cast | SizeOf | Tuple | IncDec)
 
 
 # --- statements ----------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import llvmlite.ir as ir
 
 from ..helpers.ids import HELPER_IDS
 from ..isa import PSEUDO_MAP_IDX
-from .events import EV_JOIN, JOIN_ARGNUM, JOIN_ARGSIZE
+from .events import EV_CAT, EV_JOIN, JOIN_ARGNUM, JOIN_ARGSIZE
 from . import ast
 from .parser import TraceSyntaxError
 from .probes import PT_REGS_ARGS, PT_REGS_RET, TracepointField
@@ -31,6 +31,15 @@ i8 = ir.IntType(8)
 i32 = ir.IntType(32)
 i64 = ir.IntType(64)
 i8p = i8.as_pointer()
+
+
+#: sizeof() of the integer type names a script may write
+_TYPE_BYTES = {"int8": 1, "uint8": 1, "char": 1, "int16": 2, "uint16": 2, "short": 2,
+               "int32": 4, "uint32": 4, "int": 4, "int64": 8, "uint64": 8, "long": 8}
+
+#: builtins that are one helper's answer
+_HELPER_BUILTINS = {"numaid": "bpf_get_numa_node_id", "cgroup": "bpf_get_current_cgroup_id",
+                    "jiffies": "bpf_jiffies64"}
 
 
 class _Scope:
@@ -192,7 +201,7 @@ class Compiler:
             if expr.name == "curtask":
                 return self._curtask_type(expr)
             return UINT if expr.name in ("pid", "tid", "uid", "gid", "nsecs", "cpu",
-                                         "elapsed", "rand") else INT
+                                         "elapsed", "rand", *_HELPER_BUILTINS) else INT
         if isinstance(expr, ast.Variable):
             return vars_.get(expr.name, INT)
         if isinstance(expr, ast.Call):
@@ -843,9 +852,11 @@ class Compiler:
             return self.b.zext(cmp, i64), INT
         return self._arith(e.op, left, right, e), SType("int", signed=lt.signed and rt.signed)
 
-    def _strcmp(self, left, lt: SType, right, rt: SType, op: str) -> ir.Value:
-        """Byte-wise comparison up to the first NUL, unrolled (no loops for the verifier)."""
-        n = min(lt.size, rt.size)
+    def _strcmp(self, left, lt: SType, right, rt: SType, op: str,
+                limit: int | None = None) -> ir.Value:
+        """Byte-wise comparison up to the first NUL (and at most ``limit`` bytes), unrolled
+        (no loops for the verifier)."""
+        n = min(lt.size, rt.size, limit if limit is not None else lt.size)
         b = self.b
         equal = self._alloca(i64, "streq")
         b.store(ir.Constant(i64, 1), equal)
@@ -941,6 +952,8 @@ class Compiler:
             return b.zext(self._helper("bpf_get_smp_processor_id", i32, []), i64), UINT
         if name == "curtask":
             return self._helper("bpf_get_current_task", i64, []), self._curtask_type(e)
+        if name in _HELPER_BUILTINS:  # numaid, cgroup, jiffies: one helper call each
+            return self._helper(_HELPER_BUILTINS[name], i64, []), UINT
         if name == "rand":
             return b.zext(self._helper("bpf_get_prandom_u32", i32, []), i64), UINT
         if name == "comm":
@@ -1155,6 +1168,52 @@ class Compiler:
 
     def _call_usym(self, e: ast.Call):
         return self._pair(self._sym_arg(e, "usym"), _STACK_TYPES["usym"])
+
+    def _call_strncmp(self, e: ast.Call):
+        """strncmp(s1, s2, n): 0 when the strings agree in their first n bytes (or up to a
+        common end), else 1 -- bpftrace's answer."""
+        if len(e.args) != 3 or not isinstance(e.args[2], ast.Integer) or e.args[2].value < 0:
+            raise self.error("strncmp() takes two strings and a constant length", e)
+        left, lt = self._expr(e.args[0])
+        right, rt = self._expr(e.args[1])
+        for arg, t in ((e.args[0], lt), (e.args[1], rt)):
+            if t.kind != "str":
+                raise self.error(f"strncmp() compares strings, not {t}", arg)
+        if e.args[2].value == 0:
+            return ir.Constant(i64, 0), INT
+        return self._strcmp(left, lt, right, rt, "!=", e.args[2].value), INT
+
+    def _e_SizeOf(self, e: ast.SizeOf):
+        """sizeof(TYPE) or sizeof(expression): a constant."""
+        return ir.Constant(i64, self._size_of(e)), UINT
+
+    def _size_of(self, e: ast.SizeOf) -> int:
+        if e.expr is not None:
+            vars_ = {name: slot[1] for name, slot in self.scope.vars.items()}
+            t = self._static_type(e.expr, vars_)
+            return t.width if t.kind == "int" else t.size
+        if e.type_name.startswith(("struct ", "union ")):
+            from . import kerneltypes
+            kind, _, name = e.type_name.partition(" ")
+            try:
+                return kerneltypes.record_size(kind, name)
+            except kerneltypes.KernelTypeError as exc:
+                raise self.error(str(exc), e) from None
+        return _TYPE_BYTES.get(e.type_name, 8)
+
+    def _call_cat(self, e: ast.Call):
+        """cat(path[, args...]): user space prints the file (the path is printf-formatted)."""
+        if not e.args or not isinstance(e.args[0], ast.String):
+            raise self.error("cat() needs a file name (a format string) first", e)
+        values = [self._expr(a) for a in e.args[1:]]
+        fmt = PrintfFormat(len(self.formats), e.args[0].value, [t for _, t in values], EV_CAT)
+        from .output import check_format
+        problem = check_format(fmt.fmt, fmt.arg_types)
+        if problem:
+            raise self.error(problem, e)
+        self.formats.append(fmt)
+        self._emit_event(EV_CAT, fmt.id, values)
+        return ir.Constant(i64, 0), NONE
 
     def _call_bswap(self, e: ast.Call):
         """Reverse the bytes of an integer of its C width (a ``__be16`` port: two bytes)."""

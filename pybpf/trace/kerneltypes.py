@@ -44,6 +44,10 @@ def record_id(kind: str, name: str) -> int:
     return complete[0].id
 
 
+def record_size(kind: str, name: str) -> int:
+    return _btf().sizeof(record_id(kind, name))
+
+
 def pointer_to(ctype: str) -> int:
     """The BTF id a tracepoint field such as ``struct __kernel_timespec *`` points at, or 0."""
     m = _POINTER_CTYPE.match(ctype.strip())

@@ -507,6 +507,24 @@ class Parser:
             else:
                 return expr
 
+    def _sizeof(self, tok: Token) -> ast.Expr:
+        """sizeof(TYPE) -- an integer type name or struct/union NAME -- or sizeof(expr)."""
+        self._expect("(")
+        nxt = self._peek()
+        if nxt.kind == "ident" and (nxt.text in _TYPE_NAMES or nxt.text in ("struct", "union")):
+            self._next()
+            name = nxt.text
+            if name in ("struct", "union"):
+                what = self._next()
+                if what.kind != "ident":
+                    raise self._error(f"expected the {name}'s name", what)
+                name += " " + what.text
+            self._expect(")", "')' closing sizeof")
+            return ast.SizeOf(tok.line, tok.col, name, None)
+        expr = self._ternary()
+        self._expect(")", "')' closing sizeof")
+        return ast.SizeOf(tok.line, tok.col, None, expr)
+
     def _integer(self, tok) -> int:
         """``42``, ``0x2a``, ``1_000`` or, as bpftrace writes it, ``1e6`` (an integer: the
         mantissa times a power of ten)."""
@@ -537,6 +555,8 @@ class Parser:
                 self._expect("]", "']' closing the map key")
             return ast.Map(tok.line, tok.col, tok.text[1:], keys)
         if tok.kind == "ident":
+            if tok.text == "sizeof" and self._peek().text == "(":
+                return self._sizeof(tok)
             if self._peek().text == "(" and self._peek().kind == "op":
                 self._next()
                 args: list[ast.Expr] = []

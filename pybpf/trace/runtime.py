@@ -27,8 +27,8 @@ import sys
 import time
 from typing import Callable, TextIO
 
-from .events import (EV_CLEAR, EV_EXIT, EV_JOIN, EV_PRINT, EV_PRINTF, EV_TIME, EV_ZERO,
-                     JOIN_ARGNUM, JOIN_ARGSIZE)
+from .events import (EV_CAT, EV_CLEAR, EV_EXIT, EV_JOIN, EV_PRINT, EV_PRINTF, EV_TIME,
+                     EV_ZERO, JOIN_ARGNUM, JOIN_ARGSIZE)
 
 _TIME_UNITS = {"s": 10**9, "ms": 10**6, "us": 10**3}
 #: bpftrace's short names for software events, mapped to the kernel's
@@ -368,6 +368,16 @@ class Session:
                     break
                 parts.append(text.decode(errors="replace"))
             self.out.write(formats[ident].fmt.join(parts) + "\n")
+        elif kind == EV_CAT:  # cat(): the file named by the formatted path, as it is
+            fmt = formats[ident]
+            path = output.format_printf(fmt.fmt, output.decode_args(record[16:],
+                                                                    fmt.arg_types,
+                                                                    self.symbols))
+            try:
+                with open(path, "rb") as fh:
+                    self.out.write(fh.read().decode(errors="replace"))
+            except OSError as exc:
+                sys.stderr.write(f"pybpf: cat(): cannot read {path}: {exc.strerror}\n")
         elif kind == EV_TIME:
             self.out.write(output.format_time(formats[ident].fmt))
         elif kind == EV_EXIT:

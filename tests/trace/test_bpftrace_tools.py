@@ -244,3 +244,24 @@ def test_str_with_a_length_known_at_run_time_reads_what_bpftrace_reads(tmp_path)
     ours, theirs = _both(["-e", script, "-c", f"{writer} {work}"], tmp_path)
     assert ours == theirs
     assert "] [hel] [] [hello worl]\n" in ours and "[" + "x" * 63 + "] [xxx]" in ours
+
+
+def test_strncmp_sizeof_cat_and_helper_builtins_print_what_bpftrace_prints(tmp_path):
+    import tempfile
+    fd, name = tempfile.mkstemp(prefix="pbt-cat-", dir="/tmp")  # bpftrace: paths of 63 bytes
+    os.write(fd, b"first line\nsecond\n")
+    os.close(fd)
+    data = Path(name)
+    script = (
+        'BEGIN { printf("%d %d %d %d %d\\n", strncmp("abc", "abd", 2), strncmp("abc", "abd", 3),'
+        ' strncmp("abc", "abc", 10), strncmp("ab", "abc", 3), strncmp("ab", "xy", 0));'
+        ' printf("%d %d\\n", numaid, cgroup > 0);'
+        ' printf("%d %d %d %d %d\\n", sizeof(uint32), sizeof(struct task_struct), sizeof(comm),'
+        ' sizeof(int8), sizeof(union bpf_attr));'
+        f' cat("{data}"); cat("/tmp/%s", "{data.name}"); exit(); }}')
+    try:
+        ours, theirs = _both(["-e", script], tmp_path)
+    finally:
+        data.unlink()
+    assert ours == theirs
+    assert "0 1 0 1 0\n" in ours and ours.count("first line\nsecond\n") == 2

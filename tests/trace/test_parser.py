@@ -94,3 +94,19 @@ def test_bad_preprocessor_lines_and_struct_declarations_are_refused_at_their_lin
     with pytest.raises(TraceSyntaxError) as err:
         parse(source)
     assert err.value.line == line and words in str(err.value)
+
+
+def test_sizeof_takes_a_type_or_an_expression():
+    script = parse("BEGIN { @a = sizeof(uint32); @b = sizeof(struct task_struct); "
+                   "@c = sizeof(comm); }")
+    sizes = [stmt.value for stmt in script.probes[0].body]
+    assert [(s.type_name, type(s.expr).__name__) for s in sizes] == [
+        ("uint32", "NoneType"), ("struct task_struct", "NoneType"), (None, "Builtin")]
+
+
+@pytest.mark.parametrize("source", ["BEGIN { @a = sizeof(struct); }",
+                                    "BEGIN { @a = sizeof(uint32; }"])
+def test_a_malformed_sizeof_is_refused_at_its_place(source):
+    with pytest.raises(TraceSyntaxError) as err:
+        parse(source)
+    assert err.value.line == 1 and err.value.col > 14
