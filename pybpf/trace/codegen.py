@@ -954,6 +954,9 @@ class Compiler:
             return self._helper("bpf_get_current_task", i64, []), self._curtask_type(e)
         if name in _HELPER_BUILTINS:  # numaid, cgroup, jiffies: one helper call each
             return self._helper(_HELPER_BUILTINS[name], i64, []), UINT
+        if name == "username":  # the uid; user space prints its name
+            v = self._helper("bpf_get_current_uid_gid", i64, [])
+            return b.and_(v, ir.Constant(i64, 0xFFFFFFFF)), _STACK_TYPES["username"]
         if name == "rand":
             return b.zext(self._helper("bpf_get_prandom_u32", i32, []), i64), UINT
         if name == "comm":
@@ -1168,6 +1171,23 @@ class Compiler:
 
     def _call_usym(self, e: ast.Call):
         return self._pair(self._sym_arg(e, "usym"), _STACK_TYPES["usym"])
+
+    def _call_strftime(self, e: ast.Call):
+        """strftime(format, nsecs): a boot-clock time (nsecs) that user space prints as the
+        wall-clock time in ``format`` (``%f``: microseconds), as bpftrace does."""
+        if len(e.args) != 2 or not isinstance(e.args[0], ast.String):
+            raise self.error("strftime() takes a format string and a time in nanoseconds", e)
+        ns, ntype = self._expr(e.args[1])
+        if ntype.kind != "int":
+            raise self.error(f"strftime() needs nanoseconds, not {ntype}", e.args[1])
+        fmt = PrintfFormat(len(self.formats), e.args[0].value, [], EV_TIME)
+        self.formats.append(fmt)
+        buf = self._zeroed(16, "strftime")
+        p = self._ptr(buf)
+        self.b.store(ir.Constant(i64, fmt.id), self.b.bitcast(p, i64.as_pointer()))
+        self.b.store(ns, self.b.bitcast(self.b.gep(p, [ir.Constant(i64, 8)]),
+                                        i64.as_pointer()))
+        return buf, _STACK_TYPES["strftime"]
 
     def _call_strncmp(self, e: ast.Call):
         """strncmp(s1, s2, n): 0 when the strings agree in their first n bytes (or up to a

@@ -341,7 +341,7 @@ class Session:
     def symbols(self):
         if self._symbols is None:
             from .symbols import Symbolizer
-            self._symbols = Symbolizer(self._stack_frames)
+            self._symbols = Symbolizer(self._stack_frames, self.meta[1])
         return self._symbols
 
     def poll(self) -> None:

@@ -113,11 +113,34 @@ def inet_text(value: bytes) -> str:
     return socket.inet_ntop(socket.AF_INET, bytes(value[8:12]))
 
 
+def user_name(uid: int) -> str:
+    """The user called ``uid`` in the password database (the number when there is none)."""
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def wall_time(fmt: str, boot_ns: int) -> str:
+    """A CLOCK_MONOTONIC time (the nsecs builtin) as the wall-clock time in strftime's
+    ``fmt``; ``%f`` is the microseconds (bpftrace's extension)."""
+    import datetime
+    import time
+
+    wall_ns = boot_ns + time.time_ns() - time.monotonic_ns()
+    when = datetime.datetime.fromtimestamp(wall_ns / 1e9)
+    return when.strftime(fmt.replace("%f", f"{(wall_ns // 1000) % 1_000_000:06d}"))
+
+
 class Symbolizer:
     """What :mod:`.output` calls to print symbol and stack values."""
 
-    def __init__(self, stack_frames: Callable[[int], list[int]] | None = None):
+    def __init__(self, stack_frames: Callable[[int], list[int]] | None = None,
+                 formats: list | None = None):
         self._stack_frames = stack_frames
+        self._formats = formats or []   # the script's formats: strftime()'s live there
         self._kernel: KernelSymbols | None = None
 
     @property
@@ -191,4 +214,9 @@ class Symbolizer:
             return self.ustack(value, frames)
         if display == "inet":
             return inet_text(value)
+        if display == "username":
+            return user_name(value)
+        if display == "strftime":
+            ident, ns = struct.unpack_from("<QQ", value)
+            return wall_time(self._formats[ident].fmt, ns)
         return str(value)

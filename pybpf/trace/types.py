@@ -64,6 +64,10 @@ _STACK_TYPES = {
     "ksym": SType("int", 8, False, "ksym"), "usym": SType("buf", 16, False, "usym"),
     # ntop(): the address family (u64) and 16 address bytes
     "inet": SType("buf", 24, False, "inet"),
+    # the uid, printed as its user's name
+    "username": SType("int", 8, False, "username"),
+    # strftime(): the format's id (u64) and the nsecs value
+    "strftime": SType("buf", 16, False, "strftime"),
 }
 MAX_STACK_FRAMES = 127  # the kernel's default perf_event_max_stack, as bpftrace uses
 BPF_F_USER_STACK = 1 << 8

@@ -265,3 +265,18 @@ def test_strncmp_sizeof_cat_and_helper_builtins_print_what_bpftrace_prints(tmp_p
         data.unlink()
     assert ours == theirs
     assert "0 1 0 1 0\n" in ours and ours.count("first line\nsecond\n") == 2
+
+
+def test_strftime_and_username_print_what_bpftrace_prints(tmp_path):
+    """Minutes and dates only: the two tools run a moment apart."""
+    script = ('BEGIN { printf("[%s] [%s] [%s]\\n", strftime("%Y-%m-%d %H:%M", nsecs),'
+              ' strftime("%d", nsecs), username); @[username] = count();'
+              ' @t = strftime("%Y", nsecs); exit(); }')
+    ours, theirs = _both(["-e", script], tmp_path)
+    import datetime
+    import pwd
+    now = datetime.datetime.now()
+    assert f"[{now:%Y-%m-%d %H:%M}]" in ours or f"[{now:%Y-%m-%d}" in ours
+    if ours.splitlines()[1][:17] == theirs.splitlines()[1][:17]:   # the same minute
+        assert ours == theirs
+    assert f"@[{pwd.getpwuid(os.getuid()).pw_name}]: 1" in ours and f"@t: {now:%Y}" in ours
