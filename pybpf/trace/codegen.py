@@ -1225,15 +1225,7 @@ class Compiler:
         """cat(path[, args...]): user space prints the file (the path is printf-formatted)."""
         if not e.args or not isinstance(e.args[0], ast.String):
             raise self.error("cat() needs a file name (a format string) first", e)
-        values = [self._expr(a) for a in e.args[1:]]
-        fmt = PrintfFormat(len(self.formats), e.args[0].value, [t for _, t in values], EV_CAT)
-        from .output import check_format
-        problem = check_format(fmt.fmt, fmt.arg_types)
-        if problem:
-            raise self.error(problem, e)
-        self.formats.append(fmt)
-        self._emit_event(EV_CAT, fmt.id, values)
-        return ir.Constant(i64, 0), NONE
+        return self._format_event(e, EV_CAT)
 
     def _call_bswap(self, e: ast.Call):
         """Reverse the bytes of an integer of its C width (a ``__be16`` port: two bytes)."""
@@ -1368,6 +1360,11 @@ class Compiler:
     def _call_printf(self, e: ast.Call):
         if not e.args or not isinstance(e.args[0], ast.String):
             raise self.error("printf() needs a format string first", e)
+        return self._format_event(e, EV_PRINTF)
+
+    def _format_event(self, e: ast.Call, kind: int):
+        """An event of a format string and its arguments (printf, cat), formatted by user
+        space."""
         # string literal arguments go straight into the event (a 64-byte copy each would
         # crowd the 512-byte stack: bpftrace's tools print column headers this way)
         values = []
@@ -1382,14 +1379,14 @@ class Compiler:
                 values.append(self._expr(a))
         for a, (_, t) in zip(e.args[1:], values):
             if t.rec:
-                raise self.error(f"printf() cannot print a {t}: print one of its members", a)
-        fmt = PrintfFormat(len(self.formats), e.args[0].value, [t for _, t in values])
+                raise self.error(f"{e.name}() cannot print a {t}: print one of its members", a)
+        fmt = PrintfFormat(len(self.formats), e.args[0].value, [t for _, t in values], kind)
         from .output import check_format
         problem = check_format(fmt.fmt, fmt.arg_types)
         if problem:
             raise self.error(problem, e)
         self.formats.append(fmt)
-        self._emit_event(EV_PRINTF, fmt.id, values)
+        self._emit_event(kind, fmt.id, values)
         return ir.Constant(i64, 0), NONE
 
     def _call_join(self, e: ast.Call):
