@@ -276,9 +276,10 @@ def compiled_plan(source: str, filename: str, worker, mark=lambda step: None,
     """A cache miss's plan the quick way: ``worker`` (a :class:`.worker.Worker` forked with
     the verifier before the parse began) compiles the IR, cuts each probe's bytecode out of
     the object and verifies it, so this process needs neither the ELF and BTF readers nor
-    the verifier; ``while_waiting`` runs here while the worker compiles. When the worker cannot (a probe section with relocations; a probe its
-    verifier refuses, whose explanation wants the object's line info) the full road
-    (:func:`compile_script`, :func:`verified_plan`) gives the plan."""
+    the verifier; ``while_waiting`` runs here while the worker compiles. When the worker
+    cannot (a probe section with relocations; a probe its verifier refuses, whose
+    explanation wants the object's line info) the full road (:func:`compile_script`,
+    :func:`verified_plan`) gives the plan."""
     from .plan import assemble
 
     try:
@@ -296,10 +297,10 @@ def compiled_plan(source: str, filename: str, worker, mark=lambda step: None,
     mark("llvm+verify")
     if "fallback" in answer:
         return verified_plan(compile_script(source, filename))
-    made = assemble(filename, rows,
-                    [(name, prog_type, code, "GPL", ap) for (name, _, prog_type), code, (_, _, ap, _)
-                     in zip(programs, answer["code"], unit.functions)],
-                    unit, wildcards)
+    probes_code = [(name, prog_type, code, "GPL", ap)
+                   for (name, _, prog_type), code, (_, _, ap, _)
+                   in zip(programs, answer["code"], unit.functions)]
+    made = assemble(filename, rows, probes_code, unit, wildcards)
     made["verdicts"] = answer["verdicts"]
     return made
 

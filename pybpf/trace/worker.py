@@ -37,7 +37,6 @@ class Worker:
     requests verify each probe)."""
 
     def __init__(self, opt: int = 2, *, verifier: bool = False):
-        self.opt = opt
         self.pid: int | None = None
         req_r, self._req_w = os.pipe()
         self._res_r, res_w = os.pipe()

@@ -61,7 +61,8 @@ def test_shipped_tools_parse():
 
 
 def test_integer_literals_take_exponents_and_separators_as_bpftrace_does():
-    script = parse("BEGIN { @a = 1e6; @b = 2_000; @c = 3E2; @d = 0x10; @e = 18446744073709551615; }")
+    script = parse("BEGIN { @a = 1e6; @b = 2_000; @c = 3E2; @d = 0x10; "
+                   "@e = 18446744073709551615; }")
     values = [stmt.value.value for stmt in script.probes[0].body]
     assert values == [1_000_000, 2000, 300, 16, (1 << 64) - 1]
 
