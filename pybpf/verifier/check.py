@@ -1579,6 +1579,34 @@ def _close(env: Env, cp: Checkpoint) -> None:
         cp.backedges = None
 
 
+def _defer_iteration(state, queued, insn, pc: int, start, open_sites: list, pending: list,
+                     log, *, same_depth: bool) -> None:
+    """Queue ``queued`` -- the path that runs one more iteration of a loop ended by
+    ``may_goto`` or an iterator's ``next`` at ``pc`` -- to be explored after the current one,
+    with the imprecise scalars that changed since the previous visit of ``pc`` (in the same
+    frames) widened (the kernel's find_prev_entry and widen_imprecise_scalars). The newest
+    open checkpoint of this very visit is skipped; for ``may_goto`` (``same_depth``) only a
+    checkpoint at the same may_goto depth is this visit's."""
+    sites = [f.callsite for f in state.frames]
+    seen_self = False
+    for cp in reversed(open_sites):
+        if cp.key[0] == pc and [f.callsite for f in cp.state.frames] == sites:
+            if not seen_self and (not same_depth
+                                  or cp.state.may_goto_depth == state.may_goto_depth) \
+                    and cp is open_sites[-1] and cp.k == len(pending):
+                seen_self = True   # the checkpoint of this very visit
+                continue
+            precision.widen_imprecise(cp.state, queued)
+            break
+    if log.level >= 2:
+        log.insn(pc, insn, state, start, pc)
+    elif log.level:
+        log.parts.append(f"{pc}: {log_insn_text(insn, pc)}\n")
+    pending.append((queued, pc + 1, pc, len(log.parts)))
+    if len(pending) > JMP_SEQ_LIMIT:
+        raise Reject(f"The sequence of {len(pending)} jumps is too complex.", "too-complex", pc)
+
+
 def _do_check(env: Env) -> None:
     layout = env.layout
     insns = layout.insns
@@ -1833,24 +1861,8 @@ def _do_check(env: Env) -> None:
                 # since the previous visit widened
                 queued = state.copy()
                 queued.may_goto_depth += 1
-                sites = [f.callsite for f in state.frames]
-                seen_self = False
-                for cp in reversed(open_sites):
-                    if cp.key[0] == pc and [f.callsite for f in cp.state.frames] == sites:
-                        if not seen_self and cp.state.may_goto_depth == state.may_goto_depth \
-                                and cp is open_sites[-1] and cp.k == len(pending):
-                            seen_self = True   # the checkpoint of this very visit
-                            continue
-                        precision.widen_imprecise(cp.state, queued)
-                        break
-                if log.level >= 2:
-                    log.insn(pc, insn, state, start, pc)
-                elif log.level:
-                    log.parts.append(f"{pc}: {log_insn_text(insn, pc)}\n")
-                pending.append((queued, pc + 1, pc, len(log.parts)))
-                if len(pending) > JMP_SEQ_LIMIT:
-                    raise Reject(f"The sequence of {len(pending)} jumps is too complex.",
-                                 "too-complex", pc)
+                _defer_iteration(state, queued, insn, pc, start, open_sites, pending, log,
+                                 same_depth=True)
                 pc = insn.jump_target(pc)
                 continue
             elif op == isa.CALL:
@@ -1867,24 +1879,8 @@ def _do_check(env: Env) -> None:
                         # iteration is explored later, with imprecise scalars that changed
                         # since the previous visit of this ``next`` widened
                         # (process_iter_next_call, find_prev_entry, widen_imprecise_scalars)
-                        sites = [f.callsite for f in state.frames]
-                        seen_self = False
-                        for cp in reversed(open_sites):
-                            if cp.key[0] == pc and [f.callsite for f in cp.state.frames] == sites:
-                                if not seen_self and cp is open_sites[-1] and \
-                                        cp.k == len(pending):
-                                    seen_self = True   # the checkpoint of this very visit
-                                    continue
-                                precision.widen_imprecise(cp.state, queued)
-                                break
-                        if log.level >= 2:
-                            log.insn(pc, insn, state, start, pc)
-                        elif log.level:
-                            log.parts.append(f"{pc}: {log_insn_text(insn, pc)}\n")
-                        pending.append((queued, pc + 1, pc, len(log.parts)))
-                        if len(pending) > JMP_SEQ_LIMIT:
-                            raise Reject(f"The sequence of {len(pending)} jumps is too "
-                                         "complex.", "too-complex", pc)
+                        _defer_iteration(state, queued, insn, pc, start, open_sites,
+                                         pending, log, same_depth=False)
                         pc = nxt
                         continue
                 else:
