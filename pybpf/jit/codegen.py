@@ -1053,6 +1053,16 @@ def _jump(g: FunctionGen, tp: str, t: str, args: tuple[str, str] | None = None) 
     e.do(f"ret i64 {r}")
 
 
+def _tail_room(g, go: str, full: str) -> str:
+    """The chain's tail-call count, branching to ``go`` while another tail call is allowed
+    (fewer than MAX_TAIL_CALL_CNT so far) and to ``full`` otherwise; emits at ``go``."""
+    e = g.e
+    cnt = g.ctx_load("tail_cnt")
+    e.do(f"br i1 {e(f'icmp ult i64 {cnt}, {MAX_TAIL_CALL_CNT}')}, label %{go}, label %{full}")
+    e.label(go)
+    return cnt
+
+
 def _entry_tail_jump(g: FunctionGen, table: str, n: int) -> None:
     """The fast paths of a tail call from a program's entry function (depth 0), inline as
     the kernel's JIT emits its tail call (bounds check, ``tail_call_cnt`` check, load of the
@@ -1078,10 +1088,7 @@ def _entry_tail_jump(g: FunctionGen, table: str, n: int) -> None:
              f"{e('ptrtoint ptr %ctx to i64')}")
     e.do(f"br i1 {e(f'and i1 {mine}, {top}')}, label %{check}, label %{known}")
     e.label(check)
-    cnt = g.ctx_load("tail_cnt")
-    room = e(f"icmp ult i64 {cnt}, {MAX_TAIL_CALL_CNT}")
-    e.do(f"br i1 {room}, label %{go}, label %{slow}")
-    e.label(go)
+    cnt = _tail_room(g, go, slow)
     g.ctx_store("tail_cnt", e(f"add i64 {cnt}, 1"))
     if g.checked:
         g.ctx_store("budget", g.ctx_load("budget_full"))
@@ -1094,10 +1101,7 @@ def _entry_tail_jump(g: FunctionGen, table: str, n: int) -> None:
     target = e(f"icmp ugt i64 {d}, {TAIL_FULL}")
     e.do(f"br i1 {e(f'and i1 {target}, {top}')}, label %{kcheck}, label %{slow}")
     e.label(kcheck)
-    kcnt = g.ctx_load("tail_cnt")
-    kroom = e(f"icmp ult i64 {kcnt}, {MAX_TAIL_CALL_CNT}")
-    e.do(f"br i1 {kroom}, label %{kgo}, label %{slow}")
-    e.label(kgo)
+    kcnt = _tail_room(g, kgo, slow)
     tp = e(f"inttoptr i64 {d} to ptr")
 
     def put(name: str, value: str) -> None:
